@@ -1,0 +1,116 @@
+//! The erasure of one subject's data in one category: the event the retention sweeper
+//! appends to `retention-<subject>` while the store shreds the data key in the same
+//! transaction. Erasing is final: a second erasure is refused, so a sweep run twice (or two
+//! sweeps at once) records each erasure exactly once.
+
+use crate::event::*;
+use crate::{AccountId, Aggregate, Category, DomainEvent, Now, Subject};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+/// The stream that records a subject's erasures.
+pub fn retention_stream(subject: &Subject) -> String {
+    format!("retention-{subject}")
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubjectErasures {
+    pub erased: BTreeSet<Category>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Erase {
+    pub subject: Subject,
+    pub category: Category,
+    pub account_id: Option<AccountId>,
+    /// The rule of the retention policy that made the data due, e.g. `profile.quarantine`.
+    pub rule: String,
+    pub due_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ErasureError {
+    #[error("already erased")]
+    AlreadyErased,
+    #[error("not due until {0}")]
+    NotDue(DateTime<Utc>),
+}
+
+impl Aggregate for SubjectErasures {
+    type Command = Erase;
+    type Error = ErasureError;
+
+    fn decide(&self, cmd: Erase, now: Now) -> Result<Vec<DomainEvent>, ErasureError> {
+        if self.erased.contains(&cmd.category) {
+            return Err(ErasureError::AlreadyErased);
+        }
+        if now < cmd.due_at {
+            return Err(ErasureError::NotDue(cmd.due_at));
+        }
+        Ok(vec![PersonalDataErased {
+            subject: cmd.subject,
+            category: cmd.category,
+            account_id: cmd.account_id,
+            rule: cmd.rule,
+            due_at: cmd.due_at,
+            erased_at: now,
+        }
+        .into()])
+    }
+
+    fn evolve(mut self, event: &DomainEvent) -> Self {
+        if let DomainEvent::PersonalDataErased(e) = event {
+            self.erased.insert(e.category);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::testing::given;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> Now {
+        Utc.with_ymd_and_hms(2026, 7, 1, 0, 0, 0)
+            .single()
+            .expect("valid")
+    }
+    fn erase(due_at: DateTime<Utc>) -> Erase {
+        Erase {
+            subject: Subject::new("visitor", "v1"),
+            category: Category::AccessLog,
+            account_id: None,
+            rule: "access_log.recorded".into(),
+            due_at,
+        }
+    }
+
+    #[test]
+    fn erases_once_when_due() {
+        let event: DomainEvent = PersonalDataErased {
+            subject: Subject::new("visitor", "v1"),
+            category: Category::AccessLog,
+            account_id: None,
+            rule: "access_log.recorded".into(),
+            due_at: t0(),
+            erased_at: t0(),
+        }
+        .into();
+        given::<SubjectErasures>([])
+            .when(erase(t0()), t0())
+            .then([event.clone()]);
+        given::<SubjectErasures>([event])
+            .when(erase(t0()), t0())
+            .then_err(ErasureError::AlreadyErased);
+    }
+
+    #[test]
+    fn not_before_it_is_due() {
+        let due = t0() + Duration::days(1);
+        given::<SubjectErasures>([])
+            .when(erase(due), t0())
+            .then_err(ErasureError::NotDue(due));
+    }
+}

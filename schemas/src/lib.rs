@@ -1,0 +1,54 @@
+//! The stored contract of the LightWidget ledger: how events and tables look on disk.
+//!
+//! * `events/<Type>.v<N>.json`: the JSON Schema of every event payload at every version,
+//!   generated from the domain types and checked in; `tests/event_schemas.rs` fails when a
+//!   type's shape changes without a new version.
+//! * upcasters that lift an old payload version to the current one ([`upcast_and_decode`]);
+//! * `sql/`: the migrations of both backends, applied in order at start.
+
+use lightwidget_domain::{DomainEvent, EventDecodeError};
+
+/// One migration: its number, name and SQL.
+#[derive(Clone, Copy, Debug)]
+pub struct Migration {
+    pub version: i32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// PostgreSQL migrations, in order.
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "log",
+    sql: include_str!("../sql/postgres/0001_log.sql"),
+}];
+
+/// SQLite migrations, in order.
+pub const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "log",
+    sql: include_str!("../sql/sqlite/0001_log.sql"),
+}];
+
+/// An upcaster lifts a payload from `from_version` to `from_version + 1`.
+type Upcaster = fn(serde_json::Value) -> serde_json::Value;
+
+/// Every upcaster: (event type, from version, function). Empty while every event is at v1;
+/// a new version of a type adds its step here together with its new schema file.
+const UPCASTERS: &[(&str, u32, Upcaster)] = &[];
+
+/// Lifts a stored payload to the current version of its type and decodes it.
+pub fn upcast_and_decode(
+    event_type: &str,
+    mut version: u32,
+    mut data: serde_json::Value,
+) -> Result<DomainEvent, EventDecodeError> {
+    while let Some((_, _, up)) = UPCASTERS
+        .iter()
+        .find(|(t, v, _)| *t == event_type && *v == version)
+    {
+        data = up(data);
+        version += 1;
+    }
+    DomainEvent::from_parts(event_type, version, data)
+}

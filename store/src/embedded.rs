@@ -1,0 +1,589 @@
+//! The embedded adapter: SQLite through rusqlite (bundled), in WAL mode with
+//! `secure_delete=ON` and `synchronous=FULL`, in one file of the data directory.
+//!
+//! A dedicated writer thread owns the write connection and runs the same group-commit logic
+//! as the PostgreSQL adapter; `BEGIN IMMEDIATE` takes SQLite's write lock, which plays the
+//! head-row lock's part against other processes. Reads run on a small pool of read-only
+//! connections on the blocking thread pool.
+
+use crate::crypto::MasterKey;
+use crate::sealing::KeyRef;
+use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot};
+use crate::{
+    format_time, key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head,
+    KeyStore, StoreError, StoredEvent,
+};
+use async_trait::async_trait;
+use lightwidget_domain::{Category, Subject};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "ledger.db";
+const MAX_REQUESTS_PER_BATCH: usize = 256;
+
+#[derive(Clone, Debug, Default)]
+pub struct SqliteOptions {
+    /// Test hook: hold every write transaction open this long before its COMMIT.
+    pub pre_commit_delay: Option<Duration>,
+}
+
+/// Opens a connection with the pragmas every connection of the store uses.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    Ok(conn)
+}
+
+/// Applies the SQLite migrations of `lightwidget-schemas` that are not yet applied.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+             applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));",
+    )?;
+    for m in lightwidget_schemas::SQLITE_MIGRATIONS {
+        let done: Option<i32> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if done.is_some() {
+            continue;
+        }
+        tx.execute_batch(m.sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            params![m.version, m.name],
+        )?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A tiny pool of read connections.
+#[derive(Debug)]
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct SqliteEventStore {
+    dir: PathBuf,
+    master: MasterKey,
+    reads: Arc<ReadPool>,
+    appends: Option<mpsc::Sender<Pending>>,
+    head: watch::Receiver<u64>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SqliteEventStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what was queued, then stop.
+        self.appends.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl SqliteEventStore {
+    /// Opens (creating if needed) the store in `dir`, migrates, starts the writer thread.
+    pub fn open(
+        dir: &Path,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create the data directory: {e}"))
+        })?;
+        let path = dir.join(DB_FILE);
+        let mut conn = open_connection(&path)?;
+        migrate(&mut conn)?;
+        let start: i64 = conn.query_row("SELECT position FROM log_head WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+        let (head_tx, head_rx) = watch::channel(start as u64);
+        let (tx, rx) = mpsc::channel(4096);
+        let writer_master = master.clone();
+        let writer = std::thread::Builder::new()
+            .name("lw-sqlite-writer".into())
+            .spawn(move || {
+                writer_thread(
+                    conn,
+                    writer_master,
+                    clock,
+                    rx,
+                    head_tx,
+                    options.pre_commit_delay,
+                )
+            })
+            .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
+        Ok(SqliteEventStore {
+            dir: dir.to_owned(),
+            master,
+            reads: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            appends: Some(tx),
+            head: head_rx,
+            writer: Some(writer),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.reads.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("read task: {e}")))?
+    }
+}
+
+fn writer_thread(
+    mut conn: Connection,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+    head: watch::Sender<u64>,
+    delay: Option<Duration>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_REQUESTS_PER_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut tx = SqliteTx {
+            conn: &mut conn,
+            delay,
+        };
+        // The transaction's futures never wait on anything: block_on runs them to the end.
+        let written =
+            futures::executor::block_on(writer::run_batch(&mut tx, &master, || clock.now(), batch));
+        if let Some(pos) = written {
+            head.send_if_modified(|h| {
+                let moved = pos > *h;
+                *h = (*h).max(pos);
+                moved
+            });
+        }
+    }
+}
+
+struct SqliteTx<'a> {
+    conn: &'a mut Connection,
+    delay: Option<Duration>,
+}
+
+impl SqliteTx<'_> {
+    fn snapshot(&self, streams: &[String], event_ids: &[Uuid]) -> Result<Snapshot, StoreError> {
+        let (position, hash): (i64, Vec<u8>) = self.conn.query_row(
+            "SELECT position, hash FROM log_head WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let mut versions = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?;
+        for s in streams {
+            let v: Option<i64> = stmt.query_row([s], |r| r.get(0))?;
+            if let Some(v) = v {
+                versions.insert(s.clone(), v as u64);
+            }
+        }
+        let mut existing = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT stream, version, position FROM events WHERE event_id = ?1")?;
+        for id in event_ids {
+            let row = stmt
+                .query_row([id.to_string()], |r| {
+                    Ok(Existing {
+                        stream: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                        position: r.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .optional()?;
+            if let Some(x) = row {
+                existing.insert(*id, x);
+            }
+        }
+        Ok(Snapshot {
+            head: Head {
+                position: position as u64,
+                hash: to_hash(hash)?,
+            },
+            versions,
+            existing,
+        })
+    }
+
+    fn write(
+        &self,
+        delete_keys: &[Uuid],
+        new_keys: &[KeyRow],
+        events: &[StoredEvent],
+        head: Head,
+    ) -> Result<(), StoreError> {
+        let mut del = self
+            .conn
+            .prepare_cached("DELETE FROM data_keys WHERE key_id = ?1")?;
+        for id in delete_keys {
+            del.execute([id.to_string()])?;
+        }
+        let mut ins = self.conn.prepare_cached(
+            "INSERT INTO data_keys (key_id, subject, category, wrapped) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for k in new_keys {
+            ins.execute(params![
+                k.key_id.to_string(),
+                k.subject.as_str(),
+                k.category.as_str(),
+                k.wrapped
+            ])?;
+        }
+        let mut ins = self.conn.prepare_cached(
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+             recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?;
+        for e in events {
+            ins.execute(params![
+                e.position as i64,
+                e.stream,
+                e.version as i64,
+                e.event_id.to_string(),
+                e.event_type,
+                e.schema_version,
+                format_time(e.recorded_at),
+                e.actor,
+                e.correlation_id.to_string(),
+                e.causation_id.map(|c| c.to_string()),
+                e.data,
+                e.prev_hash.as_slice(),
+                e.hash.as_slice(),
+            ])?;
+        }
+        self.conn.execute(
+            "UPDATE log_head SET position = ?1, hash = ?2 WHERE id = 1",
+            params![head.position as i64, head.hash.as_slice()],
+        )?;
+        if let Some(d) = self.delay {
+            std::thread::sleep(d);
+        }
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+}
+
+impl LogTx for SqliteTx<'_> {
+    async fn begin(
+        &mut self,
+        streams: &[String],
+        event_ids: &[Uuid],
+    ) -> Result<Snapshot, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let snap = self.snapshot(streams, event_ids);
+        if snap.is_err() {
+            self.rollback().await;
+        }
+        snap
+    }
+
+    async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError> {
+        let result = (|| {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT key_id, subject, category, wrapped FROM data_keys WHERE subject = ?1 AND category = ?2",
+            )?;
+            let mut out = Vec::new();
+            for (s, c) in refs {
+                if let Some(row) = stmt
+                    .query_row([s.as_str(), c.as_str()], key_row)
+                    .optional()?
+                {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })();
+        if result.is_err() {
+            self.rollback().await;
+        }
+        result
+    }
+
+    async fn commit(
+        &mut self,
+        delete_keys: &[Uuid],
+        new_keys: &[KeyRow],
+        events: &[StoredEvent],
+        head: Head,
+    ) -> Result<(), StoreError> {
+        let r = self.write(delete_keys, new_keys, events, head);
+        if r.is_err() {
+            self.rollback().await;
+        }
+        r
+    }
+
+    async fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn to_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt("a stored id is not a UUID".into()))
+}
+
+fn key_row(r: &Row) -> rusqlite::Result<Result<KeyRow, StoreError>> {
+    let key_id: String = r.get(0)?;
+    let subject: String = r.get(1)?;
+    let category: String = r.get(2)?;
+    let wrapped: Vec<u8> = r.get(3)?;
+    Ok((|| {
+        Ok(KeyRow {
+            key_id: parse_uuid(&key_id)?,
+            subject: Subject::parse(&subject).ok_or_else(|| {
+                StoreError::Corrupt("a data key row has an invalid subject".into())
+            })?,
+            category: category.parse().map_err(|_| {
+                StoreError::Corrupt("a data key row has an invalid category".into())
+            })?,
+            wrapped,
+        })
+    })())
+}
+
+const EVENT_COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+     recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash";
+
+fn stored_event(r: &Row) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+    let event_id: String = r.get(3)?;
+    let recorded_at: String = r.get(6)?;
+    let correlation_id: String = r.get(8)?;
+    let causation_id: Option<String> = r.get(9)?;
+    let prev_hash: Vec<u8> = r.get(11)?;
+    let hash: Vec<u8> = r.get(12)?;
+    let position = r.get::<_, i64>(0)? as u64;
+    let stream: String = r.get(1)?;
+    let version = r.get::<_, i64>(2)? as u64;
+    let event_type: String = r.get(4)?;
+    let schema_version: u32 = r.get(5)?;
+    let actor: String = r.get(7)?;
+    let data: String = r.get(10)?;
+    Ok((|| {
+        Ok(StoredEvent {
+            position,
+            stream,
+            version,
+            event_id: parse_uuid(&event_id)?,
+            event_type,
+            schema_version,
+            recorded_at: chrono::DateTime::parse_from_rfc3339(&recorded_at)
+                .map_err(|_| StoreError::Corrupt(format!("bad time at position {position}")))?
+                .with_timezone(&chrono::Utc),
+            actor,
+            correlation_id: parse_uuid(&correlation_id)?,
+            causation_id: causation_id.as_deref().map(parse_uuid).transpose()?,
+            data,
+            prev_hash: to_hash(prev_hash)?,
+            hash: to_hash(hash)?,
+        })
+    })())
+}
+
+fn collect_events(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = stmt.query_map(params, stored_event)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r??);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl KeyStore for SqliteEventStore {
+    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+        let rows = self
+            .read(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT key_id, subject, category, wrapped FROM data_keys WHERE key_id = ?1",
+                )?;
+                let mut out = Vec::new();
+                for id in &ids {
+                    if let Some(row) = stmt.query_row([id], key_row).optional()? {
+                        out.push(row?);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for k in rows {
+            let key = self
+                .master
+                .unwrap_key(&k.wrapped, &key_context(&k.subject, k.category, k.key_id))
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("data key {} cannot be unwrapped", k.key_id))
+                })?;
+            out.insert(k.key_id, key);
+        }
+        Ok(out)
+    }
+
+    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+        let refs: Vec<(String, &'static str)> = refs
+            .iter()
+            .map(|(s, c)| (s.to_string(), c.as_str()))
+            .collect();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("DELETE FROM data_keys WHERE subject = ?1 AND category = ?2")?;
+            for (s, cat) in &refs {
+                stmt.execute([s.as_str(), cat])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {
+        let s = subject.to_string();
+        self.read(move |c| {
+            let n: i64 = c.query_row(
+                "SELECT count(*) FROM data_keys WHERE subject = ?1 AND category = ?2",
+                [s.as_str(), category.as_str()],
+                |r| r.get(0),
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        writer::precheck(&request)?;
+        let appends = self
+            .appends
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the writer has stopped".into()))?;
+        let (reply, answer) = oneshot::channel();
+        appends
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let stream = stream.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND version > ?2 ORDER BY version LIMIT ?3"
+            ))?;
+            collect_events(&mut stmt, params![stream, after_version as i64, limit as i64])
+        })
+        .await
+    }
+
+    async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            ))?;
+            collect_events(&mut stmt, params![after as i64, limit as i64])
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        self.read(|c| {
+            let (p, h): (i64, Vec<u8>) = c.query_row(
+                "SELECT position, hash FROM log_head WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(Head {
+                position: p as u64,
+                hash: to_hash(h)?,
+            })
+        })
+        .await
+    }
+
+    async fn wait_for(&self, after: u64, timeout: Duration) {
+        let mut rx = self.head.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after)).await;
+    }
+}

@@ -1,0 +1,369 @@
+//! The persistence ports of the LightWidget ledger and their adapters.
+//!
+//! * [`EventStore`]: the append-only, hash-chained log. Appends go through one writer per
+//!   process that groups concurrent requests into one transaction; across processes each
+//!   transaction locks the log head row first, so positions are gap-free and in commit order.
+//! * [`KeyStore`]: the data keys, one per (subject, category), wrapped by the master key.
+//!   Shredding a key erases every personal field it sealed.
+//!
+//! Adapters: [`postgres::PgEventStore`] (tokio-postgres + deadpool) and
+//! [`embedded::SqliteEventStore`] (rusqlite, WAL, `secure_delete`). Both run the same writer
+//! logic ([`writer`]) and pass the same conformance suite (`tests/conformance.rs`).
+
+pub mod chain;
+pub mod clock;
+pub mod crypto;
+pub mod embedded;
+mod error;
+pub mod postgres;
+pub mod sealing;
+pub mod subscription;
+pub mod test_support;
+mod writer;
+
+pub use chain::{Hash, VerifyReport};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use crypto::{DataKey, MasterKey};
+pub use error::StoreError;
+pub use subscription::Subscription;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use lightwidget_domain::{Category, DomainEvent, EventDecodeError, Subject};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// At most this many events in one append.
+pub const MAX_EVENTS_PER_APPEND: usize = 1000;
+/// At most this many bytes of sealed data in one event.
+pub const MAX_EVENT_DATA_BYTES: usize = 1024 * 1024;
+
+/// What the appender believes a stream's version to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this version (0 = no stream).
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl ExpectedVersion {
+    pub fn admits(&self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => *v == actual,
+        }
+    }
+}
+
+/// Who and why, carried into every envelope of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub actor: String,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+}
+
+impl Metadata {
+    pub fn system() -> Self {
+        Metadata {
+            actor: "system".into(),
+            correlation_id: Uuid::new_v4(),
+            causation_id: None,
+        }
+    }
+}
+
+/// An event to append. `data` is the plaintext payload; personal fields in it are sealed by
+/// the store before anything is written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub data: serde_json::Value,
+    pub actor: String,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+}
+
+impl NewEvent {
+    pub fn from_domain(event: &DomainEvent, meta: &Metadata) -> Self {
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: event.to_data(),
+            actor: meta.actor.clone(),
+            correlation_id: meta.correlation_id,
+            causation_id: meta.causation_id,
+        }
+    }
+
+    /// The same event with a caller-chosen id (its idempotency key).
+    pub fn with_id(mut self, event_id: Uuid) -> Self {
+        self.event_id = event_id;
+        self
+    }
+}
+
+/// Events for one stream, with the version the appender expects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamWrite {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// One atomic append: writes to one or more streams and, in the same transaction, data keys
+/// to shred.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppendRequest {
+    pub writes: Vec<StreamWrite>,
+    pub shred: Vec<(Subject, Category)>,
+}
+
+impl AppendRequest {
+    pub fn single(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        AppendRequest {
+            writes: vec![StreamWrite {
+                stream: stream.into(),
+                expected,
+                events,
+            }],
+            shred: vec![],
+        }
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.writes.iter().map(|w| w.events.len()).sum()
+    }
+}
+
+/// Where an append landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    pub first_position: u64,
+    pub last_position: u64,
+    /// Each written stream's version after the append, in the order of the writes.
+    pub versions: Vec<(String, u64)>,
+    /// True when every event id was already stored: nothing new was written.
+    pub duplicate: bool,
+}
+
+/// An event exactly as stored: `data` is the sealed JSON text the chain hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub data: String,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+/// An event as readers see it: personal fields opened, or marked erased.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub correlation_id: Uuid,
+    pub causation_id: Option<Uuid>,
+    pub data: serde_json::Value,
+    #[serde(serialize_with = "hex_ser")]
+    pub prev_hash: Hash,
+    #[serde(serialize_with = "hex_ser")]
+    pub hash: Hash,
+}
+
+fn hex_ser<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(h))
+}
+
+impl RecordedEvent {
+    pub fn to_domain(&self) -> Result<DomainEvent, EventDecodeError> {
+        lightwidget_schemas::upcast_and_decode(
+            &self.event_type,
+            self.schema_version,
+            self.data.clone(),
+        )
+    }
+}
+
+/// The log's head: the last position and its hash (position 0 and zeros for an empty log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub position: u64,
+    pub hash: Hash,
+}
+
+/// The canonical text of a stored time: RFC 3339, UTC, microseconds.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Times are stored with microsecond precision (PostgreSQL's); the store rounds once, at
+/// append, so that what is hashed is what is read back.
+pub fn store_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// A stream name: 1–200 printable ASCII characters without white space.
+pub fn validate_stream(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 200 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(StoreError::InvalidStream(
+            "a stream name is 1 to 200 printable ASCII characters without spaces".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The data keys. Every adapter implements it beside its [`EventStore`].
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The unwrapped keys among `ids` that still exist.
+    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError>;
+    /// Deletes the keys of these (subject, category) pairs: every field they sealed now reads
+    /// as erased. Prefer [`AppendRequest::shred`], which records the erasure in the same
+    /// transaction.
+    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError>;
+    /// Whether a key exists for this (subject, category).
+    async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError>;
+}
+
+/// The append-only, hash-chained log.
+#[async_trait]
+pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
+    /// Appends atomically; see the crate docs for ordering and idempotency.
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError>;
+    /// Stored events of one stream with version > `after_version`, at most `limit`.
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Stored events with position > `after`, at most `limit`, in position order.
+    async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn head(&self) -> Result<Head, StoreError>;
+    /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
+    /// store's own writer, by other processes where the backend can tell, else by polling.
+    async fn wait_for(&self, after: u64, timeout: Duration);
+
+    /// Events of one stream, opened.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = self.read_stream_raw(stream, after_version, limit).await?;
+        open_events(self, raw).await
+    }
+
+    /// Events after a position, opened.
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = self.read_all_raw(after, limit).await?;
+        open_events(self, raw).await
+    }
+
+    /// Recomputes the hash chain from position 1 and compares it with the head.
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let head = self.head().await?;
+        let mut verifier = chain::ChainVerifier::default();
+        let mut after = 0;
+        loop {
+            let batch = self.read_all_raw(after, 1000).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            if !batch.iter().all(|e| verifier.feed(e)) {
+                break;
+            }
+        }
+        Ok(verifier.finish(head.position, head.hash))
+    }
+}
+
+/// Opens a batch of stored events with one key look-up.
+pub async fn open_events<S: KeyStore + ?Sized>(
+    store: &S,
+    raw: Vec<StoredEvent>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut parsed = Vec::with_capacity(raw.len());
+    let mut ids = HashSet::new();
+    for e in &raw {
+        let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "event at position {} holds invalid JSON",
+                e.position
+            ))
+        })?;
+        sealing::sealed_key_ids(&data, &mut ids);
+        parsed.push(data);
+    }
+    let keys = if ids.is_empty() {
+        HashMap::new()
+    } else {
+        store
+            .data_keys(&ids.into_iter().collect::<Vec<_>>())
+            .await?
+    };
+    Ok(raw
+        .into_iter()
+        .zip(parsed)
+        .map(|(e, data)| RecordedEvent {
+            data: sealing::open(&data, &keys),
+            position: e.position,
+            stream: e.stream,
+            version: e.version,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            recorded_at: e.recorded_at,
+            actor: e.actor,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        })
+        .collect())
+}
+
+/// The AAD of a wrapped key row.
+pub(crate) fn key_context(subject: &Subject, category: Category, key_id: Uuid) -> Vec<u8> {
+    format!("key|{subject}|{category}|{key_id}").into_bytes()
+}

@@ -1,0 +1,625 @@
+//! The PostgreSQL adapter: events, head row and data keys in one database.
+//!
+//! One writer task per process takes every append that queued up while its previous
+//! transaction committed and writes them in one transaction (group commit). Each transaction
+//! first locks the head row, so writers in other processes queue behind it and positions are
+//! assigned in commit order. Queries of one transaction are pipelined: a batch costs two
+//! round trips and one WAL flush. Subscribers wake on `LISTEN lw_events`.
+
+use crate::crypto::MasterKey;
+use crate::sealing::KeyRef;
+use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot};
+use crate::{
+    key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head, KeyStore,
+    StoreError, StoredEvent,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use futures::StreamExt;
+use lightwidget_domain::{Category, Subject};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
+use uuid::Uuid;
+
+/// The channel appends are announced on; the payload is the new head position.
+pub const NOTIFY_CHANNEL: &str = "lw_events";
+/// At most this many queued appends go into one transaction.
+const MAX_REQUESTS_PER_BATCH: usize = 256;
+
+#[derive(Clone, Debug)]
+pub struct PgOptions {
+    pub pool_size: usize,
+    /// Listen for appends of other processes (otherwise subscribers poll).
+    pub listen: bool,
+    /// Test hook: hold every write transaction open this long before its COMMIT, to prove
+    /// that a late commit cannot make a subscriber skip an event.
+    pub pre_commit_delay: Option<Duration>,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 16,
+            listen: true,
+            pre_commit_delay: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct PgEventStore {
+    pool: Pool,
+    master: MasterKey,
+    appends: mpsc::Sender<Pending>,
+    head: watch::Receiver<u64>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for PgEventStore {
+    fn drop(&mut self) {
+        if let Some(l) = self.listener.take() {
+            l.abort();
+        }
+    }
+}
+
+/// Builds a connection pool for a `postgres://` URL.
+pub fn pool_for(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let cfg = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size.max(1))
+        .build()
+        .map_err(|e| StoreError::Internal(format!("pool: {e}")))
+}
+
+/// Applies the PostgreSQL migrations of `lightwidget-schemas` that are not yet applied.
+/// Concurrent starts serialize on an advisory lock.
+pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7215500);
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());",
+    )
+    .await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for m in lightwidget_schemas::POSTGRES_MIGRATIONS {
+        if applied.contains(&m.version) {
+            continue;
+        }
+        tx.batch_execute(m.sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[&m.version, &m.name],
+        )
+        .await?;
+        tracing::info!(version = m.version, name = m.name, "applied migration");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl PgEventStore {
+    /// Connects, migrates, and starts the writer (and the listener).
+    pub async fn connect(
+        url: &str,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        options: PgOptions,
+    ) -> Result<Self, StoreError> {
+        let pool = pool_for(url, options.pool_size)?;
+        migrate(&pool).await?;
+        let start = read_head(&pool).await?.position;
+        let (head_tx, head_rx) = watch::channel(start);
+        let head_tx = Arc::new(head_tx);
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(
+            pool.clone(),
+            master.clone(),
+            clock,
+            rx,
+            head_tx.clone(),
+            options.pre_commit_delay,
+        ));
+        let listener = options
+            .listen
+            .then(|| tokio::spawn(listen_loop(url.to_owned(), head_tx)));
+        Ok(PgEventStore {
+            pool,
+            master,
+            appends: tx,
+            head: head_rx,
+            listener,
+        })
+    }
+
+    /// The connection pool, for the views and tests of the same database.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+async fn read_head(pool: &Pool) -> Result<Head, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one("SELECT position, hash FROM log_head WHERE id = 1", &[])
+        .await?;
+    Ok(Head {
+        position: row.get::<_, i64>(0) as u64,
+        hash: to_hash(row.get(1))?,
+    })
+}
+
+fn to_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+}
+
+async fn writer_loop(
+    pool: Pool,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+    mut rx: mpsc::Receiver<Pending>,
+    head: Arc<watch::Sender<u64>>,
+    delay: Option<Duration>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_REQUESTS_PER_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let client = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                let err = StoreError::from(e);
+                for p in batch {
+                    let _ = p.reply.send(Err(StoreError::Unavailable(err.to_string())));
+                }
+                continue;
+            }
+        };
+        let mut tx = PgTx {
+            client: &client,
+            delay,
+        };
+        if let Some(pos) = writer::run_batch(&mut tx, &master, || clock.now(), batch).await {
+            head.send_if_modified(|h| {
+                let moved = pos > *h;
+                *h = (*h).max(pos);
+                moved
+            });
+        }
+    }
+}
+
+/// Follows `LISTEN lw_events` and moves the head watch; reconnects after a failure.
+async fn listen_loop(url: String, head: Arc<watch::Sender<u64>>) {
+    loop {
+        if let Ok((client, mut conn)) = tokio_postgres::connect(&url, NoTls).await {
+            let head = head.clone();
+            let driver = tokio::spawn(async move {
+                let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+                while let Some(Ok(msg)) = messages.next().await {
+                    if let AsyncMessage::Notification(n) = msg {
+                        if let Ok(pos) = n.payload().parse::<u64>() {
+                            head.send_if_modified(|h| {
+                                let moved = pos > *h;
+                                *h = (*h).max(pos);
+                                moved
+                            });
+                        }
+                    }
+                }
+            });
+            if client
+                .batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}"))
+                .await
+                .is_ok()
+            {
+                // The client must live while the connection delivers notifications.
+                let _ = driver.await;
+                drop(client);
+            } else {
+                driver.abort();
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+struct PgTx<'a> {
+    client: &'a deadpool_postgres::Client,
+    delay: Option<Duration>,
+}
+
+const SQL_LOCK_HEAD: &str = "SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE";
+const SQL_VERSIONS: &str =
+    "SELECT stream, max(version) FROM events WHERE stream = ANY($1) GROUP BY stream";
+const SQL_EXISTING: &str =
+    "SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)";
+const SQL_KEYS_FOR: &str = "SELECT k.key_id, k.subject, k.category, k.wrapped FROM data_keys k \
+     JOIN unnest($1::text[], $2::text[]) AS r(subject, category) \
+     ON k.subject = r.subject AND k.category = r.category";
+const SQL_DELETE_KEYS: &str = "DELETE FROM data_keys WHERE key_id = ANY($1)";
+const SQL_INSERT_KEYS: &str = "INSERT INTO data_keys (key_id, subject, category, wrapped) \
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bytea[])";
+const SQL_INSERT_EVENTS: &str = "INSERT INTO events (position, stream, version, event_id, \
+     event_type, schema_version, recorded_at, actor, correlation_id, causation_id, data, \
+     prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
+     $4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::uuid[], \
+     $10::uuid[], $11::text[], $12::bytea[], $13::bytea[])";
+const SQL_SET_HEAD: &str = "UPDATE log_head SET position = $1, hash = $2 WHERE id = 1";
+const SQL_NOTIFY: &str = "SELECT pg_notify('lw_events', $1)";
+const EVENT_COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
+     recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash";
+
+impl PgTx<'_> {
+    async fn abort<T>(&mut self, e: impl Into<StoreError>) -> Result<T, StoreError> {
+        self.rollback().await;
+        Err(e.into())
+    }
+}
+
+impl LogTx for PgTx<'_> {
+    async fn begin(
+        &mut self,
+        streams: &[String],
+        event_ids: &[Uuid],
+    ) -> Result<Snapshot, StoreError> {
+        let c = self.client;
+        let (lock, versions, existing) = match tokio::try_join!(
+            c.prepare_cached(SQL_LOCK_HEAD),
+            c.prepare_cached(SQL_VERSIONS),
+            c.prepare_cached(SQL_EXISTING)
+        ) {
+            Ok(s) => s,
+            Err(e) => return Err(e.into()),
+        };
+        let p_versions: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&streams];
+        let p_existing: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&event_ids];
+        let (b, h, v, x) = tokio::join!(
+            c.batch_execute("BEGIN"),
+            c.query_one(&lock, &[]),
+            c.query(&versions, &p_versions),
+            c.query(&existing, &p_existing)
+        );
+        if let Err(e) = b {
+            return self.abort(e).await;
+        }
+        let (h, v, x) = match (h, v, x) {
+            (Ok(h), Ok(v), Ok(x)) => (h, v, x),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return self.abort(e).await,
+        };
+        let hash = match to_hash(h.get(1)) {
+            Ok(hash) => hash,
+            Err(e) => return self.abort(e).await,
+        };
+        Ok(Snapshot {
+            head: Head {
+                position: h.get::<_, i64>(0) as u64,
+                hash,
+            },
+            versions: v
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+                .collect(),
+            existing: x
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, Uuid>(0),
+                        Existing {
+                            stream: r.get(1),
+                            version: r.get::<_, i64>(2) as u64,
+                            position: r.get::<_, i64>(3) as u64,
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError> {
+        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        let rows = match self
+            .client
+            .query(SQL_KEYS_FOR, &[&subjects, &categories])
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return self.abort(e).await,
+        };
+        rows.iter().map(key_row).collect()
+    }
+
+    async fn commit(
+        &mut self,
+        delete_keys: &[Uuid],
+        new_keys: &[KeyRow],
+        events: &[StoredEvent],
+        head: Head,
+    ) -> Result<(), StoreError> {
+        let c = self.client;
+        let stmts = tokio::try_join!(
+            c.prepare_cached(SQL_INSERT_EVENTS),
+            c.prepare_cached(SQL_SET_HEAD),
+            c.prepare_cached(SQL_NOTIFY)
+        );
+        let (insert, set_head, notify) = match stmts {
+            Ok(s) => s,
+            Err(e) => return self.abort(e).await,
+        };
+        let del_keys = async {
+            if delete_keys.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(SQL_DELETE_KEYS, &[&delete_keys]).await
+            }
+        };
+        let ins_keys = async {
+            if new_keys.is_empty() {
+                return Ok(0);
+            }
+            let ids: Vec<Uuid> = new_keys.iter().map(|k| k.key_id).collect();
+            let subjects: Vec<String> = new_keys.iter().map(|k| k.subject.to_string()).collect();
+            let cats: Vec<&str> = new_keys.iter().map(|k| k.category.as_str()).collect();
+            let wrapped: Vec<&[u8]> = new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
+            c.execute(SQL_INSERT_KEYS, &[&ids, &subjects, &cats, &wrapped])
+                .await
+        };
+        let cols = EventColumns::from(events);
+        let ins_events = async {
+            if events.is_empty() {
+                return Ok(0);
+            }
+            c.execute(
+                &insert,
+                &[
+                    &cols.position,
+                    &cols.stream,
+                    &cols.version,
+                    &cols.event_id,
+                    &cols.event_type,
+                    &cols.schema_version,
+                    &cols.recorded_at,
+                    &cols.actor,
+                    &cols.correlation_id,
+                    &cols.causation_id,
+                    &cols.data,
+                    &cols.prev_hash,
+                    &cols.hash,
+                ],
+            )
+            .await
+        };
+        let position = head.position as i64;
+        let hash = head.hash.as_slice();
+        let payload = head.position.to_string();
+        let p_head: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&position, &hash];
+        let p_notify: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&payload];
+        let (d, k, e, h, n) = tokio::join!(
+            del_keys,
+            ins_keys,
+            ins_events,
+            c.execute(&set_head, &p_head),
+            c.query(&notify, &p_notify)
+        );
+        for r in [d, k, e, h] {
+            if let Err(err) = r {
+                return self.abort(err).await;
+            }
+        }
+        if let Err(err) = n {
+            return self.abort(err).await;
+        }
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        c.batch_execute("COMMIT").await?;
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
+    }
+}
+
+/// The column arrays of a multi-row insert.
+struct EventColumns<'a> {
+    position: Vec<i64>,
+    stream: Vec<&'a str>,
+    version: Vec<i64>,
+    event_id: Vec<Uuid>,
+    event_type: Vec<&'a str>,
+    schema_version: Vec<i32>,
+    recorded_at: Vec<DateTime<Utc>>,
+    actor: Vec<&'a str>,
+    correlation_id: Vec<Uuid>,
+    causation_id: Vec<Option<Uuid>>,
+    data: Vec<&'a str>,
+    prev_hash: Vec<&'a [u8]>,
+    hash: Vec<&'a [u8]>,
+}
+
+impl<'a> From<&'a [StoredEvent]> for EventColumns<'a> {
+    fn from(events: &'a [StoredEvent]) -> Self {
+        EventColumns {
+            position: events.iter().map(|e| e.position as i64).collect(),
+            stream: events.iter().map(|e| e.stream.as_str()).collect(),
+            version: events.iter().map(|e| e.version as i64).collect(),
+            event_id: events.iter().map(|e| e.event_id).collect(),
+            event_type: events.iter().map(|e| e.event_type.as_str()).collect(),
+            schema_version: events.iter().map(|e| e.schema_version as i32).collect(),
+            recorded_at: events.iter().map(|e| e.recorded_at).collect(),
+            actor: events.iter().map(|e| e.actor.as_str()).collect(),
+            correlation_id: events.iter().map(|e| e.correlation_id).collect(),
+            causation_id: events.iter().map(|e| e.causation_id).collect(),
+            data: events.iter().map(|e| e.data.as_str()).collect(),
+            prev_hash: events.iter().map(|e| e.prev_hash.as_slice()).collect(),
+            hash: events.iter().map(|e| e.hash.as_slice()).collect(),
+        }
+    }
+}
+
+fn key_row(r: &Row) -> Result<KeyRow, StoreError> {
+    let subject: String = r.get(1);
+    let category: String = r.get(2);
+    Ok(KeyRow {
+        key_id: r.get(0),
+        subject: Subject::parse(&subject)
+            .ok_or_else(|| StoreError::Corrupt("a data key row has an invalid subject".into()))?,
+        category: category
+            .parse()
+            .map_err(|_| StoreError::Corrupt("a data key row has an invalid category".into()))?,
+        wrapped: r.get(3),
+    })
+}
+
+fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        position: r.get::<_, i64>(0) as u64,
+        stream: r.get(1),
+        version: r.get::<_, i64>(2) as u64,
+        event_id: r.get(3),
+        event_type: r.get(4),
+        schema_version: r.get::<_, i32>(5) as u32,
+        recorded_at: r.get(6),
+        actor: r.get(7),
+        correlation_id: r.get(8),
+        causation_id: r.get(9),
+        data: r.get(10),
+        prev_hash: to_hash(r.get(11))?,
+        hash: to_hash(r.get(12))?,
+    })
+}
+
+#[async_trait]
+impl KeyStore for PgEventStore {
+    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT key_id, subject, category, wrapped FROM data_keys WHERE key_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let k = key_row(r)?;
+            let key = self
+                .master
+                .unwrap_key(&k.wrapped, &key_context(&k.subject, k.category, k.key_id))
+                .map_err(|_| {
+                    StoreError::Corrupt(format!("data key {} cannot be unwrapped", k.key_id))
+                })?;
+            out.insert(k.key_id, key);
+        }
+        Ok(out)
+    }
+
+    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        client
+            .execute(
+                "DELETE FROM data_keys k USING unnest($1::text[], $2::text[]) AS r(subject, category) \
+                 WHERE k.subject = r.subject AND k.category = r.category",
+                &[&subjects, &categories],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM data_keys WHERE subject = $1 AND category = $2",
+                &[&subject.as_str(), &category.as_str()],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        writer::precheck(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.appends
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE stream = $1 AND version > $2 \
+                 ORDER BY version LIMIT $3"
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&stream, &(after_version as i64), &(limit as i64)])
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&(after as i64), &(limit as i64)])
+            .await?;
+        rows.iter().map(stored_event).collect()
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    async fn wait_for(&self, after: u64, timeout: Duration) {
+        let mut rx = self.head.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after)).await;
+    }
+}

@@ -1,0 +1,227 @@
+//! Finding, sealing and opening the personal fields of an event payload.
+//!
+//! The domain marks every personal field as `{"$personal": {"subject", "category", "value"}}`.
+//! On append each `value` is replaced by `key_id` + `sealed` (nonce and ciphertext, base64),
+//! so the event table only ever holds ciphertext. On read a field whose key still exists is
+//! opened back to `value`; one whose key was shredded reads `"erased": true`.
+
+use crate::crypto::DataKey;
+use crate::StoreError;
+use base64::Engine;
+use lightwidget_domain::personal::PERSONAL_MARKER;
+use lightwidget_domain::{Category, Subject};
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use uuid::Uuid;
+
+/// The (subject, category) a data key belongs to.
+pub type KeyRef = (Subject, Category);
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+fn personal_inner(v: &Value) -> Option<&Map<String, Value>> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(PERSONAL_MARKER)?.as_object(),
+        _ => None,
+    }
+}
+
+fn key_ref(inner: &Map<String, Value>) -> Result<KeyRef, StoreError> {
+    let subject = inner
+        .get("subject")
+        .and_then(Value::as_str)
+        .and_then(Subject::parse)
+        .ok_or_else(|| {
+            StoreError::InvalidPayload("a personal field without a valid subject".into())
+        })?;
+    let category = inner
+        .get("category")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<Category>().ok())
+        .ok_or_else(|| {
+            StoreError::InvalidPayload("a personal field without a valid category".into())
+        })?;
+    Ok((subject, category))
+}
+
+/// Associated data of a sealed field: the ciphertext cannot be moved to another subject,
+/// category or key.
+pub fn aad(subject: &Subject, category: Category, key_id: Uuid) -> Vec<u8> {
+    format!("{subject}|{category}|{key_id}").into_bytes()
+}
+
+/// Every (subject, category) whose personal data the payload holds in plaintext.
+pub fn plaintext_refs(data: &Value, out: &mut BTreeSet<KeyRef>) -> Result<(), StoreError> {
+    if let Some(inner) = personal_inner(data) {
+        if inner.contains_key("value") {
+            out.insert(key_ref(inner)?);
+        }
+        return Ok(());
+    }
+    match data {
+        Value::Object(m) => m.values().try_for_each(|v| plaintext_refs(v, out)),
+        Value::Array(a) => a.iter().try_for_each(|v| plaintext_refs(v, out)),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces every plaintext personal value by its ciphertext under the key of its
+/// (subject, category). A payload that already carries ciphertext is refused: only the store
+/// seals.
+pub fn seal(data: &Value, keys: &HashMap<KeyRef, (Uuid, DataKey)>) -> Result<Value, StoreError> {
+    if let Some(inner) = personal_inner(data) {
+        if inner.contains_key("sealed") || inner.contains_key("key_id") {
+            return Err(StoreError::InvalidPayload(
+                "a personal field arrived already sealed".into(),
+            ));
+        }
+        let Some(value) = inner.get("value") else {
+            // An erased field stays erased.
+            return Ok(data.clone());
+        };
+        let (subject, category) = key_ref(inner)?;
+        let (key_id, key) = keys.get(&(subject.clone(), category)).ok_or_else(|| {
+            StoreError::Internal("no data key prepared for a personal field".into())
+        })?;
+        let plaintext = serde_json::to_vec(value)
+            .map_err(|e| StoreError::Internal(format!("serialize personal value: {e}")))?;
+        let sealed = key.seal(&plaintext, &aad(&subject, category, *key_id));
+        let mut m = Map::new();
+        m.insert("subject".into(), Value::String(subject.to_string()));
+        m.insert("category".into(), Value::String(category.to_string()));
+        m.insert("key_id".into(), Value::String(key_id.to_string()));
+        m.insert("sealed".into(), Value::String(B64.encode(sealed)));
+        let mut outer = Map::new();
+        outer.insert(PERSONAL_MARKER.into(), Value::Object(m));
+        return Ok(Value::Object(outer));
+    }
+    Ok(match data {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), seal(v, keys)?)))
+                .collect::<Result<_, StoreError>>()?,
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|v| seal(v, keys)).collect::<Result<_, _>>()?),
+        other => other.clone(),
+    })
+}
+
+/// The key ids a stored payload's sealed fields need to be opened.
+pub fn sealed_key_ids(data: &Value, out: &mut HashSet<Uuid>) {
+    if let Some(inner) = personal_inner(data) {
+        if let Some(id) = inner
+            .get("key_id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+        {
+            out.insert(id);
+        }
+        return;
+    }
+    match data {
+        Value::Object(m) => m.values().for_each(|v| sealed_key_ids(v, out)),
+        Value::Array(a) => a.iter().for_each(|v| sealed_key_ids(v, out)),
+        _ => {}
+    }
+}
+
+/// Opens every sealed field whose key is in `keys`; every other sealed field becomes
+/// `"erased": true`. Never fails: a field that cannot be opened is, for every reader, erased.
+pub fn open(data: &Value, keys: &HashMap<Uuid, DataKey>) -> Value {
+    if let Some(inner) = personal_inner(data) {
+        let subject = inner.get("subject").cloned().unwrap_or(Value::Null);
+        let category = inner.get("category").cloned().unwrap_or(Value::Null);
+        let opened = (|| {
+            let key_id: Uuid = inner.get("key_id")?.as_str()?.parse().ok()?;
+            let key = keys.get(&key_id)?;
+            let sealed = B64.decode(inner.get("sealed")?.as_str()?).ok()?;
+            let (s, c) = key_ref(inner).ok()?;
+            let plain = key.open(&sealed, &aad(&s, c, key_id))?;
+            serde_json::from_slice::<Value>(&plain).ok()
+        })();
+        let mut m = Map::new();
+        m.insert("subject".into(), subject);
+        m.insert("category".into(), category);
+        match opened {
+            Some(v) => m.insert("value".into(), v),
+            None if inner.contains_key("value") => m.insert(
+                "value".into(),
+                inner.get("value").cloned().unwrap_or(Value::Null),
+            ),
+            None => m.insert("erased".into(), Value::Bool(true)),
+        };
+        let mut outer = Map::new();
+        outer.insert(PERSONAL_MARKER.into(), Value::Object(m));
+        return Value::Object(outer);
+    }
+    match data {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), open(v, keys))).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(|v| open(v, keys)).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload() -> Value {
+        json!({
+            "account_id": "a1",
+            "profile": {"$personal": {"subject": "account:a1", "category": "profile", "value": {"username": "MARKER-alice"}}},
+            "list": [{"$personal": {"subject": "order:o1", "category": "billing", "value": "MARKER-bob"}}]
+        })
+    }
+
+    #[test]
+    fn seals_opens_and_erases() {
+        let data = payload();
+        let mut refs = BTreeSet::new();
+        plaintext_refs(&data, &mut refs).expect("refs");
+        assert_eq!(refs.len(), 2);
+        let keys: HashMap<KeyRef, (Uuid, DataKey)> = refs
+            .into_iter()
+            .map(|r| (r, (Uuid::new_v4(), DataKey::generate())))
+            .collect();
+        let sealed = seal(&data, &keys).expect("seal");
+        let text = sealed.to_string();
+        assert!(!text.contains("MARKER"), "{text}");
+
+        let mut ids = HashSet::new();
+        sealed_key_ids(&sealed, &mut ids);
+        assert_eq!(ids.len(), 2);
+
+        let by_id: HashMap<Uuid, DataKey> = keys.values().map(|(id, k)| (*id, k.clone())).collect();
+        assert_eq!(open(&sealed, &by_id), data);
+
+        // Shred the billing key only: that field reads erased, the profile stays.
+        let billing_id = keys[&(Subject::new("order", "o1"), Category::Billing)].0;
+        let fewer: HashMap<Uuid, DataKey> = by_id
+            .into_iter()
+            .filter(|(id, _)| *id != billing_id)
+            .collect();
+        let opened = open(&sealed, &fewer);
+        assert_eq!(opened["profile"], data["profile"]);
+        assert_eq!(
+            opened["list"][0],
+            json!({"$personal": {"subject": "order:o1", "category": "billing", "erased": true}})
+        );
+    }
+
+    #[test]
+    fn refuses_pre_sealed_and_malformed_fields() {
+        let pre = json!({"$personal": {"subject": "a:1", "category": "profile", "key_id": "x", "sealed": "y"}});
+        assert!(matches!(
+            seal(&pre, &HashMap::new()),
+            Err(StoreError::InvalidPayload(_))
+        ));
+        let bad = json!({"$personal": {"subject": "nocolon", "category": "profile", "value": 1}});
+        assert!(matches!(
+            plaintext_refs(&bad, &mut BTreeSet::new()),
+            Err(StoreError::InvalidPayload(_))
+        ));
+    }
+}

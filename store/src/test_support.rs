@@ -1,0 +1,97 @@
+//! Helpers for tests that need a real PostgreSQL: a fresh database per test, dropped after.
+//!
+//! The server is found through `LW_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the helper
+//! panics with a message naming that variable: a PostgreSQL test never passes silently.
+
+use std::str::FromStr;
+use tokio_postgres::NoTls;
+
+/// The variable that points tests at a PostgreSQL server.
+pub const TEST_DATABASE_URL_VAR: &str = "LW_TEST_DATABASE_URL";
+pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub fn admin_url() -> String {
+    std::env::var(TEST_DATABASE_URL_VAR).unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned())
+}
+
+/// A database created for one test; dropped (with its connections) when this goes out of
+/// scope.
+#[derive(Debug)]
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let admin = admin_url();
+        let (client, conn) = tokio_postgres::connect(&admin, NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL tests need a server: could not connect to {admin} ({e}). \
+                 Start PostgreSQL or set {TEST_DATABASE_URL_VAR} to a server where the user may \
+                 create databases."
+                )
+            });
+        let driver = tokio::spawn(conn);
+        let name = format!("lw_test_{}", uuid::Uuid::new_v4().simple());
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("CREATE DATABASE failed on {TEST_DATABASE_URL_VAR}={admin}: {e}")
+            });
+        drop(client);
+        let _ = driver.await;
+        let mut cfg = tokio_postgres::Config::from_str(&admin)
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE_URL_VAR} is not a PostgreSQL URL: {e}"));
+        cfg.dbname(&name);
+        let url = config_to_url(&cfg, &admin, &name);
+        TestDatabase { name, url, admin }
+    }
+}
+
+/// The admin URL with its database name replaced.
+fn config_to_url(_cfg: &tokio_postgres::Config, admin: &str, name: &str) -> String {
+    match admin.split_once('?') {
+        Some((base, query)) => format!(
+            "{}/{name}?{query}",
+            base.rsplit_once('/').map(|b| b.0).unwrap_or(base)
+        ),
+        None => format!(
+            "{}/{name}",
+            admin.rsplit_once('/').map(|b| b.0).unwrap_or(admin)
+        ),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; a separate thread with its own runtime can
+        // block on the DROP without stalling that runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    let driver = tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    drop(client);
+                    let _ = driver.await;
+                }
+            });
+        })
+        .join();
+    }
+}

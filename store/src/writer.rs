@@ -1,0 +1,421 @@
+//! The append logic both adapters share: checks, idempotency, sealing, hashing. An adapter
+//! supplies a [`LogTx`] (its transaction with the head row locked) and a loop that hands
+//! [`commit_batch`] every request that queued up while the previous batch committed — the
+//! group commit of DESIGN.md.
+
+use crate::chain::{chain_hash, Hash};
+use crate::crypto::{DataKey, MasterKey};
+use crate::sealing::{self, KeyRef};
+use crate::{
+    key_context, store_time, validate_stream, AppendRequest, AppendResult, Head, StoreError,
+    StoredEvent, MAX_EVENTS_PER_APPEND, MAX_EVENT_DATA_BYTES,
+};
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A queued append and where its answer goes.
+pub(crate) struct Pending {
+    pub request: AppendRequest,
+    pub reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+/// An event id already stored.
+#[derive(Clone, Debug)]
+pub(crate) struct Existing {
+    pub stream: String,
+    pub version: u64,
+    pub position: u64,
+}
+
+/// A data key row: wrapped by the master key.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyRow {
+    pub subject: lightwidget_domain::Subject,
+    pub category: lightwidget_domain::Category,
+    pub key_id: Uuid,
+    pub wrapped: Vec<u8>,
+}
+
+/// What the checks read, under the head lock.
+pub(crate) struct Snapshot {
+    pub head: Head,
+    pub versions: HashMap<String, u64>,
+    pub existing: HashMap<Uuid, Existing>,
+}
+
+/// One backend's write transaction.
+pub(crate) trait LogTx {
+    /// Begins, locks the head row, and reads the streams' versions and the ids already stored.
+    async fn begin(
+        &mut self,
+        streams: &[String],
+        event_ids: &[Uuid],
+    ) -> Result<Snapshot, StoreError>;
+    /// The key rows of these (subject, category) pairs that exist.
+    async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError>;
+    /// Deletes and inserts keys, inserts events, moves the head, commits.
+    async fn commit(
+        &mut self,
+        delete_keys: &[Uuid],
+        new_keys: &[KeyRow],
+        events: &[StoredEvent],
+        head: Head,
+    ) -> Result<(), StoreError>;
+    async fn rollback(&mut self);
+}
+
+/// Checks that need no database: run before a request is queued.
+pub(crate) fn precheck(req: &AppendRequest) -> Result<(), StoreError> {
+    let n = req.event_count();
+    if n == 0 && req.shred.is_empty() {
+        return Err(StoreError::EmptyBatch);
+    }
+    if n > MAX_EVENTS_PER_APPEND {
+        return Err(StoreError::BatchTooLarge {
+            events: n,
+            max: MAX_EVENTS_PER_APPEND,
+        });
+    }
+    let mut ids = HashSet::with_capacity(n);
+    for w in &req.writes {
+        validate_stream(&w.stream)?;
+        if w.events.is_empty() {
+            return Err(StoreError::EmptyBatch);
+        }
+        for e in &w.events {
+            if !ids.insert(e.event_id) {
+                return Err(StoreError::IdempotencyMismatch(e.event_id));
+            }
+            if e.event_type.is_empty() || e.event_type.len() > 100 {
+                return Err(StoreError::InvalidPayload(
+                    "event type must be 1 to 100 characters".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Idempotency {
+    New,
+    Duplicate(AppendResult),
+}
+
+fn classify(
+    req: &AppendRequest,
+    existing: &HashMap<Uuid, Existing>,
+) -> Result<Idempotency, StoreError> {
+    let mut found = 0usize;
+    let mut first_missing = None;
+    for w in &req.writes {
+        for e in &w.events {
+            match existing.get(&e.event_id) {
+                Some(x) if x.stream == w.stream => found += 1,
+                Some(_) => return Err(StoreError::IdempotencyMismatch(e.event_id)),
+                None => first_missing = first_missing.or(Some(e.event_id)),
+            }
+        }
+    }
+    if found == 0 {
+        return Ok(Idempotency::New);
+    }
+    if let Some(id) = first_missing {
+        // Part of the request is stored, part is not: it is not the request stored before.
+        return Err(StoreError::IdempotencyMismatch(id));
+    }
+    let mut first = u64::MAX;
+    let mut last = 0;
+    let mut versions = Vec::new();
+    for w in &req.writes {
+        let mut v = 0;
+        for e in &w.events {
+            let x = &existing[&e.event_id];
+            first = first.min(x.position);
+            last = last.max(x.position);
+            v = v.max(x.version);
+        }
+        versions.push((w.stream.clone(), v));
+    }
+    Ok(Idempotency::Duplicate(AppendResult {
+        first_position: first,
+        last_position: last,
+        versions,
+        duplicate: true,
+    }))
+}
+
+/// Working state of one batch: requests are applied to it one by one; a refused request
+/// leaves it as it was.
+struct Batch<'a> {
+    master: &'a MasterKey,
+    now: DateTime<Utc>,
+    head: Head,
+    versions: HashMap<String, u64>,
+    existing: HashMap<Uuid, Existing>,
+    keys: HashMap<KeyRef, (Uuid, DataKey)>,
+    new_keys: Vec<KeyRow>,
+    delete_keys: Vec<Uuid>,
+    rows: Vec<StoredEvent>,
+}
+
+impl Batch<'_> {
+    fn apply(&mut self, req: &AppendRequest) -> Result<AppendResult, StoreError> {
+        if let Idempotency::Duplicate(r) = classify(req, &self.existing)? {
+            return Ok(r);
+        }
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        for w in &req.writes {
+            let actual = *versions
+                .entry(&w.stream)
+                .or_insert_with(|| self.versions.get(&w.stream).copied().unwrap_or(0));
+            if !w.expected.admits(actual) {
+                return Err(StoreError::Conflict {
+                    stream: w.stream.clone(),
+                    expected: w.expected,
+                    actual,
+                });
+            }
+            versions.insert(&w.stream, actual + w.events.len() as u64);
+        }
+        // Seal and chain into staging; nothing touches `self` until all of it succeeded.
+        let mut created: Vec<(KeyRef, Uuid, DataKey, KeyRow)> = Vec::new();
+        let mut rows = Vec::with_capacity(req.event_count());
+        let mut position = self.head.position;
+        let mut prev: Hash = self.head.hash;
+        let mut result_versions = Vec::with_capacity(req.writes.len());
+        let mut stream_version: HashMap<&str, u64> = HashMap::new();
+        for w in &req.writes {
+            let mut v = *stream_version
+                .entry(&w.stream)
+                .or_insert_with(|| self.versions.get(&w.stream).copied().unwrap_or(0));
+            for e in &w.events {
+                let mut refs = BTreeSet::new();
+                sealing::plaintext_refs(&e.data, &mut refs)?;
+                let mut key_map: HashMap<KeyRef, (Uuid, DataKey)> = HashMap::new();
+                for r in refs {
+                    let k = match self.keys.get(&r) {
+                        Some(k) => k.clone(),
+                        None => match created.iter().find(|c| c.0 == r) {
+                            Some(c) => (c.1, c.2.clone()),
+                            None => {
+                                let key_id = Uuid::new_v4();
+                                let key = DataKey::generate();
+                                let wrapped =
+                                    self.master.wrap(&key, &key_context(&r.0, r.1, key_id));
+                                let row = KeyRow {
+                                    subject: r.0.clone(),
+                                    category: r.1,
+                                    key_id,
+                                    wrapped,
+                                };
+                                created.push((r.clone(), key_id, key.clone(), row));
+                                (key_id, key)
+                            }
+                        },
+                    };
+                    key_map.insert(r, k);
+                }
+                let sealed = sealing::seal(&e.data, &key_map)?;
+                let data = serde_json::to_string(&sealed)
+                    .map_err(|e| StoreError::Internal(format!("serialize payload: {e}")))?;
+                if data.len() > MAX_EVENT_DATA_BYTES {
+                    return Err(StoreError::EventTooLarge {
+                        bytes: data.len(),
+                        max: MAX_EVENT_DATA_BYTES,
+                    });
+                }
+                position += 1;
+                v += 1;
+                let mut row = StoredEvent {
+                    position,
+                    stream: w.stream.clone(),
+                    version: v,
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    recorded_at: self.now,
+                    actor: e.actor.clone(),
+                    correlation_id: e.correlation_id,
+                    causation_id: e.causation_id,
+                    data,
+                    prev_hash: prev,
+                    hash: [0; 32],
+                };
+                row.hash = chain_hash(&prev, &row);
+                prev = row.hash;
+                rows.push(row);
+            }
+            stream_version.insert(&w.stream, v);
+            result_versions.push((w.stream.clone(), v));
+        }
+        // Commit the staging into the batch.
+        for (r, id, key, row) in created {
+            self.keys.insert(r, (id, key));
+            self.new_keys.push(row);
+        }
+        for r in &req.shred {
+            if let Some((key_id, _)) = self.keys.remove(r) {
+                if let Some(i) = self.new_keys.iter().position(|k| k.key_id == key_id) {
+                    self.new_keys.remove(i);
+                } else {
+                    self.delete_keys.push(key_id);
+                }
+            }
+        }
+        for (s, v) in stream_version {
+            self.versions.insert(s.to_owned(), v);
+        }
+        for row in &rows {
+            self.existing.insert(
+                row.event_id,
+                Existing {
+                    stream: row.stream.clone(),
+                    version: row.version,
+                    position: row.position,
+                },
+            );
+        }
+        let first_position = rows
+            .first()
+            .map(|r| r.position)
+            .unwrap_or(self.head.position);
+        self.head = Head {
+            position,
+            hash: prev,
+        };
+        self.rows.extend(rows);
+        Ok(AppendResult {
+            first_position,
+            last_position: position,
+            versions: result_versions,
+            duplicate: false,
+        })
+    }
+}
+
+/// Runs one group-commit batch in `tx`; returns one result per request, in order.
+pub(crate) async fn commit_batch<T: LogTx>(
+    tx: &mut T,
+    master: &MasterKey,
+    now: DateTime<Utc>,
+    requests: &[&AppendRequest],
+) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    let mut streams: Vec<String> = requests
+        .iter()
+        .flat_map(|r| r.writes.iter().map(|w| w.stream.clone()))
+        .collect();
+    streams.sort();
+    streams.dedup();
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| {
+            r.writes
+                .iter()
+                .flat_map(|w| w.events.iter().map(|e| e.event_id))
+        })
+        .collect();
+    let snap = tx.begin(&streams, &ids).await?;
+
+    let mut refs = BTreeSet::new();
+    for r in requests {
+        for w in &r.writes {
+            for e in &w.events {
+                // A malformed personal field fails its own request in `apply`, not the batch.
+                let _ = sealing::plaintext_refs(&e.data, &mut refs);
+            }
+        }
+        refs.extend(r.shred.iter().cloned());
+    }
+    let mut keys = HashMap::new();
+    if !refs.is_empty() {
+        let rows = match tx.keys_for(&refs.into_iter().collect::<Vec<_>>()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tx.rollback().await;
+                return Err(e);
+            }
+        };
+        for row in rows {
+            let key = match master.unwrap_key(
+                &row.wrapped,
+                &key_context(&row.subject, row.category, row.key_id),
+            ) {
+                Ok(k) => k,
+                Err(_) => {
+                    tx.rollback().await;
+                    return Err(StoreError::Corrupt(format!(
+                        "data key {} cannot be unwrapped with this master key",
+                        row.key_id
+                    )));
+                }
+            };
+            keys.insert((row.subject, row.category), (row.key_id, key));
+        }
+    }
+
+    let mut batch = Batch {
+        master,
+        now: store_time(now),
+        head: snap.head,
+        versions: snap.versions,
+        existing: snap.existing,
+        keys,
+        new_keys: Vec::new(),
+        delete_keys: Vec::new(),
+        rows: Vec::new(),
+    };
+    let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
+    if batch.rows.is_empty() && batch.delete_keys.is_empty() && batch.new_keys.is_empty() {
+        tx.rollback().await;
+        return Ok(results);
+    }
+    tx.commit(&batch.delete_keys, &batch.new_keys, &batch.rows, batch.head)
+        .await?;
+    Ok(results)
+}
+
+/// Runs a batch, and when the batch as a whole fails, each request on its own, so that one
+/// request that breaks a transaction cannot take the others down with it. Returns the last
+/// position written, if any.
+pub(crate) async fn run_batch<T: LogTx>(
+    tx: &mut T,
+    master: &MasterKey,
+    now: impl Fn() -> DateTime<Utc>,
+    pending: Vec<Pending>,
+) -> Option<u64> {
+    let requests: Vec<&AppendRequest> = pending.iter().map(|p| &p.request).collect();
+    let outcome = commit_batch(tx, master, now(), &requests).await;
+    let mut head = None;
+    match outcome {
+        Ok(results) => {
+            for (p, r) in pending.into_iter().zip(results) {
+                if let Ok(res) = &r {
+                    head = head.max(Some(res.last_position));
+                }
+                let _ = p.reply.send(r);
+            }
+        }
+        Err(e) if pending.len() == 1 => {
+            if let Some(p) = pending.into_iter().next() {
+                let _ = p.reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for p in pending {
+                let r = commit_batch(tx, master, now(), &[&p.request])
+                    .await
+                    .and_then(|mut v| {
+                        v.pop()
+                            .unwrap_or(Err(StoreError::Internal("no result".into())))
+                    });
+                if let Ok(res) = &r {
+                    head = head.max(Some(res.last_position));
+                }
+                let _ = p.reply.send(r);
+            }
+        }
+    }
+    head
+}

@@ -1,0 +1,836 @@
+//! The conformance suite: one body of tests, run against every adapter for real —
+//! PostgreSQL in a fresh database per test (dropped after), SQLite in a fresh directory.
+
+use lightwidget_domain::personal::PERSONAL_MARKER;
+use lightwidget_domain::{Category, Subject};
+use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
+use lightwidget_store::postgres::{PgEventStore, PgOptions};
+use lightwidget_store::test_support::TestDatabase;
+use lightwidget_store::{
+    AppendRequest, EventStore, ExpectedVersion, MasterKey, NewEvent, StoreError, StreamWrite,
+    Subscription, SystemClock, MAX_EVENTS_PER_APPEND,
+};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// One test's storage: a database or a directory, and the master key.
+struct Ctx {
+    backend: Backend,
+    db: Option<TestDatabase>,
+    dir: Option<tempfile::TempDir>,
+    master: MasterKey,
+}
+
+impl Ctx {
+    async fn new(backend: Backend) -> Ctx {
+        let (db, dir) = match backend {
+            Backend::Postgres => (Some(TestDatabase::create().await), None),
+            Backend::Sqlite => (None, Some(tempfile::tempdir().expect("tempdir"))),
+        };
+        Ctx {
+            backend,
+            db,
+            dir,
+            master: MasterKey::generate(),
+        }
+    }
+
+    /// Opens a store on this test's storage; each call is a separate writer (as a separate
+    /// process would be), with its own pool or connection.
+    async fn open_with(&self, delay: Option<Duration>) -> Arc<dyn EventStore> {
+        match self.backend {
+            Backend::Postgres => Arc::new(
+                PgEventStore::connect(
+                    &self.db.as_ref().expect("db").url,
+                    self.master.clone(),
+                    Arc::new(SystemClock),
+                    PgOptions {
+                        pool_size: 8,
+                        listen: true,
+                        pre_commit_delay: delay,
+                    },
+                )
+                .await
+                .expect("connect"),
+            ),
+            Backend::Sqlite => Arc::new(
+                SqliteEventStore::open(
+                    self.dir.as_ref().expect("dir").path(),
+                    self.master.clone(),
+                    Arc::new(SystemClock),
+                    SqliteOptions {
+                        pre_commit_delay: delay,
+                    },
+                )
+                .expect("open"),
+            ),
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn EventStore> {
+        self.open_with(None).await
+    }
+
+    /// Runs SQL directly against the storage, around the store: the tamperer's view.
+    async fn raw_sql(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let url = &self.db.as_ref().expect("db").url;
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let driver = tokio::spawn(conn);
+                client.batch_execute(sql).await.expect("raw sql");
+                drop(client);
+                let _ = driver.await;
+            }
+            Backend::Sqlite => {
+                let path = self.dir.as_ref().expect("dir").path().join("ledger.db");
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.execute_batch(sql).expect("raw sql");
+            }
+        }
+    }
+
+    /// Runs SQL that must fail (the append-only triggers).
+    async fn raw_sql_fails(&self, sql: &str) -> bool {
+        match self.backend {
+            Backend::Postgres => {
+                let url = &self.db.as_ref().expect("db").url;
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let driver = tokio::spawn(conn);
+                let failed = client.batch_execute(sql).await.is_err();
+                drop(client);
+                let _ = driver.await;
+                failed
+            }
+            Backend::Sqlite => {
+                let path = self.dir.as_ref().expect("dir").path().join("ledger.db");
+                let conn = rusqlite::Connection::open(path).expect("open");
+                conn.execute_batch(sql).is_err()
+            }
+        }
+    }
+
+    /// Tampers with stored events, bypassing the append-only triggers as an attacker with
+    /// full database rights could.
+    async fn tamper(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                self.raw_sql(&format!("SET session_replication_role = replica; {sql}"))
+                    .await
+            }
+            Backend::Sqlite => {
+                self.raw_sql(&format!(
+                    "DROP TRIGGER events_no_update; DROP TRIGGER events_no_delete; {sql}"
+                ))
+                .await
+            }
+        }
+    }
+
+    /// Everything the storage holds, as bytes an attacker could read: every file of the
+    /// SQLite directory, or every event and key row of PostgreSQL as text.
+    async fn raw_bytes(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Postgres => {
+                let url = &self.db.as_ref().expect("db").url;
+                let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let driver = tokio::spawn(conn);
+                let mut out = Vec::new();
+                for sql in [
+                    "SELECT e::text FROM events e",
+                    "SELECT k::text FROM data_keys k",
+                ] {
+                    for row in client.query(sql, &[]).await.expect("dump") {
+                        out.extend(row.get::<_, String>(0).into_bytes());
+                    }
+                }
+                drop(client);
+                let _ = driver.await;
+                out
+            }
+            Backend::Sqlite => {
+                let mut out = Vec::new();
+                for entry in std::fs::read_dir(self.dir.as_ref().expect("dir").path()).expect("dir")
+                {
+                    let path = entry.expect("entry").path();
+                    if path.is_file() {
+                        out.extend(std::fs::read(path).expect("read"));
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+fn event(n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "TestHappened".into(),
+        schema_version: 1,
+        data: json!({"n": n}),
+        actor: "system".into(),
+        correlation_id: Uuid::new_v4(),
+        causation_id: None,
+    }
+}
+
+fn personal_event(subject: &Subject, category: Category, value: &str) -> NewEvent {
+    NewEvent {
+        data: json!({"field": {PERSONAL_MARKER: {"subject": subject.as_str(), "category": category.as_str(), "value": value}}}),
+        ..event(0)
+    }
+}
+
+fn single(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest::single(stream, expected, events)
+}
+
+// ---------------------------------------------------------------- the suite
+
+/// 8 writers on two separate stores (two pools, as two processes) append 20,000 events while
+/// a subscriber follows; one store holds every transaction open 2 ms before COMMIT. The
+/// subscriber sees every event exactly once, in position order, without a gap.
+async fn concurrent_writers_and_a_subscriber(backend: Backend) {
+    const WRITERS: usize = 8;
+    const APPENDS: usize = 250;
+    const PER_APPEND: usize = 10;
+    const TOTAL: usize = WRITERS * APPENDS * PER_APPEND;
+    let ctx = Ctx::new(backend).await;
+    let a = ctx.open().await;
+    let b = ctx.open_with(Some(Duration::from_millis(2))).await;
+
+    let sub_store = a.clone();
+    let subscriber = tokio::spawn(async move {
+        let mut sub = Subscription::new(sub_store, 0).with_batch_size(700);
+        let mut seen = Vec::with_capacity(TOTAL);
+        while seen.len() < TOTAL {
+            let batch = tokio::time::timeout(Duration::from_secs(60), sub.next_batch())
+                .await
+                .expect("subscriber stalled")
+                .expect("read");
+            seen.extend(batch.into_iter().map(|e| (e.position, e.event_id)));
+        }
+        seen
+    });
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(APPENDS * PER_APPEND);
+            for i in 0..APPENDS {
+                let events: Vec<NewEvent> = (0..PER_APPEND)
+                    .map(|k| event((i * PER_APPEND + k) as u64))
+                    .collect();
+                ids.extend(events.iter().map(|e| e.event_id));
+                let stream = format!("writer-{w}");
+                store
+                    .append(single(
+                        &stream,
+                        ExpectedVersion::Exact((i * PER_APPEND) as u64),
+                        events,
+                    ))
+                    .await
+                    .expect("append");
+            }
+            ids
+        }));
+    }
+    let mut written = HashSet::new();
+    for w in writers {
+        written.extend(w.await.expect("writer"));
+    }
+    let seen = subscriber.await.expect("subscriber");
+    assert_eq!(written.len(), TOTAL);
+    assert_eq!(
+        seen.len(),
+        TOTAL,
+        "subscriber saw more or fewer events than written"
+    );
+    for (i, (position, _)) in seen.iter().enumerate() {
+        assert_eq!(*position, i as u64 + 1, "gap or reordering at index {i}");
+    }
+    let seen_ids: HashSet<Uuid> = seen.iter().map(|(_, id)| *id).collect();
+    assert_eq!(seen_ids.len(), TOTAL, "an event was delivered twice");
+    assert_eq!(seen_ids, written);
+    let report = a.verify().await.expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events_checked, TOTAL as u64);
+}
+
+async fn optimistic_concurrency(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let r = s
+        .append(single(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+        ))
+        .await
+        .expect("first");
+    assert_eq!((r.first_position, r.last_position), (1, 1));
+    assert_eq!(r.versions, vec![("account-1".to_string(), 1)]);
+
+    let err = s
+        .append(single(
+            "account-1",
+            ExpectedVersion::NoStream,
+            vec![event(2)],
+        ))
+        .await
+        .expect_err("stream exists");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 1, .. }),
+        "{err:?}"
+    );
+    let err = s
+        .append(single(
+            "account-1",
+            ExpectedVersion::Exact(5),
+            vec![event(2)],
+        ))
+        .await
+        .expect_err("stale");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        s.head().await.expect("head").position,
+        1,
+        "a refused append stored something"
+    );
+
+    s.append(single(
+        "account-1",
+        ExpectedVersion::Exact(1),
+        vec![event(2), event(3)],
+    ))
+    .await
+    .expect("exact");
+    let r = s
+        .append(single("account-1", ExpectedVersion::Any, vec![event(4)]))
+        .await
+        .expect("any");
+    assert_eq!(r.versions[0].1, 4);
+    let versions: Vec<u64> = s
+        .read_stream("account-1", 0, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+}
+
+/// Many appenders race for a new stream: exactly one wins, the others get `Conflict`, and
+/// the losers' refusals do not disturb the winners batched in the same transaction.
+async fn racing_appenders_one_wins(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each racer also writes its own stream in a separate append.
+            let own = s.append(single(
+                &format!("own-{i}"),
+                ExpectedVersion::NoStream,
+                vec![event(i)],
+            ));
+            let race = s.append(single(
+                "contested",
+                ExpectedVersion::NoStream,
+                vec![event(i)],
+            ));
+            let (own, race) = tokio::join!(own, race);
+            own.expect("own stream");
+            race
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(s.head().await.expect("head").position, 17);
+    assert!(s.verify().await.expect("verify").ok);
+}
+
+async fn multi_stream_appends_are_atomic(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    s.append(single("order-1", ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .expect("seed");
+    let req = AppendRequest {
+        writes: vec![
+            StreamWrite {
+                stream: "invoices-2026".into(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(2)],
+            },
+            StreamWrite {
+                stream: "order-1".into(),
+                expected: ExpectedVersion::NoStream, // stale: order-1 exists
+                events: vec![event(3)],
+            },
+        ],
+        shred: vec![],
+    };
+    assert!(matches!(
+        s.append(req.clone()).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(s
+        .read_stream("invoices-2026", 0, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    let mut ok = req;
+    ok.writes[1].expected = ExpectedVersion::Exact(1);
+    let r = s.append(ok).await.expect("atomic append");
+    assert_eq!((r.first_position, r.last_position), (2, 3));
+    assert_eq!(
+        r.versions,
+        vec![("invoices-2026".into(), 1), ("order-1".into(), 2)]
+    );
+}
+
+async fn idempotent_by_event_id(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let events = vec![event(1), event(2)];
+    let first = s
+        .append(single(
+            "widget-1",
+            ExpectedVersion::NoStream,
+            events.clone(),
+        ))
+        .await
+        .expect("first");
+    s.append(single("widget-2", ExpectedVersion::Any, vec![event(3)]))
+        .await
+        .expect("other");
+    // The same request again (a retry after a lost answer): original positions, nothing new.
+    let again = s
+        .append(single(
+            "widget-1",
+            ExpectedVersion::NoStream,
+            events.clone(),
+        ))
+        .await
+        .expect("retry");
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.first_position, again.last_position),
+        (first.first_position, first.last_position)
+    );
+    assert_eq!(s.head().await.expect("head").position, 3);
+
+    // The same id in another stream, or mixed with new ids, is not the same request.
+    let err = s
+        .append(single(
+            "widget-9",
+            ExpectedVersion::Any,
+            vec![events[0].clone()],
+        ))
+        .await
+        .expect_err("other stream");
+    assert!(matches!(err, StoreError::IdempotencyMismatch(_)), "{err:?}");
+    let err = s
+        .append(single(
+            "widget-1",
+            ExpectedVersion::Any,
+            vec![events[0].clone(), event(9)],
+        ))
+        .await
+        .expect_err("partial");
+    assert!(matches!(err, StoreError::IdempotencyMismatch(_)), "{err:?}");
+    // The same id twice within one request.
+    let e = event(5);
+    let err = s
+        .append(single("widget-3", ExpectedVersion::Any, vec![e.clone(), e]))
+        .await
+        .expect_err("dup in request");
+    assert!(matches!(err, StoreError::IdempotencyMismatch(_)), "{err:?}");
+    assert_eq!(s.head().await.expect("head").position, 3);
+}
+
+async fn empty_and_oversized_batches_are_refused(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let err = s
+        .append(single("a-1", ExpectedVersion::Any, vec![]))
+        .await
+        .expect_err("empty");
+    assert!(matches!(err, StoreError::EmptyBatch), "{err:?}");
+    let err = s.append(AppendRequest::default()).await.expect_err("empty");
+    assert!(matches!(err, StoreError::EmptyBatch), "{err:?}");
+    let many: Vec<NewEvent> = (0..=MAX_EVENTS_PER_APPEND as u64).map(event).collect();
+    let err = s
+        .append(single("a-1", ExpectedVersion::Any, many))
+        .await
+        .expect_err("too many");
+    assert!(matches!(err, StoreError::BatchTooLarge { .. }), "{err:?}");
+    let big = NewEvent {
+        data: json!({"blob": "x".repeat(1024 * 1024 + 1)}),
+        ..event(1)
+    };
+    let err = s
+        .append(single("a-1", ExpectedVersion::Any, vec![big]))
+        .await
+        .expect_err("too big");
+    assert!(matches!(err, StoreError::EventTooLarge { .. }), "{err:?}");
+    let err = s
+        .append(single("bad stream", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .expect_err("bad name");
+    assert!(matches!(err, StoreError::InvalidStream(_)), "{err:?}");
+    assert_eq!(s.head().await.expect("head").position, 0);
+    // The largest batch allowed goes through whole.
+    let max: Vec<NewEvent> = (0..MAX_EVENTS_PER_APPEND as u64).map(event).collect();
+    let r = s
+        .append(single("a-1", ExpectedVersion::NoStream, max))
+        .await
+        .expect("max batch");
+    assert_eq!(r.last_position, MAX_EVENTS_PER_APPEND as u64);
+}
+
+async fn unknown_streams_and_reads_past_the_head(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    assert!(s
+        .read_stream("nobody-1", 0, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(s.read_all(0, 10).await.expect("read").is_empty());
+    for n in 0..5 {
+        s.append(single("s-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .expect("append");
+    }
+    assert!(s.read_all(5, 10).await.expect("read").is_empty());
+    assert!(s.read_all(500, 10).await.expect("read").is_empty());
+    assert!(s.read_stream("s-1", 5, 10).await.expect("read").is_empty());
+    let tail: Vec<u64> = s
+        .read_all(3, 10)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(tail, vec![4, 5]);
+    let page: Vec<u64> = s
+        .read_stream("s-1", 1, 2)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(page, vec![2, 3]);
+    // An empty log verifies.
+    let fresh = Ctx::new(backend).await;
+    let r = fresh.open().await.verify().await.expect("verify");
+    assert!(
+        r.ok && r.events_checked == 0 && r.head_position == 0,
+        "{r:?}"
+    );
+}
+
+async fn verify_names_a_tampered_row(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    for n in 1..=10 {
+        s.append(single("t-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .expect("append");
+    }
+    let clean = s.verify().await.expect("verify");
+    assert!(clean.ok, "{clean:?}");
+    assert_eq!((clean.events_checked, clean.head_position), (10, 10));
+
+    // The log refuses updates and deletes through SQL.
+    assert!(
+        ctx.raw_sql_fails("UPDATE events SET actor = 'x' WHERE position = 3")
+            .await
+    );
+    assert!(
+        ctx.raw_sql_fails("DELETE FROM events WHERE position = 3")
+            .await
+    );
+
+    ctx.tamper(r#"UPDATE events SET data = '{"n":999}' WHERE position = 5"#)
+        .await;
+    let report = s.verify().await.expect("verify");
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_position, Some(5), "{report:?}");
+}
+
+async fn verify_names_a_deleted_row(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    for n in 1..=6 {
+        s.append(single("t-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .expect("append");
+    }
+    ctx.tamper("DELETE FROM events WHERE position = 4").await;
+    let report = s.verify().await.expect("verify");
+    assert_eq!(report.first_bad_position, Some(4), "{report:?}");
+}
+
+async fn personal_data_is_sealed_and_shredded(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let marker = format!("PLAINTEXT-MARKER-{}", Uuid::new_v4().simple());
+    let subject = Subject::new("account", Uuid::new_v4());
+    let other = Subject::new("account", Uuid::new_v4());
+    let other_marker = format!("KEPT-MARKER-{}", Uuid::new_v4().simple());
+    s.append(single(
+        "account-x",
+        ExpectedVersion::Any,
+        vec![
+            personal_event(&subject, Category::Profile, &marker),
+            personal_event(&other, Category::Profile, &other_marker),
+        ],
+    ))
+    .await
+    .expect("append");
+
+    // Nothing of either value reached the storage in plaintext.
+    let raw = ctx.raw_bytes().await;
+    assert!(!raw.is_empty());
+    let contains =
+        |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !contains(&raw, &marker),
+        "plaintext marker found in storage"
+    );
+    assert!(
+        !contains(&raw, &other_marker),
+        "plaintext marker found in storage"
+    );
+    // ... while the store reads them back.
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(
+        events[0].data["field"][PERSONAL_MARKER]["value"],
+        json!(marker)
+    );
+    assert!(s
+        .has_key(&subject, Category::Profile)
+        .await
+        .expect("has key"));
+
+    // Shred in the same transaction as the erasure event.
+    let mut req = single("retention-x", ExpectedVersion::Any, vec![event(99)]);
+    req.shred = vec![(subject.clone(), Category::Profile)];
+    s.append(req).await.expect("erase");
+    assert!(!s
+        .has_key(&subject, Category::Profile)
+        .await
+        .expect("has key"));
+
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(
+        events[0].data["field"],
+        json!({PERSONAL_MARKER: {"subject": subject.as_str(), "category": "profile", "erased": true}})
+    );
+    // The other subject's data is untouched.
+    assert_eq!(
+        events[1].data["field"][PERSONAL_MARKER]["value"],
+        json!(other_marker)
+    );
+    let report = s.verify().await.expect("verify");
+    assert!(report.ok, "{report:?}");
+
+    // New data of a shredded subject gets a new key; the old data stays erased.
+    s.append(single(
+        "account-x",
+        ExpectedVersion::Any,
+        vec![personal_event(&subject, Category::Profile, "new")],
+    ))
+    .await
+    .expect("append");
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(
+        events[0].data["field"][PERSONAL_MARKER]["erased"],
+        json!(true)
+    );
+    assert_eq!(
+        events[3].data["field"][PERSONAL_MARKER]["value"],
+        json!("new")
+    );
+
+    // The key-store port shreds on its own too.
+    s.shred(&[(other.clone(), Category::Profile)])
+        .await
+        .expect("shred");
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(
+        events[1].data["field"][PERSONAL_MARKER]["erased"],
+        json!(true)
+    );
+    assert!(s.verify().await.expect("verify").ok);
+}
+
+async fn reopening_keeps_everything_acknowledged(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let subject = Subject::new("order", Uuid::new_v4());
+    let mut acknowledged = Vec::new();
+    {
+        let s = ctx.open().await;
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            let s = s.clone();
+            let subject = subject.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = if i % 5 == 0 {
+                    personal_event(&subject, Category::Billing, &format!("value-{i}"))
+                } else {
+                    event(i)
+                };
+                let id = e.event_id;
+                s.append(single(
+                    &format!("r-{i}"),
+                    ExpectedVersion::NoStream,
+                    vec![e],
+                ))
+                .await
+                .map(|r| (id, r.last_position))
+            }));
+        }
+        for t in tasks {
+            acknowledged.push(t.await.expect("task").expect("append"));
+        }
+        // The store is dropped here: its writer finishes and stops, as at process exit.
+    }
+    let s = ctx.open().await;
+    let all = s.read_all(0, 100).await.expect("read");
+    assert_eq!(all.len(), 20);
+    for (id, position) in acknowledged {
+        let e = all
+            .iter()
+            .find(|e| e.event_id == id)
+            .expect("acknowledged event lost");
+        assert_eq!(e.position, position);
+    }
+    let opened = all
+        .iter()
+        .filter(|e| e.data["field"][PERSONAL_MARKER]["value"].is_string())
+        .count();
+    assert_eq!(opened, 4, "personal fields must open again after a restart");
+    assert!(s.verify().await.expect("verify").ok);
+    // And the log continues from where it was.
+    let r = s
+        .append(single(
+            "after-restart",
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+        ))
+        .await
+        .expect("append");
+    assert_eq!(r.first_position, 21);
+}
+
+async fn subscriber_wakes_on_append(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let writer = ctx.open().await;
+    let reader = ctx.open().await;
+    let mut sub = Subscription::new(reader, 0).with_poll_interval(Duration::from_secs(30));
+    let waiting = tokio::spawn(async move { sub.next_batch().await.map(|b| b.len()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer
+        .append(single("w-1", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .expect("append");
+    // With a 30 s poll interval only a notification can wake the subscriber this fast — on
+    // PostgreSQL across two separate stores (LISTEN/NOTIFY).
+    let n = match backend {
+        Backend::Postgres => tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("not woken by NOTIFY")
+            .expect("task")
+            .expect("read"),
+        // SQLite's notifier is in-process: another store on the same file is found by polling.
+        Backend::Sqlite => {
+            waiting.abort();
+            1
+        }
+    };
+    assert_eq!(n, 1);
+    if let Backend::Sqlite = backend {
+        let mut sub =
+            Subscription::new(writer.clone(), 1).with_poll_interval(Duration::from_secs(30));
+        let waiting = tokio::spawn(async move { sub.next_batch().await.map(|b| b.len()) });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer
+            .append(single("w-1", ExpectedVersion::Any, vec![event(2)]))
+            .await
+            .expect("append");
+        let n = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("not woken in-process")
+            .expect("task")
+            .expect("read");
+        assert_eq!(n, 1);
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    concurrent_writers_and_a_subscriber,
+    optimistic_concurrency,
+    racing_appenders_one_wins,
+    multi_stream_appends_are_atomic,
+    idempotent_by_event_id,
+    empty_and_oversized_batches_are_refused,
+    unknown_streams_and_reads_past_the_head,
+    verify_names_a_tampered_row,
+    verify_names_a_deleted_row,
+    personal_data_is_sealed_and_shredded,
+    reopening_keeps_everything_acknowledged,
+    subscriber_wakes_on_append,
+);
