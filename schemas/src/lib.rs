@@ -52,3 +52,10 @@ pub fn upcast_and_decode(
     }
     DomainEvent::from_parts(event_type, version, data)
 }
+
+/// Whether an upcaster lifts `event_type` from `from_version`.
+pub fn has_upcaster(event_type: &str, from_version: u32) -> bool {
+    UPCASTERS
+        .iter()
+        .any(|(t, v, _)| *t == event_type && *v == from_version)
+}
