@@ -45,8 +45,14 @@ fn every_event_schema_matches_its_checked_in_version() {
 #[test]
 fn every_schema_file_belongs_to_a_known_event_version() {
     for entry in std::fs::read_dir(events_dir()).expect("events dir") {
-        let file = entry.expect("entry").file_name().into_string().expect("utf-8 name");
-        let stem = file.strip_suffix(".json").expect("only .json files in events/");
+        let file = entry
+            .expect("entry")
+            .file_name()
+            .into_string()
+            .expect("utf-8 name");
+        let stem = file
+            .strip_suffix(".json")
+            .expect("only .json files in events/");
         let (name, version) = stem.rsplit_once(".v").expect("<Type>.v<N>.json");
         let version: u32 = version.parse().expect("numeric version");
         let current = EVENT_TYPES
@@ -54,7 +60,10 @@ fn every_schema_file_belongs_to_a_known_event_version() {
             .find(|(n, _)| *n == name)
             .map(|(_, v)| *v)
             .unwrap_or_else(|| panic!("{file}: no event type {name}"));
-        assert!(version <= current, "{file}: newer than the type's current version {current}");
+        assert!(
+            version <= current,
+            "{file}: newer than the type's current version {current}"
+        );
     }
 }
 

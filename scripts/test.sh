@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. The PostgreSQL tests need a server: unless
+# LW_TEST_DATABASE_URL points at one, the local cluster on 127.0.0.1:5432 is used, and started
+# when it is down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
+if [ -z "${LW_TEST_DATABASE_URL:-}" ] && ! pg_up; then
+    if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+        echo "PostgreSQL is down on 127.0.0.1:5432; starting it" >&2
+        for version in /etc/postgresql/*; do
+            pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start || true
+        done
+        for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+    fi
+    pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432; set LW_TEST_DATABASE_URL" >&2; exit 1; }
+fi
+
+exec cargo test --workspace --locked "$@"
