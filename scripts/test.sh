@@ -18,4 +18,11 @@ if [ -z "${LW_TEST_DATABASE_URL:-}" ] && ! pg_up; then
     pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432; set LW_TEST_DATABASE_URL" >&2; exit 1; }
 fi
 
-exec cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

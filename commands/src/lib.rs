@@ -1,1 +1,155 @@
-//! stub
+//! Command handling: load an aggregate's stream, `decide`, append the new events with the
+//! version the decision was based on, and on a conflict reload and decide again — a bounded
+//! number of times, then report the conflict. Correlation and causation ids flow from the
+//! caller's [`Metadata`] into every envelope; every outcome carries the position of its last
+//! event.
+
+use lightwidget_domain::{Aggregate, DomainEvent, EventDecodeError};
+use lightwidget_store::{
+    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError,
+};
+
+/// How many times a command is decided before a conflict is reported.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
+
+/// The result of a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The events the decision produced (empty when the command changed nothing).
+    pub events: Vec<DomainEvent>,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The log position of the last event appended, or of the stream's last event when the
+    /// command appended nothing (0 for an empty stream).
+    pub position: u64,
+    /// How many times the command was decided (1 without conflicts).
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::fmt::Debug + std::fmt::Display> {
+    /// The aggregate refused the command.
+    #[error("{0}")]
+    Rejected(E),
+    /// Other writers kept changing the stream; every attempt conflicted.
+    #[error("stream `{stream}` kept changing; gave up after {attempts} attempts")]
+    Conflict { stream: String, attempts: u32 },
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("stored event could not be decoded: {0}")]
+    Decode(#[from] EventDecodeError),
+}
+
+/// A loaded aggregate: its state, version, and the position of its last event.
+#[derive(Clone, Debug)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: u64,
+    pub position: u64,
+}
+
+/// Folds a stream into its aggregate, reading it in pages.
+pub async fn load<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Loaded<A>, CommandError<A::Error>>
+where
+    A::Error: std::fmt::Display,
+{
+    let mut state = A::default();
+    let mut version = 0;
+    let mut position = 0;
+    loop {
+        let page = store
+            .read_stream(stream, version, 1000)
+            .await
+            .map_err(CommandError::Store)?;
+        let Some(last) = page.last() else { break };
+        version = last.version;
+        position = last.position;
+        for e in &page {
+            state = state.evolve(&e.to_domain()?);
+        }
+        if page.len() < 1000 {
+            break;
+        }
+    }
+    Ok(Loaded {
+        state,
+        version,
+        position,
+    })
+}
+
+/// Runs `command` against the aggregate in `stream`.
+pub async fn execute<A>(
+    store: &dyn EventStore,
+    clock: &dyn Clock,
+    stream: &str,
+    command: A::Command,
+    meta: &Metadata,
+) -> Result<Outcome, CommandError<A::Error>>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: std::fmt::Display,
+{
+    execute_with_attempts::<A>(store, clock, stream, command, meta, DEFAULT_MAX_ATTEMPTS).await
+}
+
+pub async fn execute_with_attempts<A>(
+    store: &dyn EventStore,
+    clock: &dyn Clock,
+    stream: &str,
+    command: A::Command,
+    meta: &Metadata,
+    max_attempts: u32,
+) -> Result<Outcome, CommandError<A::Error>>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: std::fmt::Display,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let loaded = load::<A>(store, stream).await?;
+        let events = loaded
+            .state
+            .decide(command.clone(), clock.now())
+            .map_err(CommandError::Rejected)?;
+        if events.is_empty() {
+            return Ok(Outcome {
+                events,
+                version: loaded.version,
+                position: loaded.position,
+                attempts,
+            });
+        }
+        let new: Vec<NewEvent> = events
+            .iter()
+            .map(|e| NewEvent::from_domain(e, meta))
+            .collect();
+        let request = AppendRequest::single(stream, ExpectedVersion::Exact(loaded.version), new);
+        match store.append(request).await {
+            Ok(r) => {
+                return Ok(Outcome {
+                    events,
+                    version: r.versions.first().map(|v| v.1).unwrap_or(loaded.version),
+                    position: r.last_position,
+                    attempts,
+                })
+            }
+            Err(StoreError::Conflict { .. }) if attempts < max_attempts => {
+                tracing::debug!(stream, attempts, "conflict; deciding again");
+            }
+            Err(StoreError::Conflict { .. }) => {
+                return Err(CommandError::Conflict {
+                    stream: stream.to_owned(),
+                    attempts,
+                })
+            }
+            Err(e) => return Err(CommandError::Store(e)),
+        }
+    }
+}

@@ -230,11 +230,11 @@ impl SqliteTx<'_> {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let mut versions = HashMap::new();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT max(version) FROM events WHERE stream = ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT version FROM events WHERE stream = ?1 ORDER BY version DESC LIMIT 1",
+        )?;
         for s in streams {
-            let v: Option<i64> = stmt.query_row([s], |r| r.get(0))?;
+            let v: Option<i64> = stmt.query_row([s], |r| r.get(0)).optional()?;
             if let Some(v) = v {
                 versions.insert(s.clone(), v as u64);
             }

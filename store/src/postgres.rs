@@ -23,6 +23,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls, Row};
 use uuid::Uuid;
 
@@ -257,8 +258,9 @@ struct PgTx<'a> {
 }
 
 const SQL_LOCK_HEAD: &str = "SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE";
-const SQL_VERSIONS: &str =
-    "SELECT stream, max(version) FROM events WHERE stream = ANY($1) GROUP BY stream";
+// One backward index probe per stream: `max(version)` would read the whole stream.
+const SQL_VERSIONS: &str = "SELECT s.stream, (SELECT e.version FROM events e \
+     WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1) FROM unnest($1::text[]) AS s(stream)";
 const SQL_EXISTING: &str =
     "SELECT event_id, stream, version, position FROM events WHERE event_id = ANY($1)";
 const SQL_KEYS_FOR: &str = "SELECT k.key_id, k.subject, k.category, k.wrapped FROM data_keys k \
@@ -291,21 +293,17 @@ impl LogTx for PgTx<'_> {
         event_ids: &[Uuid],
     ) -> Result<Snapshot, StoreError> {
         let c = self.client;
-        let (lock, versions, existing) = match tokio::try_join!(
-            c.prepare_cached(SQL_LOCK_HEAD),
-            c.prepare_cached(SQL_VERSIONS),
-            c.prepare_cached(SQL_EXISTING)
-        ) {
-            Ok(s) => s,
-            Err(e) => return Err(e.into()),
-        };
-        let p_versions: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&streams];
-        let p_existing: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&event_ids];
+        let lock = c.prepare_cached(SQL_LOCK_HEAD).await?;
+        // The look-ups run as unnamed statements, planned with their actual arguments: a
+        // prepared statement's generic plan, made while the table was small, would keep
+        // scanning the whole table once it is large.
+        let p_versions: [(&(dyn ToSql + Sync), Type); 1] = [(&streams, Type::TEXT_ARRAY)];
+        let p_existing: [(&(dyn ToSql + Sync), Type); 1] = [(&event_ids, Type::UUID_ARRAY)];
         let (b, h, v, x) = tokio::join!(
             c.batch_execute("BEGIN"),
             c.query_one(&lock, &[]),
-            c.query(&versions, &p_versions),
-            c.query(&existing, &p_existing)
+            c.query_typed(SQL_VERSIONS, &p_versions),
+            c.query_typed(SQL_EXISTING, &p_existing)
         );
         if let Err(e) = b {
             return self.abort(e).await;
@@ -325,7 +323,7 @@ impl LogTx for PgTx<'_> {
             },
             versions: v
                 .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+                .filter_map(|r| Some((r.get::<_, String>(0), r.get::<_, Option<i64>>(1)? as u64)))
                 .collect(),
             existing: x
                 .iter()
@@ -420,8 +418,8 @@ impl LogTx for PgTx<'_> {
         let position = head.position as i64;
         let hash = head.hash.as_slice();
         let payload = head.position.to_string();
-        let p_head: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&position, &hash];
-        let p_notify: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&payload];
+        let p_head: [&(dyn ToSql + Sync); 2] = [&position, &hash];
+        let p_notify: [&(dyn ToSql + Sync); 1] = [&payload];
         let (d, k, e, h, n) = tokio::join!(
             del_keys,
             ins_keys,
@@ -523,9 +521,9 @@ impl KeyStore for PgEventStore {
     async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
-            .query(
+            .query_typed(
                 "SELECT key_id, subject, category, wrapped FROM data_keys WHERE key_id = ANY($1)",
-                &[&ids],
+                &[(&ids, Type::UUID_ARRAY)],
             )
             .await?;
         let mut out = HashMap::with_capacity(rows.len());

@@ -95,3 +95,66 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// The backends every storage test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A store on fresh storage (a new PostgreSQL database or a new SQLite directory), removed
+/// when this is dropped.
+pub struct TestStore {
+    pub store: std::sync::Arc<dyn crate::EventStore>,
+    pub db: Option<TestDatabase>,
+    pub dir: Option<tempfile::TempDir>,
+    pub master: crate::MasterKey,
+}
+
+impl std::fmt::Debug for TestStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestStore").field("db", &self.db).finish()
+    }
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend, clock: std::sync::Arc<dyn crate::Clock>) -> Self {
+        let master = crate::MasterKey::generate();
+        match backend {
+            Backend::Postgres => {
+                let db = TestDatabase::create().await;
+                let store = crate::postgres::PgEventStore::connect(
+                    &db.url,
+                    master.clone(),
+                    clock,
+                    crate::postgres::PgOptions::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+                TestStore {
+                    store: std::sync::Arc::new(store),
+                    db: Some(db),
+                    dir: None,
+                    master,
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+                let store = crate::embedded::SqliteEventStore::open(
+                    dir.path(),
+                    master.clone(),
+                    clock,
+                    crate::embedded::SqliteOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("open the test store: {e}"));
+                TestStore {
+                    store: std::sync::Arc::new(store),
+                    db: None,
+                    dir: Some(dir),
+                    master,
+                }
+            }
+        }
+    }
+}

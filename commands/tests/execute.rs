@@ -1,0 +1,201 @@
+//! Command handling against both real backends.
+
+use chrono::{TimeZone, Utc};
+use lightwidget_commands::{execute, execute_with_attempts, load, CommandError};
+use lightwidget_domain::account::OwnerStatus;
+use lightwidget_domain::event::{BillingDetails, Layout, WidgetSettings};
+use lightwidget_domain::invoice::{InvoiceBook, IssueInvoice};
+use lightwidget_domain::widget::{Widget, WidgetCommand, WidgetError};
+use lightwidget_domain::{
+    invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
+};
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{ManualClock, Metadata};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0)
+            .single()
+            .expect("valid"),
+    ))
+}
+
+fn create(widget_id: WidgetId) -> WidgetCommand {
+    WidgetCommand::Create {
+        widget_id,
+        account_id: AccountId::new(),
+        settings: Personal::new(
+            Subject::widget(widget_id),
+            Category::WidgetContent,
+            WidgetSettings {
+                title: "My widget".into(),
+                layout: Layout::Grid,
+                columns: 3,
+            },
+        ),
+        owner: OwnerStatus::Active,
+    }
+}
+
+async fn decides_appends_and_carries_metadata(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let widget_id = WidgetId::new();
+    let meta = Metadata {
+        actor: "account:test".into(),
+        correlation_id: uuid::Uuid::new_v4(),
+        causation_id: Some(uuid::Uuid::new_v4()),
+    };
+    let out = execute::<Widget>(
+        &*t.store,
+        &*clock,
+        &widget_id.stream(),
+        create(widget_id),
+        &meta,
+    )
+    .await
+    .expect("create");
+    assert_eq!((out.version, out.position, out.attempts), (1, 1, 1));
+    let stored = t
+        .store
+        .read_stream(&widget_id.stream(), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(stored[0].correlation_id, meta.correlation_id);
+    assert_eq!(stored[0].causation_id, meta.causation_id);
+    assert_eq!(stored[0].actor, "account:test");
+
+    // The aggregate's rules hold through the handler: a second create is refused, nothing stored.
+    let err = execute::<Widget>(
+        &*t.store,
+        &*clock,
+        &widget_id.stream(),
+        create(widget_id),
+        &meta,
+    )
+    .await
+    .expect_err("exists");
+    assert!(
+        matches!(err, CommandError::Rejected(WidgetError::AlreadyExists)),
+        "{err:?}"
+    );
+    let loaded = load::<Widget>(&*t.store, &widget_id.stream())
+        .await
+        .expect("load");
+    assert_eq!((loaded.version, loaded.position), (1, 1));
+}
+
+fn issue(n: u128) -> IssueInvoice {
+    let order_id = OrderId(uuid::Uuid::from_u128(n));
+    IssueInvoice {
+        order_id,
+        widget_id: WidgetId::new(),
+        account_id: AccountId::new(),
+        amount_minor: 4900,
+        currency: "PLN".into(),
+        billing: Personal::new(
+            Subject::order(order_id),
+            Category::Billing,
+            BillingDetails {
+                name: "N".into(),
+                address: "A".into(),
+                email: "e@x.pl".into(),
+                vat_id: None,
+                country: "PL".into(),
+            },
+        ),
+    }
+}
+
+/// 16 concurrent invoice issues on one year's book: every one succeeds after retries, and the
+/// numbers are 1..=16 without gap or duplicate. A repeat for an order changes nothing.
+async fn concurrent_commands_retry_until_they_fit(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let stream = invoice_stream(2026);
+    let mut tasks = Vec::new();
+    for n in 1..=16u128 {
+        let (store, clock, stream) = (t.store.clone(), clock.clone(), stream.clone());
+        tasks.push(tokio::spawn(async move {
+            execute::<InvoiceBook>(&*store, &*clock, &stream, issue(n), &Metadata::system()).await
+        }));
+    }
+    let mut retried = 0;
+    for task in tasks {
+        let out = task.await.expect("task").expect("issued");
+        retried += u32::from(out.attempts > 1);
+    }
+    let numbers: BTreeSet<String> = t
+        .store
+        .read_stream(&stream, 0, 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|e| match e.to_domain().expect("decode") {
+            DomainEvent::InvoiceIssued(i) => i.invoice_number,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let expected: BTreeSet<String> = (1..=16).map(|n| format!("FV/2026/{n:06}")).collect();
+    assert_eq!(numbers, expected);
+    assert!(
+        retried > 0,
+        "16 concurrent issues must have conflicted at least once"
+    );
+
+    let again = execute::<InvoiceBook>(&*t.store, &*clock, &stream, issue(3), &Metadata::system())
+        .await
+        .expect("repeat");
+    assert!(again.events.is_empty());
+    assert_eq!(again.version, 16);
+}
+
+/// With one attempt allowed, a conflict is reported, not retried.
+async fn a_conflict_is_reported_when_attempts_run_out(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let stream = invoice_stream(2026);
+    let mut tasks = Vec::new();
+    for n in 1..=8u128 {
+        let (store, clock, stream) = (t.store.clone(), clock.clone(), stream.clone());
+        tasks.push(tokio::spawn(async move {
+            execute_with_attempts::<InvoiceBook>(
+                &*store,
+                &*clock,
+                &stream,
+                issue(n),
+                &Metadata::system(),
+                1,
+            )
+            .await
+        }));
+    }
+    let mut conflicts = 0;
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => ok += 1,
+            Err(CommandError::Conflict { attempts: 1, .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert!(ok >= 1);
+    assert_eq!(ok + conflicts, 8);
+    let stored = t.store.read_stream(&stream, 0, 100).await.expect("read");
+    assert_eq!(stored.len(), ok, "every success, and only those, is stored");
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
+    };
+}
+
+both!(
+    decides_appends_and_carries_metadata,
+    concurrent_commands_retry_until_they_fit,
+    a_conflict_is_reported_when_attempts_run_out
+);
