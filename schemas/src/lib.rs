@@ -17,18 +17,32 @@ pub struct Migration {
 }
 
 /// PostgreSQL migrations, in order.
-pub const POSTGRES_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "log",
-    sql: include_str!("../sql/postgres/0001_log.sql"),
-}];
+pub const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "log",
+        sql: include_str!("../sql/postgres/0001_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "key_epoch",
+        sql: include_str!("../sql/postgres/0002_key_epoch.sql"),
+    },
+];
 
 /// SQLite migrations, in order.
-pub const SQLITE_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "log",
-    sql: include_str!("../sql/sqlite/0001_log.sql"),
-}];
+pub const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "log",
+        sql: include_str!("../sql/sqlite/0001_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "key_epoch",
+        sql: include_str!("../sql/sqlite/0002_key_epoch.sql"),
+    },
+];
 
 /// An upcaster lifts a payload from `from_version` to `from_version + 1`.
 type Upcaster = fn(serde_json::Value) -> serde_json::Value;

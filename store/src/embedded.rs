@@ -8,7 +8,7 @@
 
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
-use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot};
+use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
 use crate::{
     format_time, key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head,
     KeyStore, StoreError, StoredEvent,
@@ -192,6 +192,7 @@ fn writer_thread(
     head: watch::Sender<u64>,
     delay: Option<Duration>,
 ) {
+    let mut cache = WriterCache::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_BATCH {
@@ -205,8 +206,13 @@ fn writer_thread(
             delay,
         };
         // The transaction's futures never wait on anything: block_on runs them to the end.
-        let written =
-            futures::executor::block_on(writer::run_batch(&mut tx, &master, || clock.now(), batch));
+        let written = futures::executor::block_on(writer::run_batch(
+            &mut tx,
+            &mut cache,
+            &master,
+            || clock.now(),
+            batch,
+        ));
         if let Some(pos) = written {
             head.send_if_modified(|h| {
                 let moved = pos > *h;
@@ -224,10 +230,10 @@ struct SqliteTx<'a> {
 
 impl SqliteTx<'_> {
     fn snapshot(&self, streams: &[String], event_ids: &[Uuid]) -> Result<Snapshot, StoreError> {
-        let (position, hash): (i64, Vec<u8>) = self.conn.query_row(
-            "SELECT position, hash FROM log_head WHERE id = 1",
+        let (position, hash, key_epoch): (i64, Vec<u8>, i64) = self.conn.query_row(
+            "SELECT position, hash, key_epoch FROM log_head WHERE id = 1",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let mut versions = HashMap::new();
         let mut stmt = self.conn.prepare_cached(
@@ -262,18 +268,14 @@ impl SqliteTx<'_> {
                 position: position as u64,
                 hash: to_hash(hash)?,
             },
+            key_epoch: key_epoch as u64,
             versions,
             existing,
         })
     }
 
-    fn write(
-        &self,
-        delete_keys: &[Uuid],
-        new_keys: &[KeyRow],
-        events: &[StoredEvent],
-        head: Head,
-    ) -> Result<(), StoreError> {
+    fn write(&self, w: &Write<'_>) -> Result<(), StoreError> {
+        let (delete_keys, new_keys, events, head) = (w.delete_keys, w.new_keys, w.events, w.head);
         let mut del = self
             .conn
             .prepare_cached("DELETE FROM data_keys WHERE key_id = ?1")?;
@@ -314,8 +316,12 @@ impl SqliteTx<'_> {
             ])?;
         }
         self.conn.execute(
-            "UPDATE log_head SET position = ?1, hash = ?2 WHERE id = 1",
-            params![head.position as i64, head.hash.as_slice()],
+            "UPDATE log_head SET position = ?1, hash = ?2, key_epoch = ?3 WHERE id = 1",
+            params![
+                head.position as i64,
+                head.hash.as_slice(),
+                w.key_epoch as i64
+            ],
         )?;
         if let Some(d) = self.delay {
             std::thread::sleep(d);
@@ -361,18 +367,36 @@ impl LogTx for SqliteTx<'_> {
         result
     }
 
-    async fn commit(
-        &mut self,
-        delete_keys: &[Uuid],
-        new_keys: &[KeyRow],
-        events: &[StoredEvent],
-        head: Head,
-    ) -> Result<(), StoreError> {
-        let r = self.write(delete_keys, new_keys, events, head);
+    async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError> {
+        let r = self.write(write);
         if r.is_err() {
             self.rollback().await;
         }
         r
+    }
+
+    async fn commit_if_head(
+        &mut self,
+        expected: (u64, u64),
+        write: &Write<'_>,
+    ) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let head: Result<(i64, i64), rusqlite::Error> = self.conn.query_row(
+            "SELECT position, key_epoch FROM log_head WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        );
+        match head {
+            Ok((p, k)) if (p as u64, k as u64) == expected => self.commit(write).await,
+            Ok(_) => {
+                self.rollback().await;
+                Err(StoreError::Internal("the log head moved".into()))
+            }
+            Err(e) => {
+                self.rollback().await;
+                Err(e.into())
+            }
+        }
     }
 
     async fn rollback(&mut self) {
@@ -499,12 +523,28 @@ impl KeyStore for SqliteEventStore {
             .map(|(s, c)| (s.to_string(), c.as_str()))
             .collect();
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("DELETE FROM data_keys WHERE subject = ?1 AND category = ?2")?;
-            for (s, cat) in &refs {
-                stmt.execute([s.as_str(), cat])?;
+            // One write transaction that bumps the key epoch, so that every writer's cached
+            // keys are known to be stale.
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| {
+                c.execute(
+                    "UPDATE log_head SET key_epoch = key_epoch + 1 WHERE id = 1",
+                    [],
+                )?;
+                let mut stmt =
+                    c.prepare_cached("DELETE FROM data_keys WHERE subject = ?1 AND category = ?2")?;
+                for (s, cat) in &refs {
+                    stmt.execute([s.as_str(), cat])?;
+                }
+                Ok::<_, StoreError>(())
+            })();
+            match result {
+                Ok(()) => c.execute_batch("COMMIT").map_err(Into::into),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
             }
-            Ok(())
         })
         .await
     }

@@ -8,7 +8,7 @@
 
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
-use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot};
+use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
 use crate::{
     key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head, KeyStore,
     StoreError, StoredEvent,
@@ -185,6 +185,7 @@ async fn writer_loop(
     head: Arc<watch::Sender<u64>>,
     delay: Option<Duration>,
 ) {
+    let mut cache = WriterCache::default();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_BATCH {
@@ -207,7 +208,9 @@ async fn writer_loop(
             client: &client,
             delay,
         };
-        if let Some(pos) = writer::run_batch(&mut tx, &master, || clock.now(), batch).await {
+        if let Some(pos) =
+            writer::run_batch(&mut tx, &mut cache, &master, || clock.now(), batch).await
+        {
             head.send_if_modified(|h| {
                 let moved = pos > *h;
                 *h = (*h).max(pos);
@@ -257,7 +260,9 @@ struct PgTx<'a> {
     delay: Option<Duration>,
 }
 
-const SQL_LOCK_HEAD: &str = "SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE";
+const SQL_LOCK_HEAD: &str =
+    "SELECT position, hash, key_epoch FROM log_head WHERE id = 1 FOR UPDATE";
+const SQL_EXPECT_HEAD: &str = "SELECT lw_expect_head($1, $2)";
 // One backward index probe per stream: `max(version)` would read the whole stream.
 const SQL_VERSIONS: &str = "SELECT s.stream, (SELECT e.version FROM events e \
      WHERE e.stream = s.stream ORDER BY e.version DESC LIMIT 1) FROM unnest($1::text[]) AS s(stream)";
@@ -274,12 +279,222 @@ const SQL_INSERT_EVENTS: &str = "INSERT INTO events (position, stream, version, 
      prev_hash, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], \
      $4::uuid[], $5::text[], $6::int[], $7::timestamptz[], $8::text[], $9::uuid[], \
      $10::uuid[], $11::text[], $12::bytea[], $13::bytea[])";
-const SQL_SET_HEAD: &str = "UPDATE log_head SET position = $1, hash = $2 WHERE id = 1";
+const SQL_SET_HEAD: &str =
+    "UPDATE log_head SET position = $1, hash = $2, key_epoch = $3 WHERE id = 1";
 const SQL_NOTIFY: &str = "SELECT pg_notify('lw_events', $1)";
+/// The optimistic write as one statement, hence one implicit transaction and one round trip:
+/// the head row moves only if it is still where this writer left it (an UPDATE waiting on
+/// another writer's lock re-checks that condition on the row that writer committed), and
+/// every other part writes only if it moved.
+const SQL_WRITE_IF_HEAD: &str = "WITH upd AS ( \
+       UPDATE log_head SET position = $1, hash = $2, key_epoch = $3 \
+       WHERE id = 1 AND position = $4 AND key_epoch = $5 RETURNING position), \
+     del AS ( \
+       DELETE FROM data_keys WHERE key_id = ANY($6::uuid[]) AND EXISTS (SELECT 1 FROM upd) \
+       RETURNING 1), \
+     keys AS ( \
+       INSERT INTO data_keys (key_id, subject, category, wrapped) \
+       SELECT k, s, c, w FROM unnest($7::uuid[], $8::text[], $9::text[], $10::bytea[]) AS t(k, s, c, w) \
+       WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
+     ev AS ( \
+       INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
+       SELECT * FROM unnest($11::bigint[], $12::text[], $13::bigint[], $14::uuid[], $15::text[], \
+         $16::int[], $17::timestamptz[], $18::text[], $19::uuid[], $20::uuid[], $21::text[], \
+         $22::bytea[], $23::bytea[]) WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
+     SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), (SELECT count(*) FROM del), \
+       (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $24) FROM upd)";
 const EVENT_COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
      recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash";
 
 impl PgTx<'_> {
+    /// Sends the whole write as one pipeline: with `guard`, BEGIN and the head check first
+    /// (the optimistic path); COMMIT last. One round trip, one WAL flush. When any statement
+    /// fails, PostgreSQL turns the pipelined COMMIT into a rollback.
+    async fn pipeline(
+        &mut self,
+        guard: Option<(u64, u64)>,
+        w: &Write<'_>,
+    ) -> Result<(), StoreError> {
+        let c = self.client;
+        let stmts = tokio::try_join!(
+            c.prepare_cached(SQL_EXPECT_HEAD),
+            c.prepare_cached(SQL_INSERT_EVENTS),
+            c.prepare_cached(SQL_SET_HEAD),
+            c.prepare_cached(SQL_NOTIFY)
+        );
+        let (expect, insert, set_head, notify) = match stmts {
+            Ok(s) => s,
+            Err(e) if guard.is_some() => return Err(e.into()),
+            Err(e) => return self.abort(e).await,
+        };
+        let begin = async {
+            match guard {
+                Some(_) => c.batch_execute("BEGIN").await,
+                None => Ok(()),
+            }
+        };
+        let guard_q = async {
+            match guard {
+                Some((p, k)) => c
+                    .execute(&expect, &[&(p as i64), &(k as i64)])
+                    .await
+                    .map(|_| ()),
+                None => Ok(()),
+            }
+        };
+        let del_keys = async {
+            if w.delete_keys.is_empty() {
+                Ok(0)
+            } else {
+                c.execute(SQL_DELETE_KEYS, &[&w.delete_keys]).await
+            }
+        };
+        let ins_keys = async {
+            if w.new_keys.is_empty() {
+                return Ok(0);
+            }
+            let ids: Vec<Uuid> = w.new_keys.iter().map(|k| k.key_id).collect();
+            let subjects: Vec<String> = w.new_keys.iter().map(|k| k.subject.to_string()).collect();
+            let cats: Vec<&str> = w.new_keys.iter().map(|k| k.category.as_str()).collect();
+            let wrapped: Vec<&[u8]> = w.new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
+            c.execute(SQL_INSERT_KEYS, &[&ids, &subjects, &cats, &wrapped])
+                .await
+        };
+        let cols = EventColumns::from(w.events);
+        let ins_events = async {
+            if w.events.is_empty() {
+                return Ok(0);
+            }
+            c.execute(
+                &insert,
+                &[
+                    &cols.position,
+                    &cols.stream,
+                    &cols.version,
+                    &cols.event_id,
+                    &cols.event_type,
+                    &cols.schema_version,
+                    &cols.recorded_at,
+                    &cols.actor,
+                    &cols.correlation_id,
+                    &cols.causation_id,
+                    &cols.data,
+                    &cols.prev_hash,
+                    &cols.hash,
+                ],
+            )
+            .await
+        };
+        let position = w.head.position as i64;
+        let hash = w.head.hash.as_slice();
+        let key_epoch = w.key_epoch as i64;
+        let payload = w.head.position.to_string();
+        let p_head: [&(dyn ToSql + Sync); 3] = [&position, &hash, &key_epoch];
+        let p_notify: [&(dyn ToSql + Sync); 1] = [&payload];
+        let delay = self.delay;
+        let commit = async {
+            match delay {
+                None => c.batch_execute("COMMIT").await,
+                Some(_) => Ok(()),
+            }
+        };
+        let (b, g, d, k, e, h, n, cm) = tokio::join!(
+            begin,
+            guard_q,
+            del_keys,
+            ins_keys,
+            ins_events,
+            c.execute(&set_head, &p_head),
+            c.query(&notify, &p_notify),
+            commit
+        );
+        let first_error = [
+            b.err(),
+            g.err(),
+            d.err(),
+            k.err(),
+            e.err(),
+            h.err(),
+            n.err(),
+            cm.err(),
+        ]
+        .into_iter()
+        .flatten()
+        .next();
+        if let Some(err) = first_error {
+            return self.abort(err).await;
+        }
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+            c.batch_execute("COMMIT").await?;
+        }
+        Ok(())
+    }
+
+    async fn write_if_head(
+        &mut self,
+        expected: (u64, u64),
+        w: &Write<'_>,
+    ) -> Result<(), StoreError> {
+        let c = self.client;
+        let stmt = c.prepare_cached(SQL_WRITE_IF_HEAD).await?;
+        let key_ids: Vec<Uuid> = w.new_keys.iter().map(|k| k.key_id).collect();
+        let subjects: Vec<String> = w.new_keys.iter().map(|k| k.subject.to_string()).collect();
+        let cats: Vec<&str> = w.new_keys.iter().map(|k| k.category.as_str()).collect();
+        let wrapped: Vec<&[u8]> = w.new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
+        let cols = EventColumns::from(w.events);
+        let row = c
+            .query_one(
+                &stmt,
+                &[
+                    &(w.head.position as i64),
+                    &w.head.hash.as_slice(),
+                    &(w.key_epoch as i64),
+                    &(expected.0 as i64),
+                    &(expected.1 as i64),
+                    &w.delete_keys,
+                    &key_ids,
+                    &subjects,
+                    &cats,
+                    &wrapped,
+                    &cols.position,
+                    &cols.stream,
+                    &cols.version,
+                    &cols.event_id,
+                    &cols.event_type,
+                    &cols.schema_version,
+                    &cols.recorded_at,
+                    &cols.actor,
+                    &cols.correlation_id,
+                    &cols.causation_id,
+                    &cols.data,
+                    &cols.prev_hash,
+                    &cols.hash,
+                    &w.head.position.to_string(),
+                ],
+            )
+            .await?;
+        let (moved, events, deleted, keys): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if moved != 1 {
+            return Err(StoreError::Internal("the log head moved".into()));
+        }
+        if events as usize != w.events.len()
+            || deleted as usize != w.delete_keys.len()
+            || keys as usize != w.new_keys.len()
+        {
+            // The statement committed, but not everything this writer expected: its
+            // knowledge of the keys was wrong. Nothing acknowledged is lost (the rows are
+            // there), but the cache must go; the caller reads everything again.
+            return Err(StoreError::Corrupt(format!(
+                "optimistic write at head {} wrote {events} events, deleted {deleted} keys, added {keys} keys",
+                w.head.position
+            )));
+        }
+        Ok(())
+    }
+
     async fn abort<T>(&mut self, e: impl Into<StoreError>) -> Result<T, StoreError> {
         self.rollback().await;
         Err(e.into())
@@ -321,6 +536,7 @@ impl LogTx for PgTx<'_> {
                 position: h.get::<_, i64>(0) as u64,
                 hash,
             },
+            key_epoch: h.get::<_, i64>(2) as u64,
             versions: v
                 .iter()
                 .filter_map(|r| Some((r.get::<_, String>(0), r.get::<_, Option<i64>>(1)? as u64)))
@@ -355,91 +571,20 @@ impl LogTx for PgTx<'_> {
         rows.iter().map(key_row).collect()
     }
 
-    async fn commit(
+    async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError> {
+        self.pipeline(None, write).await
+    }
+
+    async fn commit_if_head(
         &mut self,
-        delete_keys: &[Uuid],
-        new_keys: &[KeyRow],
-        events: &[StoredEvent],
-        head: Head,
+        expected: (u64, u64),
+        write: &Write<'_>,
     ) -> Result<(), StoreError> {
-        let c = self.client;
-        let stmts = tokio::try_join!(
-            c.prepare_cached(SQL_INSERT_EVENTS),
-            c.prepare_cached(SQL_SET_HEAD),
-            c.prepare_cached(SQL_NOTIFY)
-        );
-        let (insert, set_head, notify) = match stmts {
-            Ok(s) => s,
-            Err(e) => return self.abort(e).await,
-        };
-        let del_keys = async {
-            if delete_keys.is_empty() {
-                Ok(0)
-            } else {
-                c.execute(SQL_DELETE_KEYS, &[&delete_keys]).await
-            }
-        };
-        let ins_keys = async {
-            if new_keys.is_empty() {
-                return Ok(0);
-            }
-            let ids: Vec<Uuid> = new_keys.iter().map(|k| k.key_id).collect();
-            let subjects: Vec<String> = new_keys.iter().map(|k| k.subject.to_string()).collect();
-            let cats: Vec<&str> = new_keys.iter().map(|k| k.category.as_str()).collect();
-            let wrapped: Vec<&[u8]> = new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
-            c.execute(SQL_INSERT_KEYS, &[&ids, &subjects, &cats, &wrapped])
-                .await
-        };
-        let cols = EventColumns::from(events);
-        let ins_events = async {
-            if events.is_empty() {
-                return Ok(0);
-            }
-            c.execute(
-                &insert,
-                &[
-                    &cols.position,
-                    &cols.stream,
-                    &cols.version,
-                    &cols.event_id,
-                    &cols.event_type,
-                    &cols.schema_version,
-                    &cols.recorded_at,
-                    &cols.actor,
-                    &cols.correlation_id,
-                    &cols.causation_id,
-                    &cols.data,
-                    &cols.prev_hash,
-                    &cols.hash,
-                ],
-            )
-            .await
-        };
-        let position = head.position as i64;
-        let hash = head.hash.as_slice();
-        let payload = head.position.to_string();
-        let p_head: [&(dyn ToSql + Sync); 2] = [&position, &hash];
-        let p_notify: [&(dyn ToSql + Sync); 1] = [&payload];
-        let (d, k, e, h, n) = tokio::join!(
-            del_keys,
-            ins_keys,
-            ins_events,
-            c.execute(&set_head, &p_head),
-            c.query(&notify, &p_notify)
-        );
-        for r in [d, k, e, h] {
-            if let Err(err) = r {
-                return self.abort(err).await;
-            }
+        if self.delay.is_some() {
+            // The test hook needs a transaction it can hold open before COMMIT.
+            return self.pipeline(Some(expected), write).await;
         }
-        if let Err(err) = n {
-            return self.abort(err).await;
-        }
-        if let Some(d) = self.delay {
-            tokio::time::sleep(d).await;
-        }
-        c.batch_execute("COMMIT").await?;
-        Ok(())
+        self.write_if_head(expected, write).await
     }
 
     async fn rollback(&mut self) {
@@ -541,16 +686,24 @@ impl KeyStore for PgEventStore {
     }
 
     async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
         let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
         let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
-        client
-            .execute(
-                "DELETE FROM data_keys k USING unnest($1::text[], $2::text[]) AS r(subject, category) \
-                 WHERE k.subject = r.subject AND k.category = r.category",
-                &[&subjects, &categories],
-            )
-            .await?;
+        let tx = client.transaction().await?;
+        // Under the head lock, and bumping the key epoch, so that every writer's cached keys
+        // are known to be stale.
+        tx.execute(
+            "UPDATE log_head SET key_epoch = key_epoch + 1 WHERE id = 1",
+            &[],
+        )
+        .await?;
+        tx.execute(
+            "DELETE FROM data_keys k USING unnest($1::text[], $2::text[]) AS r(subject, category) \
+             WHERE k.subject = r.subject AND k.category = r.category",
+            &[&subjects, &categories],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -7,8 +7,8 @@ use crate::chain::{chain_hash, Hash};
 use crate::crypto::{DataKey, MasterKey};
 use crate::sealing::{self, KeyRef};
 use crate::{
-    key_context, store_time, validate_stream, AppendRequest, AppendResult, Head, StoreError,
-    StoredEvent, MAX_EVENTS_PER_APPEND, MAX_EVENT_DATA_BYTES,
+    key_context, store_time, validate_stream, AppendRequest, AppendResult, ExpectedVersion, Head,
+    StoreError, StoredEvent, MAX_EVENTS_PER_APPEND, MAX_EVENT_DATA_BYTES,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -41,8 +41,19 @@ pub(crate) struct KeyRow {
 /// What the checks read, under the head lock.
 pub(crate) struct Snapshot {
     pub head: Head,
+    /// Bumped by every deletion of data keys.
+    pub key_epoch: u64,
     pub versions: HashMap<String, u64>,
     pub existing: HashMap<Uuid, Existing>,
+}
+
+/// Everything one transaction writes.
+pub(crate) struct Write<'a> {
+    pub delete_keys: &'a [Uuid],
+    pub new_keys: &'a [KeyRow],
+    pub events: &'a [StoredEvent],
+    pub head: Head,
+    pub key_epoch: u64,
 }
 
 /// One backend's write transaction.
@@ -55,13 +66,16 @@ pub(crate) trait LogTx {
     ) -> Result<Snapshot, StoreError>;
     /// The key rows of these (subject, category) pairs that exist.
     async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError>;
-    /// Deletes and inserts keys, inserts events, moves the head, commits.
-    async fn commit(
+    /// Deletes and inserts keys, inserts events, moves the head, commits the transaction
+    /// `begin` opened.
+    async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError>;
+    /// Opens a transaction, locks the head and checks it is still at `expected` (position,
+    /// key epoch), writes and commits — in one round trip where the backend can pipeline.
+    /// When the head moved nothing is written and an error is returned.
+    async fn commit_if_head(
         &mut self,
-        delete_keys: &[Uuid],
-        new_keys: &[KeyRow],
-        events: &[StoredEvent],
-        head: Head,
+        expected: (u64, u64),
+        write: &Write<'_>,
     ) -> Result<(), StoreError>;
     async fn rollback(&mut self);
 }
@@ -157,10 +171,47 @@ struct Batch<'a> {
     keys: HashMap<KeyRef, (Uuid, DataKey)>,
     new_keys: Vec<KeyRow>,
     delete_keys: Vec<Uuid>,
+    shredded: Vec<KeyRef>,
     rows: Vec<StoredEvent>,
+    key_epoch: u64,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    fn new(
+        master: &'a MasterKey,
+        now: DateTime<Utc>,
+        snap: Snapshot,
+        keys: HashMap<KeyRef, (Uuid, DataKey)>,
+    ) -> Self {
+        Batch {
+            master,
+            now: store_time(now),
+            head: snap.head,
+            versions: snap.versions,
+            existing: snap.existing,
+            keys,
+            new_keys: Vec::new(),
+            delete_keys: Vec::new(),
+            shredded: Vec::new(),
+            rows: Vec::new(),
+            key_epoch: snap.key_epoch,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.delete_keys.is_empty() && self.new_keys.is_empty()
+    }
+
+    fn write(&self) -> Write<'_> {
+        Write {
+            delete_keys: &self.delete_keys,
+            new_keys: &self.new_keys,
+            events: &self.rows,
+            head: self.head,
+            key_epoch: self.key_epoch + u64::from(!self.delete_keys.is_empty()),
+        }
+    }
+
     fn apply(&mut self, req: &AppendRequest) -> Result<AppendResult, StoreError> {
         if let Idempotency::Duplicate(r) = classify(req, &self.existing)? {
             return Ok(r);
@@ -256,6 +307,7 @@ impl Batch<'_> {
             self.new_keys.push(row);
         }
         for r in &req.shred {
+            self.shredded.push(r.clone());
             if let Some((key_id, _)) = self.keys.remove(r) {
                 if let Some(i) = self.new_keys.iter().position(|k| k.key_id == key_id) {
                     self.new_keys.remove(i);
@@ -295,13 +347,122 @@ impl Batch<'_> {
     }
 }
 
-/// Runs one group-commit batch in `tx`; returns one result per request, in order.
+/// Streams, keys and the head as this writer last saw them. Valid as of `head`: as long as
+/// the head's position and key epoch have not moved, nobody else has written, so the cached
+/// versions and keys are exact and a batch can be written in one optimistic round trip.
+#[derive(Default)]
+pub(crate) struct WriterCache {
+    head: Option<(Head, u64)>,
+    versions: HashMap<String, u64>,
+    keys: HashMap<KeyRef, (Uuid, DataKey)>,
+}
+
+/// Unwrapped data keys by (subject, category).
+type KeyMap = HashMap<KeyRef, (Uuid, DataKey)>;
+
+/// Past this many streams or keys the cache starts over (it only saves round trips).
+const CACHE_LIMIT: usize = 100_000;
+
+impl WriterCache {
+    fn clear(&mut self) {
+        *self = WriterCache::default();
+    }
+
+    fn absorb(&mut self, batch: &Batch<'_>, key_epoch: u64) {
+        if self.versions.len() > CACHE_LIMIT {
+            self.versions.clear();
+        }
+        if self.keys.len() > CACHE_LIMIT {
+            self.keys.clear();
+        }
+        self.head = Some((batch.head, key_epoch));
+        self.versions
+            .extend(batch.versions.iter().map(|(s, v)| (s.clone(), *v)));
+        self.keys
+            .extend(batch.keys.iter().map(|(r, k)| (r.clone(), k.clone())));
+        for r in &batch.shredded {
+            self.keys.remove(r);
+        }
+    }
+
+    /// The snapshot the cache vouches for, when it covers every stream and shred of the
+    /// batch. A stream it does not know is taken as new only when the request expects it
+    /// new: if it exists, its version 1 does too, and the insert fails on the unique key.
+    fn snapshot(&self, requests: &[&AppendRequest]) -> Option<(Snapshot, KeyMap)> {
+        let (head, key_epoch) = self.head?;
+        let mut versions = HashMap::new();
+        let mut keys = HashMap::new();
+        for r in requests {
+            for w in &r.writes {
+                match self.versions.get(&w.stream) {
+                    Some(v) => {
+                        versions.insert(w.stream.clone(), *v);
+                    }
+                    None if matches!(
+                        w.expected,
+                        ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+                    ) => {}
+                    None => return None,
+                }
+                for e in &w.events {
+                    let mut refs = BTreeSet::new();
+                    sealing::plaintext_refs(&e.data, &mut refs).ok()?;
+                    for k in refs {
+                        if let Some(key) = self.keys.get(&k) {
+                            keys.insert(k, key.clone());
+                        }
+                    }
+                }
+            }
+            for k in &r.shred {
+                keys.insert(k.clone(), self.keys.get(k)?.clone());
+            }
+        }
+        Some((
+            Snapshot {
+                head,
+                key_epoch,
+                versions,
+                existing: HashMap::new(),
+            },
+            keys,
+        ))
+    }
+}
+
+/// Runs one group-commit batch; returns one result per request, in order.
+///
+/// First, when the cache vouches for everything the batch touches, the batch is decided from
+/// the cache and written with [`LogTx::commit_if_head`]. If that is refused (another writer
+/// moved the head, an event id or key already exists, or any request was refused on cached
+/// knowledge), the batch is decided again from what [`LogTx::begin`] reads under the lock.
 pub(crate) async fn commit_batch<T: LogTx>(
     tx: &mut T,
+    cache: &mut WriterCache,
     master: &MasterKey,
     now: DateTime<Utc>,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
+    if let Some((snap, keys)) = cache.snapshot(requests) {
+        let expected = (snap.head.position, snap.key_epoch);
+        let mut batch = Batch::new(master, now, snap, keys);
+        let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
+        if results.iter().all(Result::is_ok) && !batch.is_empty() {
+            let write = batch.write();
+            let epoch = write.key_epoch;
+            match tx.commit_if_head(expected, &write).await {
+                Ok(()) => {
+                    cache.absorb(&batch, epoch);
+                    return Ok(results);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "optimistic append refused; reading under the lock")
+                }
+            }
+        }
+        cache.clear();
+    }
+
     let mut streams: Vec<String> = requests
         .iter()
         .flat_map(|r| r.writes.iter().map(|w| w.stream.clone()))
@@ -317,6 +478,9 @@ pub(crate) async fn commit_batch<T: LogTx>(
         })
         .collect();
     let snap = tx.begin(&streams, &ids).await?;
+    if cache.head != Some((snap.head, snap.key_epoch)) {
+        cache.clear();
+    }
 
     let mut refs = BTreeSet::new();
     for r in requests {
@@ -355,24 +519,19 @@ pub(crate) async fn commit_batch<T: LogTx>(
         }
     }
 
-    let mut batch = Batch {
-        master,
-        now: store_time(now),
-        head: snap.head,
-        versions: snap.versions,
-        existing: snap.existing,
-        keys,
-        new_keys: Vec::new(),
-        delete_keys: Vec::new(),
-        rows: Vec::new(),
-    };
+    let mut batch = Batch::new(master, now, snap, keys);
     let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
-    if batch.rows.is_empty() && batch.delete_keys.is_empty() && batch.new_keys.is_empty() {
+    if batch.is_empty() {
         tx.rollback().await;
         return Ok(results);
     }
-    tx.commit(&batch.delete_keys, &batch.new_keys, &batch.rows, batch.head)
-        .await?;
+    let write = batch.write();
+    let epoch = write.key_epoch;
+    if let Err(e) = tx.commit(&write).await {
+        cache.clear();
+        return Err(e);
+    }
+    cache.absorb(&batch, epoch);
     Ok(results)
 }
 
@@ -381,12 +540,13 @@ pub(crate) async fn commit_batch<T: LogTx>(
 /// position written, if any.
 pub(crate) async fn run_batch<T: LogTx>(
     tx: &mut T,
+    cache: &mut WriterCache,
     master: &MasterKey,
     now: impl Fn() -> DateTime<Utc>,
     pending: Vec<Pending>,
 ) -> Option<u64> {
     let requests: Vec<&AppendRequest> = pending.iter().map(|p| &p.request).collect();
-    let outcome = commit_batch(tx, master, now(), &requests).await;
+    let outcome = commit_batch(tx, cache, master, now(), &requests).await;
     let mut head = None;
     match outcome {
         Ok(results) => {
@@ -404,7 +564,7 @@ pub(crate) async fn run_batch<T: LogTx>(
         }
         Err(_) => {
             for p in pending {
-                let r = commit_batch(tx, master, now(), &[&p.request])
+                let r = commit_batch(tx, cache, master, now(), &[&p.request])
                     .await
                     .and_then(|mut v| {
                         v.pop()

@@ -799,6 +799,86 @@ async fn subscriber_wakes_on_append(backend: Backend) {
     }
 }
 
+/// Each writer remembers the head, stream versions and keys of its last commit and appends
+/// optimistically on that knowledge. When another writer (another process) moved on in
+/// between, that knowledge is stale and must not decide anything.
+async fn stale_writer_knowledge_never_decides(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let a = ctx.open().await;
+    let b = ctx.open().await;
+    let subject = Subject::new("account", Uuid::new_v4());
+    a.append(single(
+        "s-1",
+        ExpectedVersion::NoStream,
+        vec![personal_event(&subject, Category::Profile, "v1")],
+    ))
+    .await
+    .expect("a");
+    // B moves the stream A has cached.
+    b.append(single("s-1", ExpectedVersion::Exact(1), vec![event(2)]))
+        .await
+        .expect("b");
+    let err = a
+        .append(single("s-1", ExpectedVersion::Exact(1), vec![event(3)]))
+        .await
+        .expect_err("A's cached version 1 is stale");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 2, .. }),
+        "{err:?}"
+    );
+    a.append(single("s-1", ExpectedVersion::Exact(2), vec![event(3)]))
+        .await
+        .expect("A with the right version");
+
+    // B shreds the key A has cached; A's next data for that subject must get a new key and
+    // stay readable, not be sealed under the deleted one.
+    b.shred(&[(subject.clone(), Category::Profile)])
+        .await
+        .expect("shred");
+    a.append(single(
+        "s-1",
+        ExpectedVersion::Exact(3),
+        vec![personal_event(&subject, Category::Profile, "after")],
+    ))
+    .await
+    .expect("append after shred");
+    let events = b.read_stream("s-1", 0, 10).await.expect("read");
+    assert_eq!(
+        events[0].data["field"][PERSONAL_MARKER]["erased"],
+        json!(true)
+    );
+    assert_eq!(
+        events[3].data["field"][PERSONAL_MARKER]["value"],
+        json!("after")
+    );
+
+    // A retry of a stored request on the optimistic path answers with the original positions.
+    let e = event(9);
+    let first = a
+        .append(single("s-2", ExpectedVersion::NoStream, vec![e.clone()]))
+        .await
+        .expect("first");
+    let again = a
+        .append(single("s-2", ExpectedVersion::NoStream, vec![e]))
+        .await
+        .expect("retry");
+    assert!(again.duplicate);
+    assert_eq!(again.last_position, first.last_position);
+    // A stream A never saw, created by B, is not taken as new by A.
+    b.append(single("s-3", ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .expect("b");
+    let err = a
+        .append(single("s-3", ExpectedVersion::NoStream, vec![event(2)]))
+        .await
+        .expect_err("s-3 exists");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 1, .. }),
+        "{err:?}"
+    );
+    assert!(a.verify().await.expect("verify").ok);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -833,4 +913,5 @@ conformance!(
     personal_data_is_sealed_and_shredded,
     reopening_keeps_everything_acknowledged,
     subscriber_wakes_on_append,
+    stale_writer_knowledge_never_decides,
 );
