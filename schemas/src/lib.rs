@@ -28,6 +28,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "key_epoch",
         sql: include_str!("../sql/postgres/0002_key_epoch.sql"),
     },
+    Migration {
+        version: 3,
+        name: "views",
+        sql: include_str!("../sql/postgres/0003_views.sql"),
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -41,6 +46,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "key_epoch",
         sql: include_str!("../sql/sqlite/0002_key_epoch.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "views",
+        sql: include_str!("../sql/sqlite/0003_views.sql"),
     },
 ];
 

@@ -8,6 +8,7 @@
 
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
+use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
 use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
 use crate::{
     format_time, key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head,
@@ -625,5 +626,218 @@ impl EventStore for SqliteEventStore {
     async fn wait_for(&self, after: u64, timeout: Duration) {
         let mut rx = self.head.clone();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after)).await;
+    }
+}
+
+fn view_doc(r: &Row) -> rusqlite::Result<Result<ViewDoc, StoreError>> {
+    let key: String = r.get(0)?;
+    let doc: String = r.get(1)?;
+    let owner: Option<String> = r.get(2)?;
+    let state: Option<String> = r.get(3)?;
+    let due: Option<String> = r.get(4)?;
+    Ok((|| {
+        Ok(ViewDoc {
+            doc: serde_json::from_str(&doc)
+                .map_err(|_| StoreError::Corrupt(format!("view document {key} is not JSON")))?,
+            due_at: due
+                .map(|d| {
+                    chrono::DateTime::parse_from_rfc3339(&d)
+                        .map(|t| t.with_timezone(&chrono::Utc))
+                        .map_err(|_| {
+                            StoreError::Corrupt(format!("view document {key} has a bad due date"))
+                        })
+                })
+                .transpose()?,
+            key,
+            owner,
+            state,
+        })
+    })())
+}
+
+/// Runs `f` in an immediate (write) transaction on `c`.
+fn write_tx<T>(c: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match f() {
+        Ok(v) => {
+            c.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl ViewStore for SqliteEventStore {
+    async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
+        let view = view.to_owned();
+        self.read(move |c| {
+            let p: Option<i64> = c
+                .query_row(
+                    "SELECT position FROM view_checkpoints WHERE view = ?1",
+                    [&view],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(p.unwrap_or(0) as u64)
+        })
+        .await
+    }
+
+    async fn commit(
+        &self,
+        view: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
+        let view = view.to_owned();
+        let changes = crate::views::last_change_per_key(changes);
+        self.read(move |c| {
+            write_tx(c, || {
+                let current: Option<i64> = c
+                    .query_row("SELECT position FROM view_checkpoints WHERE view = ?1", [&view], |r| r.get(0))
+                    .optional()?;
+                let current = current.unwrap_or(0) as u64;
+                if current != from {
+                    return Err(StoreError::Conflict {
+                        stream: format!("view:{view}"),
+                        expected: crate::ExpectedVersion::Exact(from),
+                        actual: current,
+                    });
+                }
+                let mut put = c.prepare_cached(
+                    "INSERT INTO views (view, key, doc, owner, state, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, \
+                     state = excluded.state, due_at = excluded.due_at",
+                )?;
+                let mut del = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND key = ?2")?;
+                for change in &changes {
+                    match change {
+                        DocChange::Put(d) => {
+                            put.execute(params![
+                                view,
+                                d.key,
+                                d.doc.to_string(),
+                                d.owner,
+                                d.state,
+                                d.due_at.map(format_time),
+                            ])?;
+                        }
+                        DocChange::Delete(k) => {
+                            del.execute(params![view, k])?;
+                        }
+                    }
+                }
+                c.execute(
+                    "INSERT INTO view_checkpoints (view, position) VALUES (?1, ?2) \
+                     ON CONFLICT (view) DO UPDATE SET position = excluded.position",
+                    params![view, to as i64],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError> {
+        let view = view.to_owned();
+        let keys = keys.to_vec();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key, doc, owner, state, due_at FROM views WHERE view = ?1 AND key = ?2",
+            )?;
+            let mut out = Vec::new();
+            for k in &keys {
+                if let Some(d) = stmt.query_row(params![view, k], view_doc).optional()? {
+                    out.push(d?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn query(&self, view: &str, q: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
+        let view = view.to_owned();
+        let q = q.clone();
+        self.read(move |c| {
+            let mut sql =
+                String::from("SELECT key, doc, owner, state, due_at FROM views WHERE view = ?");
+            let mut args: Vec<rusqlite::types::Value> = vec![view.into()];
+            if let Some(owner) = q.owner {
+                sql.push_str(" AND owner = ?");
+                args.push(owner.into());
+            }
+            if let Some(state) = q.state {
+                sql.push_str(" AND state = ?");
+                args.push(state.into());
+            }
+            if let Some(due) = q.due_before {
+                sql.push_str(" AND due_at < ?");
+                args.push(format_time(due).into());
+            }
+            if let Some(after) = q.after_key {
+                sql.push_str(" AND key > ?");
+                args.push(after.into());
+            }
+            sql.push_str(if q.due_before.is_some() {
+                " ORDER BY due_at, key LIMIT ?"
+            } else {
+                " ORDER BY key LIMIT ?"
+            });
+            args.push((q.limit.clamp(1, 10_000) as i64).into());
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), view_doc)?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.push(r??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
+        let view = view.to_owned();
+        self.read(move |c| {
+            write_tx(c, || {
+                c.execute("DELETE FROM views WHERE view = ?1", [&view])?;
+                c.execute("DELETE FROM view_checkpoints WHERE view = ?1", [&view])?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError> {
+        let (building, live) = (building.to_owned(), live.to_owned());
+        self.read(move |c| {
+            write_tx(c, || {
+                c.execute("DELETE FROM views WHERE view = ?1", [&live])?;
+                c.execute(
+                    "UPDATE views SET view = ?2 WHERE view = ?1",
+                    [&building, &live],
+                )?;
+                let p: Option<i64> = c
+                    .query_row(
+                        "SELECT position FROM view_checkpoints WHERE view = ?1",
+                        [&building],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                c.execute(
+                    "INSERT INTO view_checkpoints (view, position) VALUES (?1, ?2) \
+                     ON CONFLICT (view) DO UPDATE SET position = excluded.position",
+                    params![live, p.unwrap_or(0)],
+                )?;
+                c.execute("DELETE FROM view_checkpoints WHERE view = ?1", [&building])?;
+                Ok(())
+            })
+        })
+        .await
     }
 }

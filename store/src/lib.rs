@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod sealing;
 pub mod subscription;
 pub mod test_support;
+pub mod views;
 mod writer;
 
 pub use chain::{Hash, VerifyReport};
@@ -26,6 +27,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{DataKey, MasterKey};
 pub use error::StoreError;
 pub use subscription::Subscription;
+pub use views::{DocChange, ViewDoc, ViewQuery, ViewStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};

@@ -8,6 +8,7 @@
 
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
+use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
 use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
 use crate::{
     key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head, KeyStore,
@@ -772,5 +773,192 @@ impl EventStore for PgEventStore {
     async fn wait_for(&self, after: u64, timeout: Duration) {
         let mut rx = self.head.clone();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|h| *h > after)).await;
+    }
+}
+
+fn view_doc(r: &Row) -> ViewDoc {
+    ViewDoc {
+        key: r.get(0),
+        doc: r.get(1),
+        owner: r.get(2),
+        state: r.get(3),
+        due_at: r.get(4),
+    }
+}
+
+#[async_trait]
+impl ViewStore for PgEventStore {
+    async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT position FROM view_checkpoints WHERE view = $1",
+                &[&view],
+            )
+            .await?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
+    }
+
+    async fn commit(
+        &self,
+        view: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
+        let changes = crate::views::last_change_per_key(changes);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO NOTHING",
+            &[&view],
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT position FROM view_checkpoints WHERE view = $1 FOR UPDATE",
+                &[&view],
+            )
+            .await?
+            .get(0);
+        if current as u64 != from {
+            return Err(StoreError::Conflict {
+                stream: format!("view:{view}"),
+                expected: crate::ExpectedVersion::Exact(from),
+                actual: current as u64,
+            });
+        }
+        let puts: Vec<&ViewDoc> = changes
+            .iter()
+            .filter_map(|c| match c {
+                DocChange::Put(d) => Some(d),
+                DocChange::Delete(_) => None,
+            })
+            .collect();
+        let deletes: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| match c {
+                DocChange::Delete(k) => Some(k.as_str()),
+                DocChange::Put(_) => None,
+            })
+            .collect();
+        if !puts.is_empty() {
+            let keys: Vec<&str> = puts.iter().map(|d| d.key.as_str()).collect();
+            let docs: Vec<&serde_json::Value> = puts.iter().map(|d| &d.doc).collect();
+            let owners: Vec<Option<&str>> = puts.iter().map(|d| d.owner.as_deref()).collect();
+            let states: Vec<Option<&str>> = puts.iter().map(|d| d.state.as_deref()).collect();
+            let dues: Vec<Option<DateTime<Utc>>> = puts.iter().map(|d| d.due_at).collect();
+            tx.execute(
+                "INSERT INTO views (view, key, doc, owner, state, due_at) \
+                 SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::timestamptz[]) \
+                 ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, \
+                 state = excluded.state, due_at = excluded.due_at",
+                &[&view, &keys, &docs, &owners, &states, &dues],
+            )
+            .await?;
+        }
+        if !deletes.is_empty() {
+            tx.execute(
+                "DELETE FROM views WHERE view = $1 AND key = ANY($2)",
+                &[&view, &deletes],
+            )
+            .await?;
+        }
+        tx.execute(
+            "UPDATE view_checkpoints SET position = $2 WHERE view = $1",
+            &[&view, &(to as i64)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query_typed(
+                "SELECT key, doc, owner, state, due_at FROM views WHERE view = $1 AND key = ANY($2)",
+                &[(&view, Type::TEXT), (&keys, Type::TEXT_ARRAY)],
+            )
+            .await?;
+        Ok(rows.iter().map(view_doc).collect())
+    }
+
+    async fn query(&self, view: &str, q: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
+        let client = self.pool.get().await?;
+        let mut sql =
+            String::from("SELECT key, doc, owner, state, due_at FROM views WHERE view = $1");
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> = vec![(&view, Type::TEXT)];
+        if let Some(owner) = &q.owner {
+            params.push((owner, Type::TEXT));
+            sql.push_str(&format!(" AND owner = ${}", params.len()));
+        }
+        if let Some(state) = &q.state {
+            params.push((state, Type::TEXT));
+            sql.push_str(&format!(" AND state = ${}", params.len()));
+        }
+        if let Some(due) = &q.due_before {
+            params.push((due, Type::TIMESTAMPTZ));
+            sql.push_str(&format!(" AND due_at < ${}", params.len()));
+        }
+        if let Some(after) = &q.after_key {
+            params.push((after, Type::TEXT));
+            sql.push_str(&format!(" AND key > ${}", params.len()));
+        }
+        sql.push_str(if q.due_before.is_some() {
+            " ORDER BY due_at, key"
+        } else {
+            " ORDER BY key"
+        });
+        let limit = q.limit.clamp(1, 10_000) as i64;
+        params.push((&limit, Type::INT8));
+        sql.push_str(&format!(" LIMIT ${}", params.len()));
+        let rows = client.query_typed(&sql, &params).await?;
+        Ok(rows.iter().map(view_doc).collect())
+    }
+
+    async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM views WHERE view = $1", &[&view])
+            .await?;
+        tx.execute("DELETE FROM view_checkpoints WHERE view = $1", &[&view])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Lock the live checkpoint first: a runner committing to `live` waits, then finds
+        // the checkpoint moved and reloads.
+        tx.execute(
+            "INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO NOTHING",
+            &[&live],
+        )
+        .await?;
+        tx.execute(
+            "SELECT position FROM view_checkpoints WHERE view = $1 FOR UPDATE",
+            &[&live],
+        )
+        .await?;
+        tx.execute("DELETE FROM views WHERE view = $1", &[&live])
+            .await?;
+        tx.execute(
+            "UPDATE views SET view = $2 WHERE view = $1",
+            &[&building, &live],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE view_checkpoints SET position = \
+             COALESCE((SELECT position FROM view_checkpoints WHERE view = $1), 0) WHERE view = $2",
+            &[&building, &live],
+        )
+        .await?;
+        tx.execute("DELETE FROM view_checkpoints WHERE view = $1", &[&building])
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -107,6 +107,8 @@ pub enum Backend {
 /// when this is dropped.
 pub struct TestStore {
     pub store: std::sync::Arc<dyn crate::EventStore>,
+    /// The same storage's views.
+    pub views: std::sync::Arc<dyn crate::ViewStore>,
     pub db: Option<TestDatabase>,
     pub dir: Option<tempfile::TempDir>,
     pub master: crate::MasterKey,
@@ -132,8 +134,10 @@ impl TestStore {
                 )
                 .await
                 .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
+                let store = std::sync::Arc::new(store);
                 TestStore {
-                    store: std::sync::Arc::new(store),
+                    views: store.clone(),
+                    store,
                     db: Some(db),
                     dir: None,
                     master,
@@ -148,8 +152,10 @@ impl TestStore {
                     crate::embedded::SqliteOptions::default(),
                 )
                 .unwrap_or_else(|e| panic!("open the test store: {e}"));
+                let store = std::sync::Arc::new(store);
                 TestStore {
-                    store: std::sync::Arc::new(store),
+                    views: store.clone(),
+                    store,
                     db: None,
                     dir: Some(dir),
                     master,
