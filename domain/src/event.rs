@@ -88,6 +88,20 @@ pub struct BillingDetails {
     pub country: String,
 }
 
+/// What a view or click of a widget records for abuse prevention (R1). Personal data of
+/// category `access_log`, kept 12 months.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AccessLog {
+    pub ip: String,
+    pub user_agent: Option<String>,
+    pub browser: Option<String>,
+    pub os: Option<String>,
+    pub device_id: Option<String>,
+    pub referrer: Option<String>,
+}
+
 // ----- payloads -----
 
 schema_derive! {
@@ -186,6 +200,30 @@ schema_derive! {
     pub struct WidgetPurged {
         pub widget_id: WidgetId,
         pub purged_at: DateTime<Utc>,
+    }
+
+    /// A view of a widget's public page (R1, R2).
+    pub struct WidgetViewed {
+        pub widget_id: WidgetId,
+        pub access: Personal<AccessLog>,
+        pub viewed_at: DateTime<Utc>,
+    }
+
+    /// A click in a widget (R1, R2).
+    pub struct WidgetClicked {
+        pub widget_id: WidgetId,
+        pub access: Personal<AccessLog>,
+        pub clicked_at: DateTime<Utc>,
+    }
+
+    /// A command carried an idempotency key: a repeat with the same key and the same
+    /// request (`fingerprint`) answers with this command's result and appends nothing.
+    pub struct CommandRecorded {
+        pub key_hash: String,
+        pub fingerprint: String,
+        pub stream: String,
+        pub events: u32,
+        pub version: u64,
     }
 
     /// An upgrade order with its billing form (R10).
@@ -312,6 +350,9 @@ events! {
     WidgetDeletionRequested => 1,
     WidgetRestored => 1,
     WidgetPurged => 1,
+    WidgetViewed => 1,
+    WidgetClicked => 1,
+    CommandRecorded => 1,
     OrderPlaced => 1,
     OrderPaid => 1,
     InvoiceIssued => 1,

@@ -8,6 +8,8 @@
 //! neither lose nor double-apply an event. A conditional checkpoint (`from` → `to`) makes two
 //! runners of one view harmless: the slower one's commit is refused and it reloads.
 
+pub mod models;
+
 use lightwidget_domain::DomainEvent;
 use lightwidget_store::{DocChange, EventStore, RecordedEvent, StoreError, ViewDoc, ViewStore};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,8 +31,16 @@ impl ViewReader for BTreeMap<String, ViewDoc> {
 /// which is what makes rebuilds and "as of" replays agree with the live view.
 pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str;
-    /// The keys of the documents `handle` reads for this event.
-    fn reads(&self, event: &RecordedEvent, domain: &DomainEvent) -> Vec<String>;
+    /// The keys of the documents `handle` reads for this event. The runner asks again with
+    /// the documents it loaded so far (up to four rounds), so a projection can follow a
+    /// reference: first the index document, then the one it names. Documents created earlier
+    /// in the same batch are always visible to `handle`.
+    fn reads(
+        &self,
+        event: &RecordedEvent,
+        domain: &DomainEvent,
+        loaded: &dyn ViewReader,
+    ) -> Vec<String>;
     fn handle(
         &self,
         event: &RecordedEvent,
@@ -183,23 +193,28 @@ impl Runner {
             return Ok(Step::CaughtUp { checkpoint: from });
         };
         let to = last.position;
-        let mut decoded = Vec::with_capacity(batch.len());
-        let mut keys = BTreeSet::new();
-        for e in &batch {
-            let d = decode(e)?;
-            keys.extend(self.projection.reads(e, &d));
-            decoded.push(d);
-        }
-        let mut view: BTreeMap<String, ViewDoc> = if keys.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.views
+        let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        let mut view: BTreeMap<String, ViewDoc> = BTreeMap::new();
+        let mut requested = BTreeSet::new();
+        for _round in 0..4 {
+            let mut keys = BTreeSet::new();
+            for (e, d) in batch.iter().zip(&decoded) {
+                for k in self.projection.reads(e, d, &view) {
+                    if !requested.contains(&k) {
+                        keys.insert(k);
+                    }
+                }
+            }
+            if keys.is_empty() {
+                break;
+            }
+            requested.extend(keys.iter().cloned());
+            let docs = self
+                .views
                 .get_many(&self.view, &keys.into_iter().collect::<Vec<_>>())
-                .await?
-                .into_iter()
-                .map(|d| (d.key.clone(), d))
-                .collect()
-        };
+                .await?;
+            view.extend(docs.into_iter().map(|d| (d.key.clone(), d)));
+        }
         let mut changes = Vec::new();
         for (e, d) in batch.iter().zip(&decoded) {
             let c = self.projection.handle(e, d, &view);

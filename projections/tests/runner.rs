@@ -28,7 +28,12 @@ impl Projection for WidgetStatus {
     fn name(&self) -> &'static str {
         "widget_status"
     }
-    fn reads(&self, _e: &RecordedEvent, domain: &DomainEvent) -> Vec<String> {
+    fn reads(
+        &self,
+        _e: &RecordedEvent,
+        domain: &DomainEvent,
+        _loaded: &dyn ViewReader,
+    ) -> Vec<String> {
         widget_of(domain)
             .map(|id| vec![id.to_string()])
             .unwrap_or_default()

@@ -1,0 +1,500 @@
+//! The read models from a given history to the expected documents, on both real backends,
+//! including what each does with erasure and purge events (R23): after the keys are shredded
+//! and the projections rebuilt, no personal value is left in any view document.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightwidget_domain::event::*;
+use lightwidget_domain::{
+    AccountId, Category, DomainEvent, OrderId, Personal, StaffId, Subject, WidgetId,
+};
+use lightwidget_projections::models::{
+    widgets::render_html, Accounts, Invoices, Statistics, Widgets,
+};
+use lightwidget_projections::{rebuild, Projection, Runner};
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{
+    AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock, ViewDoc, ViewQuery,
+};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 10, 0, 0)
+        .single()
+        .expect("valid")
+}
+
+async fn append(t: &TestStore, stream: &str, events: Vec<DomainEvent>) -> u64 {
+    let new = events
+        .iter()
+        .map(|e| NewEvent::from_domain(e, &Metadata::system()))
+        .collect();
+    t.store
+        .append(AppendRequest::single(stream, ExpectedVersion::Any, new))
+        .await
+        .expect("append")
+        .last_position
+}
+
+async fn erase(
+    t: &TestStore,
+    subject: Subject,
+    category: Category,
+    account: Option<AccountId>,
+) -> u64 {
+    let e: DomainEvent = PersonalDataErased {
+        subject: subject.clone(),
+        category,
+        account_id: account,
+        rule: format!("{category}:test"),
+        due_at: t0(),
+        erased_at: t0(),
+    }
+    .into();
+    let mut req = AppendRequest::single(
+        format!("retention-{subject}"),
+        ExpectedVersion::Any,
+        vec![NewEvent::from_domain(&e, &Metadata::system())],
+    );
+    req.shred = vec![(subject, category)];
+    t.store.append(req).await.expect("erase").last_position
+}
+
+async fn catch_up(t: &TestStore, p: impl Projection + 'static) {
+    Runner::new(t.store.clone(), t.views.clone(), Arc::new(p))
+        .with_batch_size(4)
+        .catch_up()
+        .await
+        .expect("catch up");
+}
+
+async fn doc(t: &TestStore, view: &str, key: &str) -> Option<ViewDoc> {
+    t.views
+        .get_many(view, &[key.to_owned()])
+        .await
+        .expect("get")
+        .pop()
+}
+
+async fn all_docs(t: &TestStore, view: &str) -> Vec<ViewDoc> {
+    t.views
+        .query(
+            view,
+            &ViewQuery {
+                limit: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("query")
+}
+
+fn contains(docs: &[ViewDoc], marker: &str) -> bool {
+    docs.iter().any(|d| d.doc.to_string().contains(marker))
+}
+
+const MARK: &str = "MARKER-7f3a";
+
+async fn accounts_and_widgets(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let a = AccountId::new();
+    let w = WidgetId::new();
+    let profile = Personal::new(
+        Subject::account(a),
+        Category::Profile,
+        InstagramProfile {
+            instagram_user_id: "1784".into(),
+            username: format!("alice-{MARK}"),
+            profile_picture_url: Some(format!("https://cdn.example/{MARK}.jpg")),
+            account_type: "PERSONAL".into(),
+        },
+    );
+    let settings = |title: &str| {
+        Personal::new(
+            Subject::widget(w),
+            Category::WidgetContent,
+            WidgetSettings {
+                title: title.into(),
+                layout: Layout::Grid,
+                columns: 3,
+            },
+        )
+    };
+    append(
+        &t,
+        &a.stream(),
+        vec![
+            AccountRegistered {
+                account_id: a,
+                profile,
+                registered_at: t0(),
+            }
+            .into(),
+            AccountSignedIn {
+                account_id: a,
+                access_token: Personal::new(
+                    Subject::account(a),
+                    Category::Profile,
+                    format!("tok-{MARK}"),
+                ),
+                signed_in_at: t0(),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    append(
+        &t,
+        &w.stream(),
+        vec![
+            WidgetCreated {
+                widget_id: w,
+                account_id: a,
+                settings: settings("first"),
+                created_at: t0(),
+            }
+            .into(),
+            WidgetUpdated {
+                widget_id: w,
+                settings: settings(&format!("<script>{MARK}</script>")),
+                updated_at: t0(),
+            }
+            .into(),
+            WidgetUpgraded {
+                widget_id: w,
+                order_id: OrderId::new(),
+                plan: Plan::Pro,
+                upgraded_at: t0(),
+            }
+            .into(),
+        ],
+    )
+    .await;
+    catch_up(&t, Accounts).await;
+    catch_up(&t, Widgets).await;
+
+    let acc = doc(&t, "accounts", &a.to_string())
+        .await
+        .expect("account doc");
+    assert_eq!(acc.doc["username"], json!(format!("alice-{MARK}")));
+    assert_eq!(acc.doc["status"], "active");
+    assert_eq!(acc.doc["widgets"], json!([w]));
+    assert!(
+        !acc.doc.to_string().contains("tok-"),
+        "the access token stays out of the view"
+    );
+    let wd = doc(&t, "widgets", &w.to_string())
+        .await
+        .expect("widget doc");
+    assert_eq!(wd.doc["plan"], "pro");
+    assert_eq!(wd.doc["version"], 3);
+    assert_eq!(wd.owner.as_deref(), Some(a.to_string().as_str()));
+    let html = wd.doc["html"].as_str().expect("html");
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script>"),
+        "{html}"
+    );
+
+    // Quarantine, block, then the end: profile and content erased, both purged.
+    let until = t0() + Duration::days(90);
+    append(
+        &t,
+        &a.stream(),
+        vec![AccountDeletionRequested {
+            account_id: a,
+            requested_at: t0(),
+            quarantine_until: until,
+        }
+        .into()],
+    )
+    .await;
+    append(
+        &t,
+        &w.stream(),
+        vec![WidgetDeletionRequested {
+            widget_id: w,
+            account_id: a,
+            cause: DeletionCause::AccountDeletion,
+            requested_at: t0(),
+            quarantine_until: until,
+        }
+        .into()],
+    )
+    .await;
+    append(
+        &t,
+        &a.stream(),
+        vec![AccountBlocked {
+            account_id: a,
+            blocked_by: StaffId::new(),
+            reason: Personal::new(Subject::account(a), Category::Security, "spam".into()),
+            blocked_at: t0(),
+            hold_until: t0() + Duration::days(365),
+        }
+        .into()],
+    )
+    .await;
+    catch_up(&t, Accounts).await;
+    catch_up(&t, Widgets).await;
+    assert_eq!(
+        doc(&t, "accounts", &a.to_string()).await.expect("doc").doc["status"],
+        "blocked"
+    );
+    let wd = doc(&t, "widgets", &w.to_string()).await.expect("doc");
+    assert_eq!(
+        (wd.state.as_deref(), wd.due_at),
+        (Some("quarantined"), Some(until))
+    );
+
+    erase(&t, Subject::account(a), Category::Profile, Some(a)).await;
+    erase(&t, Subject::widget(w), Category::WidgetContent, Some(a)).await;
+    append(
+        &t,
+        &w.stream(),
+        vec![WidgetPurged {
+            widget_id: w,
+            purged_at: until,
+        }
+        .into()],
+    )
+    .await;
+    append(
+        &t,
+        &a.stream(),
+        vec![AccountPurged {
+            account_id: a,
+            purged_at: until,
+        }
+        .into()],
+    )
+    .await;
+    catch_up(&t, Accounts).await;
+    catch_up(&t, Widgets).await;
+    let acc = doc(&t, "accounts", &a.to_string())
+        .await
+        .expect("tombstone");
+    assert_eq!(
+        (acc.doc["status"].clone(), acc.doc["username"].clone()),
+        (json!("purged"), Value::Null)
+    );
+    let wd = doc(&t, "widgets", &w.to_string()).await.expect("tombstone");
+    assert_eq!(
+        (wd.doc["status"].clone(), wd.doc["html"].clone()),
+        (json!("purged"), Value::Null)
+    );
+    assert!(!contains(&all_docs(&t, "accounts").await, MARK));
+    assert!(!contains(&all_docs(&t, "widgets").await, MARK));
+    // Rebuilt from the log after the shredding, the views hold no marker either: the
+    // events now read erased.
+    rebuild(t.store.clone(), t.views.clone(), Arc::new(Accounts))
+        .await
+        .expect("rebuild");
+    rebuild(t.store.clone(), t.views.clone(), Arc::new(Widgets))
+        .await
+        .expect("rebuild");
+    assert!(!contains(&all_docs(&t, "accounts").await, MARK));
+    assert!(!contains(&all_docs(&t, "widgets").await, MARK));
+    assert_eq!(
+        doc(&t, "widgets", &w.to_string()).await.expect("doc").doc["status"],
+        "purged"
+    );
+}
+
+async fn invoices(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let (o1, o2) = (OrderId::new(), OrderId::new());
+    let a = AccountId::new();
+    let issue = |o: OrderId, n: u32| -> DomainEvent {
+        InvoiceIssued {
+            invoice_number: format!("FV/2026/{n:06}"),
+            year: 2026,
+            sequence: n,
+            order_id: o,
+            widget_id: WidgetId::new(),
+            account_id: a,
+            amount_minor: 4900,
+            currency: "PLN".into(),
+            billing: Personal::new(
+                Subject::order(o),
+                Category::Billing,
+                BillingDetails {
+                    name: format!("Jan {MARK}"),
+                    address: "ul. Długa 1".into(),
+                    email: "jan@example.com".into(),
+                    vat_id: Some("PL1234563218".into()),
+                    country: "PL".into(),
+                },
+            ),
+            issued_at: t0(),
+            retain_until: lightwidget_domain::invoice::retain_until(2026),
+        }
+        .into()
+    };
+    append(&t, "invoices-2026", vec![issue(o1, 1), issue(o2, 2)]).await;
+    catch_up(&t, Invoices).await;
+    let inv = doc(&t, "invoices", "FV/2026/000001")
+        .await
+        .expect("invoice");
+    assert_eq!(inv.doc["billing"]["name"], json!(format!("Jan {MARK}")));
+    assert_eq!(inv.doc["retain_until"], "2031-12-31");
+    assert_eq!(
+        inv.due_at,
+        Utc.with_ymd_and_hms(2032, 1, 1, 0, 0, 0).single()
+    );
+    assert_eq!(inv.owner.as_deref(), Some(a.to_string().as_str()));
+
+    erase(&t, Subject::order(o1), Category::Billing, Some(a)).await;
+    catch_up(&t, Invoices).await;
+    let inv = doc(&t, "invoices", "FV/2026/000001")
+        .await
+        .expect("invoice");
+    assert_eq!(inv.doc["billing"]["name"], Value::Null);
+    assert_eq!(
+        (
+            inv.doc["amount_minor"].clone(),
+            inv.doc["invoice_number"].clone()
+        ),
+        (json!(4900), json!("FV/2026/000001"))
+    );
+    // The other invoice keeps its billing data.
+    let other = doc(&t, "invoices", "FV/2026/000002")
+        .await
+        .expect("invoice");
+    assert_eq!(other.doc["billing"]["name"], json!(format!("Jan {MARK}")));
+}
+
+async fn statistics(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let (w1, w2) = (WidgetId::new(), WidgetId::new());
+    let access = |w: WidgetId, at| {
+        Personal::new(
+            Subject::access_log(w, at),
+            Category::AccessLog,
+            AccessLog {
+                ip: "203.0.113.9".into(),
+                user_agent: None,
+                browser: None,
+                os: None,
+                device_id: None,
+                referrer: None,
+            },
+        )
+    };
+    let mut events = Vec::new();
+    for (w, n_views, n_clicks) in [(w1, 7, 3), (w2, 2, 1)] {
+        for i in 0..n_views {
+            let at = t0() + Duration::hours(10 * i);
+            events.push((
+                w,
+                DomainEvent::from(WidgetViewed {
+                    widget_id: w,
+                    access: access(w, at),
+                    viewed_at: at,
+                }),
+            ));
+        }
+        for i in 0..n_clicks {
+            let at = t0() + Duration::hours(20 * i);
+            events.push((
+                w,
+                DomainEvent::from(WidgetClicked {
+                    widget_id: w,
+                    access: access(w, at),
+                    clicked_at: at,
+                }),
+            ));
+        }
+    }
+    for (w, e) in events {
+        append(&t, &format!("views-{w}"), vec![e]).await;
+    }
+    catch_up(&t, Statistics).await;
+    let total = doc(&t, "statistics", &w1.to_string()).await.expect("total");
+    assert_eq!(
+        (total.doc["views"].clone(), total.doc["clicks"].clone()),
+        (json!(7), json!(3))
+    );
+    let by_day = t
+        .views
+        .query(
+            "statistics",
+            &ViewQuery {
+                owner: Some(w1.to_string()),
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("by day");
+    let days: Vec<(Value, Value, Value)> = by_day
+        .iter()
+        .map(|d| {
+            (
+                d.doc["date"].clone(),
+                d.doc["views"].clone(),
+                d.doc["clicks"].clone(),
+            )
+        })
+        .collect();
+    // Views at +0,10,20,30,40,50,60 h from 10:00 on 1 March; clicks at +0,20,40 h.
+    assert_eq!(
+        days,
+        vec![
+            (json!("2026-03-01"), json!(2), json!(1)),
+            (json!("2026-03-02"), json!(2), json!(1)),
+            (json!("2026-03-03"), json!(3), json!(1)),
+        ]
+    );
+    assert!(
+        !contains(&all_docs(&t, "statistics").await, "203.0.113.9"),
+        "statistics hold no IP (R2)"
+    );
+
+    append(
+        &t,
+        &w1.stream(),
+        vec![WidgetPurged {
+            widget_id: w1,
+            purged_at: t0(),
+        }
+        .into()],
+    )
+    .await;
+    catch_up(&t, Statistics).await;
+    let left = all_docs(&t, "statistics").await;
+    assert!(
+        left.iter().all(|d| !d.key.starts_with(&w1.to_string())),
+        "w1's statistics are gone with it"
+    );
+    assert_eq!(
+        doc(&t, "statistics", &w2.to_string())
+            .await
+            .expect("w2")
+            .doc["views"],
+        2
+    );
+}
+
+#[test]
+fn html_escapes_everything_from_the_user() {
+    let s = WidgetSettings {
+        title: "\"><img src=x onerror=alert(1)>&'".into(),
+        layout: Layout::Masonry,
+        columns: 2,
+    };
+    let html = render_html(WidgetId::new(), &s);
+    assert!(
+        html.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;&amp;&#39;"),
+        "{html}"
+    );
+    assert!(!html.contains("<img"));
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
+    };
+}
+
+both!(accounts_and_widgets, invoices, statistics);
