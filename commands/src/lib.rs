@@ -4,6 +4,13 @@
 //! caller's [`Metadata`] into every envelope; every outcome carries the position of its last
 //! event.
 
+pub mod idempotency;
+pub mod payment;
+pub mod recorder;
+
+pub use idempotency::execute_once;
+pub use recorder::HitRecorder;
+
 use lightwidget_domain::{Aggregate, DomainEvent, EventDecodeError};
 use lightwidget_store::{
     AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError,
@@ -24,6 +31,9 @@ pub struct Outcome {
     pub position: u64,
     /// How many times the command was decided (1 without conflicts).
     pub attempts: u32,
+    /// True when an idempotency key matched an earlier command: nothing was appended and
+    /// `version`/`position` are that command's.
+    pub replayed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +44,9 @@ pub enum CommandError<E: std::fmt::Debug + std::fmt::Display> {
     /// Other writers kept changing the stream; every attempt conflicted.
     #[error("stream `{stream}` kept changing; gave up after {attempts} attempts")]
     Conflict { stream: String, attempts: u32 },
+    /// The idempotency key was used before for another request.
+    #[error("the idempotency key was already used for another request")]
+    KeyReused,
     #[error(transparent)]
     Store(StoreError),
     #[error("stored event could not be decoded: {0}")]
@@ -124,6 +137,7 @@ where
                 version: loaded.version,
                 position: loaded.position,
                 attempts,
+                replayed: false,
             });
         }
         let new: Vec<NewEvent> = events
@@ -138,6 +152,7 @@ where
                     version: r.versions.first().map(|v| v.1).unwrap_or(loaded.version),
                     position: r.last_position,
                     attempts,
+                    replayed: false,
                 })
             }
             Err(StoreError::Conflict { .. }) if attempts < max_attempts => {

@@ -121,6 +121,36 @@ impl std::fmt::Debug for TestStore {
 }
 
 impl TestStore {
+    /// Another store on the same storage, with its own pool and writer: what a second
+    /// process would have.
+    pub async fn open_another(
+        &self,
+        clock: std::sync::Arc<dyn crate::Clock>,
+    ) -> std::sync::Arc<dyn crate::EventStore> {
+        match (&self.db, &self.dir) {
+            (Some(db), _) => std::sync::Arc::new(
+                crate::postgres::PgEventStore::connect(
+                    &db.url,
+                    self.master.clone(),
+                    clock,
+                    crate::postgres::PgOptions::default(),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("connect to the test database: {e}")),
+            ),
+            (None, Some(dir)) => std::sync::Arc::new(
+                crate::embedded::SqliteEventStore::open(
+                    dir.path(),
+                    self.master.clone(),
+                    clock,
+                    crate::embedded::SqliteOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("open the test store: {e}")),
+            ),
+            (None, None) => panic!("a test store has a database or a directory"),
+        }
+    }
+
     pub async fn new(backend: Backend, clock: std::sync::Arc<dyn crate::Clock>) -> Self {
         let master = crate::MasterKey::generate();
         match backend {

@@ -1,0 +1,371 @@
+//! Idempotency keys, payments with gapless invoices from two processes, and the batching
+//! path for views — on both real backends.
+
+use chrono::{TimeZone, Utc};
+use lightwidget_commands::payment::{pay_order, PaymentError};
+use lightwidget_commands::{execute, execute_once, CommandError, HitRecorder};
+use lightwidget_domain::account::OwnerStatus;
+use lightwidget_domain::event::*;
+use lightwidget_domain::order::{Order, OrderCommand};
+use lightwidget_domain::widget::{Widget, WidgetCommand};
+use lightwidget_domain::{AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId};
+use lightwidget_projections::models::Statistics;
+use lightwidget_projections::{evaluate_as_of, Runner};
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{Clock, ManualClock, Metadata, ViewQuery};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0)
+            .single()
+            .expect("valid"),
+    ))
+}
+
+fn create(w: WidgetId, a: AccountId) -> WidgetCommand {
+    WidgetCommand::Create {
+        widget_id: w,
+        account_id: a,
+        settings: Personal::new(
+            Subject::widget(w),
+            Category::WidgetContent,
+            WidgetSettings {
+                title: "t".into(),
+                layout: Layout::Grid,
+                columns: 3,
+            },
+        ),
+        owner: OwnerStatus::Active,
+    }
+}
+
+async fn idempotency_keys(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let meta = Metadata::system();
+    let w = WidgetId::new();
+    let a = AccountId::new();
+    let first = execute_once::<Widget>(
+        &*t.store,
+        &*clock,
+        &w.stream(),
+        create(w, a),
+        &meta,
+        "key-1",
+        "POST /v1/widgets {..}",
+    )
+    .await
+    .expect("first");
+    assert!(!first.replayed);
+    let head = t.store.head().await.expect("head").position;
+    // The same key and request: the first result, nothing appended — even though deciding
+    // again would be refused (the widget exists).
+    let again = execute_once::<Widget>(
+        &*t.store,
+        &*clock,
+        &w.stream(),
+        create(w, a),
+        &meta,
+        "key-1",
+        "POST /v1/widgets {..}",
+    )
+    .await
+    .expect("replay");
+    assert!(again.replayed);
+    assert_eq!(
+        (again.version, again.position),
+        (first.version, first.position)
+    );
+    assert_eq!(t.store.head().await.expect("head").position, head);
+    // The same key with another request is refused.
+    let w2 = WidgetId::new();
+    let err = execute_once::<Widget>(
+        &*t.store,
+        &*clock,
+        &w2.stream(),
+        create(w2, a),
+        &meta,
+        "key-1",
+        "POST /v1/widgets {other}",
+    )
+    .await
+    .expect_err("reused");
+    assert!(matches!(err, CommandError::KeyReused), "{err:?}");
+    // Eight concurrent sends of one keyed request append once.
+    let w3 = WidgetId::new();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, clock) = (t.store.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move {
+            execute_once::<Widget>(
+                &*store,
+                &*clock,
+                &w3.stream(),
+                create(w3, a),
+                &Metadata::system(),
+                "key-3",
+                "same",
+            )
+            .await
+        }));
+    }
+    let mut fresh = 0;
+    for task in tasks {
+        fresh += u32::from(!task.await.expect("task").expect("ok").replayed);
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(
+        t.store
+            .read_stream(&w3.stream(), 0, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+}
+
+async fn place(t: &TestStore, clock: &dyn Clock, a: AccountId) -> (OrderId, WidgetId) {
+    let (w, o) = (WidgetId::new(), OrderId::new());
+    execute::<Widget>(
+        &*t.store,
+        clock,
+        &w.stream(),
+        create(w, a),
+        &Metadata::system(),
+    )
+    .await
+    .expect("widget");
+    let billing = Personal::new(
+        Subject::order(o),
+        Category::Billing,
+        BillingDetails {
+            name: "Jan".into(),
+            address: "ul. Długa 1".into(),
+            email: "jan@example.com".into(),
+            vat_id: None,
+            country: "PL".into(),
+        },
+    );
+    let cmd = OrderCommand::Place {
+        order_id: o,
+        widget_id: w,
+        account_id: a,
+        plan: Plan::Pro,
+        current_plan: Plan::Free,
+        amount_minor: 4900,
+        currency: "PLN".into(),
+        billing,
+        owner: OwnerStatus::Active,
+    };
+    execute::<Order>(&*t.store, clock, &o.stream(), cmd, &Metadata::system())
+        .await
+        .expect("order");
+    (o, w)
+}
+
+/// 16 payments for different orders at once, from two processes: numbers 1..=16 of the
+/// year, no gap, no duplicate; every widget upgraded; a repeated transaction answers with the
+/// same invoice and appends nothing; a transaction id reused for another order is refused.
+async fn payments_issue_gapless_invoices(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let other_process = t.open_another(clock.clone()).await;
+    let a = AccountId::new();
+    let mut orders = Vec::new();
+    for _ in 0..16 {
+        orders.push(place(&t, &*clock, a).await);
+    }
+    let mut tasks = Vec::new();
+    for (i, (o, _)) in orders.iter().copied().enumerate() {
+        let store = if i % 2 == 0 {
+            t.store.clone()
+        } else {
+            other_process.clone()
+        };
+        let clock = clock.clone();
+        tasks.push(tokio::spawn(async move {
+            pay_order(
+                &*store,
+                &*clock,
+                o,
+                &format!("TX-{i}"),
+                4900,
+                "PLN",
+                &Metadata::system(),
+            )
+            .await
+        }));
+    }
+    let mut numbers = BTreeSet::new();
+    for task in tasks {
+        numbers.insert(task.await.expect("task").expect("paid").invoice_number);
+    }
+    let expected: BTreeSet<String> = (1..=16).map(|n| format!("FV/2026/{n:06}")).collect();
+    assert_eq!(numbers, expected);
+    for (_, w) in &orders {
+        let events = t.store.read_stream(&w.stream(), 0, 10).await.expect("read");
+        assert!(
+            events.iter().any(|e| e.event_type == "WidgetUpgraded"),
+            "widget {w} not upgraded"
+        );
+    }
+    let head = t.store.head().await.expect("head").position;
+    let again = pay_order(
+        &*other_process,
+        &*clock,
+        orders[3].0,
+        "TX-3",
+        4900,
+        "PLN",
+        &Metadata::system(),
+    )
+    .await
+    .expect("repeat");
+    assert!(again.replayed);
+    assert!(numbers.contains(&again.invoice_number));
+    assert_eq!(t.store.head().await.expect("head").position, head);
+    let err = pay_order(
+        &*t.store,
+        &*clock,
+        orders[4].0,
+        "TX-3",
+        4900,
+        "PLN",
+        &Metadata::system(),
+    )
+    .await
+    .expect_err("reused");
+    assert!(matches!(err, PaymentError::TransactionReused), "{err:?}");
+    let err = pay_order(
+        &*t.store,
+        &*clock,
+        OrderId::new(),
+        "TX-new",
+        4900,
+        "PLN",
+        &Metadata::system(),
+    )
+    .await
+    .expect_err("no such order");
+    assert!(matches!(err, PaymentError::Order(_)), "{err:?}");
+    assert!(t.store.verify().await.expect("verify").ok);
+}
+
+/// 64 producers record views and clicks through the batching path while the statistics
+/// runner is killed and restarted; the counts come out exact.
+async fn hits_are_counted_exactly(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let recorder = HitRecorder::spawn(t.store.clone(), 500);
+    let widgets: Vec<WidgetId> = (0..4).map(|_| WidgetId::new()).collect();
+    let now = clock.now();
+    let mut producers = Vec::new();
+    for p in 0..64usize {
+        let recorder = recorder.clone();
+        let w = widgets[p % widgets.len()];
+        producers.push(tokio::spawn(async move {
+            for i in 0..25usize {
+                let access = Personal::new(
+                    Subject::access_log(w, now),
+                    Category::AccessLog,
+                    AccessLog {
+                        ip: format!("198.51.100.{p}"),
+                        user_agent: None,
+                        browser: None,
+                        os: None,
+                        device_id: None,
+                        referrer: None,
+                    },
+                );
+                let e: DomainEvent = if i % 5 == 0 {
+                    WidgetClicked {
+                        widget_id: w,
+                        access,
+                        clicked_at: now,
+                    }
+                    .into()
+                } else {
+                    WidgetViewed {
+                        widget_id: w,
+                        access,
+                        viewed_at: now,
+                    }
+                    .into()
+                };
+                recorder
+                    .record(&e, &Metadata::system())
+                    .await
+                    .expect("recorded");
+            }
+        }));
+    }
+    // Meanwhile the runner keeps being killed mid-way.
+    for i in 0..10u64 {
+        let r =
+            Runner::new(t.store.clone(), t.views.clone(), Arc::new(Statistics)).with_batch_size(37);
+        let task = tokio::spawn(async move { r.catch_up().await });
+        tokio::time::sleep(Duration::from_millis(2 + i % 4)).await;
+        task.abort();
+        let _ = task.await;
+    }
+    for p in producers {
+        p.await.expect("producer");
+    }
+    let head = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Statistics))
+        .catch_up()
+        .await
+        .expect("catch up");
+    assert_eq!(head, 64 * 25);
+    let mut views = 0;
+    let mut clicks = 0;
+    for w in &widgets {
+        let d = t
+            .views
+            .get_many("statistics", &[w.to_string()])
+            .await
+            .expect("get")
+            .pop()
+            .expect("doc");
+        assert_eq!(
+            (d.doc["views"].as_u64(), d.doc["clicks"].as_u64()),
+            (Some(320), Some(80))
+        );
+        views += d.doc["views"].as_u64().unwrap_or(0);
+        clicks += d.doc["clicks"].as_u64().unwrap_or(0);
+    }
+    assert_eq!((views, clicks), (1280, 320));
+    let all = t
+        .views
+        .query(
+            "statistics",
+            &ViewQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("q");
+    let as_of = evaluate_as_of(&*t.store, &Statistics, head)
+        .await
+        .expect("as of");
+    assert_eq!(all.len(), as_of.len());
+    for d in all {
+        assert_eq!(as_of.get(&d.key), Some(&d));
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
+    };
+}
+
+both!(
+    idempotency_keys,
+    payments_issue_gapless_invoices,
+    hits_are_counted_exactly
+);
