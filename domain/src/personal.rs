@@ -187,6 +187,13 @@ struct Inner<T> {
     value: Option<T>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     erased: bool,
+    /// The stored (sealed) form, read by someone who does not open it: to that reader the
+    /// field is erased. Only the store produces these two.
+    #[serde(default, skip_serializing)]
+    #[allow(dead_code)]
+    key_id: Option<serde::de::IgnoredAny>,
+    #[serde(default, skip_serializing)]
+    sealed: Option<serde::de::IgnoredAny>,
 }
 
 fn none<T>() -> Option<T> {
@@ -236,8 +243,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Personal<T> {
             category,
             value,
             erased,
+            sealed,
+            ..
         } = wire.inner;
-        match (value, erased) {
+        match (value, erased || sealed.is_some()) {
             (Some(v), false) => Ok(Personal::new(subject, category, v)),
             (None, true) => Ok(Personal::erased(subject, category)),
             _ => Err(serde::de::Error::custom(
@@ -299,6 +308,13 @@ mod tests {
         let p: Personal<String> = serde_json::from_value(json).expect("deserialize");
         assert!(p.is_erased());
         assert_eq!(p.category(), Category::Profile);
+    }
+
+    #[test]
+    fn the_sealed_form_reads_as_erased() {
+        let json = serde_json::json!({"$personal": {"subject": "account:a1", "category": "profile", "key_id": "k", "sealed": "c2VjcmV0"}});
+        let p: Personal<String> = serde_json::from_value(json).expect("deserialize");
+        assert!(p.is_erased());
     }
 
     #[test]

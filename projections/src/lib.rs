@@ -27,6 +27,94 @@ impl ViewReader for BTreeMap<String, ViewDoc> {
     }
 }
 
+/// The documents a batch works on, changed in place by `handle`, remembering what it
+/// touched so that the runner commits each touched document once, as it ended up.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    docs: BTreeMap<String, ViewDoc>,
+    touched: BTreeSet<String>,
+    owners: BTreeSet<String>,
+}
+
+impl ViewReader for Overlay {
+    fn get(&self, key: &str) -> Option<&ViewDoc> {
+        self.docs.get(key)
+    }
+}
+
+impl Overlay {
+    pub fn get(&self, key: &str) -> Option<&ViewDoc> {
+        self.docs.get(key)
+    }
+
+    /// The document to change in place.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut ViewDoc> {
+        let doc = self.docs.get_mut(key)?;
+        self.touched.insert(key.to_owned());
+        Some(doc)
+    }
+
+    pub fn put(&mut self, doc: ViewDoc) {
+        self.touched.insert(doc.key.clone());
+        self.docs.insert(doc.key.clone(), doc);
+    }
+
+    pub fn delete(&mut self, key: &str) {
+        self.touched.insert(key.to_owned());
+        self.docs.remove(key);
+    }
+
+    /// Deletes every document of `owner`, also those never loaded.
+    pub fn delete_owner(&mut self, owner: &str) {
+        self.owners.insert(owner.to_owned());
+        let gone: Vec<String> = self
+            .docs
+            .values()
+            .filter(|d| d.owner.as_deref() == Some(owner))
+            .map(|d| d.key.clone())
+            .collect();
+        for k in gone {
+            self.delete(&k);
+        }
+    }
+
+    /// Applies a list of changes, for projections that compute new documents whole.
+    pub fn apply(&mut self, changes: Vec<DocChange>) {
+        for c in changes {
+            match c {
+                DocChange::Put(doc) => self.put(doc),
+                DocChange::Delete(key) => self.delete(&key),
+                DocChange::DeleteOwner(owner) => self.delete_owner(&owner),
+            }
+        }
+    }
+
+    fn load(&mut self, docs: Vec<ViewDoc>) {
+        self.docs
+            .extend(docs.into_iter().map(|d| (d.key.clone(), d)));
+    }
+
+    /// What to commit — owners deleted first, then each touched key as it ended up — and
+    /// the documents loaded but left untouched.
+    fn into_changes(mut self) -> (Vec<DocChange>, Vec<ViewDoc>) {
+        let mut out: Vec<DocChange> = std::mem::take(&mut self.owners)
+            .into_iter()
+            .map(DocChange::DeleteOwner)
+            .collect();
+        for k in std::mem::take(&mut self.touched) {
+            out.push(match self.docs.remove(&k) {
+                Some(doc) => DocChange::Put(doc),
+                None => DocChange::Delete(k),
+            });
+        }
+        (out, self.docs.into_values().collect())
+    }
+
+    pub fn into_docs(self) -> BTreeMap<String, ViewDoc> {
+        self.docs
+    }
+}
+
 /// A read model. `handle` must be deterministic: the same history yields the same documents,
 /// which is what makes rebuilds and "as of" replays agree with the live view.
 pub trait Projection: Send + Sync {
@@ -41,12 +129,14 @@ pub trait Projection: Send + Sync {
         domain: &DomainEvent,
         loaded: &dyn ViewReader,
     ) -> Vec<String>;
-    fn handle(
-        &self,
-        event: &RecordedEvent,
-        domain: &DomainEvent,
-        view: &dyn ViewReader,
-    ) -> Vec<DocChange>;
+    /// Applies one event to the documents, in place.
+    fn handle(&self, event: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay);
+    /// Whether `handle` reads personal fields. A projection that does not is fed events with
+    /// every personal field erased, decoded straight from the stored text with no key
+    /// touched, and `event.data` is null (read the domain event instead).
+    fn needs_personal_data(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,25 +155,37 @@ pub enum ProjectionError {
     },
 }
 
+/// A batch of events after `after`, decoded: opened when the projection needs personal
+/// data, else straight from the stored text.
+async fn read_decoded(
+    store: &dyn EventStore,
+    projection: &dyn Projection,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<RecordedEvent>, Vec<DomainEvent>), ProjectionError> {
+    if projection.needs_personal_data() {
+        let batch = store.read_all(after, limit).await?;
+        let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        return Ok((batch, decoded));
+    }
+    let raw = store.read_all_raw(after, limit).await?;
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut batch = Vec::with_capacity(raw.len());
+    for e in raw {
+        decoded.push(e.decode_sealed().map_err(|err| ProjectionError::Decode {
+            position: e.position,
+            message: err.to_string(),
+        })?);
+        batch.push(e.into_envelope());
+    }
+    Ok((batch, decoded))
+}
+
 fn decode(e: &RecordedEvent) -> Result<DomainEvent, ProjectionError> {
     e.to_domain().map_err(|err| ProjectionError::Decode {
         position: e.position,
         message: err.to_string(),
     })
-}
-
-/// Applies changes to an in-memory view.
-pub fn apply(view: &mut BTreeMap<String, ViewDoc>, changes: Vec<DocChange>) {
-    for c in changes {
-        match c {
-            DocChange::Put(doc) => {
-                view.insert(doc.key.clone(), doc);
-            }
-            DocChange::Delete(key) => {
-                view.remove(&key);
-            }
-        }
-    }
 }
 
 /// The projection's documents as they stood after position `at` (inclusive), computed by
@@ -93,20 +195,21 @@ pub async fn evaluate_as_of(
     projection: &dyn Projection,
     at: u64,
 ) -> Result<BTreeMap<String, ViewDoc>, ProjectionError> {
-    let mut view = BTreeMap::new();
+    let mut view = Overlay::default();
     let mut after = 0;
     while after < at {
         let limit = (at - after).min(1000) as usize;
-        let batch = store.read_all(after, limit).await?;
+        let (batch, decoded) = read_decoded(store, projection, after, limit).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
-        for e in &batch {
-            let domain = decode(e)?;
-            let changes = projection.handle(e, &domain, &view);
-            apply(&mut view, changes);
+        for (e, domain) in batch.iter().zip(&decoded) {
+            projection.handle(e, domain, &mut view);
         }
+        // Nothing is committed here: forget what was touched as it goes.
+        view.touched.clear();
+        view.owners.clear();
     }
-    Ok(view)
+    Ok(view.into_docs())
 }
 
 /// The first position whose event was recorded after `time`, minus one: "as of a time" is
@@ -146,7 +249,22 @@ pub struct Runner {
     projection: Arc<dyn Projection>,
     view: String,
     batch_size: usize,
+    /// The documents as this runner last committed them, valid while the view's checkpoint
+    /// is still the one it committed: a commit by anyone else moves the checkpoint, and the
+    /// cache is dropped. `None` = known absent.
+    cache: std::sync::Mutex<Option<DocCache>>,
 }
+
+struct DocCache {
+    checkpoint: u64,
+    docs: std::collections::HashMap<String, Option<ViewDoc>>,
+}
+
+/// Past this many documents the runner's cache starts over.
+const DOC_CACHE_LIMIT: usize = 200_000;
+
+/// A batch of events with their decoded domain events.
+type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>);
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +285,7 @@ impl Runner {
             projection,
             view,
             batch_size: 1000,
+            cache: std::sync::Mutex::new(None),
         }
     }
 
@@ -188,14 +307,56 @@ impl Runner {
     /// Applies at most one batch.
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let from = self.views.checkpoint(&self.view).await?;
-        let batch = self.events.read_all(from, self.batch_size).await?;
+        let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
+        Ok(self.apply_batch(from, batch, false).await?.0)
+    }
+
+    /// Applies batches until the view has reached the log's head as it was read. While a
+    /// batch commits, the next one is read.
+    pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        let mut ahead: Option<(u64, Batch)> = None;
+        loop {
+            let (from, batch) = match ahead.take() {
+                Some(b) => b,
+                None => {
+                    let from = self.views.checkpoint(&self.view).await?;
+                    (
+                        from,
+                        read_decoded(&*self.events, &*self.projection, from, self.batch_size)
+                            .await?,
+                    )
+                }
+            };
+            match self.apply_batch(from, batch, true).await? {
+                (Step::CaughtUp { checkpoint }, _) => return Ok(checkpoint),
+                (Step::Applied { checkpoint, .. }, next) => ahead = next.map(|b| (checkpoint, b)),
+                (Step::Raced, _) => {}
+            }
+        }
+    }
+
+    async fn apply_batch(
+        &self,
+        from: u64,
+        batch: Batch,
+        read_ahead: bool,
+    ) -> Result<(Step, Option<Batch>), ProjectionError> {
+        let (batch, decoded) = batch;
         let Some(last) = batch.last() else {
-            return Ok(Step::CaughtUp { checkpoint: from });
+            return Ok((Step::CaughtUp { checkpoint: from }, None));
         };
         let to = last.position;
-        let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        let mut view: BTreeMap<String, ViewDoc> = BTreeMap::new();
+        let mut cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|c| c.checkpoint == from)
+            .map(|c| c.docs)
+            .unwrap_or_default();
+        let mut view = Overlay::default();
         let mut requested = BTreeSet::new();
+        let mut absent = Vec::new();
         for _round in 0..4 {
             let mut keys = BTreeSet::new();
             for (e, d) in batch.iter().zip(&decoded) {
@@ -209,36 +370,78 @@ impl Runner {
                 break;
             }
             requested.extend(keys.iter().cloned());
-            let docs = self
-                .views
-                .get_many(&self.view, &keys.into_iter().collect::<Vec<_>>())
-                .await?;
-            view.extend(docs.into_iter().map(|d| (d.key.clone(), d)));
-        }
-        let mut changes = Vec::new();
-        for (e, d) in batch.iter().zip(&decoded) {
-            let c = self.projection.handle(e, d, &view);
-            apply(&mut view, c.clone());
-            changes.extend(c);
-        }
-        match self.views.commit(&self.view, from, to, &changes).await {
-            Ok(()) => Ok(Step::Applied {
-                events: batch.len(),
-                checkpoint: to,
-            }),
-            Err(StoreError::Conflict { .. }) => Ok(Step::Raced),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Applies batches until the view has reached the log's head as it was read.
-    pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
-        loop {
-            match self.step().await? {
-                Step::CaughtUp { checkpoint } => return Ok(checkpoint),
-                Step::Applied { .. } | Step::Raced => {}
+            let mut fetch = Vec::new();
+            for k in keys {
+                match cached.remove(&k) {
+                    Some(Some(doc)) => view.load(vec![doc]),
+                    Some(None) => absent.push(k),
+                    None => fetch.push(k),
+                }
+            }
+            if !fetch.is_empty() {
+                let docs = self.views.get_many(&self.view, &fetch).await?;
+                let found: BTreeSet<&str> = docs.iter().map(|d| d.key.as_str()).collect();
+                absent.extend(
+                    fetch
+                        .iter()
+                        .filter(|k| !found.contains(k.as_str()))
+                        .cloned(),
+                );
+                view.load(docs);
             }
         }
+        for (e, d) in batch.iter().zip(&decoded) {
+            self.projection.handle(e, d, &mut view);
+        }
+        let (changes, untouched) = view.into_changes();
+        let commit = self.views.commit(&self.view, from, to, &changes);
+        let next = async {
+            if read_ahead {
+                Some(read_decoded(&*self.events, &*self.projection, to, self.batch_size).await)
+            } else {
+                None
+            }
+        };
+        let (committed, next) = tokio::join!(commit, next);
+        match committed {
+            Ok(()) => {}
+            Err(StoreError::Conflict { .. }) => return Ok((Step::Raced, None)),
+            Err(e) => return Err(e.into()),
+        }
+        // Remember what is now in the view, for the next batch.
+        for k in absent {
+            cached.insert(k, None);
+        }
+        for doc in untouched {
+            cached.insert(doc.key.clone(), Some(doc));
+        }
+        for change in changes {
+            match change {
+                DocChange::Put(doc) => {
+                    cached.insert(doc.key.clone(), Some(doc));
+                }
+                DocChange::Delete(key) => {
+                    cached.insert(key, None);
+                }
+                DocChange::DeleteOwner(owner) => {
+                    cached.retain(|_, d| {
+                        d.as_ref()
+                            .is_none_or(|d| d.owner.as_deref() != Some(owner.as_str()))
+                    });
+                }
+            }
+        }
+        if cached.len() <= DOC_CACHE_LIMIT {
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(DocCache {
+                checkpoint: to,
+                docs: cached,
+            });
+        }
+        let step = Step::Applied {
+            events: batch.len(),
+            checkpoint: to,
+        };
+        Ok((step, next.transpose()?))
     }
 
     /// Catches up, then follows the log until `stop` resolves; stops between batches, at a
@@ -273,7 +476,10 @@ pub async fn rebuild(
     let live = projection.name().to_owned();
     let building = format!("{live}#rebuild");
     views.drop_view(&building).await?;
-    let runner = Runner::new(events, views.clone(), projection).into_view(building.clone());
+    // Large batches: a rebuild touches each document once per batch, not once per event.
+    let runner = Runner::new(events, views.clone(), projection)
+        .into_view(building.clone())
+        .with_batch_size(20_000);
     let checkpoint = runner.catch_up().await?;
     views.swap(&building, &live).await?;
     Ok(checkpoint)

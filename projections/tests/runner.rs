@@ -9,7 +9,8 @@ use lightwidget_domain::{
     AccountId, Aggregate, Category, DomainEvent, Personal, Subject, WidgetId,
 };
 use lightwidget_projections::{
-    evaluate_as_of, position_at_time, rebuild, wait_for_position, Projection, Runner, ViewReader,
+    evaluate_as_of, position_at_time, rebuild, wait_for_position, Overlay, Projection, Runner,
+    ViewReader,
 };
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
@@ -38,12 +39,18 @@ impl Projection for WidgetStatus {
             .map(|id| vec![id.to_string()])
             .unwrap_or_default()
     }
-    fn handle(
-        &self,
-        _e: &RecordedEvent,
-        domain: &DomainEvent,
-        view: &dyn ViewReader,
-    ) -> Vec<DocChange> {
+    fn handle(&self, e: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay) {
+        let changes = status_changes(e, domain, view);
+        view.apply(changes);
+    }
+}
+
+fn status_changes(
+    _e: &RecordedEvent,
+    domain: &DomainEvent,
+    view: &dyn ViewReader,
+) -> Vec<DocChange> {
+    {
         let status = match domain {
             DomainEvent::WidgetCreated(_) | DomainEvent::WidgetRestored(_) => "active",
             DomainEvent::WidgetDeletionRequested(_) => "quarantined",

@@ -83,3 +83,32 @@ pub fn has_upcaster(event_type: &str, from_version: u32) -> bool {
         .iter()
         .any(|(t, v, _)| *t == event_type && *v == from_version)
 }
+
+/// Decodes a stored payload straight from its text, without an intermediate JSON tree when
+/// it is at the current version (the fast path of readers that need no personal data:
+/// sealed fields decode as erased).
+pub fn decode_str(
+    event_type: &str,
+    version: u32,
+    data: &str,
+) -> Result<DomainEvent, EventDecodeError> {
+    let current = lightwidget_domain::event::EVENT_TYPES
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| EventDecodeError::UnknownType(event_type.to_owned()))?;
+    if version != current {
+        let value: serde_json::Value =
+            serde_json::from_str(data).map_err(|e| EventDecodeError::BadPayload {
+                event_type: event_type.to_owned(),
+                message: lightwidget_domain::event::redact_values(&e.to_string()),
+            })?;
+        return upcast_and_decode(event_type, version, value);
+    }
+    // The event type is one of ours (found above): it needs no escaping.
+    let text = format!("{{\"type\":\"{event_type}\",\"data\":{data}}}");
+    serde_json::from_str(&text).map_err(|e| EventDecodeError::BadPayload {
+        event_type: event_type.to_owned(),
+        message: lightwidget_domain::event::redact_values(&e.to_string()),
+    })
+}

@@ -695,8 +695,9 @@ impl ViewStore for SqliteEventStore {
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
         let view = view.to_owned();
-        let changes = crate::views::last_change_per_key(changes);
+        let changes = changes.to_vec();
         self.read(move |c| {
+            let (owners, changes) = crate::views::commit_order(&changes);
             write_tx(c, || {
                 let current: Option<i64> = c
                     .query_row("SELECT position FROM view_checkpoints WHERE view = ?1", [&view], |r| r.get(0))
@@ -715,6 +716,10 @@ impl ViewStore for SqliteEventStore {
                      state = excluded.state, due_at = excluded.due_at",
                 )?;
                 let mut del = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND key = ?2")?;
+                let mut del_owner = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND owner = ?2")?;
+                for owner in &owners {
+                    del_owner.execute(params![view, owner])?;
+                }
                 for change in &changes {
                     match change {
                         DocChange::Put(d) => {
@@ -730,6 +735,7 @@ impl ViewStore for SqliteEventStore {
                         DocChange::Delete(k) => {
                             del.execute(params![view, k])?;
                         }
+                        DocChange::DeleteOwner(_) => {}
                     }
                 }
                 c.execute(

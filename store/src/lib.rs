@@ -303,6 +303,17 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         open_events(self, raw).await
     }
 
+    /// Events after a position with every personal field read as erased, without touching
+    /// a key: for readers that need no personal data (statistics, audits of structure).
+    async fn read_all_redacted(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = self.read_all_raw(after, limit).await?;
+        raw.into_iter().map(redacted).collect()
+    }
+
     /// Recomputes the hash chain from position 1 and compares it with the head.
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let head = self.head().await?;
@@ -318,6 +329,59 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         }
         Ok(verifier.finish(head.position, head.hash))
     }
+}
+
+impl StoredEvent {
+    /// Decodes the payload as stored, without opening anything: every personal field reads
+    /// as erased. One parse, no key look-up — for readers that need no personal data.
+    pub fn decode_sealed(&self) -> Result<DomainEvent, EventDecodeError> {
+        lightwidget_schemas::decode_str(&self.event_type, self.schema_version, &self.data)
+    }
+
+    /// The envelope without its payload (`data` is null): what goes with an event decoded by
+    /// [`StoredEvent::decode_sealed`].
+    pub fn into_envelope(self) -> RecordedEvent {
+        RecordedEvent {
+            data: serde_json::Value::Null,
+            position: self.position,
+            stream: self.stream,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            recorded_at: self.recorded_at,
+            actor: self.actor,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+}
+
+/// A stored event with every personal field marked erased.
+pub fn redacted(e: StoredEvent) -> Result<RecordedEvent, StoreError> {
+    let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "event at position {} holds invalid JSON",
+            e.position
+        ))
+    })?;
+    Ok(RecordedEvent {
+        data: sealing::open(&data, &HashMap::new()),
+        position: e.position,
+        stream: e.stream,
+        version: e.version,
+        event_id: e.event_id,
+        event_type: e.event_type,
+        schema_version: e.schema_version,
+        recorded_at: e.recorded_at,
+        actor: e.actor,
+        correlation_id: e.correlation_id,
+        causation_id: e.causation_id,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    })
 }
 
 /// Opens a batch of stored events with one key look-up.

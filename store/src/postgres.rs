@@ -806,7 +806,7 @@ impl ViewStore for PgEventStore {
         to: u64,
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
-        let changes = crate::views::last_change_per_key(changes);
+        let (owners, changes) = crate::views::commit_order(changes);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -828,18 +828,25 @@ impl ViewStore for PgEventStore {
                 actual: current as u64,
             });
         }
+        if !owners.is_empty() {
+            tx.execute(
+                "DELETE FROM views WHERE view = $1 AND owner = ANY($2)",
+                &[&view, &owners],
+            )
+            .await?;
+        }
         let puts: Vec<&ViewDoc> = changes
             .iter()
             .filter_map(|c| match c {
                 DocChange::Put(d) => Some(d),
-                DocChange::Delete(_) => None,
+                _ => None,
             })
             .collect();
         let deletes: Vec<&str> = changes
             .iter()
             .filter_map(|c| match c {
                 DocChange::Delete(k) => Some(k.as_str()),
-                DocChange::Put(_) => None,
+                _ => None,
             })
             .collect();
         if !puts.is_empty() {

@@ -42,18 +42,22 @@ impl ViewDoc {
     }
 }
 
-/// A change to one document.
+/// A change to a view's documents.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DocChange {
     Put(ViewDoc),
     Delete(String),
+    /// Deletes every document whose `owner` is this (a purged widget's statistics).
+    DeleteOwner(String),
 }
 
 impl DocChange {
-    pub fn key(&self) -> &str {
+    /// The key a keyed change concerns (`None` for `DeleteOwner`).
+    pub fn key(&self) -> Option<&str> {
         match self {
-            DocChange::Put(d) => &d.key,
-            DocChange::Delete(k) => k,
+            DocChange::Put(d) => Some(&d.key),
+            DocChange::Delete(k) => Some(k),
+            DocChange::DeleteOwner(_) => None,
         }
     }
 }
@@ -74,6 +78,8 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// The log position `view` reflects (0 when it has never been built).
     async fn checkpoint(&self, view: &str) -> Result<u64, StoreError>;
     /// Applies `changes` and moves the checkpoint from `from` to `to`, in one transaction.
+    /// Every `DeleteOwner` applies first, then the keyed changes, the last per key winning:
+    /// callers send the final state of what they touched (the runner does).
     /// When the stored checkpoint is not `from` (another runner got there first), nothing
     /// is applied and the answer is `Conflict`.
     async fn commit(
@@ -93,14 +99,22 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError>;
 }
 
-/// The last change of each key, in first-seen order: what a batch of changes amounts to.
-pub fn last_change_per_key(changes: &[DocChange]) -> Vec<DocChange> {
+/// The owners to delete, then the last change of each key in first-seen order: the order
+/// in which an adapter applies a commit.
+pub fn commit_order(changes: &[DocChange]) -> (Vec<&str>, Vec<&DocChange>) {
+    let mut owners = Vec::new();
     let mut order: Vec<&str> = Vec::new();
     let mut last: std::collections::HashMap<&str, &DocChange> = std::collections::HashMap::new();
     for c in changes {
-        if last.insert(c.key(), c).is_none() {
-            order.push(c.key());
+        match c {
+            DocChange::DeleteOwner(o) => owners.push(o.as_str()),
+            keyed => {
+                let k = keyed.key().unwrap_or_default();
+                if last.insert(k, keyed).is_none() {
+                    order.push(k);
+                }
+            }
         }
     }
-    order.into_iter().map(|k| last[k].clone()).collect()
+    (owners, order.into_iter().map(|k| last[k]).collect())
 }

@@ -2,7 +2,7 @@
 //! of its widgets. Erasing the profile blanks it; a purged account is a tombstone.
 
 use super::time;
-use crate::{Projection, ViewReader};
+use crate::{Overlay, Projection, ViewReader};
 use lightwidget_domain::{Category, DomainEvent};
 use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
 use serde_json::{json, Value};
@@ -62,7 +62,14 @@ impl Projection for Accounts {
         account_key(d).into_iter().collect()
     }
 
-    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        let changes = changes(_e, d, view);
+        view.apply(changes);
+    }
+}
+
+fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    {
         let Some(key) = account_key(d) else {
             return vec![];
         };

@@ -4,7 +4,7 @@
 //! each order's invoice so the erasure (which names the order) finds it.
 
 use super::time;
-use crate::{Projection, ViewReader};
+use crate::{Overlay, Projection, ViewReader};
 use chrono::{TimeZone, Utc};
 use lightwidget_domain::{Category, DomainEvent};
 use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
@@ -48,7 +48,14 @@ impl Projection for Invoices {
         keys
     }
 
-    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        let changes = changes(_e, d, view);
+        view.apply(changes);
+    }
+}
+
+fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    {
         match d {
             DomainEvent::InvoiceIssued(i) => {
                 let billing = i.billing.value();

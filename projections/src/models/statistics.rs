@@ -1,34 +1,59 @@
-//! `statistics`: views and clicks per widget (`<widget>`) and per widget and day
-//! (`<widget>:<YYYY-MM-DD>`, owner = the widget). Counts only: nothing personal (R2). A
-//! purged widget's statistics are deleted with it (R18).
+//! `statistics`: views and clicks per widget and month (`<widget>:<YYYY-MM>`, owner = the
+//! widget), each with its days. Counts only: nothing personal (R2). A widget's totals and
+//! `by_day` are the sum of its month documents ([`summarize`]). A purged widget's statistics
+//! are deleted with it (R18).
+//!
+//! One document per widget and month keeps writes down: a batch of events touches each
+//! (widget, month) once, however many views it holds.
 
-use crate::{Projection, ViewReader};
+use crate::{Overlay, Projection, ViewReader};
 use lightwidget_domain::{DomainEvent, WidgetId};
-use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
-use serde_json::json;
+use lightwidget_store::{RecordedEvent, ViewDoc};
+use serde_json::{json, Value};
 
 pub struct Statistics;
 
 pub const VIEW: &str = "statistics";
 
-fn hit(d: &DomainEvent) -> Option<(WidgetId, String, bool)> {
+fn hit(d: &DomainEvent) -> Option<(WidgetId, chrono::DateTime<chrono::Utc>, &'static str)> {
     match d {
-        DomainEvent::WidgetViewed(e) => Some((
-            e.widget_id,
-            e.viewed_at.format("%Y-%m-%d").to_string(),
-            true,
-        )),
-        DomainEvent::WidgetClicked(e) => Some((
-            e.widget_id,
-            e.clicked_at.format("%Y-%m-%d").to_string(),
-            false,
-        )),
+        DomainEvent::WidgetViewed(e) => Some((e.widget_id, e.viewed_at, "views")),
+        DomainEvent::WidgetClicked(e) => Some((e.widget_id, e.clicked_at, "clicks")),
         _ => None,
     }
 }
 
-fn day_key(widget: &str, day: &str) -> String {
-    format!("{widget}:{day}")
+fn month(at: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Datelike;
+    format!("{:04}-{:02}", at.year(), at.month())
+}
+
+fn day(at: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Datelike;
+    format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day())
+}
+
+fn month_key(widget: &WidgetId, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{widget}:{}", month(at))
+}
+
+/// A widget's totals and days from its month documents.
+pub fn summarize(months: &[ViewDoc]) -> Value {
+    let mut views = 0;
+    let mut clicks = 0;
+    let mut by_day = Vec::new();
+    let mut months: Vec<&ViewDoc> = months.iter().collect();
+    months.sort_by(|a, b| a.key.cmp(&b.key));
+    for m in months {
+        views += m.doc["views"].as_u64().unwrap_or(0);
+        clicks += m.doc["clicks"].as_u64().unwrap_or(0);
+        if let Some(days) = m.doc["days"].as_object() {
+            for (date, c) in days {
+                by_day.push(json!({"date": date, "views": c["views"], "clicks": c["clicks"]}));
+            }
+        }
+    }
+    json!({"views": views, "clicks": clicks, "by_day": by_day})
 }
 
 impl Projection for Statistics {
@@ -36,63 +61,36 @@ impl Projection for Statistics {
         VIEW
     }
 
-    fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
-        if let Some((w, day, _)) = hit(d) {
-            let w = w.to_string();
-            return vec![day_key(&w, &day), w];
-        }
-        if let DomainEvent::WidgetPurged(p) = d {
-            let w = p.widget_id.to_string();
-            let mut keys = vec![w.clone()];
-            if let Some(days) = loaded.get(&w).and_then(|t| t.doc["days"].as_array()) {
-                keys.extend(
-                    days.iter()
-                        .filter_map(|d| d.as_str())
-                        .map(|d| day_key(&w, d)),
-                );
-            }
-            return keys;
-        }
-        vec![]
+    /// Counts need no personal data: the access logs stay sealed.
+    fn needs_personal_data(&self) -> bool {
+        false
     }
 
-    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
-        if let Some((w, day, is_view)) = hit(d) {
-            let w = w.to_string();
-            let field = if is_view { "views" } else { "clicks" };
-            let mut total = view
-                .get(&w)
-                .map(|t| t.doc.clone())
-                .unwrap_or_else(|| json!({"widget_id": w, "views": 0, "clicks": 0, "days": []}));
-            total[field] = json!(total[field].as_u64().unwrap_or(0) + 1);
-            let key = day_key(&w, &day);
-            let mut daily = view
-                .get(&key)
-                .map(|t| t.doc.clone())
-                .unwrap_or_else(|| json!({"date": day, "views": 0, "clicks": 0}));
+    fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
+        hit(d)
+            .map(|(w, at, _)| vec![month_key(&w, at)])
+            .unwrap_or_default()
+    }
+
+    fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        if let Some((w, at, field)) = hit(d) {
+            let key = month_key(&w, at);
             if view.get(&key).is_none() {
-                if let Some(days) = total["days"].as_array_mut() {
-                    days.push(json!(day));
+                let doc = json!({"widget_id": w, "month": month(at), "views": 0, "clicks": 0, "days": {}});
+                view.put(ViewDoc::new(key.clone(), doc).owner(w.to_string()));
+            }
+            // Counted in place: no copy of the document per event.
+            if let Some(month) = view.get_mut(&key) {
+                let doc = &mut month.doc;
+                doc[field] = json!(doc[field].as_u64().unwrap_or(0) + 1);
+                let counts = &mut doc["days"][day(at)];
+                if counts.is_null() {
+                    *counts = json!({"views": 0, "clicks": 0});
                 }
+                counts[field] = json!(counts[field].as_u64().unwrap_or(0) + 1);
             }
-            daily[field] = json!(daily[field].as_u64().unwrap_or(0) + 1);
-            return vec![
-                DocChange::Put(ViewDoc::new(w.clone(), total)),
-                DocChange::Put(ViewDoc::new(key, daily).owner(w)),
-            ];
+        } else if let DomainEvent::WidgetPurged(p) = d {
+            view.delete_owner(&p.widget_id.to_string());
         }
-        if let DomainEvent::WidgetPurged(p) = d {
-            let w = p.widget_id.to_string();
-            let mut out = vec![DocChange::Delete(w.clone())];
-            if let Some(days) = view.get(&w).and_then(|t| t.doc["days"].as_array()) {
-                out.extend(
-                    days.iter()
-                        .filter_map(|d| d.as_str())
-                        .map(|d| DocChange::Delete(day_key(&w, d))),
-                );
-            }
-            return out;
-        }
-        vec![]
     }
 }

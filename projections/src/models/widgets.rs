@@ -3,7 +3,7 @@
 //! content or purging the widget leaves a tombstone without content.
 
 use super::time;
-use crate::{Projection, ViewReader};
+use crate::{Overlay, Projection, ViewReader};
 use lightwidget_domain::event::WidgetSettings;
 use lightwidget_domain::{Category, DomainEvent, Personal, WidgetId};
 use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
@@ -91,7 +91,14 @@ impl Projection for Widgets {
             .unwrap_or_default()
     }
 
-    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        let changes = changes(e, d, view);
+        view.apply(changes);
+    }
+}
+
+fn changes(e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
+    {
         let Some(id) = widget_id(d) else {
             return vec![];
         };
