@@ -133,7 +133,8 @@ pub trait Projection: Send + Sync {
     fn handle(&self, event: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay);
     /// Whether `handle` reads personal fields. A projection that does not is fed events with
     /// every personal field erased, decoded straight from the stored text with no key
-    /// touched, and `event.data` is null (read the domain event instead).
+    /// touched; `event.data` is null (read the domain event instead) and the envelope holds
+    /// only position, stream, version, type, schema version and time.
     fn needs_personal_data(&self) -> bool {
         true
     }
@@ -168,7 +169,7 @@ async fn read_decoded(
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         return Ok((batch, decoded));
     }
-    let raw = store.read_all_raw(after, limit).await?;
+    let raw = store.read_all_light(after, limit).await?;
     let mut decoded = Vec::with_capacity(raw.len());
     let mut batch = Vec::with_capacity(raw.len());
     for e in raw {

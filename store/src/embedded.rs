@@ -608,6 +608,47 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
+    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
+                 FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+                let position = r.get::<_, i64>(0)? as u64;
+                let recorded_at: String = r.get(5)?;
+                Ok((
+                    StoredEvent {
+                        position,
+                        stream: r.get(1)?,
+                        version: r.get::<_, i64>(2)? as u64,
+                        event_id: Uuid::nil(),
+                        event_type: r.get(3)?,
+                        schema_version: r.get(4)?,
+                        recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+                        actor: String::new(),
+                        correlation_id: Uuid::nil(),
+                        causation_id: None,
+                        data: r.get(6)?,
+                        prev_hash: [0; 32],
+                        hash: [0; 32],
+                    },
+                    recorded_at,
+                ))
+            })?;
+            let mut out = Vec::with_capacity(limit.min(100_000));
+            for row in rows {
+                let (mut e, t) = row?;
+                e.recorded_at = chrono::DateTime::parse_from_rfc3339(&t)
+                    .map_err(|_| StoreError::Corrupt(format!("bad time at position {}", e.position)))?
+                    .with_timezone(&chrono::Utc);
+                out.push(e);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn head(&self) -> Result<Head, StoreError> {
         self.read(|c| {
             let (p, h): (i64, Vec<u8>) = c.query_row(

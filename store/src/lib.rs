@@ -281,6 +281,12 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredEvent>, StoreError>;
     /// Stored events with position > `after`, at most `limit`, in position order.
     async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Like [`EventStore::read_all_raw`], but reading only what a projection uses: position,
+    /// stream, version, type, schema version, time and data. The ids, actor and hashes are
+    /// not read (nil, empty and zero) — never use these events to verify anything.
+    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read_all_raw(after, limit).await
+    }
     async fn head(&self) -> Result<Head, StoreError>;
     /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
     /// store's own writer, by other processes where the backend can tell, else by polling.

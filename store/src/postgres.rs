@@ -766,6 +766,35 @@ impl EventStore for PgEventStore {
         rows.iter().map(stored_event).collect()
     }
 
+    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
+                 FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .await?;
+        let rows = client.query(&stmt, &[&(after as i64), &(limit as i64)]).await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                position: r.get::<_, i64>(0) as u64,
+                stream: r.get(1),
+                version: r.get::<_, i64>(2) as u64,
+                event_id: Uuid::nil(),
+                event_type: r.get(3),
+                schema_version: r.get::<_, i32>(4) as u32,
+                recorded_at: r.get(5),
+                actor: String::new(),
+                correlation_id: Uuid::nil(),
+                causation_id: None,
+                data: r.get(6),
+                prev_hash: [0; 32],
+                hash: [0; 32],
+            })
+            .collect())
+    }
+
     async fn head(&self) -> Result<Head, StoreError> {
         read_head(&self.pool).await
     }
