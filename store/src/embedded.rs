@@ -608,7 +608,11 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
-    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_all_light(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
@@ -640,7 +644,9 @@ impl EventStore for SqliteEventStore {
             for row in rows {
                 let (mut e, t) = row?;
                 e.recorded_at = chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|_| StoreError::Corrupt(format!("bad time at position {}", e.position)))?
+                    .map_err(|_| {
+                        StoreError::Corrupt(format!("bad time at position {}", e.position))
+                    })?
                     .with_timezone(&chrono::Utc);
                 out.push(e);
             }

@@ -284,7 +284,11 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     /// Like [`EventStore::read_all_raw`], but reading only what a projection uses: position,
     /// stream, version, type, schema version, time and data. The ids, actor and hashes are
     /// not read (nil, empty and zero) — never use these events to verify anything.
-    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_all_light(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_all_raw(after, limit).await
     }
     async fn head(&self) -> Result<Head, StoreError>;
@@ -347,8 +351,13 @@ impl StoredEvent {
     /// The envelope without its payload (`data` is null): what goes with an event decoded by
     /// [`StoredEvent::decode_sealed`].
     pub fn into_envelope(self) -> RecordedEvent {
+        self.with_data(serde_json::Value::Null)
+    }
+
+    /// The envelope with `data` as readers see it.
+    fn with_data(self, data: serde_json::Value) -> RecordedEvent {
         RecordedEvent {
-            data: serde_json::Value::Null,
+            data,
             position: self.position,
             stream: self.stream,
             version: self.version,
@@ -373,21 +382,7 @@ pub fn redacted(e: StoredEvent) -> Result<RecordedEvent, StoreError> {
             e.position
         ))
     })?;
-    Ok(RecordedEvent {
-        data: sealing::open(&data, &HashMap::new()),
-        position: e.position,
-        stream: e.stream,
-        version: e.version,
-        event_id: e.event_id,
-        event_type: e.event_type,
-        schema_version: e.schema_version,
-        recorded_at: e.recorded_at,
-        actor: e.actor,
-        correlation_id: e.correlation_id,
-        causation_id: e.causation_id,
-        prev_hash: e.prev_hash,
-        hash: e.hash,
-    })
+    Ok(e.with_data(sealing::open(&data, &HashMap::new())))
 }
 
 /// Opens a batch of stored events with one key look-up.
@@ -417,21 +412,7 @@ pub async fn open_events<S: KeyStore + ?Sized>(
     Ok(raw
         .into_iter()
         .zip(parsed)
-        .map(|(e, data)| RecordedEvent {
-            data: sealing::open(&data, &keys),
-            position: e.position,
-            stream: e.stream,
-            version: e.version,
-            event_id: e.event_id,
-            event_type: e.event_type,
-            schema_version: e.schema_version,
-            recorded_at: e.recorded_at,
-            actor: e.actor,
-            correlation_id: e.correlation_id,
-            causation_id: e.causation_id,
-            prev_hash: e.prev_hash,
-            hash: e.hash,
-        })
+        .map(|(e, data)| e.with_data(sealing::open(&data, &keys)))
         .collect())
 }
 

@@ -367,25 +367,7 @@ impl PgTx<'_> {
             if w.events.is_empty() {
                 return Ok(0);
             }
-            c.execute(
-                &insert,
-                &[
-                    &cols.position,
-                    &cols.stream,
-                    &cols.version,
-                    &cols.event_id,
-                    &cols.event_type,
-                    &cols.schema_version,
-                    &cols.recorded_at,
-                    &cols.actor,
-                    &cols.correlation_id,
-                    &cols.causation_id,
-                    &cols.data,
-                    &cols.prev_hash,
-                    &cols.hash,
-                ],
-            )
-            .await
+            c.execute(&insert, &cols.params()).await
         };
         let position = w.head.position as i64;
         let hash = w.head.hash.as_slice();
@@ -445,37 +427,28 @@ impl PgTx<'_> {
         let cats: Vec<&str> = w.new_keys.iter().map(|k| k.category.as_str()).collect();
         let wrapped: Vec<&[u8]> = w.new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
         let cols = EventColumns::from(w.events);
-        let row = c
-            .query_one(
-                &stmt,
-                &[
-                    &(w.head.position as i64),
-                    &w.head.hash.as_slice(),
-                    &(w.key_epoch as i64),
-                    &(expected.0 as i64),
-                    &(expected.1 as i64),
-                    &w.delete_keys,
-                    &key_ids,
-                    &subjects,
-                    &cats,
-                    &wrapped,
-                    &cols.position,
-                    &cols.stream,
-                    &cols.version,
-                    &cols.event_id,
-                    &cols.event_type,
-                    &cols.schema_version,
-                    &cols.recorded_at,
-                    &cols.actor,
-                    &cols.correlation_id,
-                    &cols.causation_id,
-                    &cols.data,
-                    &cols.prev_hash,
-                    &cols.hash,
-                    &w.head.position.to_string(),
-                ],
-            )
-            .await?;
+        let (position, hash, key_epoch) = (
+            w.head.position as i64,
+            w.head.hash.as_slice(),
+            w.key_epoch as i64,
+        );
+        let (expected_position, expected_epoch) = (expected.0 as i64, expected.1 as i64);
+        let payload = w.head.position.to_string();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &position,
+            &hash,
+            &key_epoch,
+            &expected_position,
+            &expected_epoch,
+            &w.delete_keys,
+            &key_ids,
+            &subjects,
+            &cats,
+            &wrapped,
+        ];
+        params.extend(cols.params());
+        params.push(&payload);
+        let row = c.query_one(&stmt, &params).await?;
         let (moved, events, deleted, keys): (i64, i64, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         if moved != 1 {
@@ -608,6 +581,27 @@ struct EventColumns<'a> {
     data: Vec<&'a str>,
     prev_hash: Vec<&'a [u8]>,
     hash: Vec<&'a [u8]>,
+}
+
+impl EventColumns<'_> {
+    /// The thirteen arrays, in the order of `events`' columns.
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+        [
+            &self.position,
+            &self.stream,
+            &self.version,
+            &self.event_id,
+            &self.event_type,
+            &self.schema_version,
+            &self.recorded_at,
+            &self.actor,
+            &self.correlation_id,
+            &self.causation_id,
+            &self.data,
+            &self.prev_hash,
+            &self.hash,
+        ]
+    }
 }
 
 impl<'a> From<&'a [StoredEvent]> for EventColumns<'a> {
@@ -766,7 +760,11 @@ impl EventStore for PgEventStore {
         rows.iter().map(stored_event).collect()
     }
 
-    async fn read_all_light(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn read_all_light(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client
             .prepare_cached(
@@ -774,7 +772,9 @@ impl EventStore for PgEventStore {
                  FROM events WHERE position > $1 ORDER BY position LIMIT $2",
             )
             .await?;
-        let rows = client.query(&stmt, &[&(after as i64), &(limit as i64)]).await?;
+        let rows = client
+            .query(&stmt, &[&(after as i64), &(limit as i64)])
+            .await?;
         Ok(rows
             .iter()
             .map(|r| StoredEvent {
