@@ -146,6 +146,8 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("event at position {position} could not be decoded: {message}")]
     Decode { position: u64, message: String },
+    #[error("a runner task failed: {0}")]
+    Task(String),
     #[error(
         "view `{view}` did not reach position {wanted} within the time allowed (at {reached})"
     )]
@@ -258,7 +260,7 @@ pub struct Runner {
 
 struct DocCache {
     checkpoint: u64,
-    docs: std::collections::HashMap<String, Option<ViewDoc>>,
+    docs: DocMap,
 }
 
 /// Past this many documents the runner's cache starts over.
@@ -266,6 +268,14 @@ const DOC_CACHE_LIMIT: usize = 200_000;
 
 /// A batch of events with their decoded domain events.
 type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>);
+
+/// Documents by key as a runner knows them (`None` = known absent).
+type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
+
+/// Waits for a spawned task; a task that panicked or was cancelled is an error.
+async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ProjectionError> {
+    task.await.map_err(|e| ProjectionError::Task(e.to_string()))
+}
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -309,58 +319,118 @@ impl Runner {
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let from = self.views.checkpoint(&self.view).await?;
         let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
-        Ok(self.apply_batch(from, batch, false).await?.0)
+        let Some(to) = batch.0.last().map(|e| e.position) else {
+            return Ok(Step::CaughtUp { checkpoint: from });
+        };
+        let mut cached = self.take_cache(from);
+        let changes = self.prepare(&batch, &mut cached).await?;
+        match self.views.commit(&self.view, from, to, &changes).await {
+            Ok(()) => {
+                self.keep_cache(to, cached);
+                Ok(Step::Applied {
+                    events: batch.0.len(),
+                    checkpoint: to,
+                })
+            }
+            Err(StoreError::Conflict { .. }) => Ok(Step::Raced),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Applies batches until the view has reached the log's head as it was read. While a
-    /// batch commits, the next one is read.
+    /// Applies batches until the view has reached the log's head as it was read, as a
+    /// pipeline: while batch N commits, N+1 is handled and N+2 read. Handling N+1 builds on
+    /// N's documents as committed in memory; should N's commit be refused, the work built on
+    /// it is dropped and the runner starts again from the stored checkpoint.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
-        let mut ahead: Option<(u64, Batch)> = None;
-        loop {
-            let (from, batch) = match ahead.take() {
-                Some(b) => b,
-                None => {
-                    let from = self.views.checkpoint(&self.view).await?;
-                    (
-                        from,
-                        read_decoded(&*self.events, &*self.projection, from, self.batch_size)
-                            .await?,
-                    )
+        'restart: loop {
+            let mut from = self.views.checkpoint(&self.view).await?;
+            let mut cached = self.take_cache(from);
+            let mut reading = self.spawn_read(from);
+            let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
+                None;
+            loop {
+                let batch = join(reading).await??;
+                let Some(to) = batch.0.last().map(|e| e.position) else {
+                    if let Some((done, commit)) = committing.take() {
+                        match join(commit).await? {
+                            Ok(()) => self.keep_cache(done, cached),
+                            Err(StoreError::Conflict { .. }) => continue 'restart,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    return Ok(from);
+                };
+                reading = self.spawn_read(to);
+                let changes = self.prepare(&batch, &mut cached).await?;
+                if let Some((_, commit)) = committing.take() {
+                    match join(commit).await? {
+                        Ok(()) => {}
+                        Err(StoreError::Conflict { .. }) => {
+                            reading.abort();
+                            continue 'restart;
+                        }
+                        Err(e) => {
+                            reading.abort();
+                            return Err(e.into());
+                        }
+                    }
                 }
-            };
-            match self.apply_batch(from, batch, true).await? {
-                (Step::CaughtUp { checkpoint }, _) => return Ok(checkpoint),
-                (Step::Applied { checkpoint, .. }, next) => ahead = next.map(|b| (checkpoint, b)),
-                (Step::Raced, _) => {}
+                let (views, view) = (self.views.clone(), self.view.clone());
+                let commit_from = from;
+                committing = Some((
+                    to,
+                    tokio::spawn(
+                        async move { views.commit(&view, commit_from, to, &changes).await },
+                    ),
+                ));
+                from = to;
             }
         }
     }
 
-    async fn apply_batch(
-        &self,
-        from: u64,
-        batch: Batch,
-        read_ahead: bool,
-    ) -> Result<(Step, Option<Batch>), ProjectionError> {
-        let (batch, decoded) = batch;
-        let Some(last) = batch.last() else {
-            return Ok((Step::CaughtUp { checkpoint: from }, None));
-        };
-        let to = last.position;
-        let mut cached = self
-            .cache
+    fn spawn_read(&self, after: u64) -> tokio::task::JoinHandle<Result<Batch, ProjectionError>> {
+        let (events, projection, n) = (
+            self.events.clone(),
+            self.projection.clone(),
+            self.batch_size,
+        );
+        tokio::spawn(async move { read_decoded(&*events, &*projection, after, n).await })
+    }
+
+    /// The cached documents, if they are those of checkpoint `at`.
+    fn take_cache(&self, at: u64) -> DocMap {
+        self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .filter(|c| c.checkpoint == from)
+            .filter(|c| c.checkpoint == at)
             .map(|c| c.docs)
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn keep_cache(&self, at: u64, docs: DocMap) {
+        if docs.len() <= DOC_CACHE_LIMIT {
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(DocCache {
+                checkpoint: at,
+                docs,
+            });
+        }
+    }
+
+    /// Handles a batch against the documents known (`cached`, fetching what it lacks) and
+    /// returns the changes to commit; `cached` becomes the documents as after the batch.
+    async fn prepare(
+        &self,
+        batch: &Batch,
+        cached: &mut DocMap,
+    ) -> Result<Vec<DocChange>, ProjectionError> {
+        let (batch, decoded) = batch;
         let mut view = Overlay::default();
         let mut requested = BTreeSet::new();
         let mut absent = Vec::new();
         for _round in 0..4 {
             let mut keys = BTreeSet::new();
-            for (e, d) in batch.iter().zip(&decoded) {
+            for (e, d) in batch.iter().zip(decoded) {
                 for k in self.projection.reads(e, d, &view) {
                     if !requested.contains(&k) {
                         keys.insert(k);
@@ -391,38 +461,23 @@ impl Runner {
                 view.load(docs);
             }
         }
-        for (e, d) in batch.iter().zip(&decoded) {
+        for (e, d) in batch.iter().zip(decoded) {
             self.projection.handle(e, d, &mut view);
         }
         let (changes, untouched) = view.into_changes();
-        let commit = self.views.commit(&self.view, from, to, &changes);
-        let next = async {
-            if read_ahead {
-                Some(read_decoded(&*self.events, &*self.projection, to, self.batch_size).await)
-            } else {
-                None
-            }
-        };
-        let (committed, next) = tokio::join!(commit, next);
-        match committed {
-            Ok(()) => {}
-            Err(StoreError::Conflict { .. }) => return Ok((Step::Raced, None)),
-            Err(e) => return Err(e.into()),
-        }
-        // Remember what is now in the view, for the next batch.
         for k in absent {
             cached.insert(k, None);
         }
         for doc in untouched {
             cached.insert(doc.key.clone(), Some(doc));
         }
-        for change in changes {
+        for change in &changes {
             match change {
                 DocChange::Put(doc) => {
-                    cached.insert(doc.key.clone(), Some(doc));
+                    cached.insert(doc.key.clone(), Some(doc.clone()));
                 }
                 DocChange::Delete(key) => {
-                    cached.insert(key, None);
+                    cached.insert(key.clone(), None);
                 }
                 DocChange::DeleteOwner(owner) => {
                     cached.retain(|_, d| {
@@ -432,17 +487,7 @@ impl Runner {
                 }
             }
         }
-        if cached.len() <= DOC_CACHE_LIMIT {
-            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(DocCache {
-                checkpoint: to,
-                docs: cached,
-            });
-        }
-        let step = Step::Applied {
-            events: batch.len(),
-            checkpoint: to,
-        };
-        Ok((step, next.transpose()?))
+        Ok(changes)
     }
 
     /// Catches up, then follows the log until `stop` resolves; stops between batches, at a
