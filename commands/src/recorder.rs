@@ -9,9 +9,13 @@ use lightwidget_store::{
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
+
+/// How long the recorder waits for more events before appending a batch.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
 
 /// The stream a widget's views and clicks go to.
 pub fn hits_stream(e: &DomainEvent) -> Option<String> {
@@ -31,11 +35,23 @@ impl HitRecorder {
     /// Starts the recorder task. It ends when every `HitRecorder` clone is dropped, after
     /// storing what was queued.
     pub fn spawn(store: Arc<dyn EventStore>, max_batch: usize) -> Self {
+        Self::spawn_with_linger(store, max_batch, DEFAULT_LINGER)
+    }
+
+    /// Like [`HitRecorder::spawn`]; after the first event of a batch arrives the recorder
+    /// keeps taking events while producers keep adding them — yielding to let them run — for
+    /// at most `linger` (or until `max_batch`): larger appends under load, no wait when idle.
+    pub fn spawn_with_linger(
+        store: Arc<dyn EventStore>,
+        max_batch: usize,
+        linger: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(16_384);
         tokio::spawn(run(
             store,
             rx,
             max_batch.clamp(1, lightwidget_store::MAX_EVENTS_PER_APPEND),
+            linger,
         ));
         HitRecorder { queue: tx }
     }
@@ -60,13 +76,32 @@ async fn run(
     store: Arc<dyn EventStore>,
     mut rx: mpsc::Receiver<(NewEvent, String, Reply)>,
     max: usize,
+    linger: Duration,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        // Take what is queued; then let the producers run and take what they add, as long as
+        // they keep adding and the linger lasts. An idle yield ends the batch.
         while batch.len() < max {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
-                Err(_) => break,
+                Err(_) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    let before = batch.len();
+                    tokio::task::yield_now().await;
+                    while batch.len() < max {
+                        match rx.try_recv() {
+                            Ok(item) => batch.push(item),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.len() == before {
+                        break;
+                    }
+                }
             }
         }
         // One write per stream; remember where each event went.
