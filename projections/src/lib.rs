@@ -525,7 +525,7 @@ pub async fn rebuild(
     // Large batches: a rebuild touches each document once per batch, not once per event.
     let runner = Runner::new(events, views.clone(), projection)
         .into_view(building.clone())
-        .with_batch_size(20_000);
+        .with_batch_size(50_000);
     let checkpoint = runner.catch_up().await?;
     views.swap(&building, &live).await?;
     Ok(checkpoint)
