@@ -324,6 +324,17 @@ macro_rules! events {
             }
         )*
 
+        impl DomainEvent {
+            /// Decodes a payload at the current version straight from its JSON text, with no
+            /// intermediate tree. `None` for an unknown type.
+            pub fn decode_json(event_type: &str, data: &str) -> Option<Result<Self, serde_json::Error>> {
+                match event_type {
+                    $(stringify!($name) => Some(serde_json::from_str::<$name>(data).map(DomainEvent::$name)),)*
+                    _ => None,
+                }
+            }
+        }
+
         /// Every event type with its current schema version.
         pub const EVENT_TYPES: &[(&str, u32)] = &[$((stringify!($name), $version)),*];
 

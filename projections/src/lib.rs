@@ -426,10 +426,10 @@ impl Runner {
     ) -> Result<Vec<DocChange>, ProjectionError> {
         let (batch, decoded) = batch;
         let mut view = Overlay::default();
-        let mut requested = BTreeSet::new();
+        let mut requested = std::collections::HashSet::new();
         let mut absent = Vec::new();
         for _round in 0..4 {
-            let mut keys = BTreeSet::new();
+            let mut keys = std::collections::HashSet::new();
             for (e, d) in batch.iter().zip(decoded) {
                 for k in self.projection.reads(e, d, &view) {
                     if !requested.contains(&k) {

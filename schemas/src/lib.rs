@@ -105,10 +105,12 @@ pub fn decode_str(
             })?;
         return upcast_and_decode(event_type, version, value);
     }
-    // The event type is one of ours (found above): it needs no escaping.
-    let text = format!("{{\"type\":\"{event_type}\",\"data\":{data}}}");
-    serde_json::from_str(&text).map_err(|e| EventDecodeError::BadPayload {
-        event_type: event_type.to_owned(),
-        message: lightwidget_domain::event::redact_values(&e.to_string()),
-    })
+    match DomainEvent::decode_json(event_type, data) {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(e)) => Err(EventDecodeError::BadPayload {
+            event_type: event_type.to_owned(),
+            message: lightwidget_domain::event::redact_values(&e.to_string()),
+        }),
+        None => Err(EventDecodeError::UnknownType(event_type.to_owned())),
+    }
 }
