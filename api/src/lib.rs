@@ -15,9 +15,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use lightwidget_projections::models;
+use lightwidget_projections::{Projection, Runner};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
-use lightwidget_store::{Clock, EventStore, MasterKey, SystemClock};
+use lightwidget_store::{Clock, EventStore, MasterKey, SystemClock, ViewStore};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,10 +28,34 @@ use std::sync::Arc;
 pub const MASTER_KEY_FILE: &str = "master.key";
 
 /// Opens the store the settings name.
-pub async fn open_store(
-    settings: &Settings,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<dyn EventStore>> {
+/// The storage the settings name: the log and the read models, in one database.
+#[derive(Clone)]
+pub struct Storage {
+    pub events: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
+}
+
+impl Storage {
+    fn of<S: EventStore + ViewStore + 'static>(store: S) -> Self {
+        let store = Arc::new(store);
+        Storage {
+            events: store.clone(),
+            views: store,
+        }
+    }
+}
+
+/// The read models the server keeps up to date.
+pub fn read_models() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(models::Accounts),
+        Arc::new(models::Widgets),
+        Arc::new(models::Invoices),
+        Arc::new(models::Statistics),
+    ]
+}
+
+pub async fn open_store(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Storage> {
     match &settings.database_url {
         Some(url) => {
             let master = MasterKey::from_base64(
@@ -42,7 +68,7 @@ pub async fn open_store(
             let store = PgEventStore::connect(url, master, clock, PgOptions::default())
                 .await
                 .context("opening the PostgreSQL store (LW_DATABASE_URL)")?;
-            Ok(Arc::new(store))
+            Ok(Storage::of(store))
         }
         None => {
             let master = match &settings.master_key {
@@ -57,7 +83,7 @@ pub async fn open_store(
                             settings.data_dir.display()
                         )
                     })?;
-            Ok(Arc::new(store))
+            Ok(Storage::of(store))
         }
     }
 }
@@ -97,6 +123,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -110,13 +137,38 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers; reports each read model's position and lag behind the log.
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let mut projections = serde_json::Map::new();
+    for p in read_models() {
+        match state.views.checkpoint(p.name()).await {
+            Ok(position) => {
+                projections.insert(p.name().into(), serde_json::json!({"position": position}));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "views not ready");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({"status": "unavailable"})),
+                );
+            }
+        }
+    }
     match state.store.head().await {
-        Ok(head) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"status": "ready", "head_position": head.position})),
-        ),
+        Ok(head) => {
+            for v in projections.values_mut() {
+                let at = v["position"].as_u64().unwrap_or(0);
+                v["lag"] = serde_json::json!(head.position.saturating_sub(at));
+            }
+            (
+                StatusCode::OK,
+                Json(serde_json::json!({
+                    "status": "ready",
+                    "head_position": head.position,
+                    "projections": projections,
+                })),
+            )
+        }
         Err(e) => {
             tracing::warn!(error = %e, "store not ready");
             (
@@ -134,21 +186,21 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store = open_store(&settings, Arc::new(SystemClock)).await?;
-        Self::with_store(settings, store).await
+        let storage = open_store(&settings, Arc::new(SystemClock)).await?;
+        Self::with_storage(settings, storage).await
     }
 
-    /// Builds around an already open store (tests pass theirs).
-    pub async fn with_store(
-        settings: Settings,
-        store: Arc<dyn EventStore>,
-    ) -> anyhow::Result<Self> {
+    /// Builds around already open storage (tests pass theirs).
+    pub async fn with_storage(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         Ok(Application {
             listener,
-            state: AppState { store },
+            state: AppState {
+                store: storage.events,
+                views: storage.views,
+            },
         })
     }
 
@@ -160,15 +212,40 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves; in-flight requests finish first.
+    /// Serves, and keeps the read models up to date, until `shutdown` resolves: in-flight
+    /// requests finish, then every projection runner stops at a checkpoint.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, router(self.state))
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut runners = Vec::new();
+        for projection in read_models() {
+            let runner = Runner::new(
+                self.state.store.clone(),
+                self.state.views.clone(),
+                projection,
+            );
+            let mut stop = stop_rx.clone();
+            runners.push(tokio::spawn(async move {
+                let name = runner.view().to_owned();
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = runner.run(stopped).await {
+                    tracing::error!(projection = %name, error = %e, "projection runner stopped");
+                }
+            }));
+        }
+        let served = axum::serve(self.listener, router(self.state))
             .with_graceful_shutdown(shutdown)
             .await
-            .context("serving")
+            .context("serving");
+        let _ = stop_tx.send(true);
+        for r in runners {
+            let _ = r.await;
+        }
+        served
     }
 }
 

@@ -79,8 +79,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let store = open_store(&settings, Arc::new(SystemClock)).await?;
-            let report = store.verify().await?;
+            let storage = open_store(&settings, Arc::new(SystemClock)).await?;
+            let report = storage.events.verify().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok {
                 ExitCode::SUCCESS

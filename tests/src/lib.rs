@@ -1,10 +1,10 @@
 //! Helpers for the end-to-end tests: `spawn_app` on either backend, for real.
 
-use lightwidget_api::{Application, Settings};
+use lightwidget_api::{Application, Settings, Storage};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
 use lightwidget_store::test_support::TestDatabase;
-use lightwidget_store::{EventStore, MasterKey, SystemClock};
+use lightwidget_store::{EventStore, MasterKey, SystemClock, ViewStore};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,7 @@ pub enum Backend {
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _db: Option<TestDatabase>,
     _dir: Option<tempfile::TempDir>,
@@ -32,25 +33,36 @@ impl Drop for TestApp {
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
     let master = MasterKey::generate();
-    let (store, db, dir): (Arc<dyn EventStore>, _, _) = match backend {
+    let (storage, db, dir) = match backend {
         Backend::Postgres => {
             let db = TestDatabase::create().await;
-            let store =
+            let store = Arc::new(
                 PgEventStore::connect(&db.url, master, Arc::new(SystemClock), PgOptions::default())
                     .await
-                    .expect("connect");
-            (Arc::new(store), Some(db), None)
+                    .expect("connect"),
+            );
+            let storage = Storage {
+                events: store.clone(),
+                views: store,
+            };
+            (storage, Some(db), None)
         }
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = SqliteEventStore::open(
-                dir.path(),
-                master,
-                Arc::new(SystemClock),
-                SqliteOptions::default(),
-            )
-            .expect("open");
-            (Arc::new(store), None, Some(dir))
+            let store = Arc::new(
+                SqliteEventStore::open(
+                    dir.path(),
+                    master,
+                    Arc::new(SystemClock),
+                    SqliteOptions::default(),
+                )
+                .expect("open"),
+            );
+            let storage = Storage {
+                events: store.clone(),
+                views: store,
+            };
+            (storage, None, Some(dir))
         }
     };
     let settings = Settings {
@@ -59,7 +71,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         data_dir: std::env::temp_dir(),
         master_key: None,
     };
-    let app = Application::with_store(settings, store.clone())
+    let (store, views) = (storage.events.clone(), storage.views.clone());
+    let app = Application::with_storage(settings, storage)
         .await
         .expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -70,6 +83,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     TestApp {
         address,
         store,
+        views,
         stop: Some(stop),
         _db: db,
         _dir: dir,
