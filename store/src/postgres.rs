@@ -143,9 +143,22 @@ impl PgEventStore {
             head_tx.clone(),
             options.pre_commit_delay,
         ));
-        let listener = options
-            .listen
-            .then(|| tokio::spawn(listen_loop(url.to_owned(), head_tx)));
+        let listener = match options.listen {
+            true => {
+                let (ready_tx, ready_rx) = oneshot::channel();
+                let task = tokio::spawn(listen_loop(url.to_owned(), head_tx, Some(ready_tx)));
+                // Subscribers of a store just opened hear the next append: wait (bounded) until
+                // LISTEN is in place. Without it they still see everything, by polling.
+                if tokio::time::timeout(Duration::from_secs(5), ready_rx)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("LISTEN not established within 5 s; subscribers poll");
+                }
+                Some(task)
+            }
+            false => None,
+        };
         Ok(PgEventStore {
             pool,
             master,
@@ -221,8 +234,13 @@ async fn writer_loop(
     }
 }
 
-/// Follows `LISTEN lw_events` and moves the head watch; reconnects after a failure.
-async fn listen_loop(url: String, head: Arc<watch::Sender<u64>>) {
+/// Follows `LISTEN lw_events` and moves the head watch; reconnects after a failure. `ready`
+/// is told once the first LISTEN is in place.
+async fn listen_loop(
+    url: String,
+    head: Arc<watch::Sender<u64>>,
+    mut ready: Option<oneshot::Sender<()>>,
+) {
     loop {
         if let Ok((client, mut conn)) = tokio_postgres::connect(&url, NoTls).await {
             let head = head.clone();
@@ -245,6 +263,9 @@ async fn listen_loop(url: String, head: Arc<watch::Sender<u64>>) {
                 .await
                 .is_ok()
             {
+                if let Some(r) = ready.take() {
+                    let _ = r.send(());
+                }
                 // The client must live while the connection delivers notifications.
                 let _ = driver.await;
                 drop(client);
