@@ -313,17 +313,6 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         open_events(self, raw).await
     }
 
-    /// Events after a position with every personal field read as erased, without touching
-    /// a key: for readers that need no personal data (statistics, audits of structure).
-    async fn read_all_redacted(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let raw = self.read_all_raw(after, limit).await?;
-        raw.into_iter().map(redacted).collect()
-    }
-
     /// Recomputes the hash chain from position 1 and compares it with the head.
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let head = self.head().await?;
@@ -372,17 +361,6 @@ impl StoredEvent {
             hash: self.hash,
         }
     }
-}
-
-/// A stored event with every personal field marked erased.
-pub fn redacted(e: StoredEvent) -> Result<RecordedEvent, StoreError> {
-    let data: serde_json::Value = serde_json::from_str(&e.data).map_err(|_| {
-        StoreError::Corrupt(format!(
-            "event at position {} holds invalid JSON",
-            e.position
-        ))
-    })?;
-    Ok(e.with_data(sealing::open(&data, &HashMap::new())))
 }
 
 /// Opens a batch of stored events with one key look-up.
