@@ -339,13 +339,18 @@ impl PgTx<'_> {
         w: &Write<'_>,
     ) -> Result<(), StoreError> {
         let c = self.client;
+        // Every statement is prepared before the pipeline is sent. A statement given as text
+        // would first be prepared — a round trip — and so be sent after the pipelined COMMIT,
+        // outside the transaction: a key inserted or deleted a moment after its events.
         let stmts = tokio::try_join!(
             c.prepare_cached(SQL_EXPECT_HEAD),
             c.prepare_cached(SQL_INSERT_EVENTS),
             c.prepare_cached(SQL_SET_HEAD),
-            c.prepare_cached(SQL_NOTIFY)
+            c.prepare_cached(SQL_NOTIFY),
+            c.prepare_cached(SQL_DELETE_KEYS),
+            c.prepare_cached(SQL_INSERT_KEYS)
         );
-        let (expect, insert, set_head, notify) = match stmts {
+        let (expect, insert, set_head, notify, delete_keys, insert_keys) = match stmts {
             Ok(s) => s,
             Err(e) if guard.is_some() => return Err(e.into()),
             Err(e) => return self.abort(e).await,
@@ -369,7 +374,7 @@ impl PgTx<'_> {
             if w.delete_keys.is_empty() {
                 Ok(0)
             } else {
-                c.execute(SQL_DELETE_KEYS, &[&w.delete_keys]).await
+                c.execute(&delete_keys, &[&w.delete_keys]).await
             }
         };
         let ins_keys = async {
@@ -380,7 +385,7 @@ impl PgTx<'_> {
             let subjects: Vec<String> = w.new_keys.iter().map(|k| k.subject.to_string()).collect();
             let cats: Vec<&str> = w.new_keys.iter().map(|k| k.category.as_str()).collect();
             let wrapped: Vec<&[u8]> = w.new_keys.iter().map(|k| k.wrapped.as_slice()).collect();
-            c.execute(SQL_INSERT_KEYS, &[&ids, &subjects, &cats, &wrapped])
+            c.execute(&insert_keys, &[&ids, &subjects, &cats, &wrapped])
                 .await
         };
         let cols = EventColumns::from(w.events);

@@ -1,0 +1,80 @@
+//! PostgreSQL only: everything one append writes is one transaction — checked through the
+//! transaction id (`xmin`) of the rows, which a reader racing the append cannot be trusted to
+//! catch. (A key row once landed just after its events' COMMIT; a reader in between saw the
+//! fields as erased.)
+
+use lightwidget_domain::personal::PERSONAL_MARKER;
+use lightwidget_domain::Subject;
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{AppendRequest, ExpectedVersion, NewEvent, SystemClock};
+use serde_json::json;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn personal(subject: &Subject) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "TestHappened".into(),
+        schema_version: 1,
+        data: json!({"f": {PERSONAL_MARKER: {"subject": subject.as_str(), "category": "profile", "value": "v"}}}),
+        actor: "system".into(),
+        correlation_id: Uuid::new_v4(),
+        causation_id: None,
+    }
+}
+
+async fn same_transaction(t: &TestStore, position: u64, subject: &Subject) -> bool {
+    let url = &t.db.as_ref().expect("postgres").url;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT e.xmin::text = k.xmin::text FROM events e, data_keys k \
+             WHERE e.position = $1 AND k.subject = $2 AND k.category = 'profile'",
+            &[&(position as i64), &subject.as_str()],
+        )
+        .await
+        .expect("query");
+    drop(client);
+    let _ = driver.await;
+    row.get(0)
+}
+
+#[tokio::test]
+async fn a_new_key_commits_with_its_events_on_both_write_paths() {
+    let t = TestStore::new(Backend::Postgres, Arc::new(SystemClock)).await;
+    // The first append of a fresh store takes the locked path (the writer knows nothing yet).
+    let first = Subject::new("account", Uuid::new_v4());
+    let p1 = t
+        .store
+        .append(AppendRequest::single(
+            "s-1",
+            ExpectedVersion::NoStream,
+            vec![personal(&first)],
+        ))
+        .await
+        .expect("append")
+        .last_position;
+    assert!(
+        same_transaction(&t, p1, &first).await,
+        "locked path: key and event in separate transactions"
+    );
+    // The next one takes the optimistic path.
+    let second = Subject::new("account", Uuid::new_v4());
+    let p2 = t
+        .store
+        .append(AppendRequest::single(
+            "s-1",
+            ExpectedVersion::Exact(1),
+            vec![personal(&second)],
+        ))
+        .await
+        .expect("append")
+        .last_position;
+    assert!(
+        same_transaction(&t, p2, &second).await,
+        "optimistic path: key and event in separate transactions"
+    );
+}
