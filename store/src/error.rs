@@ -44,7 +44,12 @@ impl From<tokio_postgres::Error> for StoreError {
         // names only the constraint.
         match e.as_db_error() {
             Some(db) => {
-                StoreError::Internal(format!("postgres {}: {}", db.code().code(), db.message()))
+                // The message may quote an input value: quoted parts are blanked.
+                StoreError::Internal(format!(
+                    "postgres {}: {}",
+                    db.code().code(),
+                    lightwidget_domain::event::redact_values(db.message())
+                ))
             }
             None if e.is_closed() => StoreError::Unavailable("postgres connection closed".into()),
             None => StoreError::Unavailable(format!("postgres: {e}")),

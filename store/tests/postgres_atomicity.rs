@@ -78,3 +78,32 @@ async fn a_new_key_commits_with_its_events_on_both_write_paths() {
         "optimistic path: key and event in separate transactions"
     );
 }
+
+/// A PostgreSQL error message can quote the value it choked on; the store's error blanks it,
+/// so a personal value cannot travel on into a log line.
+#[tokio::test]
+async fn postgres_errors_do_not_carry_input_values() {
+    let t = TestStore::new(Backend::Postgres, Arc::new(SystemClock)).await;
+    let url = &t.db.as_ref().expect("postgres").url;
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    let raw = client
+        .query("SELECT 'alice@example.com'::uuid", &[])
+        .await
+        .expect_err("not a uuid");
+    let message = raw
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(
+        message.contains("alice@example.com"),
+        "the server's message quotes it: {message}"
+    );
+    let ours = lightwidget_store::StoreError::from(raw).to_string();
+    assert!(!ours.contains("alice@example.com"), "{ours}");
+    assert!(ours.contains("22P02"), "{ours}");
+    drop(client);
+    let _ = driver.await;
+}
