@@ -13,7 +13,7 @@ use lightwidget_projections::models::statistics::summarize;
 use lightwidget_projections::models::Statistics;
 use lightwidget_projections::{evaluate_as_of, Runner};
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{Clock, ManualClock, Metadata, ViewQuery};
+use lightwidget_store::{Clock, ManualClock, Metadata};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,36 +321,14 @@ async fn hits_are_counted_exactly(backend: Backend) {
         .expect("catch up");
     assert_eq!(head, 64 * 25);
     for w in &widgets {
-        let months = t
-            .views
-            .query(
-                "statistics",
-                &ViewQuery {
-                    owner: Some(w.to_string()),
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("months");
-        let s = summarize(&months);
+        let s = summarize(&t.docs("statistics", Some(&w.to_string())).await);
         assert_eq!(
             (s["views"].as_u64(), s["clicks"].as_u64()),
             (Some(320), Some(80)),
             "{w}"
         );
     }
-    let all = t
-        .views
-        .query(
-            "statistics",
-            &ViewQuery {
-                limit: 100,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("q");
+    let all = t.docs("statistics", None).await;
     let as_of = evaluate_as_of(&*t.store, &Statistics, head)
         .await
         .expect("as of");

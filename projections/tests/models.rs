@@ -13,9 +13,7 @@ use lightwidget_projections::models::{
 };
 use lightwidget_projections::{rebuild, Projection, Runner};
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock, ViewDoc, ViewQuery,
-};
+use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock, ViewDoc};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -78,16 +76,7 @@ async fn doc(t: &TestStore, view: &str, key: &str) -> Option<ViewDoc> {
 }
 
 async fn all_docs(t: &TestStore, view: &str) -> Vec<ViewDoc> {
-    t.views
-        .query(
-            view,
-            &ViewQuery {
-                limit: 10_000,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("query")
+    t.docs(view, None).await
 }
 
 fn contains(docs: &[ViewDoc], marker: &str) -> bool {
@@ -410,22 +399,9 @@ async fn statistics(backend: Backend) {
         append(&t, &format!("views-{w}"), vec![e]).await;
     }
     catch_up(&t, Statistics).await;
-    let of = |w: WidgetId| {
-        let views = t.views.clone();
-        async move {
-            let months = views
-                .query(
-                    "statistics",
-                    &ViewQuery {
-                        owner: Some(w.to_string()),
-                        limit: 100,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .expect("months");
-            summarize(&months)
-        }
+    let store = &t;
+    let of = |w: WidgetId| async move {
+        summarize(&store.docs("statistics", Some(&w.to_string())).await)
     };
     // Views at +0,10,20,30,40,50,60 h from 10:00 on 1 March; clicks at +0,20,40 h.
     assert_eq!(

@@ -15,7 +15,7 @@ use lightwidget_projections::{
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, DocChange, ExpectedVersion, Metadata, NewEvent, RecordedEvent, SystemClock,
-    ViewDoc, ViewQuery,
+    ViewDoc,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -164,16 +164,8 @@ async fn history(t: &TestStore, n: usize) -> u64 {
 }
 
 async fn live_docs(t: &TestStore, view: &str) -> BTreeMap<String, ViewDoc> {
-    t.views
-        .query(
-            view,
-            &ViewQuery {
-                limit: 10_000,
-                ..Default::default()
-            },
-        )
+    t.docs(view, None)
         .await
-        .expect("query")
         .into_iter()
         .map(|d| (d.key.clone(), d))
         .collect()

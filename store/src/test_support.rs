@@ -121,6 +121,21 @@ impl std::fmt::Debug for TestStore {
 }
 
 impl TestStore {
+    /// Every document of `view` (up to 10,000), in key order; with `owner`, only that owner's.
+    pub async fn docs(&self, view: &str, owner: Option<&str>) -> Vec<crate::ViewDoc> {
+        self.views
+            .query(
+                view,
+                &crate::ViewQuery {
+                    owner: owner.map(str::to_owned),
+                    limit: 10_000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("query view {view}: {e}"))
+    }
+
     /// Another store on the same storage, with its own pool and writer: what a second
     /// process would have.
     pub async fn open_another(
