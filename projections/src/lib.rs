@@ -50,7 +50,9 @@ impl Overlay {
     /// The document to change in place.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut ViewDoc> {
         let doc = self.docs.get_mut(key)?;
-        self.touched.insert(key.to_owned());
+        if !self.touched.contains(key) {
+            self.touched.insert(key.to_owned());
+        }
         Some(doc)
     }
 
@@ -131,6 +133,12 @@ pub trait Projection: Send + Sync {
     ) -> Vec<String>;
     /// Applies one event to the documents, in place.
     fn handle(&self, event: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay);
+    /// Whether `reads` may name further documents once the first ones are loaded (a
+    /// reference to follow). A projection whose keys come from the event alone says no, and
+    /// the runner asks it once per event instead of once per round.
+    fn follows_references(&self) -> bool {
+        true
+    }
     /// Whether `handle` reads personal fields. A projection that does not is fed events with
     /// every personal field erased, decoded straight from the stored text with no key
     /// touched; `event.data` is null (read the domain event instead) and the envelope holds
@@ -440,6 +448,7 @@ impl Runner {
             if keys.is_empty() {
                 break;
             }
+            let last_round = !self.projection.follows_references();
             requested.extend(keys.iter().cloned());
             let mut fetch = Vec::new();
             for k in keys {
@@ -459,6 +468,9 @@ impl Runner {
                         .cloned(),
                 );
                 view.load(docs);
+            }
+            if last_round {
+                break;
             }
         }
         for (e, d) in batch.iter().zip(decoded) {

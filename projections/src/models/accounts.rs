@@ -58,6 +58,11 @@ impl Projection for Accounts {
         VIEW
     }
 
+    /// Keys come from the event alone.
+    fn follows_references(&self) -> bool {
+        false
+    }
+
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
         account_key(d).into_iter().collect()
     }

@@ -66,6 +66,11 @@ impl Projection for Statistics {
         false
     }
 
+    /// A month document's key comes from the event alone.
+    fn follows_references(&self) -> bool {
+        false
+    }
+
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
         hit(d)
             .map(|(w, at, _)| vec![month_key(&w, at)])

@@ -85,6 +85,11 @@ impl Projection for Widgets {
         VIEW
     }
 
+    /// Keys come from the event alone.
+    fn follows_references(&self) -> bool {
+        false
+    }
+
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
         widget_id(d)
             .map(|id| vec![id.to_string()])
