@@ -102,6 +102,43 @@ pub struct AccessLog {
     pub referrer: Option<String>,
 }
 
+/// The role an API token carries (API.md, Conventions). An admin holds every staff role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Security,
+    Compliance,
+    Auditor,
+    Admin,
+}
+
+impl Role {
+    /// Whether a holder of this role may act as `needed`.
+    pub fn grants(self, needed: Role) -> bool {
+        self == needed || (self == Role::Admin && needed != Role::Owner)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Security => "security",
+            Role::Compliance => "compliance",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Whom an API token speaks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Principal {
+    Owner { account_id: AccountId },
+    Staff { staff_id: StaffId },
+}
+
 // ----- payloads -----
 
 schema_derive! {
@@ -279,6 +316,34 @@ schema_derive! {
         pub released_at: DateTime<Utc>,
     }
 
+    /// The first sign-in of an Instagram user reserved that identity for the new account, on
+    /// the stream `instagram-<identity>` (appended only if the stream is new, in the same
+    /// append as the registration: two first sign-ins at once make one account). `identity`
+    /// is an HMAC of the Instagram user id under a key derived from the master key.
+    pub struct InstagramIdentityLinked {
+        pub identity: String,
+        pub account_id: AccountId,
+        pub linked_at: DateTime<Utc>,
+    }
+
+    /// An API token was issued, on the stream `token-<token_hash>`. Only the token's
+    /// SHA-256 is kept; the token itself is shown once, to whoever it was issued to.
+    pub struct TokenIssued {
+        pub token_hash: String,
+        pub principal: Principal,
+        pub role: Role,
+        pub issued_at: DateTime<Utc>,
+    }
+
+    /// A staff member with a role (added by an admin, or the first admin at first start).
+    pub struct StaffAdded {
+        pub staff_id: StaffId,
+        pub name: Personal<String>,
+        pub role: Role,
+        pub added_by: Option<StaffId>,
+        pub added_at: DateTime<Utc>,
+    }
+
     /// The retention sweeper erased a subject's data of one category by shredding its key
     /// (R20, R23, R26). The purge is itself an event, replayable like any other.
     pub struct PersonalDataErased {
@@ -370,6 +435,9 @@ events! {
     LegalHoldPlaced => 1,
     LegalHoldReleased => 1,
     PersonalDataErased => 1,
+    InstagramIdentityLinked => 1,
+    TokenIssued => 1,
+    StaffAdded => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].
@@ -458,6 +526,17 @@ mod tests {
             redact_values("invalid type: string \"alice\", expected u8 at `columns`"),
             "invalid type: string \"…\", expected u8 at `columns`"
         );
+    }
+
+    #[test]
+    fn an_admin_holds_every_staff_role_but_is_no_owner() {
+        for staff in [Role::Security, Role::Compliance, Role::Auditor, Role::Admin] {
+            assert!(Role::Admin.grants(staff));
+            assert!(staff.grants(staff));
+        }
+        assert!(!Role::Admin.grants(Role::Owner));
+        assert!(!Role::Security.grants(Role::Compliance));
+        assert!(!Role::Owner.grants(Role::Auditor));
     }
 
     #[test]

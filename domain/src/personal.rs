@@ -103,6 +103,9 @@ impl Subject {
     pub fn order(id: crate::OrderId) -> Self {
         Self::new("order", id)
     }
+    pub fn staff(id: crate::StaffId) -> Self {
+        Self::new("staff", id)
+    }
     /// The access-log bucket of a widget's views and clicks in one calendar month: one key
     /// per bucket, shredded whole once the month's last entry is 12 months old (R1).
     pub fn access_log(widget: crate::WidgetId, at: chrono::DateTime<chrono::Utc>) -> Self {
