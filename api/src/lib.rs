@@ -5,21 +5,25 @@
 //! else SQLite in `LW_DATA_DIR`), binds the listener, and `run_until_stopped` serves until
 //! the shutdown future resolves.
 
+pub mod auth;
+pub mod extract;
+pub mod instagram;
+pub mod problem;
+pub mod routes;
 pub mod settings;
+pub mod state;
 
-pub use settings::Settings;
+pub use settings::{ClockSetting, Settings};
+pub use state::AppState;
 
 use anyhow::Context;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum::{Json, Router};
 use lightwidget_projections::models;
 use lightwidget_projections::{Projection, Runner};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
-use lightwidget_store::{Clock, EventStore, MasterKey, SystemClock, ViewStore};
+use lightwidget_store::{Clock, EventStore, ManualClock, MasterKey, SystemClock, ViewStore};
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,20 +31,45 @@ use std::sync::Arc;
 /// The file the embedded mode keeps its generated master key in.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
-/// Opens the store the settings name.
-/// The storage the settings name: the log and the read models, in one database.
+/// The storage the settings name: the log and the read models, in one database, with the
+/// clock the store stamps events with and the key that hides Instagram identities.
 #[derive(Clone)]
 pub struct Storage {
     pub events: Arc<dyn EventStore>,
     pub views: Arc<dyn ViewStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Set when the clock is manual (`LW_CLOCK=manual`).
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub identity_key: [u8; 32],
 }
 
+/// The purpose the Instagram identity key is derived for.
+pub const IDENTITY_KEY_PURPOSE: &str = "lightwidget instagram identity v1";
+
 impl Storage {
-    fn of<S: EventStore + ViewStore + 'static>(store: S) -> Self {
-        let store = Arc::new(store);
+    pub fn new<S: EventStore + ViewStore + 'static>(
+        store: Arc<S>,
+        clock: Arc<dyn Clock>,
+        manual_clock: Option<Arc<ManualClock>>,
+        master: &MasterKey,
+    ) -> Self {
         Storage {
             events: store.clone(),
             views: store,
+            clock,
+            manual_clock,
+            identity_key: master.derive(IDENTITY_KEY_PURPOSE),
+        }
+    }
+}
+
+/// The clock `LW_CLOCK` names: a manual one starts at the present.
+pub fn clock_of(settings: &Settings) -> (Arc<dyn Clock>, Option<Arc<ManualClock>>) {
+    match settings.clock {
+        ClockSetting::System => (Arc::new(SystemClock), None),
+        ClockSetting::Manual => {
+            let manual = Arc::new(ManualClock::new(chrono::Utc::now()));
+            (manual.clone(), Some(manual))
         }
     }
 }
@@ -55,7 +84,9 @@ pub fn read_models() -> Vec<Arc<dyn Projection>> {
     ]
 }
 
-pub async fn open_store(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Storage> {
+/// Opens the store the settings name, with the clock they name.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
+    let (clock, manual) = clock_of(settings);
     match &settings.database_url {
         Some(url) => {
             let master = MasterKey::from_base64(
@@ -65,25 +96,30 @@ pub async fn open_store(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::R
                     .context("LW_MASTER_KEY is required with LW_DATABASE_URL")?,
             )
             .context("LW_MASTER_KEY")?;
-            let store = PgEventStore::connect(url, master, clock, PgOptions::default())
-                .await
-                .context("opening the PostgreSQL store (LW_DATABASE_URL)")?;
-            Ok(Storage::of(store))
+            let store =
+                PgEventStore::connect(url, master.clone(), clock.clone(), PgOptions::default())
+                    .await
+                    .context("opening the PostgreSQL store (LW_DATABASE_URL)")?;
+            Ok(Storage::new(Arc::new(store), clock, manual, &master))
         }
         None => {
             let master = match &settings.master_key {
                 Some(k) => MasterKey::from_base64(k).context("LW_MASTER_KEY")?,
                 None => embedded_master_key(&settings.data_dir)?,
             };
-            let store =
-                SqliteEventStore::open(&settings.data_dir, master, clock, SqliteOptions::default())
-                    .with_context(|| {
-                        format!(
-                            "opening the embedded store in {}",
-                            settings.data_dir.display()
-                        )
-                    })?;
-            Ok(Storage::of(store))
+            let store = SqliteEventStore::open(
+                &settings.data_dir,
+                master.clone(),
+                clock.clone(),
+                SqliteOptions::default(),
+            )
+            .with_context(|| {
+                format!(
+                    "opening the embedded store in {}",
+                    settings.data_dir.display()
+                )
+            })?;
+            Ok(Storage::new(Arc::new(store), clock, manual, &master))
         }
     }
 }
@@ -119,89 +155,171 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn EventStore>,
-    pub views: Arc<dyn ViewStore>,
+/// The OpenAPI document's frame; the paths come from the routes themselves.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "LightWidget ledger API", version = "1"),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "accounts"), (name = "widgets"), (name = "public"), (name = "orders"),
+        (name = "staff"), (name = "operations")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route with its OpenAPI description: a route cannot be served without being
+/// described, because both come from the same list.
+pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use routes::{accounts, admin, ops, orders, widgets};
+    use utoipa::OpenApi;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics_text))
+        .routes(routes!(accounts::sign_in))
+        .routes(routes!(accounts::me, accounts::delete_me))
+        .routes(routes!(accounts::restore_me))
+        .routes(routes!(widgets::create_preview))
+        .routes(routes!(widgets::get_preview))
+        .routes(routes!(widgets::create_widget, widgets::list_widgets))
+        .routes(routes!(
+            widgets::get_widget,
+            widgets::patch_widget,
+            widgets::delete_widget
+        ))
+        .routes(routes!(widgets::restore_widget))
+        .routes(routes!(widgets::stats))
+        .routes(routes!(widgets::public_page))
+        .routes(routes!(widgets::click))
+        .routes(routes!(orders::upgrade))
+        .routes(routes!(orders::paypal))
+        .routes(routes!(orders::list_invoices))
+        .routes(routes!(orders::get_invoice))
+        .routes(routes!(admin::add_staff))
+        .routes(routes!(admin::advance_clock))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_routes();
+    doc.paths.paths.insert(
+        "/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("operations")
+                .response("200", utoipa::openapi::Response::new("OpenAPI 3")),
+        ),
+    );
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(state)
+    let (api, _) = api_routes();
+    let doc = Arc::new(openapi());
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { problem::Problem::not_found("route") })
+    .method_not_allowed_fallback(|| async {
+        problem::Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this route does not take that method",
+        )
+    })
+    .layer(axum::middleware::from_fn(routes::ops::track))
+    .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
+    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        REQUEST_TIMEOUT,
+    ))
+    .with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Ready when the store answers; reports each read model's position and lag behind the log.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let mut projections = serde_json::Map::new();
-    for p in read_models() {
-        match state.views.checkpoint(p.name()).await {
-            Ok(position) => {
-                projections.insert(p.name().into(), serde_json::json!({"position": position}));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "views not ready");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(serde_json::json!({"status": "unavailable"})),
-                );
-            }
-        }
-    }
-    match state.store.head().await {
-        Ok(head) => {
-            for v in projections.values_mut() {
-                let at = v["position"].as_u64().unwrap_or(0);
-                v["lag"] = serde_json::json!(head.position.saturating_sub(at));
-            }
-            (
-                StatusCode::OK,
-                Json(serde_json::json!({
-                    "status": "ready",
-                    "head_position": head.position,
-                    "projections": projections,
-                })),
-            )
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "store not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "unavailable"})),
-            )
-        }
-    }
-}
+/// How long a request may take before it is answered 408.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
+    admin_token: Option<String>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let storage = open_store(&settings, Arc::new(SystemClock)).await?;
+        let storage = open_store(&settings).await?;
         Self::with_storage(settings, storage).await
     }
 
     /// Builds around already open storage (tests pass theirs).
     pub async fn with_storage(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(settings.listen)
+        if let Some(path) = &settings.policy_file {
+            lightwidget_retention::RetentionPolicy::load(Some(path))
+                .with_context(|| format!("LW_POLICY_FILE {}", path.display()))?;
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen_addr())
             .await
-            .with_context(|| format!("binding {}", settings.listen))?;
+            .with_context(|| format!("binding {}", settings.listen_addr()))?;
+        let instagram: Arc<dyn instagram::Instagram> = match &settings.instagram {
+            Some(i) => Arc::new(instagram::HttpInstagram::new(
+                &i.url,
+                &i.app_id,
+                &i.app_secret,
+                &i.redirect_uri,
+            )),
+            None => Arc::new(instagram::DemoInstagram),
+        };
+        let state = AppState {
+            hits: lightwidget_commands::HitRecorder::spawn(storage.events.clone(), 1000),
+            store: storage.events,
+            views: storage.views,
+            clock: storage.clock,
+            manual_clock: storage.manual_clock,
+            tokens: Arc::new(auth::TokenCache::default()),
+            instagram,
+            identity_key: Arc::new(storage.identity_key),
+            paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
+            metrics: routes::ops::prometheus(),
+        };
+        let admin_token = auth::bootstrap_admin(&state, settings.admin_token.as_deref())
+            .await
+            .context("registering the admin token")?;
         Ok(Application {
             listener,
-            state: AppState {
-                store: storage.events,
-                views: storage.views,
-            },
+            state,
+            admin_token,
         })
+    }
+
+    /// The admin token generated at this first start, to be shown once.
+    pub fn generated_admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     pub fn port(&self) -> u16 {
@@ -237,7 +355,8 @@ impl Application {
                 }
             }));
         }
-        let served = axum::serve(self.listener, router(self.state))
+        let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving");

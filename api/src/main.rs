@@ -3,9 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use lightwidget_api::{open_store, shutdown_signal, Application, Settings};
-use lightwidget_store::SystemClock;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -67,19 +65,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve => {
             let app = Application::build(settings).await?;
+            if let Some(token) = app.generated_admin_token() {
+                // Shown once, on standard output; only its hash is stored.
+                println!("admin token (shown once; keep it): {token}");
+            }
             tracing::info!(addr = %app.local_addr()?, "listening");
             app.run_until_stopped(shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            open_store(&settings, Arc::new(SystemClock)).await?;
+            open_store(&settings).await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let storage = open_store(&settings, Arc::new(SystemClock)).await?;
+            let storage = open_store(&settings).await?;
             let report = storage.events.verify().await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok {

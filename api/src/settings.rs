@@ -1,37 +1,133 @@
-//! Settings from the environment (API.md, "Settings").
+//! Settings from the environment (API.md, "Settings"). A bad value refuses to start and says
+//! which variable is wrong (never echoing a secret).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-#[derive(Clone, Debug)]
+/// `LW_CLOCK`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClockSetting {
+    #[default]
+    System,
+    /// Time moves only on `POST /v1/admin/clock`.
+    Manual,
+}
+
+/// `LW_INSTAGRAM_URL`, `LW_INSTAGRAM_APP_ID`, `LW_INSTAGRAM_APP_SECRET` and
+/// `LW_INSTAGRAM_REDIRECT_URI`.
+#[derive(Clone)]
+pub struct InstagramSettings {
+    pub url: String,
+    pub app_id: String,
+    pub app_secret: String,
+    pub redirect_uri: String,
+}
+
+impl std::fmt::Debug for InstagramSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstagramSettings")
+            .field("url", &self.url)
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Default)]
 pub struct Settings {
     /// `LW_LISTEN`, default `127.0.0.1:8080`.
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// `LW_DATABASE_URL`: PostgreSQL; unset = the embedded store.
     pub database_url: Option<String>,
     /// `LW_DATA_DIR`, default `./data`.
     pub data_dir: PathBuf,
     /// `LW_MASTER_KEY`: 32 bytes, base64. Embedded mode generates one into the data dir.
     pub master_key: Option<String>,
+    /// `LW_ADMIN_TOKEN`: generated and printed once at first start when unset.
+    pub admin_token: Option<String>,
+    /// `LW_CLOCK`.
+    pub clock: ClockSetting,
+    /// Unset: the demo sign-in (`demo:<username>`).
+    pub instagram: Option<InstagramSettings>,
+    /// `LW_PAYPAL_WEBHOOK_SECRET`: without it payments are refused (503).
+    pub paypal_webhook_secret: Option<String>,
+    /// `LW_POLICY_FILE`.
+    pub policy_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("embedded", &self.database_url.is_none())
+            .field("data_dir", &self.data_dir)
+            .field("clock", &self.clock)
+            .field("instagram", &self.instagram)
+            .finish_non_exhaustive()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
 impl Settings {
+    /// Settings for a server on an ephemeral port with the embedded defaults otherwise.
+    pub fn ephemeral() -> Self {
+        Settings {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: "./data".into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
     pub fn from_env() -> anyhow::Result<Self> {
-        let listen = std::env::var("LW_LISTEN")
-            .unwrap_or_else(|_| "127.0.0.1:8080".into())
+        let listen = var("LW_LISTEN")
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
             .parse()
             .map_err(|e| anyhow::anyhow!("LW_LISTEN is not an address like 127.0.0.1:8080: {e}"))?;
+        let clock = match var("LW_CLOCK").as_deref() {
+            None | Some("system") => ClockSetting::System,
+            Some("manual") => ClockSetting::Manual,
+            Some(_) => anyhow::bail!("LW_CLOCK must be `system` or `manual`"),
+        };
+        let instagram = match var("LW_INSTAGRAM_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    anyhow::bail!("LW_INSTAGRAM_URL must be an http(s) URL");
+                }
+                Some(InstagramSettings {
+                    url,
+                    app_id: var("LW_INSTAGRAM_APP_ID").ok_or_else(|| {
+                        anyhow::anyhow!("LW_INSTAGRAM_APP_ID is required with LW_INSTAGRAM_URL")
+                    })?,
+                    app_secret: var("LW_INSTAGRAM_APP_SECRET").ok_or_else(|| {
+                        anyhow::anyhow!("LW_INSTAGRAM_APP_SECRET is required with LW_INSTAGRAM_URL")
+                    })?,
+                    redirect_uri: var("LW_INSTAGRAM_REDIRECT_URI")
+                        .unwrap_or_else(|| "http://localhost/".into()),
+                })
+            }
+        };
+        let admin_token = var("LW_ADMIN_TOKEN");
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            anyhow::bail!("LW_ADMIN_TOKEN must be at least 16 characters");
+        }
         Ok(Settings {
-            listen,
-            database_url: std::env::var("LW_DATABASE_URL")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            data_dir: std::env::var("LW_DATA_DIR")
-                .unwrap_or_else(|_| "./data".into())
-                .into(),
-            master_key: std::env::var("LW_MASTER_KEY")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            listen: Some(listen),
+            database_url: var("LW_DATABASE_URL"),
+            data_dir: var("LW_DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
+            master_key: var("LW_MASTER_KEY"),
+            admin_token,
+            clock,
+            instagram,
+            paypal_webhook_secret: var("LW_PAYPAL_WEBHOOK_SECRET"),
+            policy_file: var("LW_POLICY_FILE").map(PathBuf::from),
         })
     }
 }

@@ -1,10 +1,13 @@
-//! Helpers for the end-to-end tests: `spawn_app` on either backend, for real.
+//! Helpers for the end-to-end tests: `spawn_app` on either backend, for real, with a manual
+//! clock and a known admin token, and a small HTTP client.
 
-use lightwidget_api::{Application, Settings, Storage};
+use lightwidget_api::settings::InstagramSettings;
+use lightwidget_api::{Application, ClockSetting, Settings, Storage};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
 use lightwidget_store::test_support::TestDatabase;
-use lightwidget_store::{EventStore, MasterKey, SystemClock, ViewStore};
+use lightwidget_store::{EventStore, ManualClock, MasterKey, ViewStore};
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,14 +16,30 @@ pub enum Backend {
     Sqlite,
 }
 
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const PAYPAL_SECRET: &str = "test-paypal-secret";
+
+/// What a test server is started with beyond its backend.
+#[derive(Clone, Default)]
+pub struct TestConfig {
+    pub instagram: Option<InstagramSettings>,
+    /// Payments are configured unless this is set.
+    pub no_paypal: bool,
+    /// `LW_CLOCK=system` instead of the manual clock.
+    pub system_clock: bool,
+}
+
 /// A running server on port 0 with its own storage, stopped when dropped.
 pub struct TestApp {
     pub address: String,
     pub store: Arc<dyn EventStore>,
     pub views: Arc<dyn ViewStore>,
+    pub clock: Arc<ManualClock>,
+    pub client: reqwest::Client,
+    pub db: Option<TestDatabase>,
+    pub dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _db: Option<TestDatabase>,
-    _dir: Option<tempfile::TempDir>,
+    done: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
@@ -32,44 +51,46 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, TestConfig::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
     let master = MasterKey::generate();
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let (storage, db, dir) = match backend {
         Backend::Postgres => {
             let db = TestDatabase::create().await;
             let store = Arc::new(
-                PgEventStore::connect(&db.url, master, Arc::new(SystemClock), PgOptions::default())
+                PgEventStore::connect(&db.url, master.clone(), clock.clone(), PgOptions::default())
                     .await
                     .expect("connect"),
             );
-            let storage = Storage {
-                events: store.clone(),
-                views: store,
-            };
-            (storage, Some(db), None)
+            (storage_of(store, &clock, &master, &config), Some(db), None)
         }
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = Arc::new(
                 SqliteEventStore::open(
                     dir.path(),
-                    master,
-                    Arc::new(SystemClock),
+                    master.clone(),
+                    clock.clone(),
                     SqliteOptions::default(),
                 )
                 .expect("open"),
             );
-            let storage = Storage {
-                events: store.clone(),
-                views: store,
-            };
-            (storage, None, Some(dir))
+            (storage_of(store, &clock, &master, &config), None, Some(dir))
         }
     };
     let settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: None,
-        data_dir: std::env::temp_dir(),
-        master_key: None,
+        admin_token: Some(ADMIN_TOKEN.into()),
+        clock: if config.system_clock {
+            ClockSetting::System
+        } else {
+            ClockSetting::Manual
+        },
+        instagram: config.instagram.clone(),
+        paypal_webhook_secret: (!config.no_paypal).then(|| PAYPAL_SECRET.into()),
+        ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());
     let app = Application::with_storage(settings, storage)
@@ -77,15 +98,181 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         .expect("build");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let done = tokio::spawn(async move {
+        let _ = app
+            .run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
     TestApp {
         address,
         store,
         views,
+        clock,
+        client: reqwest::Client::new(),
+        db,
+        dir,
         stop: Some(stop),
-        _db: db,
-        _dir: dir,
+        done: Some(done),
     }
+}
+
+fn storage_of<S: EventStore + ViewStore + 'static>(
+    store: Arc<S>,
+    clock: &Arc<ManualClock>,
+    master: &MasterKey,
+    config: &TestConfig,
+) -> Storage {
+    let manual = (!config.system_clock).then(|| clock.clone());
+    Storage::new(store, clock.clone(), manual, master)
+}
+
+/// A response's status and body (JSON when it parses, else the text as a JSON string).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self.body
+    }
+    pub fn text(&self) -> &str {
+        self.body.as_str().unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut r = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        self.send(r).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Signs in as the demo Instagram user `username`: (token, account id, position).
+    pub async fn sign_in(&self, username: &str) -> (String, String, u64) {
+        let body = self
+            .post(
+                "/v1/auth/instagram",
+                None,
+                json!({"code": format!("demo:{username}")}),
+            )
+            .await
+            .expect(200);
+        (
+            body["token"].as_str().expect("token").to_owned(),
+            body["account_id"].as_str().expect("account").to_owned(),
+            body["position"].as_u64().expect("position"),
+        )
+    }
+
+    /// Creates a widget: (widget id, position).
+    pub async fn create_widget(&self, token: &str, title: &str) -> (String, u64) {
+        let body = self
+            .post(
+                "/v1/widgets",
+                Some(token),
+                json!({"title": title, "layout": "grid", "columns": 3}),
+            )
+            .await
+            .expect(201);
+        (
+            body["widget_id"].as_str().expect("id").to_owned(),
+            body["position"].as_u64().expect("position"),
+        )
+    }
+
+    /// Adds a staff member with `role` through the admin: the new token.
+    pub async fn staff(&self, role: &str) -> String {
+        self.post(
+            "/v1/staff",
+            Some(ADMIN_TOKEN),
+            json!({"name": format!("{role} officer"), "role": role}),
+        )
+        .await
+        .expect(201)["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    }
+}
+
+/// Runs an async test body once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    $body($crate::Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    $body($crate::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
 }

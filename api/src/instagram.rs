@@ -1,0 +1,197 @@
+//! The Instagram port of sign-in (R5): exchange an OAuth code for an access token, then read
+//! the user's profile. Two adapters: HTTP against `LW_INSTAGRAM_URL`, and the demo adapter
+//! (`demo:<username>`) used when no Instagram settings are given.
+//!
+//! What Instagram returns is read into [`InstagramProfile`], which has no field for an
+//! e-mail address or a password: they cannot be stored (R5).
+
+use async_trait::async_trait;
+use lightwidget_domain::event::InstagramProfile;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// A successful exchange: who signed in, and the token Instagram gave us for them.
+#[derive(Clone)]
+pub struct SignedIn {
+    pub profile: InstagramProfile,
+    pub access_token: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstagramError {
+    /// Instagram refused the code (expired, used, forged).
+    #[error("Instagram refused the code")]
+    Refused,
+    /// Instagram could not be reached or answered nonsense.
+    #[error("Instagram is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Instagram: Send + Sync {
+    async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError>;
+}
+
+/// `demo:<username>` signs in as a stable demo user of that name.
+#[derive(Debug, Default)]
+pub struct DemoInstagram;
+
+#[async_trait]
+impl Instagram for DemoInstagram {
+    async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError> {
+        let username = code.strip_prefix("demo:").ok_or(InstagramError::Refused)?;
+        let valid = !username.is_empty()
+            && username.len() <= 30
+            && username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !valid {
+            return Err(InstagramError::Refused);
+        }
+        let digest = Sha256::digest(format!("demo-instagram:{username}").as_bytes());
+        let id = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % 10u64.pow(17);
+        Ok(SignedIn {
+            profile: InstagramProfile {
+                instagram_user_id: format!("demo{id}"),
+                username: username.to_owned(),
+                profile_picture_url: None,
+                account_type: "PERSONAL".into(),
+            },
+            access_token: format!("demo-token-{}", hex::encode(&digest[8..24])),
+        })
+    }
+}
+
+/// The Instagram API over HTTP: `POST {base}/oauth/access_token` (form: `client_id`,
+/// `client_secret`, `grant_type=authorization_code`, `redirect_uri`, `code`) answering
+/// `{"access_token", "user_id"}`, then `GET {base}/me?fields=id,username,account_type`.
+pub struct HttpInstagram {
+    base: String,
+    app_id: String,
+    app_secret: String,
+    redirect_uri: String,
+    client: reqwest::Client,
+}
+
+impl HttpInstagram {
+    pub fn new(base: &str, app_id: &str, app_secret: &str, redirect_uri: &str) -> Self {
+        HttpInstagram {
+            base: base.trim_end_matches('/').to_owned(),
+            app_id: app_id.to_owned(),
+            app_secret: app_secret.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+}
+
+/// Only these fields are read; whatever else Instagram sends is dropped unread.
+#[derive(Deserialize)]
+struct MeResponse {
+    id: String,
+    username: String,
+    #[serde(default)]
+    account_type: Option<String>,
+    #[serde(default)]
+    profile_picture_url: Option<String>,
+}
+
+fn unavailable(e: reqwest::Error) -> InstagramError {
+    // reqwest's message may hold the URL with the code or token in its query: keep the kind.
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_decode() {
+        "unexpected response"
+    } else {
+        "request failed"
+    };
+    InstagramError::Unavailable(kind.into())
+}
+
+#[async_trait]
+impl Instagram for HttpInstagram {
+    async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError> {
+        let response = self
+            .client
+            .post(format!("{}/oauth/access_token", self.base))
+            .form(&[
+                ("client_id", self.app_id.as_str()),
+                ("client_secret", self.app_secret.as_str()),
+                ("grant_type", "authorization_code"),
+                ("redirect_uri", self.redirect_uri.as_str()),
+                ("code", code),
+            ])
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = response.status();
+        if status.is_client_error() {
+            return Err(InstagramError::Refused);
+        }
+        if !status.is_success() {
+            return Err(InstagramError::Unavailable(format!("status {status}")));
+        }
+        let token: TokenResponse = response.json().await.map_err(unavailable)?;
+        let me = self
+            .client
+            .get(format!("{}/me", self.base))
+            .query(&[
+                ("fields", "id,username,account_type"),
+                ("access_token", token.access_token.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if !me.status().is_success() {
+            return Err(InstagramError::Unavailable(format!(
+                "profile status {}",
+                me.status()
+            )));
+        }
+        let me: MeResponse = me.json().await.map_err(unavailable)?;
+        Ok(SignedIn {
+            profile: InstagramProfile {
+                instagram_user_id: me.id,
+                username: me.username,
+                profile_picture_url: me.profile_picture_url,
+                account_type: me.account_type.unwrap_or_else(|| "PERSONAL".into()),
+            },
+            access_token: token.access_token,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn demo_users_are_stable_and_distinct() {
+        let a = DemoInstagram.exchange("demo:alice").await.expect("alice");
+        let again = DemoInstagram.exchange("demo:alice").await.expect("alice");
+        let b = DemoInstagram.exchange("demo:bob").await.expect("bob");
+        assert_eq!(a.profile.instagram_user_id, again.profile.instagram_user_id);
+        assert_ne!(a.profile.instagram_user_id, b.profile.instagram_user_id);
+        assert_eq!(a.profile.username, "alice");
+    }
+
+    #[tokio::test]
+    async fn demo_refuses_other_codes() {
+        for code in ["alice", "demo:", "demo:a b", "demo:<script>"] {
+            assert!(matches!(
+                DemoInstagram.exchange(code).await,
+                Err(InstagramError::Refused)
+            ));
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Health, readiness, Prometheus metrics and the OpenAPI document.
+
+use crate::problem::Problem;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use std::sync::OnceLock;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// 200 while the server serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Ready when the store answers; reports each read model's position and lag behind the log.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "ready, with each projection's position and lag"),
+        (status = 503, body = Problem)))]
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    match lag(&app).await {
+        Ok((head, projections)) => {
+            let projections: serde_json::Map<String, serde_json::Value> = projections
+                .into_iter()
+                .map(|(name, at)| {
+                    (
+                        name.to_owned(),
+                        serde_json::json!({"position": at, "lag": head.saturating_sub(at)}),
+                    )
+                })
+                .collect();
+            Json(serde_json::json!({
+                "status": "ready",
+                "head_position": head,
+                "projections": projections,
+            }))
+            .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            Problem::unavailable("the store does not answer", 5).into_response()
+        }
+    }
+}
+
+/// The log's head and each read model's checkpoint.
+async fn lag(
+    app: &AppState,
+) -> Result<(u64, Vec<(&'static str, u64)>), lightwidget_store::StoreError> {
+    let mut out = Vec::new();
+    for p in crate::read_models() {
+        out.push((p.name(), app.views.checkpoint(p.name()).await?));
+    }
+    Ok((app.store.head().await?.position, out))
+}
+
+/// The process's Prometheus recorder, installed once (tests run several servers in one
+/// process; they share it).
+pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Counts requests and their latency per route template (never the concrete path: ids and
+/// other values stay out of the metrics).
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_owned();
+    let start = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("lw_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("lw_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Prometheus text: request counts and latencies per route, the log head, and each read
+/// model's position and lag behind it.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics_text(State(app): State<AppState>) -> Response {
+    if let Ok((head, projections)) = lag(&app).await {
+        metrics::gauge!("lw_log_head_position").set(head as f64);
+        for (name, at) in projections {
+            metrics::gauge!("lw_projection_position", "projection" => name).set(at as f64);
+            metrics::gauge!("lw_projection_lag_events", "projection" => name)
+                .set(head.saturating_sub(at) as f64);
+        }
+    }
+    let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}

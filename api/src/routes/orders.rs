@@ -1,0 +1,606 @@
+//! Upgrade orders with their billing form (R10), card data refused (R11), the PayPal webhook
+//! that pays them and issues the invoice, and invoices.
+
+use super::{docs_of, load_or_500, new_id, run};
+use crate::auth::Caller;
+use crate::extract::{from_tree, IdempotencyKey, JsonBody, MinPosition};
+use crate::problem::{ApiResult, Problem};
+use crate::state::{command_problem, AppState};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use lightwidget_commands::payment::{pay_order, PaymentError};
+use lightwidget_domain::account::Account;
+use lightwidget_domain::event::{BillingDetails, Plan, Role};
+use lightwidget_domain::order::{Order, OrderCommand, OrderError};
+use lightwidget_domain::widget::Widget;
+use lightwidget_domain::{Category, OrderId, Personal, Subject, WidgetId};
+use lightwidget_projections::models::invoices;
+use lightwidget_store::{ViewDoc, ViewQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// The price of the pro plan, in minor units of [`CURRENCY`].
+pub const PRO_PRICE_MINOR: i64 = 2900;
+pub const CURRENCY: &str = "EUR";
+
+pub fn format_amount(minor: i64) -> String {
+    format!("{}.{:02}", minor / 100, (minor % 100).abs())
+}
+
+/// `"29.00"`, `"29"`, `29.0` or `29` as minor units; anything else is `None`.
+pub fn parse_amount(v: &Value) -> Option<i64> {
+    let text = match v {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 2
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+fn luhn(digits: &str) -> bool {
+    let mut sum = 0;
+    for (i, c) in digits.bytes().rev().enumerate() {
+        let mut d = u32::from(c - b'0');
+        if i % 2 == 1 {
+            d *= 2;
+            if d > 9 {
+                d -= 9;
+            }
+        }
+        sum += d;
+    }
+    sum % 10 == 0
+}
+
+/// The path of the first field that looks like card data (R11): a field named like a card
+/// number or security code, or a value of 13–19 digits (spaces and dashes allowed) that
+/// passes the Luhn check.
+pub fn card_like(tree: &Value, path: &str) -> Option<String> {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match tree {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let norm: String = k
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            let named = norm.contains("card")
+                || norm.contains("cvv")
+                || norm.contains("cvc")
+                || norm.contains("ccnum")
+                || norm == "cc"
+                || norm == "pan"
+                || norm.contains("securitycode")
+                || norm.contains("expiry")
+                || norm.contains("expdate");
+            if named {
+                Some(join(k))
+            } else {
+                card_like(v, &join(k))
+            }
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| card_like(v, &format!("{path}[{i}]"))),
+        Value::String(s) => {
+            let kept: String = s.chars().filter(|c| *c != ' ' && *c != '-').collect();
+            let digits = kept.len() == s.chars().filter(|c| c.is_ascii_digit()).count();
+            (digits && (13..=19).contains(&kept.len()) && luhn(&kept)).then(|| path.to_owned())
+        }
+        Value::Number(n) => {
+            let s = n.to_string();
+            (s.bytes().all(|b| b.is_ascii_digit()) && (13..=19).contains(&s.len()) && luhn(&s))
+                .then(|| path.to_owned())
+        }
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingBody {
+    pub name: String,
+    pub address: String,
+    pub email: String,
+    #[serde(default)]
+    pub vat_id: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeBody {
+    /// `pro`.
+    pub plan: String,
+    pub billing: BillingBody,
+}
+
+pub fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && s.len() <= 254
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// VAT ID formats of the countries that have one: `#` a digit, `?` a letter or digit, `@`
+/// a letter, anything else itself.
+const VAT_FORMATS: &[(&str, &[&str])] = &[
+    ("AT", &["ATU########"]),
+    ("BE", &["BE##########"]),
+    ("CZ", &["CZ########", "CZ#########", "CZ##########"]),
+    ("DE", &["DE#########"]),
+    ("DK", &["DK########"]),
+    ("ES", &["ES?#######?"]),
+    ("FI", &["FI########"]),
+    ("FR", &["FR??#########"]),
+    ("GB", &["GB#########", "GB############"]),
+    ("IE", &["IE#######@", "IE#######@@", "IE#?#####@"]),
+    ("IT", &["IT###########"]),
+    ("NL", &["NL#########B##"]),
+    ("PL", &["PL##########"]),
+    ("PT", &["PT#########"]),
+    ("SE", &["SE############"]),
+];
+
+fn matches_format(id: &str, format: &str) -> bool {
+    id.len() == format.len()
+        && id.chars().zip(format.chars()).all(|(c, f)| match f {
+            '#' => c.is_ascii_digit(),
+            '?' => c.is_ascii_alphanumeric(),
+            '@' => c.is_ascii_uppercase(),
+            f => c == f,
+        })
+}
+
+impl BillingBody {
+    fn validate(&self) -> Result<BillingDetails, Problem> {
+        let text = |field: &str, v: &str, max: usize| {
+            let t = v.trim();
+            if t.is_empty() || t.chars().count() > max {
+                Err(Problem::invalid(
+                    field,
+                    format!("{field} must be 1 to {max} characters"),
+                ))
+            } else {
+                Ok(t.to_owned())
+            }
+        };
+        let name = text("billing.name", &self.name, 200)?;
+        let address = text("billing.address", &self.address, 500)?;
+        let email = self.email.trim().to_owned();
+        if !valid_email(&email) {
+            return Err(Problem::invalid(
+                "billing.email",
+                "billing.email is not an e-mail address",
+            ));
+        }
+        let country = self.country.trim().to_owned();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Problem::invalid(
+                "billing.country",
+                "billing.country must be an ISO 3166 two-letter code, like PL",
+            ));
+        }
+        let vat_id = match self
+            .vat_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            None => None,
+            Some(v) => {
+                let id: String = v
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_uppercase();
+                let ok = match VAT_FORMATS.iter().find(|(c, _)| *c == country) {
+                    Some((_, formats)) => formats.iter().any(|f| matches_format(&id, f)),
+                    None => {
+                        (4..=20).contains(&id.len())
+                            && id.chars().all(|c| c.is_ascii_alphanumeric())
+                    }
+                };
+                if !ok {
+                    return Err(Problem::invalid(
+                        "billing.vat_id",
+                        format!("billing.vat_id is not a VAT ID of {country}"),
+                    ));
+                }
+                Some(id)
+            }
+        };
+        Ok(BillingDetails {
+            name,
+            address,
+            email,
+            vat_id,
+            country,
+        })
+    }
+}
+
+pub fn order_problem(e: OrderError) -> Problem {
+    match e {
+        OrderError::NotFound => Problem::not_found("order"),
+        OrderError::AccountBlocked => Problem::forbidden("the account is blocked"),
+        OrderError::AccountNotActive => Problem::forbidden("the account is not active"),
+        OrderError::NonPositiveAmount => Problem::invalid("amount", e.to_string()),
+        OrderError::PaymentMismatch => Problem::invalid("amount", e.to_string()),
+        other => Problem::conflict(other.to_string()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrderCreated {
+    #[schema(value_type = String, format = Uuid)]
+    pub order_id: OrderId,
+    /// Decimal, like `"29.00"`.
+    pub amount: String,
+    pub currency: String,
+    pub position: u64,
+}
+
+/// Orders the pro plan for a widget with the billing form (R10). Card data is refused (R11).
+#[utoipa::path(post, path = "/v1/widgets/{id}/upgrade", tag = "orders", request_body = UpgradeBody,
+    params(("id" = String, Path, description = "a UUID")),
+    responses((status = 201, body = OrderCreated), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn upgrade(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<Value>,
+) -> ApiResult<(StatusCode, Json<OrderCreated>)> {
+    let account_id = caller.owner()?;
+    if let Some(field) = card_like(&body.tree, "") {
+        return Err(Problem::invalid(
+            &field,
+            format!(
+                "`{field}` looks like payment card data, which LightWidget never accepts: \
+                 pay through PayPal"
+            ),
+        ));
+    }
+    let form: UpgradeBody = from_tree(&body.tree)?;
+    if form.plan != "pro" {
+        return Err(Problem::invalid("plan", "plan must be `pro`"));
+    }
+    let billing = form.billing.validate()?;
+    let widget_id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
+    let widget = load_or_500::<Widget>(&app, &widget_id.stream()).await?;
+    if widget.state.account_id != Some(account_id) {
+        return Err(Problem::not_found("widget"));
+    }
+    let owner = load_or_500::<Account>(&app, &account_id.stream())
+        .await?
+        .state
+        .status();
+    let order_id = OrderId(new_id(&caller, key.as_deref(), "order"));
+    let outcome = run::<Order>(
+        &app,
+        &caller,
+        &order_id.stream(),
+        OrderCommand::Place {
+            order_id,
+            widget_id,
+            account_id,
+            plan: Plan::Pro,
+            current_plan: widget.state.plan,
+            amount_minor: PRO_PRICE_MINOR,
+            currency: CURRENCY.into(),
+            billing: Personal::new(Subject::order(order_id), Category::Billing, billing),
+            owner,
+        },
+        key.as_deref(),
+        &format!("POST /v1/widgets/{widget_id}/upgrade {}", body.digest),
+    )
+    .await
+    .map_err(|e| command_problem(e, order_problem))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OrderCreated {
+            order_id,
+            amount: format_amount(PRO_PRICE_MINOR),
+            currency: CURRENCY.into(),
+            position: outcome.position,
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaypalBody {
+    #[schema(value_type = String, format = Uuid)]
+    pub order_id: OrderId,
+    pub transaction_id: String,
+    /// Decimal, like `"29.00"`.
+    #[schema(value_type = String)]
+    pub amount: Value,
+    pub currency: String,
+    /// `COMPLETED`.
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PaymentAccepted {
+    pub invoice_number: String,
+    pub position: u64,
+}
+
+/// PayPal's payment webhook: verifies `X-LW-Signature` (hex HMAC-SHA256 of the body), pays
+/// the order, upgrades the widget and issues the invoice; idempotent on `transaction_id`.
+#[utoipa::path(post, path = "/v1/payments/paypal", tag = "orders", request_body = PaypalBody,
+    params(("X-LW-Signature" = String, Header)),
+    responses((status = 200, body = PaymentAccepted), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 422, body = Problem), (status = 503, body = Problem)))]
+pub async fn paypal(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PaymentAccepted>> {
+    use hmac::Mac;
+    let secret = app.paypal_secret.as_ref().ok_or_else(|| {
+        Problem::unavailable("payments are not configured (LW_PAYPAL_WEBHOOK_SECRET)", 60)
+    })?;
+    let signature = headers
+        .get("x-lw-signature")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| hex::decode(v.trim()).ok())
+        .ok_or_else(|| Problem::unauthorized("X-LW-Signature is missing or not hex"))?;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(&body);
+    mac.verify_slice(&signature)
+        .map_err(|_| Problem::unauthorized("X-LW-Signature does not match the body"))?;
+    let parsed = crate::extract::parse::<PaypalBody>(&body)?;
+    let p = parsed.value;
+    if p.status != "COMPLETED" {
+        return Err(Problem::invalid(
+            "status",
+            "only COMPLETED payments are accepted",
+        ));
+    }
+    let txn = p.transaction_id.trim();
+    if txn.is_empty() || txn.len() > 100 {
+        return Err(Problem::invalid(
+            "transaction_id",
+            "transaction_id must be 1 to 100 characters",
+        ));
+    }
+    let amount = parse_amount(&p.amount)
+        .ok_or_else(|| Problem::invalid("amount", "amount must be a decimal like 29.00"))?;
+    let meta = lightwidget_store::Metadata {
+        actor: "paypal".into(),
+        ..lightwidget_store::Metadata::system()
+    };
+    let paid = pay_order(
+        &*app.store,
+        &*app.clock,
+        p.order_id,
+        txn,
+        amount,
+        &p.currency,
+        &meta,
+    )
+    .await
+    .map_err(|e| match e {
+        PaymentError::Order(e) => order_problem(e),
+        PaymentError::TransactionReused => Problem::conflict(e.to_string()).field("transaction_id"),
+        PaymentError::Conflict => Problem::unavailable("the invoice book is busy; retry", 1),
+        PaymentError::Store(e) => e.into(),
+        other => {
+            tracing::error!(error = %other, "payment failed");
+            Problem::internal()
+        }
+    })?;
+    Ok(Json(PaymentAccepted {
+        invoice_number: paid.invoice_number,
+        position: paid.position,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BillingView {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub email: Option<String>,
+    pub vat_id: Option<String>,
+    pub country: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceView {
+    pub invoice_number: String,
+    pub order_id: String,
+    pub widget_id: String,
+    pub issued_at: String,
+    pub amount: String,
+    pub currency: String,
+    /// Erased billing fields read `null` (R19: numbers and amounts stay).
+    pub billing: BillingView,
+    pub retain_until: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvoiceList {
+    pub invoices: Vec<InvoiceView>,
+}
+
+fn invoice_view(doc: &ViewDoc) -> InvoiceView {
+    let d = &doc.doc;
+    let s = |v: &Value| v.as_str().map(str::to_owned);
+    InvoiceView {
+        invoice_number: doc.key.clone(),
+        order_id: s(&d["order_id"]).unwrap_or_default(),
+        widget_id: s(&d["widget_id"]).unwrap_or_default(),
+        issued_at: s(&d["issued_at"]).unwrap_or_default(),
+        amount: format_amount(d["amount_minor"].as_i64().unwrap_or(0)),
+        currency: s(&d["currency"]).unwrap_or_default(),
+        billing: BillingView {
+            name: s(&d["billing"]["name"]),
+            address: s(&d["billing"]["address"]),
+            email: s(&d["billing"]["email"]),
+            vat_id: s(&d["billing"]["vat_id"]),
+            country: s(&d["billing"]["country"]),
+        },
+        retain_until: s(&d["retain_until"]).unwrap_or_default(),
+    }
+}
+
+fn is_invoice(doc: &ViewDoc) -> bool {
+    doc.key.starts_with("FV/")
+}
+
+/// Invoices: an owner's own, or — for compliance staff — all.
+#[utoipa::path(get, path = "/v1/invoices", tag = "orders",
+    params(("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = InvoiceList), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_invoices(
+    State(app): State<AppState>,
+    caller: Caller,
+    MinPosition(min): MinPosition,
+) -> ApiResult<Json<InvoiceList>> {
+    let docs = if let Ok(account) = caller.owner() {
+        app.wait_for(invoices::VIEW, min).await?;
+        docs_of(&app, invoices::VIEW, &account.to_string()).await?
+    } else {
+        caller.staff(Role::Compliance)?;
+        app.wait_for(invoices::VIEW, min).await?;
+        let mut all: Vec<ViewDoc> = Vec::new();
+        loop {
+            let page = app
+                .views
+                .query(
+                    invoices::VIEW,
+                    &ViewQuery {
+                        after_key: all.last().map(|d| d.key.clone()),
+                        limit: 500,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let done = page.len() < 500;
+            all.extend(page);
+            if done {
+                break all;
+            }
+        }
+    };
+    Ok(Json(InvoiceList {
+        invoices: docs
+            .iter()
+            .filter(|d| is_invoice(d))
+            .map(invoice_view)
+            .collect(),
+    }))
+}
+
+/// One invoice by number (`FV/2026/000001`, slashes as they are or encoded).
+#[utoipa::path(get, path = "/v1/invoices/{number}", tag = "orders",
+    params(("number" = String, Path), ("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = InvoiceView), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get_invoice(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(number): Path<String>,
+    MinPosition(min): MinPosition,
+) -> ApiResult<Json<InvoiceView>> {
+    let owner = caller.owner().ok();
+    if owner.is_none() {
+        caller.staff(Role::Compliance)?;
+    }
+    app.wait_for(invoices::VIEW, min).await?;
+    let doc = app
+        .views
+        .get_many(invoices::VIEW, &[number])
+        .await?
+        .into_iter()
+        .filter(is_invoice)
+        .find(|d| match owner {
+            Some(a) => d.owner.as_deref() == Some(a.to_string().as_str()),
+            None => true,
+        })
+        .ok_or_else(|| Problem::not_found("invoice"))?;
+    Ok(Json(invoice_view(&doc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn card_numbers_are_found_by_value_and_by_name() {
+        assert_eq!(
+            card_like(&json!({"billing": {"note": "4111 1111 1111 1111"}}), ""),
+            Some("billing.note".into())
+        );
+        assert_eq!(
+            card_like(&json!({"x": 4111111111111111u64}), ""),
+            Some("x".into())
+        );
+        assert_eq!(
+            card_like(&json!({"billing": {"cardNumber": "x"}}), ""),
+            Some("billing.cardNumber".into())
+        );
+        assert_eq!(card_like(&json!({"cvv": 123}), ""), Some("cvv".into()));
+        // Not Luhn-valid, too short, or not digits only: not a card.
+        assert_eq!(card_like(&json!({"a": "4111 1111 1111 1112"}), ""), None);
+        assert_eq!(card_like(&json!({"a": "123456789012"}), ""), None);
+        assert_eq!(card_like(&json!({"vat_id": "PL5260250274"}), ""), None);
+    }
+
+    #[test]
+    fn vat_ids_follow_their_country() {
+        assert!(matches_format("PL5260250274", "PL##########"));
+        assert!(!matches_format("PL526025027", "PL##########"));
+        assert!(matches_format("NL123456789B01", "NL#########B##"));
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(parse_amount(&json!("29.00")), Some(2900));
+        assert_eq!(parse_amount(&json!("29.5")), Some(2950));
+        assert_eq!(parse_amount(&json!(29)), Some(2900));
+        assert_eq!(parse_amount(&json!("29.001")), None);
+        assert_eq!(parse_amount(&json!("-1")), None);
+        assert_eq!(parse_amount(&json!("abc")), None);
+        assert_eq!(format_amount(2900), "29.00");
+    }
+}

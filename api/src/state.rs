@@ -1,0 +1,90 @@
+//! What every handler can reach, and the helpers they share.
+
+use crate::auth::{Caller, TokenCache};
+use crate::instagram::Instagram;
+use crate::problem::Problem;
+use lightwidget_commands::{CommandError, HitRecorder};
+use lightwidget_store::{Clock, EventStore, ManualClock, Metadata, ViewStore};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a query waits for `min_position` before answering 503.
+pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub views: Arc<dyn ViewStore>,
+    pub clock: Arc<dyn Clock>,
+    /// Set under `LW_CLOCK=manual`: the clock `POST /v1/admin/clock` moves.
+    pub manual_clock: Option<Arc<ManualClock>>,
+    pub tokens: Arc<TokenCache>,
+    pub instagram: Arc<dyn Instagram>,
+    pub hits: HitRecorder,
+    /// Keys Instagram identities (HMAC of the Instagram user id).
+    pub identity_key: Arc<[u8; 32]>,
+    pub paypal_secret: Option<Arc<str>>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl AppState {
+    /// The envelope metadata of what `caller` does.
+    pub fn meta(&self, caller: Option<&Caller>) -> Metadata {
+        Metadata {
+            actor: caller
+                .map(Caller::actor)
+                .unwrap_or_else(|| "anonymous".into()),
+            ..Metadata::system()
+        }
+    }
+
+    /// Read-your-writes: waits until `view` has reached `min` (API.md: up to 5 s, then 503).
+    pub async fn wait_for(&self, view: &str, min: Option<u64>) -> Result<(), Problem> {
+        let Some(min) = min else { return Ok(()) };
+        match lightwidget_projections::wait_for_position(&*self.views, view, min, MIN_POSITION_WAIT)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(lightwidget_projections::ProjectionError::NotReached { .. }) => {
+                Err(Problem::unavailable(
+                    format!("the read model has not reached position {min} yet"),
+                    1,
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "waiting for a read model");
+                Err(Problem::internal())
+            }
+        }
+    }
+
+    /// The keyed HMAC of an Instagram user id.
+    pub fn identity(&self, instagram_user_id: &str) -> String {
+        use hmac::Mac;
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.identity_key[..])
+                .expect("HMAC takes a key of any length");
+        mac.update(instagram_user_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Maps a command's failure: the aggregate's refusal through `rejected`, the rest here.
+pub fn command_problem<E: std::fmt::Debug + std::fmt::Display>(
+    e: CommandError<E>,
+    rejected: impl FnOnce(E) -> Problem,
+) -> Problem {
+    match e {
+        CommandError::Rejected(e) => rejected(e),
+        CommandError::Conflict { .. } => Problem::conflict("the resource kept changing; try again"),
+        CommandError::KeyReused => Problem::invalid(
+            "Idempotency-Key",
+            "this Idempotency-Key was used for another request",
+        ),
+        CommandError::Store(e) => e.into(),
+        CommandError::Decode(e) => {
+            tracing::error!(error = %e, "stored event could not be decoded");
+            Problem::internal()
+        }
+    }
+}

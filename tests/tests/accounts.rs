@@ -1,0 +1,180 @@
+//! Sign-in (R5), the owner's account, deletion into quarantine (R20) and restore, through
+//! real HTTP on both backends.
+
+use lightwidget_tests::{both_backends, Backend, TestApp};
+use serde_json::json;
+
+fn min(position: u64) -> String {
+    format!("?min_position={position}")
+}
+
+async fn sign_in_registers_once_and_me_shows_the_account(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, p1) = app.sign_in("alice").await;
+    let (token2, account2, p2) = app.sign_in("alice").await;
+    assert_eq!(
+        account, account2,
+        "the same Instagram user finds the same account"
+    );
+    assert_ne!(token, token2, "every sign-in gets its own token");
+    assert!(p2 > p1);
+    let (_, bob, _) = app.sign_in("bob").await;
+    assert_ne!(bob, account);
+
+    let me = app
+        .get(&format!("/v1/me{}", min(p2)), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(me["account_id"], account.as_str());
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["status"], "active");
+    assert_eq!(me["widgets"], json!([]));
+    // Both tokens work.
+    app.get("/v1/me", Some(&token2)).await.expect(200);
+
+    // The token itself is nowhere in the log: only its hash.
+    let raw = app.store.read_all_raw(0, 1000).await.expect("read");
+    let all: String = raw
+        .iter()
+        .map(|e| format!("{} {}", e.stream, e.data))
+        .collect();
+    assert!(!all.contains(&token), "a token was stored in clear");
+    assert!(all.contains(&format!(
+        "token-{}",
+        lightwidget_api::auth::token_hash(&token)
+    )));
+}
+
+async fn bad_sign_ins_store_nothing(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let before = app.store.head().await.expect("head").position;
+    for (body, status, field) in [
+        (json!({"code": "not-a-demo-code"}), 422, "code"),
+        (json!({"code": ""}), 422, "code"),
+        (json!({}), 422, "code"),
+        (json!({"code": "demo:x", "password": "p"}), 422, "password"),
+        (json!({"code": 5}), 422, "code"),
+    ] {
+        let r = app.post("/v1/auth/instagram", None, body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{body}: {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+    }
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/v1/auth/instagram"))
+                .header("content-type", "application/json")
+                .body("{\"code\": "),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(app.store.head().await.expect("head").position, before);
+}
+
+async fn tokens_are_checked(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    assert_eq!(app.get("/v1/me", None).await.status, 401);
+    assert_eq!(app.get("/v1/me", Some("lw_unknown")).await.status, 401);
+    let r = app
+        .send(
+            app.client
+                .get(app.url("/v1/me"))
+                .header("authorization", "Basic abc"),
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    // A staff token is known but is no owner.
+    let auditor = app.staff("auditor").await;
+    assert_eq!(app.get("/v1/me", Some(&auditor)).await.status, 403);
+}
+
+async fn deleting_the_account_quarantines_it_and_its_widgets(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("carol").await;
+    let (w1, _) = app.create_widget(&token, "one").await;
+    let (w2, _) = app.create_widget(&token, "two").await;
+    let r = app.delete("/v1/me", Some(&token)).await.expect(202);
+    let position = r["position"].as_u64().expect("position");
+    let until =
+        chrono::DateTime::parse_from_rfc3339(r["quarantine_until"].as_str().expect("until"))
+            .expect("time");
+    let days = (until.with_timezone(&chrono::Utc) - app.clock_now()).num_days();
+    assert!((89..=90).contains(&days), "{days}");
+
+    let me = app
+        .get(&format!("/v1/me{}", min(position)), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(me["status"], "quarantined");
+    for w in [&w1, &w2] {
+        let doc = app
+            .get(&format!("/v1/widgets/{w}{}", min(position)), Some(&token))
+            .await
+            .expect(200);
+        assert_eq!(doc["status"], "quarantined");
+        assert_eq!(app.get(&format!("/w/{w}"), None).await.status, 404);
+    }
+    // A quarantined account cannot create widgets, and cannot be deleted twice.
+    let r = app
+        .post(
+            "/v1/widgets",
+            Some(&token),
+            json!({"title": "x", "layout": "grid", "columns": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(app.delete("/v1/me", Some(&token)).await.status, 409);
+
+    let r = app
+        .post("/v1/me/restore", Some(&token), json!({}))
+        .await
+        .expect(200);
+    let position = r["position"].as_u64().expect("position");
+    let me = app
+        .get(&format!("/v1/me{}", min(position)), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(me["status"], "active");
+    for w in [&w1, &w2] {
+        let doc = app
+            .get(&format!("/v1/widgets/{w}{}", min(position)), Some(&token))
+            .await
+            .expect(200);
+        assert_eq!(doc["status"], "active");
+    }
+    assert_eq!(
+        app.post("/v1/me/restore", Some(&token), json!({}))
+            .await
+            .status,
+        409
+    );
+
+    // After the 90 days, restore is refused.
+    app.delete("/v1/me", Some(&token)).await.expect(202);
+    app.clock.advance(chrono::Duration::days(91));
+    assert_eq!(
+        app.post("/v1/me/restore", Some(&token), json!({}))
+            .await
+            .status,
+        409
+    );
+}
+
+trait ClockNow {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl ClockNow for TestApp {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use lightwidget_store::Clock;
+        self.clock.now()
+    }
+}
+
+both_backends! {
+    sign_in => sign_in_registers_once_and_me_shows_the_account;
+    bad_sign_in => bad_sign_ins_store_nothing;
+    tokens => tokens_are_checked;
+    account_deletion => deleting_the_account_quarantines_it_and_its_widgets;
+}
