@@ -1,0 +1,267 @@
+//! Upgrade orders (R10), card data refused (R11), the PayPal webhook and invoices, through
+//! real HTTP on both backends.
+
+use hmac::Mac;
+use lightwidget_tests::{both_backends, Backend, TestApp, TestConfig, PAYPAL_SECRET};
+use serde_json::{json, Value};
+
+fn billing() -> Value {
+    json!({"name": "Alice Example", "address": "ul. Prosta 1, 00-001 Warszawa",
+           "email": "alice@example.com", "vat_id": "PL5260250274", "country": "PL"})
+}
+
+fn sign(body: &[u8], secret: &str) -> String {
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn webhook(app: &TestApp, body: &Value, secret: &str) -> lightwidget_tests::Reply {
+    let bytes = serde_json::to_vec(body).expect("json");
+    app.send(
+        app.client
+            .post(app.url("/v1/payments/paypal"))
+            .header("content-type", "application/json")
+            .header("x-lw-signature", sign(&bytes, secret))
+            .body(bytes),
+    )
+    .await
+}
+
+async fn order(app: &TestApp, token: &str, widget: &str) -> Value {
+    app.post(
+        &format!("/v1/widgets/{widget}/upgrade"),
+        Some(token),
+        json!({"plan": "pro", "billing": billing()}),
+    )
+    .await
+    .expect(201)
+}
+
+async fn card_data_and_bad_billing_are_refused_and_store_nothing(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let (w, _) = app.create_widget(&token, "w").await;
+    let before = app.store.head().await.expect("head").position;
+    let with = |path: &[&str], value: Value| {
+        let mut body = json!({"plan": "pro", "billing": billing()});
+        let mut at = &mut body;
+        for p in &path[..path.len() - 1] {
+            at = &mut at[*p];
+        }
+        at[path[path.len() - 1]] = value;
+        body
+    };
+    let cases = [
+        (
+            with(&["billing", "card_number"], json!("x")),
+            "billing.card_number",
+        ),
+        (with(&["cvv"], json!("123")), "cvv"),
+        (
+            with(&["billing", "address"], json!("4111 1111 1111 1111")),
+            "billing.address",
+        ),
+        (
+            with(&["billing", "note"], json!(5555555555554444u64)),
+            "billing.note",
+        ),
+        (
+            with(&["billing", "email"], json!("not-an-email")),
+            "billing.email",
+        ),
+        (
+            with(&["billing", "country"], json!("Poland")),
+            "billing.country",
+        ),
+        (
+            with(&["billing", "vat_id"], json!("PL123")),
+            "billing.vat_id",
+        ),
+        (with(&["billing", "name"], json!("")), "billing.name"),
+        (with(&["plan"], json!("gold")), "plan"),
+        (with(&["billing", "extra"], json!("x")), "billing.extra"),
+    ];
+    for (body, field) in cases {
+        let r = app
+            .post(
+                &format!("/v1/widgets/{w}/upgrade"),
+                Some(&token),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{body}: {}", r.body);
+        assert_eq!(r.body["field"], field, "{body}: {}", r.body);
+        assert!(
+            !r.body.to_string().contains("4111"),
+            "the detail echoes no value"
+        );
+    }
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        before,
+        "nothing stored"
+    );
+    let raw = app.store.read_all_raw(0, 10_000).await.expect("raw");
+    assert!(!raw.iter().any(|e| e.data.contains("4111")));
+    // A valid order from a country without a VAT format we know, without a VAT ID.
+    let mut b = billing();
+    b["country"] = json!("US");
+    b["vat_id"] = Value::Null;
+    let r = app
+        .post(
+            &format!("/v1/widgets/{w}/upgrade"),
+            Some(&token),
+            json!({"plan": "pro", "billing": b}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        (r["amount"].as_str(), r["currency"].as_str()),
+        (Some("29.00"), Some("EUR"))
+    );
+}
+
+async fn payments_issue_gapless_invoices_once(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("alice").await;
+    let (w1, _) = app.create_widget(&token, "one").await;
+    let (w2, _) = app.create_widget(&token, "two").await;
+    let o1 = order(&app, &token, &w1).await;
+    let o2 = order(&app, &token, &w2).await;
+    let pay = |o: &Value, txn: &str| {
+        json!({"order_id": o["order_id"], "transaction_id": txn, "amount": "29.00",
+               "currency": "EUR", "status": "COMPLETED"})
+    };
+    // Bad signatures and bad bodies pay nothing.
+    assert_eq!(
+        webhook(&app, &pay(&o1, "T-1"), "wrong-secret").await.status,
+        401
+    );
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/v1/payments/paypal"))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&pay(&o1, "T-1")).expect("json")),
+        )
+        .await;
+    assert_eq!(r.status, 401, "no signature");
+    let mut wrong = pay(&o1, "T-1");
+    wrong["amount"] = json!("1.00");
+    assert_eq!(webhook(&app, &wrong, PAYPAL_SECRET).await.status, 422);
+    let mut pending = pay(&o1, "T-1");
+    pending["status"] = json!("PENDING");
+    assert_eq!(webhook(&app, &pending, PAYPAL_SECRET).await.status, 422);
+    let mut unknown = pay(&o1, "T-1");
+    unknown["order_id"] = json!(uuid::Uuid::new_v4());
+    assert_eq!(webhook(&app, &unknown, PAYPAL_SECRET).await.status, 404);
+
+    let year = {
+        use lightwidget_store::Clock;
+        chrono::Datelike::year(&app.clock.now())
+    };
+    let first = webhook(&app, &pay(&o1, "T-1"), PAYPAL_SECRET)
+        .await
+        .expect(200);
+    assert_eq!(first["invoice_number"], format!("FV/{year}/000001"));
+    let again = webhook(&app, &pay(&o1, "T-1"), PAYPAL_SECRET)
+        .await
+        .expect(200);
+    assert_eq!(
+        again["invoice_number"], first["invoice_number"],
+        "same transaction, same invoice"
+    );
+    assert_eq!(
+        webhook(&app, &pay(&o2, "T-1"), PAYPAL_SECRET).await.status,
+        409,
+        "a transaction id pays one order"
+    );
+    let second = webhook(&app, &pay(&o2, "T-2"), PAYPAL_SECRET)
+        .await
+        .expect(200);
+    assert_eq!(second["invoice_number"], format!("FV/{year}/000002"));
+    let position = second["position"].as_u64().expect("position");
+
+    let w = app
+        .get(
+            &format!("/v1/widgets/{w1}?min_position={position}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(w["plan"], "pro");
+    assert!(w["upgraded_at"].is_string());
+    // Upgrading a pro widget again is a conflict.
+    let r = app
+        .post(
+            &format!("/v1/widgets/{w1}/upgrade"),
+            Some(&token),
+            json!({"plan": "pro", "billing": billing()}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+
+    // Invoices: the owner's own, by number (slashes encoded), and compliance sees all.
+    let list = app
+        .get(
+            &format!("/v1/invoices?min_position={position}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    let numbers: Vec<&str> = list["invoices"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["invoice_number"].as_str())
+        .collect();
+    assert_eq!(
+        numbers,
+        [format!("FV/{year}/000001"), format!("FV/{year}/000002")]
+    );
+    let encoded = format!("/v1/invoices/FV%2F{year}%2F000001");
+    let inv = app.get(&encoded, Some(&token)).await.expect(200);
+    assert_eq!(inv["order_id"], o1["order_id"]);
+    assert_eq!(inv["widget_id"], w1.as_str());
+    assert_eq!(
+        (inv["amount"].as_str(), inv["currency"].as_str()),
+        (Some("29.00"), Some("EUR"))
+    );
+    assert_eq!(inv["billing"]["vat_id"], "PL5260250274");
+    assert_eq!(inv["retain_until"], format!("{}-12-31", year + 5));
+    let (other, _, _) = app.sign_in("mallory").await;
+    assert_eq!(app.get(&encoded, Some(&other)).await.status, 404);
+    let theirs = app.get("/v1/invoices", Some(&other)).await.expect(200);
+    assert_eq!(theirs["invoices"], json!([]));
+    let compliance = app.staff("compliance").await;
+    let all = app.get("/v1/invoices", Some(&compliance)).await.expect(200);
+    assert_eq!(all["invoices"].as_array().map(Vec::len), Some(2));
+    app.get(&encoded, Some(&compliance)).await.expect(200);
+    let auditor = app.staff("auditor").await;
+    assert_eq!(app.get("/v1/invoices", Some(&auditor)).await.status, 403);
+    let _ = account;
+}
+
+async fn payments_need_the_webhook_secret(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            no_paypal: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let body = json!({"order_id": uuid::Uuid::new_v4(), "transaction_id": "T", "amount": "29.00",
+                      "currency": "EUR", "status": "COMPLETED"});
+    let r = webhook(&app, &body, PAYPAL_SECRET).await;
+    assert_eq!(r.status, 503);
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+both_backends! {
+    refused_orders => card_data_and_bad_billing_are_refused_and_store_nothing;
+    payments => payments_issue_gapless_invoices_once;
+    no_secret => payments_need_the_webhook_secret;
+}
