@@ -205,13 +205,17 @@ pub async fn me(
     let account_id = caller.owner()?;
     app.wait_for(accounts::VIEW, min).await?;
     app.wait_for(widgets::VIEW, min).await?;
-    let doc = app
-        .views
-        .get_many(accounts::VIEW, &[account_id.to_string()])
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Problem::not_found("account"))?;
+    let key = [account_id.to_string()];
+    let mut doc = app.views.get_many(accounts::VIEW, &key).await?.pop();
+    if doc.is_none() {
+        // The token proves the account exists: the read model has not seen it yet (a
+        // sign-in a moment ago). Wait for it to catch up with the log.
+        let head = app.store.head().await?.position;
+        app.wait_for(accounts::VIEW, Some(head)).await?;
+        app.wait_for(widgets::VIEW, Some(head)).await?;
+        doc = app.views.get_many(accounts::VIEW, &key).await?.pop();
+    }
+    let doc = doc.ok_or_else(|| Problem::not_found("account"))?;
     let widgets = docs_of(&app, widgets::VIEW, &account_id.to_string())
         .await?
         .iter()

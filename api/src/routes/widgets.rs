@@ -268,12 +268,23 @@ async fn own_widget_doc(
 ) -> ApiResult<lightwidget_store::ViewDoc> {
     let account_id = caller.owner()?;
     let id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
-    app.views
-        .get_many(widgets::VIEW, &[id.to_string()])
-        .await?
-        .into_iter()
-        .find(|d| d.owner.as_deref() == Some(account_id.to_string().as_str()))
-        .ok_or_else(|| Problem::not_found("widget"))
+    let owner = account_id.to_string();
+    let key = [id.to_string()];
+    let find = |docs: Vec<lightwidget_store::ViewDoc>| {
+        docs.into_iter()
+            .find(|d| d.owner.as_deref() == Some(owner.as_str()))
+    };
+    if let Some(doc) = find(app.views.get_many(widgets::VIEW, &key).await?) {
+        return Ok(doc);
+    }
+    // Not in the read model: if the log says the caller created it a moment ago, wait for
+    // the read model to catch up rather than answer 404.
+    let loaded = load_or_500::<Widget>(app, &id.stream()).await?;
+    if loaded.state.account_id != Some(account_id) {
+        return Err(Problem::not_found("widget"));
+    }
+    app.wait_for(widgets::VIEW, Some(loaded.position)).await?;
+    find(app.views.get_many(widgets::VIEW, &key).await?).ok_or_else(|| Problem::not_found("widget"))
 }
 
 /// One of the caller's widgets.
@@ -581,15 +592,17 @@ async fn public_widget(
 
 /// The public widget page (R9); records a view (R1, R2). 404 while quarantined or purged.
 #[utoipa::path(get, path = "/w/{id}", tag = "public",
-    params(("id" = String, Path, description = "a UUID")),
+    params(("id" = String, Path, description = "a UUID"), ("min_position" = Option<u64>, Query)),
     responses((status = 200, content_type = "text/html", body = String),
         (status = 404, body = Problem)))]
 pub async fn public_page(
     State(app): State<AppState>,
     Path(id): Path<String>,
+    MinPosition(min): MinPosition,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    app.wait_for(widgets::VIEW, min).await?;
     let (id, doc) = public_widget(&app, &id).await?;
     let html = doc.doc["html"]
         .as_str()

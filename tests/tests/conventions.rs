@@ -1,0 +1,572 @@
+//! API.md's conventions through real HTTP on both backends: errors, body limit, idempotency
+//! keys, read-your-writes, blocked accounts, the manual clock, the role matrix, the OpenAPI
+//! document and the metrics.
+
+use lightwidget_domain::event::AccountBlocked;
+use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, StaffId, Subject};
+use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent};
+use lightwidget_tests::{both_backends, Backend, TestApp, TestConfig, ADMIN_TOKEN};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn bodies_are_checked(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let before = app.store.head().await.expect("head").position;
+    let big = format!(
+        "{{\"title\": \"{}\", \"layout\": \"grid\", \"columns\": 1}}",
+        "a".repeat(1024 * 1024)
+    );
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/v1/widgets"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(big),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    for (content_type, body) in [
+        ("application/json", "{\"title\": "),
+        ("application/json", "[1, 2]"),
+        (
+            "text/plain",
+            "{\"title\": \"t\", \"layout\": \"grid\", \"columns\": 1}",
+        ),
+    ] {
+        let r = app
+            .send(
+                app.client
+                    .post(app.url("/v1/widgets"))
+                    .bearer_auth(&token)
+                    .header("content-type", content_type)
+                    .body(body),
+            )
+            .await;
+        assert!(
+            r.status == 400 || r.status == 422,
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert!(
+            r.body["type"].is_string() && r.body["title"].is_string(),
+            "{}",
+            r.body
+        );
+        assert!(
+            r.body["detail"].is_string() && r.body["status"] == r.status,
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(app.store.head().await.expect("head").position, before);
+    // Unknown routes and methods are problems too.
+    let r = app.get("/v1/nothing-here", None).await;
+    assert_eq!(
+        (r.status, r.headers["content-type"].to_str().ok()),
+        (404, Some("application/problem+json"))
+    );
+    let r = app
+        .call(Method::PUT, "/v1/widgets", Some(&token), None)
+        .await;
+    assert_eq!(r.status, 405);
+}
+
+async fn idempotency_keys_replay_the_first_answer(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let post = |key: &str, body: Value, path: &str| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&token)
+            .header("idempotency-key", key)
+            .json(&body)
+    };
+    let body = json!({"title": "once", "layout": "grid", "columns": 2});
+    let first = app
+        .send(post("k-1", body.clone(), "/v1/widgets"))
+        .await
+        .expect(201);
+    let head = app.store.head().await.expect("head").position;
+    let again = app
+        .send(post("k-1", body.clone(), "/v1/widgets"))
+        .await
+        .expect(201);
+    assert_eq!(first, again, "the same answer");
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "nothing appended"
+    );
+    let other = json!({"title": "twice", "layout": "grid", "columns": 2});
+    let r = app.send(post("k-1", other, "/v1/widgets")).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["field"], "Idempotency-Key");
+    let r = app.send(post("k-1", body.clone(), "/v1/previews")).await;
+    assert_eq!(
+        r.status, 422,
+        "the same key on another endpoint: {}",
+        r.body
+    );
+    assert_eq!(app.store.head().await.expect("head").position, head);
+    // Another caller's identical key is theirs alone.
+    let (bob, _, _) = app.sign_in("bob").await;
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/v1/widgets"))
+                .bearer_auth(&bob)
+                .header("idempotency-key", "k-1")
+                .json(&body),
+        )
+        .await
+        .expect(201);
+    assert_ne!(r["widget_id"], first["widget_id"]);
+    let list = app
+        .get(
+            &format!("/v1/widgets?min_position={}", r["position"]),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(list["widgets"].as_array().map(Vec::len), Some(1));
+}
+
+async fn min_position_waits_then_answers_503(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let r = app
+        .get("/v1/widgets?min_position=999999", Some(&token))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+    let r = app.get("/v1/widgets?min_position=abc", Some(&token)).await;
+    assert_eq!(r.status, 400);
+}
+
+async fn blocked_accounts_cannot_act(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("alice").await;
+    let (w, _) = app.create_widget(&token, "w").await;
+    let account: AccountId = account.parse().expect("id");
+    let version = app
+        .store
+        .read_stream(&account.stream(), 0, 100)
+        .await
+        .expect("read")
+        .len() as u64;
+    let now = {
+        use lightwidget_store::Clock;
+        app.clock.now()
+    };
+    let blocked: DomainEvent = AccountBlocked {
+        account_id: account,
+        blocked_by: StaffId::new(),
+        reason: Personal::new(
+            Subject::account(account),
+            Category::Security,
+            "fraud".into(),
+        ),
+        blocked_at: now,
+        hold_until: now + chrono::Duration::days(365),
+    }
+    .into();
+    let position = app
+        .store
+        .append(AppendRequest::single(
+            account.stream(),
+            ExpectedVersion::Exact(version),
+            vec![NewEvent::from_domain(&blocked, &Metadata::system())],
+        ))
+        .await
+        .expect("append")
+        .last_position;
+    let widget = json!({"title": "t", "layout": "grid", "columns": 1});
+    assert_eq!(
+        app.post("/v1/widgets", Some(&token), widget.clone())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.post("/v1/previews", Some(&token), widget).await.status,
+        403
+    );
+    assert_eq!(
+        app.delete(&format!("/v1/widgets/{w}"), Some(&token))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(app.delete("/v1/me", Some(&token)).await.status, 403);
+    let r = app
+        .post(
+            &format!("/v1/widgets/{w}/upgrade"),
+            Some(&token),
+            json!({"plan": "pro", "billing": {"name": "A", "address": "B", "email": "a@b.io", "country": "US"}}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .send(
+            app.client
+                .patch(app.url(&format!("/v1/widgets/{w}")))
+                .bearer_auth(&token)
+                .header("if-match", "1")
+                .json(&json!({"title": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    // A blocked account signs in no more.
+    assert_eq!(
+        app.post("/v1/auth/instagram", None, json!({"code": "demo:alice"}))
+            .await
+            .status,
+        403
+    );
+    // Reading stays possible, and says blocked.
+    let me = app
+        .get(&format!("/v1/me?min_position={position}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(me["status"], "blocked");
+}
+
+async fn the_manual_clock_moves_for_the_admin_only(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, _, _) = app.sign_in("alice").await;
+    let before = {
+        use lightwidget_store::Clock;
+        app.clock.now()
+    };
+    let r = app
+        .post(
+            "/v1/admin/clock",
+            Some(ADMIN_TOKEN),
+            json!({"advance_seconds": 3600}),
+        )
+        .await
+        .expect(200);
+    let now = chrono::DateTime::parse_from_rfc3339(r["now"].as_str().expect("now")).expect("time");
+    // The answer is stored-time precision (microseconds): within a second of an hour on.
+    let moved = (now.with_timezone(&chrono::Utc) - before).num_milliseconds();
+    assert!((3_599_000..=3_600_000).contains(&moved), "{moved}");
+    let r = app
+        .post(
+            "/v1/admin/clock",
+            Some(ADMIN_TOKEN),
+            json!({"advance_seconds": -5}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("advance_seconds"))
+    );
+    let r = app
+        .post(
+            "/v1/admin/clock",
+            Some(&owner),
+            json!({"advance_seconds": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    let r = app
+        .post("/v1/admin/clock", None, json!({"advance_seconds": 1}))
+        .await;
+    assert_eq!(r.status, 401);
+
+    let system = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            system_clock: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = system
+        .post(
+            "/v1/admin/clock",
+            Some(ADMIN_TOKEN),
+            json!({"advance_seconds": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+}
+
+/// Who calls, in the role matrix.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Owner,
+    OtherOwner,
+    Security,
+    Compliance,
+    Auditor,
+    Admin,
+    Nobody,
+}
+
+const EVERYONE: [Who; 7] = [
+    Who::Nobody,
+    Who::OtherOwner,
+    Who::Security,
+    Who::Compliance,
+    Who::Auditor,
+    Who::Admin,
+    Who::Owner,
+];
+
+async fn the_role_matrix(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, _, _) = app.sign_in("alice").await;
+    let (other, _, _) = app.sign_in("mallory").await;
+    let security = app.staff("security").await;
+    let compliance = app.staff("compliance").await;
+    let auditor = app.staff("auditor").await;
+    let (w, p) = app.create_widget(&owner, "matrix").await;
+    app.get(&format!("/v1/widgets/{w}?min_position={p}"), Some(&owner))
+        .await
+        .expect(200);
+    let token = |who: Who| -> Option<&str> {
+        match who {
+            Who::Owner => Some(&owner),
+            Who::OtherOwner => Some(&other),
+            Who::Security => Some(&security),
+            Who::Compliance => Some(&compliance),
+            Who::Auditor => Some(&auditor),
+            Who::Admin => Some(ADMIN_TOKEN),
+            Who::Nobody => None,
+        }
+    };
+    let widget = json!({"title": "t", "layout": "grid", "columns": 1});
+    let billing = json!({"plan": "pro", "billing": {"name": "A", "address": "B", "email": "a@b.io", "country": "US"}});
+    // (method, path, body, expected status per caller in EVERYONE's order)
+    let owners_only = |own: u16, other: u16| [401, other, 403, 403, 403, 403, own];
+    let cases: Vec<(Method, String, Option<Value>, [u16; 7])> = vec![
+        (Method::GET, "/healthz".into(), None, [200; 7]),
+        (Method::GET, "/v1/me".into(), None, owners_only(200, 200)),
+        (
+            Method::GET,
+            "/v1/widgets".into(),
+            None,
+            owners_only(200, 200),
+        ),
+        (
+            Method::GET,
+            format!("/v1/widgets/{w}"),
+            None,
+            owners_only(200, 404),
+        ),
+        (
+            Method::GET,
+            format!("/v1/widgets/{w}/stats"),
+            None,
+            owners_only(200, 404),
+        ),
+        (
+            Method::POST,
+            "/v1/widgets".into(),
+            Some(widget.clone()),
+            owners_only(201, 201),
+        ),
+        (
+            Method::POST,
+            "/v1/previews".into(),
+            Some(widget.clone()),
+            owners_only(201, 201),
+        ),
+        (
+            Method::POST,
+            format!("/v1/widgets/{w}/upgrade"),
+            Some(billing),
+            owners_only(201, 404),
+        ),
+        (
+            Method::GET,
+            "/v1/invoices".into(),
+            None,
+            [401, 200, 403, 200, 403, 200, 200],
+        ),
+        (
+            Method::POST,
+            "/v1/staff".into(),
+            Some(json!({"name": "n", "role": "auditor"})),
+            [401, 403, 403, 403, 403, 201, 403],
+        ),
+        (
+            Method::POST,
+            "/v1/admin/clock".into(),
+            Some(json!({"advance_seconds": 0})),
+            [401, 403, 403, 403, 403, 200, 403],
+        ),
+        (Method::GET, format!("/w/{w}"), None, [200; 7]),
+        (
+            Method::DELETE,
+            format!("/v1/widgets/{w}"),
+            None,
+            owners_only(202, 404),
+        ),
+        (
+            Method::POST,
+            format!("/v1/widgets/{w}/restore"),
+            Some(json!({})),
+            owners_only(200, 404),
+        ),
+        (Method::DELETE, "/v1/me".into(), None, owners_only(202, 202)),
+        (
+            Method::POST,
+            "/v1/me/restore".into(),
+            Some(json!({})),
+            owners_only(200, 200),
+        ),
+    ];
+    for (method, path, body, expected) in cases {
+        for (who, want) in EVERYONE.iter().zip(expected) {
+            let r = app
+                .call(method.clone(), &path, token(*who), body.clone())
+                .await;
+            assert_eq!(r.status, want, "{method} {path} as {who:?}: {}", r.body);
+        }
+    }
+}
+
+/// Every route of API.md that this server serves, as `METHOD path` with OpenAPI's braces.
+const ROUTES: &[&str] = &[
+    "GET /healthz",
+    "GET /readyz",
+    "GET /metrics",
+    "GET /openapi.json",
+    "POST /v1/auth/instagram",
+    "GET /v1/me",
+    "DELETE /v1/me",
+    "POST /v1/me/restore",
+    "POST /v1/previews",
+    "GET /v1/previews/{id}",
+    "POST /v1/widgets",
+    "GET /v1/widgets",
+    "GET /v1/widgets/{id}",
+    "PATCH /v1/widgets/{id}",
+    "DELETE /v1/widgets/{id}",
+    "POST /v1/widgets/{id}/restore",
+    "GET /w/{id}",
+    "POST /w/{id}/click",
+    "GET /v1/widgets/{id}/stats",
+    "POST /v1/widgets/{id}/upgrade",
+    "POST /v1/payments/paypal",
+    "GET /v1/invoices",
+    "GET /v1/invoices/{number}",
+    "POST /v1/staff",
+    "POST /v1/admin/clock",
+];
+
+async fn openapi_describes_every_route(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let doc = app.get("/openapi.json", None).await.expect(200);
+    assert!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut described = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                described.push(format!("{} {path}", method.to_uppercase()));
+            }
+        }
+    }
+    for route in ROUTES {
+        assert!(
+            described.contains(&route.to_string()),
+            "{route} is not in /openapi.json"
+        );
+    }
+    // And every described route is served: none answers the router's fallback.
+    let id = uuid::Uuid::new_v4().to_string();
+    for route in &described {
+        let (method, path) = route.split_once(' ').expect("route");
+        let path = path
+            .replace("{id}", &id)
+            .replace("{number}", "FV%2F2026%2F000001");
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let r = app.call(method, &path, None, None).await;
+        assert!(
+            !(r.status == 404 && r.body["detail"] == "no such route") && r.status != 405,
+            "{route} is described but not served: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+async fn metrics_count_requests_per_route(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let (w, _) = app.create_widget(&token, "m").await;
+    app.get(&format!("/v1/widgets/{w}"), Some(&token)).await;
+    let r = app.get("/metrics", None).await;
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(
+        text.contains(
+            "lw_http_requests_total{method=\"POST\",route=\"/v1/widgets\",status=\"201\"}"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("route=\"/v1/widgets/{id}\""), "{text}");
+    assert!(
+        text.contains("lw_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lw_projection_lag_events{projection=\"widgets\"}"),
+        "{text}"
+    );
+    assert!(text.contains("lw_log_head_position"), "{text}");
+    assert!(!text.contains(&w), "no ids in metrics");
+    assert!(!text.contains(&token), "no tokens in metrics");
+}
+
+async fn graceful_stop(app: TestApp) {
+    app.stop().await;
+}
+
+async fn shutdown_finishes_in_flight_requests(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("alice").await;
+    // A query that waits (min_position beyond the head) is in flight when the stop comes.
+    let head = app.store.head().await.expect("head").position;
+    let url = app.url(&format!("/v1/widgets?min_position={}", head + 1));
+    let client = app.client.clone();
+    let pending = tokio::spawn(async move {
+        client
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    graceful_stop(app).await;
+    let status = pending
+        .await
+        .expect("join")
+        .expect("the request got an answer");
+    assert_eq!(status, 503, "the in-flight request was answered, not cut");
+}
+
+both_backends! {
+    bodies => bodies_are_checked;
+    idempotency => idempotency_keys_replay_the_first_answer;
+    min_position => min_position_waits_then_answers_503;
+    blocked => blocked_accounts_cannot_act;
+    clock => the_manual_clock_moves_for_the_admin_only;
+    role_matrix => the_role_matrix;
+    openapi => openapi_describes_every_route;
+    metrics => metrics_count_requests_per_route;
+    shutdown => shutdown_finishes_in_flight_requests;
+}

@@ -1,0 +1,146 @@
+//! The HTTP Instagram adapter against a local Instagram stand-in that the test starts: the
+//! code exchange, the profile read, and Instagram refusing the code (no account, no event).
+//! The stand-in also sends an e-mail field, which must not be stored (R5).
+
+use axum::extract::{Form, Query};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lightwidget_api::settings::InstagramSettings;
+use lightwidget_tests::{both_backends, Backend, TestConfig};
+use serde_json::json;
+use std::collections::HashMap;
+
+async fn token(Form(form): Form<HashMap<String, String>>) -> impl IntoResponse {
+    let ok = form.get("client_id").map(String::as_str) == Some("app-1")
+        && form.get("client_secret").map(String::as_str) == Some("secret-1")
+        && form.get("grant_type").map(String::as_str) == Some("authorization_code");
+    match form.get("code").map(String::as_str) {
+        Some("good-code") if ok => (
+            StatusCode::OK,
+            Json(json!({"access_token": "IG-ACCESS-1", "user_id": 17841400000001u64})),
+        ),
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error_type": "OAuthException", "code": 400,
+                        "error_message": "Invalid authorization code"})),
+        ),
+    }
+}
+
+async fn me(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+    if q.get("access_token").map(String::as_str) != Some("IG-ACCESS-1") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad token"})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"id": "17841400000001", "username": "insta_alice",
+                    "account_type": "BUSINESS", "email": "alice-secret@example.com"})),
+    )
+}
+
+async fn start_instagram() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = Router::new()
+        .route("/oauth/access_token", post(token))
+        .route("/me", get(me));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+async fn sign_in_through_instagram_over_http(backend: Backend) {
+    let url = start_instagram().await;
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            instagram: Some(InstagramSettings {
+                url,
+                app_id: "app-1".into(),
+                app_secret: "secret-1".into(),
+                redirect_uri: "http://localhost/cb".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let before = app.store.head().await.expect("head").position;
+    let r = app
+        .post("/v1/auth/instagram", None, json!({"code": "bad-code"}))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["field"], "code");
+    // The demo codes do not work against a real Instagram.
+    let r = app
+        .post("/v1/auth/instagram", None, json!({"code": "demo:alice"}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        before,
+        "a refused code makes no account and no event"
+    );
+
+    let r = app
+        .post("/v1/auth/instagram", None, json!({"code": "good-code"}))
+        .await
+        .expect(200);
+    let token = r["token"].as_str().expect("token");
+    let position = r["position"].as_u64().expect("position");
+    let me = app
+        .get(&format!("/v1/me?min_position={position}"), Some(token))
+        .await
+        .expect(200);
+    assert_eq!(me["username"], "insta_alice");
+    // What Instagram said beyond the profile is not kept, sealed or not: the opened events
+    // hold no e-mail, and neither does the stored text.
+    let opened = app.store.read_all(0, 1000).await.expect("read");
+    let raw = app.store.read_all_raw(0, 1000).await.expect("raw");
+    for text in opened
+        .iter()
+        .map(|e| e.data.to_string())
+        .chain(raw.iter().map(|e| e.data.clone()))
+    {
+        assert!(!text.contains("alice-secret@example.com"), "{text}");
+    }
+    assert!(opened
+        .iter()
+        .any(|e| e.data.to_string().contains("insta_alice")));
+}
+
+async fn an_unreachable_instagram_is_a_bad_gateway(backend: Backend) {
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            instagram: Some(InstagramSettings {
+                url,
+                app_id: "a".into(),
+                app_secret: "s".into(),
+                redirect_uri: "http://localhost/".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = app
+        .post("/v1/auth/instagram", None, json!({"code": "good-code"}))
+        .await;
+    assert_eq!(r.status, 502, "{}", r.body);
+}
+
+both_backends! {
+    http_adapter => sign_in_through_instagram_over_http;
+    unreachable => an_unreachable_instagram_is_a_bad_gateway;
+}
