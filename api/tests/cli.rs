@@ -12,13 +12,16 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lightwidget");
 
-fn http_get(addr: &str, path: &str) -> String {
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("write");
     let mut out = String::new();
@@ -26,20 +29,22 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
-#[test]
-fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
-    let cwd = tempfile::tempdir().expect("tempdir");
+/// A `lightwidget serve` with no settings but port 0, in `cwd`: the process, its address,
+/// and its standard output so far (read until the address was logged).
+fn serve(cwd: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .current_dir(cwd.path())
+        .current_dir(cwd)
         .env_clear()
         // Port 0 instead of the default 8080 so the test cannot collide with a running server.
         .env("LW_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
-    // A reader thread keeps draining stderr so the server can never block on a full pipe.
+    let stdout = child.stdout.take().expect("stdout");
+    // Reader threads keep draining both pipes so the server can never block on a full one.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -53,6 +58,12 @@ fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
             }
         }
     });
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
     let addr = match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(addr) => addr,
         Err(_) => {
@@ -60,13 +71,13 @@ fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
             panic!("the server did not report its address within 30 s");
         }
     };
-    let response = http_get(&addr, "/healthz");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let response = http_get(&addr, "/readyz");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(cwd.path().join("data/ledger.db").exists());
-    assert!(cwd.path().join("data/master.key").exists());
+    // The token line is printed before the address is logged.
+    std::thread::sleep(Duration::from_millis(100));
+    let printed = out_rx.try_iter().collect();
+    (child, addr, printed)
+}
 
+fn terminate(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -84,6 +95,39 @@ fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let (child, addr, printed) = serve(cwd.path());
+    let response = http_get(&addr, "/healthz", None);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = http_get(&addr, "/readyz", None);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(cwd.path().join("data/ledger.db").exists());
+    assert!(cwd.path().join("data/master.key").exists());
+    // The first start prints the generated admin token, which works.
+    let token = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("admin token (shown once; keep it): "))
+        .unwrap_or_else(|| panic!("no admin token printed: {printed:?}"))
+        .to_owned();
+    let response = http_get(&addr, "/v1/invoices", Some(&token));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let response = http_get(&addr, "/v1/invoices", Some("lw_not-the-token"));
+    assert!(response.starts_with("HTTP/1.1 401"), "{response}");
+    terminate(child);
+
+    // The second start prints no token; the first one still works.
+    let (child, addr, printed) = serve(cwd.path());
+    assert!(
+        !printed.iter().any(|l| l.contains("admin token")),
+        "{printed:?}"
+    );
+    let response = http_get(&addr, "/v1/invoices", Some(&token));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    terminate(child);
 }
 
 #[test]
