@@ -133,6 +133,12 @@ pub trait Projection: Send + Sync {
     ) -> Vec<String>;
     /// Applies one event to the documents, in place.
     fn handle(&self, event: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay);
+    /// The event types `handle` reacts to, or `None` for all. The runner neither opens nor
+    /// decodes the others (it still moves the checkpoint past them): a projection of
+    /// accounts does not pay for every view of every widget.
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
     /// Whether `reads` may name further documents once the first ones are loaded (a
     /// reference to follow). A projection whose keys come from the event alone says no, and
     /// the runner asks it once per event instead of once per round.
@@ -166,20 +172,31 @@ pub enum ProjectionError {
     },
 }
 
-/// A batch of events after `after`, decoded: opened when the projection needs personal
-/// data, else straight from the stored text.
+/// A batch of events after `after`, decoded — opened when the projection needs personal
+/// data, else straight from the stored text — keeping only the types the projection handles;
+/// and the position of the batch's last event, handled or not (`None`: nothing to read).
 async fn read_decoded(
     store: &dyn EventStore,
     projection: &dyn Projection,
     after: u64,
     limit: usize,
-) -> Result<(Vec<RecordedEvent>, Vec<DomainEvent>), ProjectionError> {
+) -> Result<Batch, ProjectionError> {
+    let (raw, end) = match projection.event_types() {
+        Some(types) => {
+            let (raw, end) = store.read_all_light_of(after, limit, types).await?;
+            (raw, (end > after).then_some(end))
+        }
+        None => {
+            let raw = store.read_all_light(after, limit).await?;
+            let end = raw.last().map(|e| e.position);
+            (raw, end)
+        }
+    };
     if projection.needs_personal_data() {
-        let batch = store.read_all(after, limit).await?;
+        let batch = lightwidget_store::open_events(store, raw).await?;
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        return Ok((batch, decoded));
+        return Ok((batch, decoded, end));
     }
-    let raw = store.read_all_light(after, limit).await?;
     let mut decoded = Vec::with_capacity(raw.len());
     let mut batch = Vec::with_capacity(raw.len());
     for e in raw {
@@ -189,7 +206,7 @@ async fn read_decoded(
         })?);
         batch.push(e.into_envelope());
     }
-    Ok((batch, decoded))
+    Ok((batch, decoded, end))
 }
 
 fn decode(e: &RecordedEvent) -> Result<DomainEvent, ProjectionError> {
@@ -210,9 +227,13 @@ pub async fn evaluate_as_of(
     let mut after = 0;
     while after < at {
         let limit = (at - after).min(1000) as usize;
-        let (batch, decoded) = read_decoded(store, projection, after, limit).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.position;
+        let (mut batch, mut decoded, end) = read_decoded(store, projection, after, limit).await?;
+        let Some(end) = end else { break };
+        // A read of some types scans to the head: keep what is at or before `at`.
+        let keep = batch.iter().take_while(|e| e.position <= at).count();
+        batch.truncate(keep);
+        decoded.truncate(keep);
+        after = end.min(at);
         for (e, domain) in batch.iter().zip(&decoded) {
             projection.handle(e, domain, &mut view);
         }
@@ -275,7 +296,7 @@ struct DocCache {
 const DOC_CACHE_LIMIT: usize = 200_000;
 
 /// A batch of events with their decoded domain events.
-type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>);
+type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>, Option<u64>);
 
 /// Documents by key as a runner knows them (`None` = known absent).
 type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
@@ -327,7 +348,7 @@ impl Runner {
     pub async fn step(&self) -> Result<Step, ProjectionError> {
         let from = self.views.checkpoint(&self.view).await?;
         let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
-        let Some(to) = batch.0.last().map(|e| e.position) else {
+        let Some(to) = batch.2 else {
             return Ok(Step::CaughtUp { checkpoint: from });
         };
         let mut cached = self.take_cache(from);
@@ -358,7 +379,7 @@ impl Runner {
                 None;
             loop {
                 let batch = join(reading).await??;
-                let Some(to) = batch.0.last().map(|e| e.position) else {
+                let Some(to) = batch.2 else {
                     if let Some((done, commit)) = committing.take() {
                         match join(commit).await? {
                             Ok(()) => self.keep_cache(done, cached),
@@ -432,7 +453,7 @@ impl Runner {
         batch: &Batch,
         cached: &mut DocMap,
     ) -> Result<Vec<DocChange>, ProjectionError> {
-        let (batch, decoded) = batch;
+        let (batch, decoded, _) = batch;
         let mut view = Overlay::default();
         let mut requested = std::collections::HashSet::new();
         let mut absent = Vec::new();

@@ -291,6 +291,104 @@ async fn read_your_writes(backend: Backend) {
         .expect("runner stopped cleanly");
 }
 
+/// The same projection, declaring the event types it handles: the runner reads only those.
+struct TypedWidgetStatus;
+
+impl Projection for TypedWidgetStatus {
+    fn name(&self) -> &'static str {
+        "typed_widget_status"
+    }
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "WidgetCreated",
+            "WidgetRestored",
+            "WidgetDeletionRequested",
+            "WidgetPurged",
+        ])
+    }
+    fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+        WidgetStatus.reads(e, d, loaded)
+    }
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        WidgetStatus.handle(e, d, view)
+    }
+}
+
+/// A projection of some types reaches the head even when the log ends with other types, and
+/// agrees with the projection that reads everything — live, as of a position, and rebuilt.
+async fn typed_projections_reach_the_head(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let middle = history(&t, 12).await;
+    history(&t, 8).await;
+    let other = NewEvent::from_domain(
+        &lightwidget_domain::event::AccountRestored {
+            account_id: AccountId::new(),
+            restored_at: Utc::now(),
+        }
+        .into(),
+        &Metadata::system(),
+    );
+    let head = t
+        .store
+        .append(AppendRequest::single(
+            "other-1",
+            ExpectedVersion::NoStream,
+            vec![other],
+        ))
+        .await
+        .expect("append")
+        .last_position;
+    let typed = Runner::new(
+        t.store.clone(),
+        t.views.clone(),
+        Arc::new(TypedWidgetStatus),
+    )
+    .with_batch_size(7);
+    // Step by step: the last step moves the checkpoint over the trailing event.
+    let checkpoint = loop {
+        match typed.step().await.expect("step") {
+            lightwidget_projections::Step::CaughtUp { checkpoint } => break checkpoint,
+            _ => continue,
+        }
+    };
+    assert_eq!(checkpoint, head);
+    runner(&t).catch_up().await.expect("catch up");
+    let all = live_docs(&t, "widget_status").await;
+    let some = live_docs(&t, "typed_widget_status").await;
+    assert!(!all.is_empty());
+    assert_eq!(
+        all.values().map(|d| &d.doc).collect::<Vec<_>>(),
+        some.values().map(|d| &d.doc).collect::<Vec<_>>()
+    );
+    for at in [middle, middle + 1, head - 1] {
+        let a = evaluate_as_of(&*t.store, &WidgetStatus, at)
+            .await
+            .expect("as of");
+        let b = evaluate_as_of(&*t.store, &TypedWidgetStatus, at)
+            .await
+            .expect("as of");
+        assert_eq!(
+            a.values().map(|d| &d.doc).collect::<Vec<_>>(),
+            b.values().map(|d| &d.doc).collect::<Vec<_>>(),
+            "as of {at}"
+        );
+    }
+    rebuild(
+        t.store.clone(),
+        t.views.clone(),
+        Arc::new(TypedWidgetStatus),
+    )
+    .await
+    .expect("rebuild");
+    assert_eq!(
+        t.views
+            .checkpoint("typed_widget_status")
+            .await
+            .expect("checkpoint"),
+        head
+    );
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
@@ -302,5 +400,6 @@ both!(
     incremental_equals_as_of_and_rebuild,
     crashes_mid_run_lose_and_double_nothing,
     racing_runners_apply_each_batch_once,
-    read_your_writes
+    read_your_writes,
+    typed_projections_reach_the_head
 );

@@ -185,6 +185,43 @@ impl SqliteEventStore {
     }
 }
 
+/// A row of the light read: the envelope's time still as text.
+fn light_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StoredEvent, String)> {
+    Ok((
+        StoredEvent {
+            position: r.get::<_, i64>(0)? as u64,
+            stream: r.get(1)?,
+            version: r.get::<_, i64>(2)? as u64,
+            event_id: Uuid::nil(),
+            event_type: r.get(3)?,
+            schema_version: r.get(4)?,
+            recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            actor: String::new(),
+            correlation_id: Uuid::nil(),
+            causation_id: None,
+            data: r.get(6)?,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        },
+        r.get(5)?,
+    ))
+}
+
+fn collect_light(
+    rows: impl Iterator<Item = rusqlite::Result<(StoredEvent, String)>>,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::with_capacity(limit.min(100_000));
+    for row in rows {
+        let (mut e, t) = row?;
+        e.recorded_at = chrono::DateTime::parse_from_rfc3339(&t)
+            .map_err(|_| StoreError::Corrupt(format!("bad time at position {}", e.position)))?
+            .with_timezone(&chrono::Utc);
+        out.push(e);
+    }
+    Ok(out)
+}
+
 fn writer_thread(
     mut conn: Connection,
     master: MasterKey,
@@ -618,39 +655,41 @@ impl EventStore for SqliteEventStore {
                 "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
                  FROM events WHERE position > ?1 ORDER BY position LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
-                let position = r.get::<_, i64>(0)? as u64;
-                let recorded_at: String = r.get(5)?;
-                Ok((
-                    StoredEvent {
-                        position,
-                        stream: r.get(1)?,
-                        version: r.get::<_, i64>(2)? as u64,
-                        event_id: Uuid::nil(),
-                        event_type: r.get(3)?,
-                        schema_version: r.get(4)?,
-                        recorded_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
-                        actor: String::new(),
-                        correlation_id: Uuid::nil(),
-                        causation_id: None,
-                        data: r.get(6)?,
-                        prev_hash: [0; 32],
-                        hash: [0; 32],
-                    },
-                    recorded_at,
-                ))
-            })?;
-            let mut out = Vec::with_capacity(limit.min(100_000));
-            for row in rows {
-                let (mut e, t) = row?;
-                e.recorded_at = chrono::DateTime::parse_from_rfc3339(&t)
-                    .map_err(|_| {
-                        StoreError::Corrupt(format!("bad time at position {}", e.position))
-                    })?
-                    .with_timezone(&chrono::Utc);
-                out.push(e);
-            }
-            Ok(out)
+            let rows = stmt.query_map(params![after as i64, limit as i64], light_row)?;
+            collect_light(rows, limit)
+        })
+        .await
+    }
+
+    async fn read_all_light_of(
+        &self,
+        after: u64,
+        limit: usize,
+        types: &[&str],
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let types = serde_json::to_string(types)
+            .map_err(|e| StoreError::Internal(format!("types: {e}")))?;
+        self.read(move |c| {
+            // The head first: every position up to it is committed, so scanning up to it
+            // and finding fewer than `limit` events means nothing of `types` is left there.
+            let head: i64 = c
+                .prepare_cached("SELECT position FROM log_head WHERE id = 1")?
+                .query_row([], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(
+                "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
+                 FROM events WHERE position > ?1 AND position <= ?2 \
+                 AND event_type IN (SELECT value FROM json_each(?3)) \
+                 ORDER BY position LIMIT ?4",
+            )?;
+            let rows =
+                stmt.query_map(params![after as i64, head, types, limit as i64], light_row)?;
+            let out = collect_light(rows, limit)?;
+            let end = if out.len() == limit {
+                out.last().map(|e| e.position).unwrap_or(after)
+            } else {
+                (head as u64).max(after)
+            };
+            Ok((out, end))
         })
         .await
     }

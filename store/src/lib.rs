@@ -291,6 +291,25 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_all_raw(after, limit).await
     }
+    /// Like [`EventStore::read_all_light`], keeping only events whose type is in `types`;
+    /// also returns the position up to which the log was scanned: the last event returned
+    /// when `limit` were, else the head as it stood before the read. A reader of some types
+    /// moves its checkpoint there, past every event it does not read.
+    async fn read_all_light_of(
+        &self,
+        after: u64,
+        limit: usize,
+        types: &[&str],
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let raw = self.read_all_light(after, limit).await?;
+        let end = raw.last().map(|e| e.position).unwrap_or(after);
+        Ok((
+            raw.into_iter()
+                .filter(|e| types.contains(&e.event_type.as_str()))
+                .collect(),
+            end,
+        ))
+    }
     async fn head(&self) -> Result<Head, StoreError>;
     /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
     /// store's own writer, by other processes where the backend can tell, else by polling.

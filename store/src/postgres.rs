@@ -664,6 +664,25 @@ fn key_row(r: &Row) -> Result<KeyRow, StoreError> {
     })
 }
 
+/// A row of the light read.
+fn light_event(r: &Row) -> StoredEvent {
+    StoredEvent {
+        position: r.get::<_, i64>(0) as u64,
+        stream: r.get(1),
+        version: r.get::<_, i64>(2) as u64,
+        event_id: Uuid::nil(),
+        event_type: r.get(3),
+        schema_version: r.get::<_, i32>(4) as u32,
+        recorded_at: r.get(5),
+        actor: String::new(),
+        correlation_id: Uuid::nil(),
+        causation_id: None,
+        data: r.get(6),
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    }
+}
+
 fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: r.get::<_, i64>(0) as u64,
@@ -801,24 +820,40 @@ impl EventStore for PgEventStore {
         let rows = client
             .query(&stmt, &[&(after as i64), &(limit as i64)])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredEvent {
-                position: r.get::<_, i64>(0) as u64,
-                stream: r.get(1),
-                version: r.get::<_, i64>(2) as u64,
-                event_id: Uuid::nil(),
-                event_type: r.get(3),
-                schema_version: r.get::<_, i32>(4) as u32,
-                recorded_at: r.get(5),
-                actor: String::new(),
-                correlation_id: Uuid::nil(),
-                causation_id: None,
-                data: r.get(6),
-                prev_hash: [0; 32],
-                hash: [0; 32],
-            })
-            .collect())
+        Ok(rows.iter().map(light_event).collect())
+    }
+
+    async fn read_all_light_of(
+        &self,
+        after: u64,
+        limit: usize,
+        types: &[&str],
+    ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+        let client = self.pool.get().await?;
+        // The head first: every position up to it is committed (the head row moves in the
+        // events' transaction), so finding fewer than `limit` events up to it means nothing
+        // of `types` is left there.
+        let head: i64 = client
+            .query_one("SELECT position FROM log_head WHERE id = 1", &[])
+            .await?
+            .get(0);
+        let stmt = client
+            .prepare_cached(
+                "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
+                 FROM events WHERE position > $1 AND position <= $2 AND event_type = ANY($3) \
+                 ORDER BY position LIMIT $4",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&(after as i64), &head, &types, &(limit as i64)])
+            .await?;
+        let out: Vec<StoredEvent> = rows.iter().map(light_event).collect();
+        let end = if out.len() == limit {
+            out.last().map(|e| e.position).unwrap_or(after)
+        } else {
+            (head as u64).max(after)
+        };
+        Ok((out, end))
     }
 
     async fn head(&self) -> Result<Head, StoreError> {

@@ -879,6 +879,61 @@ async fn stale_writer_knowledge_never_decides(backend: Backend) {
     assert!(a.verify().await.expect("verify").ok);
 }
 
+/// A read of some types returns only those, in order, and says how far it scanned: to the
+/// last event returned when the limit was reached, else to the head — past every event of
+/// another type.
+async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let store = ctx.open().await;
+    let mut events = Vec::new();
+    for n in 1..=10u64 {
+        let mut e = event(n);
+        if n % 3 == 0 {
+            e.event_type = "Rare".into();
+        }
+        events.push(e);
+    }
+    let head = store
+        .append(single("s-1", ExpectedVersion::NoStream, events))
+        .await
+        .expect("append")
+        .last_position;
+    let (rare, end) = store
+        .read_all_light_of(0, 100, &["Rare"])
+        .await
+        .expect("read");
+    let positions: Vec<u64> = rare.iter().map(|e| e.position).collect();
+    assert_eq!(positions, [head - 7, head - 4, head - 1]);
+    assert!(rare.iter().all(|e| e.event_type == "Rare"));
+    assert_eq!(rare[0].data, json!({"n": 3}).to_string());
+    assert_eq!(end, head, "nothing of the type is left before the head");
+    // With a limit, the scan ends at the last event returned.
+    let (two, end) = store
+        .read_all_light_of(0, 2, &["Rare"])
+        .await
+        .expect("read");
+    assert_eq!(two.len(), 2);
+    assert_eq!(end, head - 4);
+    // Past the last one: nothing, and the head.
+    let (none, end) = store
+        .read_all_light_of(head - 1, 100, &["Rare"])
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+    assert_eq!(end, head);
+    let (none, end) = store
+        .read_all_light_of(head, 100, &["Rare"])
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+    assert_eq!(end, head, "at the head, the end is the head");
+    let (none, _) = store
+        .read_all_light_of(0, 100, &["Never"])
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -914,4 +969,5 @@ conformance!(
     reopening_keeps_everything_acknowledged,
     subscriber_wakes_on_append,
     stale_writer_knowledge_never_decides,
+    reads_of_some_types_scan_to_the_head,
 );

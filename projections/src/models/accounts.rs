@@ -58,6 +58,20 @@ impl Projection for Accounts {
         VIEW
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "AccountRegistered",
+            "AccountSignedIn",
+            "AccountDeletionRequested",
+            "AccountRestored",
+            "AccountBlocked",
+            "AccountUnblocked",
+            "AccountPurged",
+            "WidgetCreated",
+            "PersonalDataErased",
+        ])
+    }
+
     /// Keys come from the event alone.
     fn follows_references(&self) -> bool {
         false

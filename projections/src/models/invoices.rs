@@ -33,6 +33,10 @@ impl Projection for Invoices {
         VIEW
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["InvoiceIssued", "PersonalDataErased"])
+    }
+
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
         let Some(order) = erased_order(d) else {
             return vec![];

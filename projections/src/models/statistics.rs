@@ -61,6 +61,10 @@ impl Projection for Statistics {
         VIEW
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["WidgetViewed", "WidgetClicked", "WidgetPurged"])
+    }
+
     /// Counts need no personal data: the access logs stay sealed.
     fn needs_personal_data(&self) -> bool {
         false

@@ -85,6 +85,18 @@ impl Projection for Widgets {
         VIEW
     }
 
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "WidgetCreated",
+            "WidgetUpdated",
+            "WidgetUpgraded",
+            "WidgetDeletionRequested",
+            "WidgetRestored",
+            "WidgetPurged",
+            "PersonalDataErased",
+        ])
+    }
+
     /// Keys come from the event alone.
     fn follows_references(&self) -> bool {
         false
