@@ -92,6 +92,7 @@ pub enum AccountError {
 }
 
 impl Aggregate for Account {
+    const READS_PERSONAL_DATA: bool = false;
     type Command = AccountCommand;
     type Error = AccountError;
 

@@ -8,6 +8,9 @@ use crate::{DomainEvent, Now};
 pub trait Aggregate: Default + Clone + std::fmt::Debug {
     type Command;
     type Error: std::fmt::Debug + PartialEq;
+    /// Whether `decide` or `evolve` read the value of a personal field. An aggregate that
+    /// does not is loaded without opening any (no key look-up, no decryption).
+    const READS_PERSONAL_DATA: bool = true;
 
     fn decide(&self, command: Self::Command, now: Now) -> Result<Vec<DomainEvent>, Self::Error>;
     fn evolve(self, event: &DomainEvent) -> Self;

@@ -34,6 +34,7 @@ pub enum PreviewCommand {
 }
 
 impl Aggregate for Preview {
+    const READS_PERSONAL_DATA: bool = false;
     type Command = PreviewCommand;
     type Error = WidgetError;
 

@@ -100,6 +100,7 @@ impl Widget {
 }
 
 impl Aggregate for Widget {
+    const READS_PERSONAL_DATA: bool = false;
     type Command = WidgetCommand;
     type Error = WidgetError;
 

@@ -1,5 +1,5 @@
-//! `accounts`: one document per account — profile (opened personal data), status, the ids
-//! of its widgets. Erasing the profile blanks it; a purged account is a tombstone.
+//! `accounts`: one document per account — profile (opened personal data), status, how many
+//! widgets it created (the widgets themselves are the `widgets` view by owner). Erasing the profile blanks it; a purged account is a tombstone.
 
 use super::time;
 use crate::{Overlay, Projection, ViewReader};
@@ -93,7 +93,7 @@ fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<Do
             return vec![];
         };
         let mut doc = view.get(&key).map(|v| v.doc.clone()).unwrap_or_else(|| {
-            json!({"account_id": key, "widgets": [], "quarantine_until": null, "blocked_until": null})
+            json!({"account_id": key, "widget_count": 0, "quarantine_until": null, "blocked_until": null})
         });
         match d {
             DomainEvent::AccountRegistered(e) => {
@@ -119,10 +119,10 @@ fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<Do
                 doc["purged"] = json!(true);
                 doc["purged_at"] = time(e.purged_at);
             }
-            DomainEvent::WidgetCreated(e) => {
-                if let Some(list) = doc["widgets"].as_array_mut() {
-                    list.push(json!(e.widget_id));
-                }
+            // The count only: the account's widgets are the `widgets` view by owner (an
+            // indexed column); a list here would make this document grow with every widget.
+            DomainEvent::WidgetCreated(_) => {
+                doc["widget_count"] = json!(doc["widget_count"].as_u64().unwrap_or(0) + 1);
             }
             DomainEvent::PersonalDataErased(_) => erase_profile(&mut doc),
             _ => {}
