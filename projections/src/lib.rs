@@ -192,10 +192,11 @@ async fn read_decoded(
             (raw, end)
         }
     };
+    let full = raw.len() >= limit;
     if projection.needs_personal_data() {
         let batch = lightwidget_store::open_events(store, raw).await?;
         let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        return Ok((batch, decoded, end));
+        return Ok((batch, decoded, end, full));
     }
     let mut decoded = Vec::with_capacity(raw.len());
     let mut batch = Vec::with_capacity(raw.len());
@@ -206,7 +207,7 @@ async fn read_decoded(
         })?);
         batch.push(e.into_envelope());
     }
-    Ok((batch, decoded, end))
+    Ok((batch, decoded, end, full))
 }
 
 fn decode(e: &RecordedEvent) -> Result<DomainEvent, ProjectionError> {
@@ -227,7 +228,8 @@ pub async fn evaluate_as_of(
     let mut after = 0;
     while after < at {
         let limit = (at - after).min(1000) as usize;
-        let (mut batch, mut decoded, end) = read_decoded(store, projection, after, limit).await?;
+        let (mut batch, mut decoded, end, _) =
+            read_decoded(store, projection, after, limit).await?;
         let Some(end) = end else { break };
         // A read of some types scans to the head: keep what is at or before `at`.
         let keep = batch.iter().take_while(|e| e.position <= at).count();
@@ -296,7 +298,9 @@ struct DocCache {
 const DOC_CACHE_LIMIT: usize = 200_000;
 
 /// A batch of events with their decoded domain events.
-type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>, Option<u64>);
+/// Events, their decoded form, the position the read scanned to (`None`: nothing new), and
+/// whether it stopped at its limit (more may follow at once).
+type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>, Option<u64>, bool);
 
 /// Documents by key as a runner knows them (`None` = known absent).
 type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
@@ -346,22 +350,36 @@ impl Runner {
 
     /// Applies at most one batch.
     pub async fn step(&self) -> Result<Step, ProjectionError> {
-        let from = self.views.checkpoint(&self.view).await?;
+        Ok(self.step_from(None).await?.0)
+    }
+
+    /// One batch from `known` (the checkpoint this runner committed last; read from the
+    /// store when `None`), and whether the read stopped at its limit (more may follow).
+    async fn step_from(&self, known: Option<u64>) -> Result<(Step, bool), ProjectionError> {
+        let from = match known {
+            Some(at) => at,
+            None => self.views.checkpoint(&self.view).await?,
+        };
         let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
+        let more = batch.3;
         let Some(to) = batch.2 else {
-            return Ok(Step::CaughtUp { checkpoint: from });
+            return Ok((Step::CaughtUp { checkpoint: from }, false));
         };
         let mut cached = self.take_cache(from);
         let changes = self.prepare(&batch, &mut cached).await?;
         match self.views.commit(&self.view, from, to, &changes).await {
             Ok(()) => {
                 self.keep_cache(to, cached);
-                Ok(Step::Applied {
-                    events: batch.0.len(),
-                    checkpoint: to,
-                })
+                Ok((
+                    Step::Applied {
+                        events: batch.0.len(),
+                        checkpoint: to,
+                    },
+                    more,
+                ))
             }
-            Err(StoreError::Conflict { .. }) => Ok(Step::Raced),
+            // Another runner moved the checkpoint (or `known` was stale): nothing applied.
+            Err(StoreError::Conflict { .. }) => Ok((Step::Raced, false)),
             Err(e) => Err(e.into()),
         }
     }
@@ -453,7 +471,7 @@ impl Runner {
         batch: &Batch,
         cached: &mut DocMap,
     ) -> Result<Vec<DocChange>, ProjectionError> {
-        let (batch, decoded, _) = batch;
+        let (batch, decoded, _, _) = batch;
         let mut view = Overlay::default();
         let mut requested = std::collections::HashSet::new();
         let mut absent = Vec::new();
@@ -530,12 +548,28 @@ impl Runner {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), ProjectionError> {
         tokio::pin!(stop);
+        // The checkpoint this runner committed last: no need to ask the store for it again
+        // (a commit from a stale one is refused, and then it is read afresh).
+        let mut known = None;
         loop {
-            let step = tokio::select! {
+            let (step, more) = tokio::select! {
                 _ = &mut stop => return Ok(()),
-                s = self.step() => s?,
+                s = self.step_from(known) => s?,
             };
-            if let Step::CaughtUp { checkpoint } = step {
+            let idle_at = match step {
+                Step::CaughtUp { checkpoint } => Some(checkpoint),
+                // A batch short of the limit reached what was there: wait for more rather
+                // than read again at once.
+                Step::Applied { checkpoint, .. } => (!more).then_some(checkpoint),
+                Step::Raced => None,
+            };
+            known = match step {
+                Step::CaughtUp { checkpoint } | Step::Applied { checkpoint, .. } => {
+                    Some(checkpoint)
+                }
+                Step::Raced => None,
+            };
+            if let Some(checkpoint) = idle_at {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = self.events.wait_for(checkpoint, Duration::from_millis(500)) => {}

@@ -830,24 +830,46 @@ impl EventStore for PgEventStore {
         types: &[&str],
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
         let client = self.pool.get().await?;
-        // The head first: every position up to it is committed (the head row moves in the
-        // events' transaction), so finding fewer than `limit` events up to it means nothing
-        // of `types` is left there.
-        let head: i64 = client
-            .query_one("SELECT position FROM log_head WHERE id = 1", &[])
-            .await?
-            .get(0);
+        // The head, and the events up to it, in one round trip: every position up to the
+        // head is committed (the head row moves in the events' transaction), so finding fewer
+        // than `limit` events up to it means nothing of `types` is left there. The lateral
+        // join gives one row with null event columns when there is no event.
         let stmt = client
             .prepare_cached(
-                "SELECT position, stream, version, event_type, schema_version, recorded_at, data \
-                 FROM events WHERE position > $1 AND position <= $2 AND event_type = ANY($3) \
-                 ORDER BY position LIMIT $4",
+                "SELECT h.position, e.position, e.stream, e.version, e.event_type, \
+                 e.schema_version, e.recorded_at, e.data \
+                 FROM log_head h LEFT JOIN LATERAL ( \
+                   SELECT position, stream, version, event_type, schema_version, recorded_at, data \
+                   FROM events WHERE position > $1 AND position <= h.position \
+                   AND event_type = ANY($2) ORDER BY position LIMIT $3) e ON true \
+                 WHERE h.id = 1",
             )
             .await?;
         let rows = client
-            .query(&stmt, &[&(after as i64), &head, &types, &(limit as i64)])
+            .query(&stmt, &[&(after as i64), &types, &(limit as i64)])
             .await?;
-        let out: Vec<StoredEvent> = rows.iter().map(light_event).collect();
+        let head: i64 = rows.first().map(|r| r.get(0)).unwrap_or(after as i64);
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(position) = r.get::<_, Option<i64>>(1) else {
+                continue;
+            };
+            out.push(StoredEvent {
+                position: position as u64,
+                stream: r.get(2),
+                version: r.get::<_, i64>(3) as u64,
+                event_id: Uuid::nil(),
+                event_type: r.get(4),
+                schema_version: r.get::<_, i32>(5) as u32,
+                recorded_at: r.get(6),
+                actor: String::new(),
+                correlation_id: Uuid::nil(),
+                causation_id: None,
+                data: r.get(7),
+                prev_hash: [0; 32],
+                hash: [0; 32],
+            });
+        }
         let end = if out.len() == limit {
             out.last().map(|e| e.position).unwrap_or(after)
         } else {
