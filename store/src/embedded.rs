@@ -684,11 +684,7 @@ impl EventStore for SqliteEventStore {
             let rows =
                 stmt.query_map(params![after as i64, head, types, limit as i64], light_row)?;
             let out = collect_light(rows, limit)?;
-            let end = if out.len() == limit {
-                out.last().map(|e| e.position).unwrap_or(after)
-            } else {
-                (head as u64).max(after)
-            };
+            let end = crate::scanned_to(&out, limit, head as u64, after);
             Ok((out, end))
         })
         .await

@@ -233,6 +233,15 @@ pub struct Head {
     pub hash: Hash,
 }
 
+/// How far a read of some types after `after` scanned: to its last event when it returned
+/// `limit` (more may follow), else to `head` (read before it), past every other event.
+pub fn scanned_to(returned: &[StoredEvent], limit: usize, head: u64, after: u64) -> u64 {
+    match returned.last() {
+        Some(last) if returned.len() >= limit => last.position,
+        _ => head.max(after),
+    }
+}
+
 /// The canonical text of a stored time: RFC 3339, UTC, microseconds.
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)

@@ -870,11 +870,7 @@ impl EventStore for PgEventStore {
                 hash: [0; 32],
             });
         }
-        let end = if out.len() == limit {
-            out.last().map(|e| e.position).unwrap_or(after)
-        } else {
-            (head as u64).max(after)
-        };
+        let end = crate::scanned_to(&out, limit, head as u64, after);
         Ok((out, end))
     }
 

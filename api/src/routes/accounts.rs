@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use lightwidget_domain::account::{Account, AccountCommand, AccountError};
+use lightwidget_domain::account::{Account, AccountCommand, AccountError, OwnerStatus};
 use lightwidget_domain::event::{DeletionCause, InstagramIdentityLinked, Principal, Role};
 use lightwidget_domain::widget::{Widget, WidgetCommand, WidgetStatus};
 use lightwidget_domain::{
@@ -261,6 +261,58 @@ async fn account_widgets(
     Ok(out)
 }
 
+/// Runs an account command together with what it means for each of the account's widgets
+/// (`widget_command`: `None` leaves a widget alone), in one append with every stream's
+/// expected version, deciding again when another writer got there first. Answers the
+/// account's new events and the position of the last.
+async fn with_widgets(
+    app: &AppState,
+    caller: &Caller,
+    command: AccountCommand,
+    widget_command: impl Fn(&Widget) -> Option<WidgetCommand>,
+) -> ApiResult<(Vec<DomainEvent>, u64)> {
+    let account_id = caller.owner()?;
+    let meta = app.meta(Some(caller));
+    let write = |stream: String, version: u64, events: &[DomainEvent]| StreamWrite {
+        stream,
+        expected: ExpectedVersion::Exact(version),
+        events: events
+            .iter()
+            .map(|e| NewEvent::from_domain(e, &meta))
+            .collect(),
+    };
+    for _ in 0..lightwidget_commands::DEFAULT_MAX_ATTEMPTS {
+        let account = load_or_500::<Account>(app, &account_id.stream()).await?;
+        let now = app.clock.now();
+        let events = account
+            .state
+            .decide(command.clone(), now)
+            .map_err(account_problem)?;
+        let mut writes = vec![write(account_id.stream(), account.version, &events)];
+        for (id, w) in account_widgets(app, account_id).await? {
+            let Some(c) = widget_command(&w.state) else {
+                continue;
+            };
+            if let Ok(widget_events) = w.state.decide(c, now) {
+                writes.push(write(id.stream(), w.version, &widget_events));
+            }
+        }
+        match app
+            .store
+            .append(AppendRequest {
+                writes,
+                shred: vec![],
+            })
+            .await
+        {
+            Ok(r) => return Ok((events, r.last_position)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Problem::conflict("the account kept changing; try again"))
+}
+
 /// Deletes the caller's account: it and all its widgets enter the 90-day quarantine (R20).
 #[utoipa::path(delete, path = "/v1/me", tag = "accounts",
     responses((status = 202, body = Quarantined), (status = 401, body = Problem),
@@ -270,71 +322,28 @@ pub async fn delete_me(
     State(app): State<AppState>,
     caller: Caller,
 ) -> ApiResult<(StatusCode, Json<Quarantined>)> {
-    let account_id = caller.owner()?;
-    let meta = app.meta(Some(&caller));
-    for _ in 0..lightwidget_commands::DEFAULT_MAX_ATTEMPTS {
-        let account = load_or_500::<Account>(&app, &account_id.stream()).await?;
-        let now = app.clock.now();
-        let events = account
-            .state
-            .decide(AccountCommand::RequestDeletion, now)
-            .map_err(account_problem)?;
-        let until = match events.first() {
-            Some(DomainEvent::AccountDeletionRequested(e)) => e.quarantine_until,
-            _ => return Err(Problem::internal()),
-        };
-        let mut writes = vec![StreamWrite {
-            stream: account_id.stream(),
-            expected: ExpectedVersion::Exact(account.version),
-            events: events
-                .iter()
-                .map(|e| NewEvent::from_domain(e, &meta))
-                .collect(),
-        }];
-        for (id, w) in account_widgets(&app, account_id).await? {
-            if w.state.status != WidgetStatus::Active {
-                continue;
-            }
-            let Ok(events) = w.state.decide(
-                WidgetCommand::RequestDeletion {
-                    cause: DeletionCause::AccountDeletion,
-                    owner: account.state.status(),
-                },
-                now,
-            ) else {
-                continue;
-            };
-            writes.push(StreamWrite {
-                stream: id.stream(),
-                expected: ExpectedVersion::Exact(w.version),
-                events: events
-                    .iter()
-                    .map(|e| NewEvent::from_domain(e, &meta))
-                    .collect(),
-            });
-        }
-        match app
-            .store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-        {
-            Ok(r) => {
-                return Ok((
-                    StatusCode::ACCEPTED,
-                    Json(Quarantined {
-                        quarantine_until: lightwidget_store::format_time(until),
-                        position: r.last_position,
-                    }),
-                ))
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::conflict("the account kept changing; try again"))
+    let (events, position) = with_widgets(&app, &caller, AccountCommand::RequestDeletion, |w| {
+        (w.status == WidgetStatus::Active).then_some(WidgetCommand::RequestDeletion {
+            cause: DeletionCause::AccountDeletion,
+            // The owner's status before this deletion: active, or the account was refused.
+            owner: OwnerStatus::Active,
+        })
+    })
+    .await?;
+    let until = events
+        .iter()
+        .find_map(|e| match e {
+            DomainEvent::AccountDeletionRequested(e) => Some(e.quarantine_until),
+            _ => None,
+        })
+        .ok_or_else(Problem::internal)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Quarantined {
+            quarantine_until: lightwidget_store::format_time(until),
+            position,
+        }),
+    ))
 }
 
 /// Restores the caller's account during its quarantine, with the widgets that went with it.
@@ -343,63 +352,18 @@ pub async fn delete_me(
         (status = 403, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 pub async fn restore_me(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<Position>> {
-    let account_id = caller.owner()?;
-    let meta = app.meta(Some(&caller));
-    for _ in 0..lightwidget_commands::DEFAULT_MAX_ATTEMPTS {
-        let account = load_or_500::<Account>(&app, &account_id.stream()).await?;
-        let now = app.clock.now();
-        let events = account
-            .state
-            .decide(AccountCommand::Restore, now)
-            .map_err(account_problem)?;
-        let mut writes = vec![StreamWrite {
-            stream: account_id.stream(),
-            expected: ExpectedVersion::Exact(account.version),
-            events: events
-                .iter()
-                .map(|e| NewEvent::from_domain(e, &meta))
-                .collect(),
-        }];
-        for (id, w) in account_widgets(&app, account_id).await? {
-            let WidgetStatus::Quarantined {
+    let (_, position) = with_widgets(&app, &caller, AccountCommand::Restore, |w| {
+        matches!(
+            w.status,
+            WidgetStatus::Quarantined {
                 cause: DeletionCause::AccountDeletion,
                 ..
-            } = w.state.status
-            else {
-                continue;
-            };
-            if let Ok(events) = w.state.decide(
-                WidgetCommand::Restore {
-                    owner: lightwidget_domain::account::OwnerStatus::Active,
-                },
-                now,
-            ) {
-                writes.push(StreamWrite {
-                    stream: id.stream(),
-                    expected: ExpectedVersion::Exact(w.version),
-                    events: events
-                        .iter()
-                        .map(|e| NewEvent::from_domain(e, &meta))
-                        .collect(),
-                });
             }
-        }
-        match app
-            .store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-        {
-            Ok(r) => {
-                return Ok(Json(Position {
-                    position: r.last_position,
-                }))
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Problem::conflict("the account kept changing; try again"))
+        )
+        .then_some(WidgetCommand::Restore {
+            owner: OwnerStatus::Active,
+        })
+    })
+    .await?;
+    Ok(Json(Position { position }))
 }

@@ -61,8 +61,11 @@ impl Projection for Statistics {
         VIEW
     }
 
+    /// Views and clicks are most of the log: reading everything in position order is cheaper
+    /// than a filtered read (which the type index would serve out of order). The other
+    /// events are decoded without keys and ignored.
     fn event_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["WidgetViewed", "WidgetClicked", "WidgetPurged"])
+        None
     }
 
     /// Counts need no personal data: the access logs stay sealed.
