@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod extract;
 pub mod instagram;
+pub mod metered;
 pub mod problem;
 pub mod routes;
 pub mod settings;
@@ -291,9 +292,10 @@ impl Application {
             )),
             None => Arc::new(instagram::DemoInstagram),
         };
+        let events: Arc<dyn EventStore> = Arc::new(metered::MeteredStore(storage.events));
         let state = AppState {
-            hits: lightwidget_commands::HitRecorder::spawn(storage.events.clone(), 1000),
-            store: storage.events,
+            hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
+            store: events,
             views: storage.views,
             clock: storage.clock,
             manual_clock: storage.manual_clock,

@@ -527,6 +527,8 @@ async fn metrics_count_requests_per_route(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("lw_log_head_position"), "{text}");
+    assert!(text.contains("lw_store_append_seconds_bucket"), "{text}");
+    assert!(text.contains("lw_store_appended_events_total"), "{text}");
     assert!(!text.contains(&w), "no ids in metrics");
     assert!(!text.contains(&token), "no tokens in metrics");
 }
