@@ -139,6 +139,12 @@ pub trait Projection: Send + Sync {
     fn event_types(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// How long a following runner lets new events gather after the log moves, before it
+    /// reads them: larger batches, so fewer document writes per event, for read models that
+    /// can lag a little (counters). Zero: read at once.
+    fn linger(&self) -> Duration {
+        Duration::ZERO
+    }
     /// Whether `reads` may name further documents once the first ones are loaded (a
     /// reference to follow). A projection whose keys come from the event alone says no, and
     /// the runner asks it once per event instead of once per round.
@@ -573,6 +579,13 @@ impl Runner {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = self.events.wait_for(checkpoint, Duration::from_millis(500)) => {}
+                }
+                let linger = self.projection.linger();
+                if !linger.is_zero() {
+                    tokio::select! {
+                        _ = &mut stop => return Ok(()),
+                        _ = tokio::time::sleep(linger) => {}
+                    }
                 }
             }
         }

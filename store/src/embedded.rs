@@ -782,7 +782,8 @@ impl ViewStore for SqliteEventStore {
             let (owners, changes) = crate::views::commit_order(&changes);
             write_tx(c, || {
                 let current: Option<i64> = c
-                    .query_row("SELECT position FROM view_checkpoints WHERE view = ?1", [&view], |r| r.get(0))
+                    .prepare_cached("SELECT position FROM view_checkpoints WHERE view = ?1")?
+                    .query_row([&view], |r| r.get(0))
                     .optional()?;
                 let current = current.unwrap_or(0) as u64;
                 if current != from {
@@ -820,11 +821,11 @@ impl ViewStore for SqliteEventStore {
                         DocChange::DeleteOwner(_) => {}
                     }
                 }
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO view_checkpoints (view, position) VALUES (?1, ?2) \
                      ON CONFLICT (view) DO UPDATE SET position = excluded.position",
-                    params![view, to as i64],
-                )?;
+                )?
+                .execute(params![view, to as i64])?;
                 Ok(())
             })
         })

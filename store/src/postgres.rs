@@ -917,18 +917,17 @@ impl ViewStore for PgEventStore {
         let (owners, changes) = crate::views::commit_order(changes);
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) ON CONFLICT (view) DO NOTHING",
-            &[&view],
-        )
-        .await?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT position FROM view_checkpoints WHERE view = $1 FOR UPDATE",
-                &[&view],
+        let ensure = tx
+            .prepare_cached(
+                "INSERT INTO view_checkpoints (view, position) VALUES ($1, 0) \
+                 ON CONFLICT (view) DO NOTHING",
             )
-            .await?
-            .get(0);
+            .await?;
+        tx.execute(&ensure, &[&view]).await?;
+        let lock = tx
+            .prepare_cached("SELECT position FROM view_checkpoints WHERE view = $1 FOR UPDATE")
+            .await?;
+        let current: i64 = tx.query_one(&lock, &[&view]).await?.get(0);
         if current as u64 != from {
             return Err(StoreError::Conflict {
                 stream: format!("view:{view}"),
@@ -938,7 +937,8 @@ impl ViewStore for PgEventStore {
         }
         if !owners.is_empty() {
             tx.execute(
-                "DELETE FROM views WHERE view = $1 AND owner = ANY($2)",
+                &tx.prepare_cached("DELETE FROM views WHERE view = $1 AND owner = ANY($2)")
+                    .await?,
                 &[&view, &owners],
             )
             .await?;
@@ -963,24 +963,29 @@ impl ViewStore for PgEventStore {
             let owners: Vec<Option<&str>> = puts.iter().map(|d| d.owner.as_deref()).collect();
             let states: Vec<Option<&str>> = puts.iter().map(|d| d.state.as_deref()).collect();
             let dues: Vec<Option<DateTime<Utc>>> = puts.iter().map(|d| d.due_at).collect();
-            tx.execute(
-                "INSERT INTO views (view, key, doc, owner, state, due_at) \
-                 SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], $6::timestamptz[]) \
-                 ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, \
-                 state = excluded.state, due_at = excluded.due_at",
-                &[&view, &keys, &docs, &owners, &states, &dues],
-            )
-            .await?;
+            let upsert = tx
+                .prepare_cached(
+                    "INSERT INTO views (view, key, doc, owner, state, due_at) \
+                     SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], \
+                     $6::timestamptz[]) \
+                     ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, \
+                     owner = excluded.owner, state = excluded.state, due_at = excluded.due_at",
+                )
+                .await?;
+            tx.execute(&upsert, &[&view, &keys, &docs, &owners, &states, &dues])
+                .await?;
         }
         if !deletes.is_empty() {
             tx.execute(
-                "DELETE FROM views WHERE view = $1 AND key = ANY($2)",
+                &tx.prepare_cached("DELETE FROM views WHERE view = $1 AND key = ANY($2)")
+                    .await?,
                 &[&view, &deletes],
             )
             .await?;
         }
         tx.execute(
-            "UPDATE view_checkpoints SET position = $2 WHERE view = $1",
+            &tx.prepare_cached("UPDATE view_checkpoints SET position = $2 WHERE view = $1")
+                .await?,
             &[&view, &(to as i64)],
         )
         .await?;
