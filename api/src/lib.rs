@@ -184,7 +184,7 @@ impl utoipa::Modify for BearerAuth {
 /// Every route with its OpenAPI description: a route cannot be served without being
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{accounts, admin, ops, orders, widgets};
+    use routes::{accounts, admin, ops, orders, staff, widgets};
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
@@ -212,6 +212,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::list_invoices))
         .routes(routes!(orders::get_invoice))
         .routes(routes!(admin::add_staff))
+        .routes(routes!(staff::block))
+        .routes(routes!(staff::unblock))
+        .routes(routes!(staff::place_hold))
+        .routes(routes!(staff::release_hold))
         .routes(routes!(admin::advance_clock))
         .split_for_parts()
 }

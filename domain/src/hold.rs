@@ -44,6 +44,7 @@ pub enum HoldError {
 }
 
 impl Aggregate for LegalHold {
+    const READS_PERSONAL_DATA: bool = false;
     type Command = HoldCommand;
     type Error = HoldError;
 

@@ -459,6 +459,10 @@ const ROUTES: &[&str] = &[
     "GET /v1/invoices",
     "GET /v1/invoices/{number}",
     "POST /v1/staff",
+    "POST /v1/security/accounts/{id}/block",
+    "POST /v1/security/accounts/{id}/unblock",
+    "POST /v1/compliance/holds",
+    "DELETE /v1/compliance/holds/{hold_id}",
     "POST /v1/admin/clock",
 ];
 

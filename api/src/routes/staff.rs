@@ -1,0 +1,241 @@
+//! Staff actions on accounts: blocking by security staff (R17, R24) and legal holds by
+//! compliance staff (R21).
+
+use super::{load_or_500, new_id, run};
+use crate::auth::Caller;
+use crate::extract::{IdempotencyKey, JsonBody};
+use crate::problem::{ApiResult, Problem};
+use crate::routes::accounts::{account_problem, Position};
+use crate::state::{command_problem, AppState};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use lightwidget_domain::account::{Account, AccountCommand};
+use lightwidget_domain::event::Role;
+use lightwidget_domain::hold::{HoldCommand, HoldError, LegalHold};
+use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, Personal, Subject};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BlockBody {
+    /// Why the account is blocked (kept as security data of the account).
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Blocked {
+    /// The account's data is kept at least until then (R24).
+    pub hold_until: String,
+    pub position: u64,
+}
+
+/// An existing account, or 404.
+async fn existing_account(app: &AppState, id: &str) -> ApiResult<AccountId> {
+    let id: AccountId = id.parse().map_err(|_| Problem::not_found("account"))?;
+    let account = load_or_500::<Account>(app, &id.stream()).await?;
+    if !account.state.exists() {
+        return Err(Problem::not_found("account"));
+    }
+    Ok(id)
+}
+
+/// Blocks an account for abuse (security): it can do nothing more, and its data is kept at
+/// least 12 months from now, also if deletion is requested (R17, R24).
+#[utoipa::path(post, path = "/v1/security/accounts/{id}/block", tag = "staff",
+    request_body = BlockBody,
+    params(("id" = String, Path, description = "a UUID")),
+    responses((status = 200, body = Blocked), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn block(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<BlockBody>,
+) -> ApiResult<Json<Blocked>> {
+    let by = caller.staff(Role::Security)?;
+    let reason = body.value.reason.trim().to_owned();
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(Problem::invalid(
+            "reason",
+            "reason must be 1 to 2000 characters",
+        ));
+    }
+    let account_id = existing_account(&app, &id).await?;
+    let outcome = run::<Account>(
+        &app,
+        &caller,
+        &account_id.stream(),
+        AccountCommand::Block {
+            by,
+            reason: Personal::new(Subject::account(account_id), Category::Security, reason),
+        },
+        key.as_deref(),
+        &format!(
+            "POST /v1/security/accounts/{account_id}/block {}",
+            body.digest
+        ),
+    )
+    .await
+    .map_err(|e| command_problem(e, account_problem))?;
+    let hold_until = match outcome.events.first() {
+        Some(DomainEvent::AccountBlocked(b)) => b.hold_until,
+        // A replayed key: the hold date is the account's.
+        _ => load_or_500::<Account>(&app, &account_id.stream())
+            .await?
+            .state
+            .security_hold_until
+            .ok_or_else(Problem::internal)?,
+    };
+    Ok(Json(Blocked {
+        hold_until: lightwidget_store::format_time(hold_until),
+        position: outcome.position,
+    }))
+}
+
+/// Lifts a block (security). The 12-month hold of R24 stays.
+#[utoipa::path(post, path = "/v1/security/accounts/{id}/unblock", tag = "staff",
+    params(("id" = String, Path, description = "a UUID")),
+    responses((status = 200, body = Position), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn unblock(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Position>> {
+    let by = caller.staff(Role::Security)?;
+    let account_id = existing_account(&app, &id).await?;
+    let outcome = run::<Account>(
+        &app,
+        &caller,
+        &account_id.stream(),
+        AccountCommand::Unblock { by },
+        None,
+        "",
+    )
+    .await
+    .map_err(|e| command_problem(e, account_problem))?;
+    Ok(Json(Position {
+        position: outcome.position,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    #[schema(value_type = String, format = Uuid)]
+    pub account_id: AccountId,
+    pub reason: String,
+    pub case_ref: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HoldPlaced {
+    #[schema(value_type = String, format = Uuid)]
+    pub hold_id: HoldId,
+    pub position: u64,
+}
+
+fn hold_problem(e: HoldError) -> Problem {
+    match e {
+        HoldError::NotFound => Problem::not_found("hold"),
+        HoldError::MissingCaseRef => Problem::invalid("case_ref", e.to_string()),
+        other => Problem::conflict(other.to_string()),
+    }
+}
+
+/// Places a legal hold on an account (compliance): nothing of it is purged while the hold
+/// is in force (R21).
+#[utoipa::path(post, path = "/v1/compliance/holds", tag = "staff", request_body = HoldBody,
+    responses((status = 201, body = HoldPlaced), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn place_hold(
+    State(app): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<HoldBody>,
+) -> ApiResult<(StatusCode, Json<HoldPlaced>)> {
+    let by = caller.staff(Role::Compliance)?;
+    let HoldBody {
+        account_id,
+        reason,
+        case_ref,
+    } = body.value;
+    let (reason, case_ref) = (reason.trim().to_owned(), case_ref.trim().to_owned());
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(Problem::invalid(
+            "reason",
+            "reason must be 1 to 2000 characters",
+        ));
+    }
+    if case_ref.is_empty() || case_ref.chars().count() > 200 {
+        return Err(Problem::invalid(
+            "case_ref",
+            "case_ref must be 1 to 200 characters",
+        ));
+    }
+    let account_id = existing_account(&app, &account_id.to_string())
+        .await
+        .map_err(|p| p.field("account_id"))?;
+    let hold_id = HoldId(new_id(&caller, key.as_deref(), "hold"));
+    let outcome = run::<LegalHold>(
+        &app,
+        &caller,
+        &hold_id.stream(),
+        HoldCommand::Place {
+            hold_id,
+            account_id,
+            reason,
+            case_ref,
+            by,
+        },
+        key.as_deref(),
+        &format!("POST /v1/compliance/holds {}", body.digest),
+    )
+    .await
+    .map_err(|e| command_problem(e, hold_problem))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(HoldPlaced {
+            hold_id,
+            position: outcome.position,
+        }),
+    ))
+}
+
+/// Releases a legal hold (compliance); what became due meanwhile goes at the next sweep.
+#[utoipa::path(delete, path = "/v1/compliance/holds/{hold_id}", tag = "staff",
+    params(("hold_id" = String, Path, description = "a UUID")),
+    responses((status = 200, body = Position), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn release_hold(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(hold_id): Path<String>,
+) -> ApiResult<Json<Position>> {
+    let by = caller.staff(Role::Compliance)?;
+    let hold_id: HoldId = hold_id.parse().map_err(|_| Problem::not_found("hold"))?;
+    let outcome = run::<LegalHold>(
+        &app,
+        &caller,
+        &hold_id.stream(),
+        HoldCommand::Release { hold_id, by },
+        None,
+        "",
+    )
+    .await
+    .map_err(|e| command_problem(e, hold_problem))?;
+    Ok(Json(Position {
+        position: outcome.position,
+    }))
+}
