@@ -97,6 +97,26 @@ pub fn from_tree<T: DeserializeOwned>(tree: &serde_json::Value) -> Result<T, Pro
     })
 }
 
+/// The raw body (for signed webhooks), with the body limit answered as a problem (413).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::too_large()
+                } else {
+                    Problem::malformed("the body could not be read")
+                }
+            })
+    }
+}
+
 /// `Idempotency-Key`, when given.
 pub struct IdempotencyKey(pub Option<String>);
 

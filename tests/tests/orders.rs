@@ -258,6 +258,19 @@ async fn payments_need_the_webhook_secret(backend: Backend) {
     let r = webhook(&app, &body, PAYPAL_SECRET).await;
     assert_eq!(r.status, 503);
     assert!(r.headers.contains_key("retry-after"));
+    // Over the body limit: 413 as a problem, before any signature check.
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let r = app
+        .send(
+            app.client
+                .post(app.url("/v1/payments/paypal"))
+                .header("content-type", "application/json")
+                .header("x-lw-signature", sign(&big, PAYPAL_SECRET))
+                .body(big),
+        )
+        .await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
 }
 
 both_backends! {

@@ -3,10 +3,9 @@
 
 use super::{docs_of, load_or_500, new_id, run};
 use crate::auth::Caller;
-use crate::extract::{from_tree, IdempotencyKey, JsonBody, MinPosition};
+use crate::extract::{from_tree, IdempotencyKey, JsonBody, MinPosition, RawBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::{command_problem, AppState};
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -368,7 +367,7 @@ pub struct PaymentAccepted {
 pub async fn paypal(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Json<PaymentAccepted>> {
     use hmac::Mac;
     let secret = app.paypal_secret.as_ref().ok_or_else(|| {
