@@ -1,7 +1,7 @@
 //! `statistics`: views and clicks per widget and month (`<widget>:<YYYY-MM>`, owner = the
-//! widget), each with its days. Counts only: nothing personal (R2). A widget's totals and
-//! `by_day` are the sum of its month documents ([`summarize`]). A purged widget's statistics
-//! are deleted with it (R18).
+//! widget), with the counts of each day of the month (`daily_views`, `daily_clicks`). Counts
+//! only: nothing personal (R2). A widget's totals and `by_day` are the sum of its month
+//! documents ([`summarize`]). A purged widget's statistics are deleted with it (R18).
 //!
 //! One document per widget and month keeps writes down: a batch of events touches each
 //! (widget, month) once, however many views it holds.
@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 pub struct Statistics;
 
 pub const VIEW: &str = "statistics";
+
+/// A month's daily counts before the first hit.
+const DAYS_ZERO: [u64; 31] = [0; 31];
 
 /// How long the statistics runner lets views gather before it counts them.
 pub const LINGER_MS: u64 = 25;
@@ -31,11 +34,6 @@ fn month(at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{:04}-{:02}", at.year(), at.month())
 }
 
-fn day(at: chrono::DateTime<chrono::Utc>) -> String {
-    use chrono::Datelike;
-    format!("{:04}-{:02}-{:02}", at.year(), at.month(), at.day())
-}
-
 fn month_key(widget: &WidgetId, at: chrono::DateTime<chrono::Utc>) -> String {
     format!("{widget}:{}", month(at))
 }
@@ -50,9 +48,19 @@ pub fn summarize(months: &[ViewDoc]) -> Value {
     for m in months {
         views += m.doc["views"].as_u64().unwrap_or(0);
         clicks += m.doc["clicks"].as_u64().unwrap_or(0);
-        if let Some(days) = m.doc["days"].as_object() {
-            for (date, c) in days {
-                by_day.push(json!({"date": date, "views": c["views"], "clicks": c["clicks"]}));
+        let month = m.doc["month"].as_str().unwrap_or_default();
+        let (Some(v), Some(c)) = (
+            m.doc["daily_views"].as_array(),
+            m.doc["daily_clicks"].as_array(),
+        ) else {
+            continue;
+        };
+        for (i, (v, c)) in v.iter().zip(c).enumerate() {
+            let (v, c) = (v.as_u64().unwrap_or(0), c.as_u64().unwrap_or(0));
+            if v + c > 0 {
+                by_day.push(
+                    json!({"date": format!("{month}-{:02}", i + 1), "views": v, "clicks": c}),
+                );
             }
         }
     }
@@ -97,18 +105,35 @@ impl Projection for Statistics {
         if let Some((w, at, field)) = hit(d) {
             let key = month_key(&w, at);
             if view.get(&key).is_none() {
-                let doc = json!({"widget_id": w, "month": month(at), "views": 0, "clicks": 0, "days": {}});
+                // Counts per day of the month as two arrays indexed by day - 1: counting is
+                // an index, not a lookup by a formatted date.
+                let doc = json!({
+                    "widget_id": w, "month": month(at), "views": 0, "clicks": 0,
+                    "daily_views": DAYS_ZERO, "daily_clicks": DAYS_ZERO,
+                });
                 view.put(ViewDoc::new(key.clone(), doc).owner(w.to_string()));
             }
             // Counted in place: no copy of the document per event.
             if let Some(month) = view.get_mut(&key) {
-                let doc = &mut month.doc;
-                doc[field] = json!(doc[field].as_u64().unwrap_or(0) + 1);
-                let counts = &mut doc["days"][day(at)];
-                if counts.is_null() {
-                    *counts = json!({"views": 0, "clicks": 0});
+                use chrono::Datelike;
+                let Some(doc) = month.doc.as_object_mut() else {
+                    return;
+                };
+                if let Some(total) = doc.get_mut(field) {
+                    *total = json!(total.as_u64().unwrap_or(0) + 1);
                 }
-                counts[field] = json!(counts[field].as_u64().unwrap_or(0) + 1);
+                let daily = if field == "views" {
+                    "daily_views"
+                } else {
+                    "daily_clicks"
+                };
+                if let Some(slot) = doc
+                    .get_mut(daily)
+                    .and_then(Value::as_array_mut)
+                    .and_then(|days| days.get_mut(at.day0() as usize))
+                {
+                    *slot = json!(slot.as_u64().unwrap_or(0) + 1);
+                }
             }
         } else if let DomainEvent::WidgetPurged(p) = d {
             view.delete_owner(&p.widget_id.to_string());
