@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use base64::Engine;
 use lightwidget_domain::event::{Principal, Role, StaffAdded, TokenIssued};
 use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, StaffId, Subject};
-use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite};
+use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, StreamWrite};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -50,11 +50,12 @@ pub fn issue(
         issued_at: now,
     }
     .into();
-    StreamWrite {
-        stream: token_stream(&hash),
-        expected: ExpectedVersion::NoStream,
-        events: vec![NewEvent::from_domain(&event, meta)],
-    }
+    StreamWrite::of(
+        token_stream(&hash),
+        ExpectedVersion::NoStream,
+        &[event],
+        meta,
+    )
 }
 
 /// Who is calling.
@@ -176,7 +177,7 @@ pub async fn bootstrap_admin(
 ) -> anyhow::Result<Option<String>> {
     let store = &*app.store;
     let staff_stream = BOOTSTRAP_ADMIN.stream();
-    let exists = !store.read_stream(&staff_stream, 0, 1).await?.is_empty();
+    let exists = !store.read_stream_raw(&staff_stream, 0, 1).await?.is_empty();
     let meta = Metadata {
         actor: "system".into(),
         ..Metadata::system()
@@ -198,33 +199,27 @@ pub async fn bootstrap_admin(
             added_at: app.clock.now(),
         }
         .into();
-        writes.push(StreamWrite {
-            stream: staff_stream,
-            expected: ExpectedVersion::NoStream,
-            events: vec![NewEvent::from_domain(&added, &meta)],
-        });
+        writes.push(StreamWrite::of(
+            staff_stream,
+            ExpectedVersion::NoStream,
+            &[added],
+            &meta,
+        ));
     }
-    let (token, print) = match configured {
+    // The token to register, whether it is already known, and whether to print it.
+    let (token, known, print) = match configured {
         Some(t) => {
             let known = !store
-                .read_stream(&token_stream(&token_hash(t)), 0, 1)
+                .read_stream_raw(&token_stream(&token_hash(t)), 0, 1)
                 .await?
                 .is_empty();
-            if known && exists {
-                return Ok(None);
-            }
-            (t.to_owned(), false)
+            (t.to_owned(), known, false)
         }
         None if exists => return Ok(None),
-        None => (generate_token(), true),
+        // A fresh random token cannot be known yet.
+        None => (generate_token(), false, true),
     };
-    if !store
-        .read_stream(&token_stream(&token_hash(&token)), 0, 1)
-        .await?
-        .is_empty()
-    {
-        // The staff stream is missing but the token is known: add the staff member only.
-    } else {
+    if !known {
         writes.push(issue(
             &token,
             principal,

@@ -7,7 +7,7 @@ use crate::{load, CommandError, Outcome};
 use lightwidget_domain::event::CommandRecorded;
 use lightwidget_domain::{Aggregate, DomainEvent};
 use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamWrite,
+    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
 };
 use sha2::{Digest, Sha256};
 
@@ -116,19 +116,13 @@ where
         .into();
         let request = AppendRequest {
             writes: vec![
-                StreamWrite {
-                    stream: stream.to_owned(),
-                    expected: ExpectedVersion::Exact(loaded.version),
-                    events: events
-                        .iter()
-                        .map(|e| NewEvent::from_domain(e, meta))
-                        .collect(),
-                },
-                StreamWrite {
-                    stream: key_stream(key),
-                    expected: ExpectedVersion::NoStream,
-                    events: vec![NewEvent::from_domain(&record, meta)],
-                },
+                StreamWrite::of(
+                    stream,
+                    ExpectedVersion::Exact(loaded.version),
+                    &events,
+                    meta,
+                ),
+                StreamWrite::of(key_stream(key), ExpectedVersion::NoStream, &[record], meta),
             ],
             shred: vec![],
         };

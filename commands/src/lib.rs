@@ -13,7 +13,7 @@ pub use recorder::HitRecorder;
 
 use lightwidget_domain::{Aggregate, DomainEvent, EventDecodeError};
 use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError,
+    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
 };
 
 /// How many times a command is decided before a conflict is reported.
@@ -154,11 +154,15 @@ where
                 replayed: false,
             });
         }
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent::from_domain(e, meta))
-            .collect();
-        let request = AppendRequest::single(stream, ExpectedVersion::Exact(loaded.version), new);
+        let request = AppendRequest {
+            writes: vec![StreamWrite::of(
+                stream,
+                ExpectedVersion::Exact(loaded.version),
+                &events,
+                meta,
+            )],
+            shred: vec![],
+        };
         match store.append(request).await {
             Ok(r) => {
                 return Ok(Outcome {

@@ -15,7 +15,7 @@ use lightwidget_domain::{
     invoice_stream, Aggregate, Category, DomainEvent, OrderId, Personal, Subject,
 };
 use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamWrite,
+    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,12 +148,6 @@ pub async fn pay_order(
             version: order.version + pay.len() as u64,
         }
         .into();
-        let to_new = |events: &[DomainEvent]| {
-            events
-                .iter()
-                .map(|e| NewEvent::from_domain(e, meta))
-                .collect::<Vec<_>>()
-        };
         let mut writes = Vec::new();
         for (stream, version, events) in [
             (order_id.stream(), order.version, &pay),
@@ -161,19 +155,21 @@ pub async fn pay_order(
             (placed.widget_id.stream(), widget.version, &upgrade),
         ] {
             if !events.is_empty() {
-                writes.push(StreamWrite {
+                writes.push(StreamWrite::of(
                     stream,
-                    expected: ExpectedVersion::Exact(version),
-                    events: to_new(events),
-                });
+                    ExpectedVersion::Exact(version),
+                    events,
+                    meta,
+                ));
             }
         }
         // The record goes last: the position before it is the payment's last event.
-        writes.push(StreamWrite {
-            stream: key_stream(&key),
-            expected: ExpectedVersion::NoStream,
-            events: to_new(&[record]),
-        });
+        writes.push(StreamWrite::of(
+            key_stream(&key),
+            ExpectedVersion::NoStream,
+            &[record],
+            meta,
+        ));
         match store
             .append(AppendRequest {
                 writes,

@@ -133,6 +133,25 @@ pub struct StreamWrite {
     pub events: Vec<NewEvent>,
 }
 
+impl StreamWrite {
+    /// The write of domain events to `stream`, each with the caller's metadata.
+    pub fn of(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: &[DomainEvent],
+        meta: &Metadata,
+    ) -> Self {
+        StreamWrite {
+            stream: stream.into(),
+            expected,
+            events: events
+                .iter()
+                .map(|e| NewEvent::from_domain(e, meta))
+                .collect(),
+        }
+    }
+}
+
 /// One atomic append: writes to one or more streams and, in the same transaction, data keys
 /// to shred.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -666,18 +666,23 @@ fn key_row(r: &Row) -> Result<KeyRow, StoreError> {
 
 /// A row of the light read.
 fn light_event(r: &Row) -> StoredEvent {
+    light_event_from(r, 0)
+}
+
+/// The light read's columns starting at column `at` of the row.
+fn light_event_from(r: &Row, at: usize) -> StoredEvent {
     StoredEvent {
-        position: r.get::<_, i64>(0) as u64,
-        stream: r.get(1),
-        version: r.get::<_, i64>(2) as u64,
+        position: r.get::<_, i64>(at) as u64,
+        stream: r.get(at + 1),
+        version: r.get::<_, i64>(at + 2) as u64,
         event_id: Uuid::nil(),
-        event_type: r.get(3),
-        schema_version: r.get::<_, i32>(4) as u32,
-        recorded_at: r.get(5),
+        event_type: r.get(at + 3),
+        schema_version: r.get::<_, i32>(at + 4) as u32,
+        recorded_at: r.get(at + 5),
         actor: String::new(),
         correlation_id: Uuid::nil(),
         causation_id: None,
-        data: r.get(6),
+        data: r.get(at + 6),
         prev_hash: [0; 32],
         hash: [0; 32],
     }
@@ -849,27 +854,12 @@ impl EventStore for PgEventStore {
             .query(&stmt, &[&(after as i64), &types, &(limit as i64)])
             .await?;
         let head: i64 = rows.first().map(|r| r.get(0)).unwrap_or(after as i64);
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let Some(position) = r.get::<_, Option<i64>>(1) else {
-                continue;
-            };
-            out.push(StoredEvent {
-                position: position as u64,
-                stream: r.get(2),
-                version: r.get::<_, i64>(3) as u64,
-                event_id: Uuid::nil(),
-                event_type: r.get(4),
-                schema_version: r.get::<_, i32>(5) as u32,
-                recorded_at: r.get(6),
-                actor: String::new(),
-                correlation_id: Uuid::nil(),
-                causation_id: None,
-                data: r.get(7),
-                prev_hash: [0; 32],
-                hash: [0; 32],
-            });
-        }
+        // Without any event the one row has null event columns.
+        let out: Vec<StoredEvent> = rows
+            .iter()
+            .filter(|r| r.get::<_, Option<i64>>(1).is_some())
+            .map(|r| light_event_from(r, 1))
+            .collect();
         let end = crate::scanned_to(&out, limit, head as u64, after);
         Ok((out, end))
     }

@@ -16,7 +16,7 @@ use lightwidget_domain::{
     AccountId, Aggregate, Category, DomainEvent, Personal, Subject, WidgetId,
 };
 use lightwidget_projections::models::{accounts, widgets};
-use lightwidget_store::{AppendRequest, ExpectedVersion, NewEvent, StoreError, StreamWrite};
+use lightwidget_store::{AppendRequest, ExpectedVersion, StoreError, StreamWrite};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -122,14 +122,12 @@ pub async fn sign_in(
             .map_err(account_problem)?;
         let token = auth::generate_token();
         let principal = Principal::Owner { account_id };
-        let mut writes = vec![StreamWrite {
-            stream: account_id.stream(),
-            expected: ExpectedVersion::Exact(account.version),
-            events: events
-                .iter()
-                .map(|e| NewEvent::from_domain(e, &meta))
-                .collect(),
-        }];
+        let mut writes = vec![StreamWrite::of(
+            account_id.stream(),
+            ExpectedVersion::Exact(account.version),
+            &events,
+            &meta,
+        )];
         if new {
             let link: DomainEvent = InstagramIdentityLinked {
                 identity: identity.clone(),
@@ -137,11 +135,12 @@ pub async fn sign_in(
                 linked_at: app.clock.now(),
             }
             .into();
-            writes.push(StreamWrite {
-                stream: link_stream.clone(),
-                expected: ExpectedVersion::NoStream,
-                events: vec![NewEvent::from_domain(&link, &meta)],
-            });
+            writes.push(StreamWrite::of(
+                link_stream.clone(),
+                ExpectedVersion::NoStream,
+                &[link],
+                &meta,
+            ));
         }
         writes.push(auth::issue(
             &token,
@@ -216,7 +215,7 @@ pub async fn me(
         doc = app.views.get_many(accounts::VIEW, &key).await?.pop();
     }
     let doc = doc.ok_or_else(|| Problem::not_found("account"))?;
-    let widgets = docs_of(&app, widgets::VIEW, &account_id.to_string())
+    let widgets = docs_of(&app, widgets::VIEW, Some(&account_id.to_string()))
         .await?
         .iter()
         .map(widget_summary)
@@ -252,7 +251,7 @@ async fn account_widgets(
     let head = app.store.head().await?.position;
     app.wait_for(widgets::VIEW, Some(head)).await?;
     let mut out = Vec::new();
-    for doc in docs_of(app, widgets::VIEW, &account_id.to_string()).await? {
+    for doc in docs_of(app, widgets::VIEW, Some(&account_id.to_string())).await? {
         let Ok(id) = doc.key.parse::<WidgetId>() else {
             continue;
         };
@@ -273,13 +272,8 @@ async fn with_widgets(
 ) -> ApiResult<(Vec<DomainEvent>, u64)> {
     let account_id = caller.owner()?;
     let meta = app.meta(Some(caller));
-    let write = |stream: String, version: u64, events: &[DomainEvent]| StreamWrite {
-        stream,
-        expected: ExpectedVersion::Exact(version),
-        events: events
-            .iter()
-            .map(|e| NewEvent::from_domain(e, &meta))
-            .collect(),
+    let write = |stream: String, version: u64, events: &[DomainEvent]| {
+        StreamWrite::of(stream, ExpectedVersion::Exact(version), events, &meta)
     };
     for _ in 0..lightwidget_commands::DEFAULT_MAX_ATTEMPTS {
         let account = load_or_500::<Account>(app, &account_id.stream()).await?;

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_domain::event::{Principal, Role, StaffAdded};
 use lightwidget_domain::{Category, DomainEvent, Personal, StaffId, Subject};
-use lightwidget_store::{AppendRequest, ExpectedVersion, NewEvent, StoreError, StreamWrite};
+use lightwidget_store::{AppendRequest, ExpectedVersion, StoreError, StreamWrite};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,11 +77,12 @@ pub async fn add_staff(
     let principal = Principal::Staff { staff_id };
     let request = AppendRequest {
         writes: vec![
-            StreamWrite {
-                stream: staff_id.stream(),
-                expected: ExpectedVersion::NoStream,
-                events: vec![NewEvent::from_domain(&added, &meta)],
-            },
+            StreamWrite::of(
+                staff_id.stream(),
+                ExpectedVersion::NoStream,
+                &[added],
+                &meta,
+            ),
             auth::issue(&token, principal, role, now, &meta),
         ],
         shred: vec![],

@@ -28,8 +28,8 @@ where
         })
 }
 
-/// Every document of `owner` in `view`, paged through.
-pub async fn docs_of(app: &AppState, view: &str, owner: &str) -> ApiResult<Vec<ViewDoc>> {
+/// Every document of `owner` in `view` (of all owners when `None`), paged through.
+pub async fn docs_of(app: &AppState, view: &str, owner: Option<&str>) -> ApiResult<Vec<ViewDoc>> {
     let mut out: Vec<ViewDoc> = Vec::new();
     loop {
         let page = app
@@ -37,7 +37,7 @@ pub async fn docs_of(app: &AppState, view: &str, owner: &str) -> ApiResult<Vec<V
             .query(
                 view,
                 &ViewQuery {
-                    owner: Some(owner.to_owned()),
+                    owner: owner.map(str::to_owned),
                     after_key: out.last().map(|d| d.key.clone()),
                     limit: 500,
                     ..Default::default()

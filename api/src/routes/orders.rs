@@ -1,7 +1,7 @@
 //! Upgrade orders with their billing form (R10), card data refused (R11), the PayPal webhook
 //! that pays them and issues the invoice, and invoices.
 
-use super::{docs_of, load_or_500, new_id, run};
+use super::{docs_of, new_id, run};
 use crate::auth::Caller;
 use crate::extract::{from_tree, IdempotencyKey, JsonBody, MinPosition, RawBody};
 use crate::problem::{ApiResult, Problem};
@@ -10,13 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use lightwidget_commands::payment::{pay_order, PaymentError};
-use lightwidget_domain::account::Account;
 use lightwidget_domain::event::{BillingDetails, Plan, Role};
 use lightwidget_domain::order::{Order, OrderCommand, OrderError};
-use lightwidget_domain::widget::Widget;
-use lightwidget_domain::{Category, OrderId, Personal, Subject, WidgetId};
+use lightwidget_domain::{Category, OrderId, Personal, Subject};
 use lightwidget_projections::models::invoices;
-use lightwidget_store::{ViewDoc, ViewQuery};
+use lightwidget_store::ViewDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -296,15 +294,7 @@ pub async fn upgrade(
         return Err(Problem::invalid("plan", "plan must be `pro`"));
     }
     let billing = form.billing.validate()?;
-    let widget_id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
-    let widget = load_or_500::<Widget>(&app, &widget_id.stream()).await?;
-    if widget.state.account_id != Some(account_id) {
-        return Err(Problem::not_found("widget"));
-    }
-    let owner = load_or_500::<Account>(&app, &account_id.stream())
-        .await?
-        .state
-        .status();
+    let (widget_id, widget, owner) = super::widgets::own_widget(&app, &caller, &id).await?;
     let order_id = OrderId(new_id(&caller, key.as_deref(), "order"));
     let outcome = run::<Order>(
         &app,
@@ -493,32 +483,16 @@ pub async fn list_invoices(
     caller: Caller,
     MinPosition(min): MinPosition,
 ) -> ApiResult<Json<InvoiceList>> {
-    let docs = if let Ok(account) = caller.owner() {
-        app.wait_for(invoices::VIEW, min).await?;
-        docs_of(&app, invoices::VIEW, &account.to_string()).await?
-    } else {
-        caller.staff(Role::Compliance)?;
-        app.wait_for(invoices::VIEW, min).await?;
-        let mut all: Vec<ViewDoc> = Vec::new();
-        loop {
-            let page = app
-                .views
-                .query(
-                    invoices::VIEW,
-                    &ViewQuery {
-                        after_key: all.last().map(|d| d.key.clone()),
-                        limit: 500,
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let done = page.len() < 500;
-            all.extend(page);
-            if done {
-                break all;
-            }
+    // An owner sees their own invoices; compliance sees all.
+    let owner = match caller.owner() {
+        Ok(account) => Some(account.to_string()),
+        Err(_) => {
+            caller.staff(Role::Compliance)?;
+            None
         }
     };
+    app.wait_for(invoices::VIEW, min).await?;
+    let docs = docs_of(&app, invoices::VIEW, owner.as_deref()).await?;
     Ok(Json(InvoiceList {
         invoices: docs
             .iter()

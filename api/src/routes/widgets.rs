@@ -20,7 +20,7 @@ use lightwidget_domain::{
     AccountId, Aggregate, Category, DomainEvent, Personal, PreviewId, Subject, WidgetId,
 };
 use lightwidget_projections::models::{statistics, widgets};
-use lightwidget_store::{format_time, ExpectedVersion, NewEvent};
+use lightwidget_store::{format_time, ExpectedVersion};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
@@ -129,8 +129,19 @@ pub async fn create_preview(
     )
     .await
     .map_err(|e| command_problem(e, widget_problem))?;
-    let loaded = load_or_500::<Preview>(&app, &preview_id.stream()).await?;
-    let expires_at = loaded.state.expires_at.ok_or_else(Problem::internal)?;
+    let created = outcome.events.iter().find_map(|e| match e {
+        DomainEvent::PreviewCreated(p) => Some(p.expires_at),
+        _ => None,
+    });
+    // A replayed Idempotency-Key appended nothing: the expiry is the stored preview's.
+    let expires_at = match created {
+        Some(at) => at,
+        None => load_or_500::<Preview>(&app, &preview_id.stream())
+            .await?
+            .state
+            .expires_at
+            .ok_or_else(Problem::internal)?,
+    };
     Ok((
         StatusCode::CREATED,
         Json(PreviewCreatedBody {
@@ -253,7 +264,7 @@ pub async fn list_widgets(
 ) -> ApiResult<Json<WidgetList>> {
     let account_id = caller.owner()?;
     app.wait_for(widgets::VIEW, min).await?;
-    let docs = docs_of(&app, widgets::VIEW, &account_id.to_string()).await?;
+    let docs = docs_of(&app, widgets::VIEW, Some(&account_id.to_string())).await?;
     Ok(Json(WidgetList {
         widgets: docs.iter().map(widget_summary).collect(),
     }))
@@ -311,8 +322,9 @@ pub async fn get_widget(
     Ok(response)
 }
 
-/// The caller's widget aggregate, or 404.
-async fn own_widget(
+/// The caller's widget aggregate and the owner's status, or 404 (also for another owner's
+/// widget).
+pub(crate) async fn own_widget(
     app: &AppState,
     caller: &Caller,
     id: &str,
@@ -416,14 +428,15 @@ pub async fn patch_widget(
         )
         .map_err(widget_problem)?;
     let meta = app.meta(Some(&caller));
-    let request = lightwidget_store::AppendRequest::single(
-        id.stream(),
-        ExpectedVersion::Exact(expected),
-        events
-            .iter()
-            .map(|e| NewEvent::from_domain(e, &meta))
-            .collect(),
-    );
+    let request = lightwidget_store::AppendRequest {
+        writes: vec![lightwidget_store::StreamWrite::of(
+            id.stream(),
+            ExpectedVersion::Exact(expected),
+            &events,
+            &meta,
+        )],
+        shred: vec![],
+    };
     match app.store.append(request).await {
         Ok(r) => Ok(Json(VersionBody {
             version: r.versions.first().map(|v| v.1).unwrap_or(expected + 1),
@@ -678,7 +691,7 @@ pub async fn stats(
     caller.owner()?;
     app.wait_for(statistics::VIEW, min).await?;
     let doc = own_widget_doc(&app, &caller, &id).await?;
-    let months = docs_of(&app, statistics::VIEW, &doc.key).await?;
+    let months = docs_of(&app, statistics::VIEW, Some(&doc.key)).await?;
     let s = statistics::summarize(&months);
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     Ok(Json(Stats {
