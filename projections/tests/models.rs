@@ -169,7 +169,6 @@ async fn accounts_and_widgets(backend: Backend) {
     assert_eq!(acc.doc["username"], json!(format!("alice-{MARK}")));
     assert_eq!(acc.doc["status"], "active");
     assert_eq!(acc.doc["widget_count"], json!(1));
-    let _ = w;
     assert!(
         !acc.doc.to_string().contains("tok-"),
         "the access token stays out of the view"
