@@ -97,6 +97,13 @@ async fn card_data_and_bad_billing_are_refused_and_store_nothing(backend: Backen
             !r.body.to_string().contains("4111"),
             "the detail echoes no value"
         );
+        let detail = r.body["detail"].as_str().unwrap_or_default();
+        for value in ["Alice", "Prosta", "alice@example.com", "PL", "not-an-email"] {
+            assert!(
+                !detail.contains(value),
+                "billing data in the error: {detail}"
+            );
+        }
     }
     assert_eq!(
         app.store.head().await.expect("head").position,

@@ -202,7 +202,7 @@ impl BillingBody {
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(Problem::invalid(
                 "billing.country",
-                "billing.country must be an ISO 3166 two-letter code, like PL",
+                "billing.country must be an ISO 3166 two-letter code, like DE",
             ));
         }
         let vat_id = match self
@@ -228,7 +228,7 @@ impl BillingBody {
                 if !ok {
                     return Err(Problem::invalid(
                         "billing.vat_id",
-                        format!("billing.vat_id is not a VAT ID of {country}"),
+                        "billing.vat_id is not in the VAT ID format of billing.country",
                     ));
                 }
                 Some(id)
