@@ -22,6 +22,8 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use lightwidget_projections::models;
 use lightwidget_projections::{Projection, Runner};
+use lightwidget_retention::sweeper::Sweeper;
+use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
 use lightwidget_store::{Clock, EventStore, ManualClock, MasterKey, SystemClock, ViewStore};
@@ -75,13 +77,17 @@ pub fn clock_of(settings: &Settings) -> (Arc<dyn Clock>, Option<Arc<ManualClock>
     }
 }
 
-/// The read models the server keeps up to date.
-pub fn read_models() -> Vec<Arc<dyn Projection>> {
+/// The read models the server keeps up to date; the retention projection computes its due
+/// dates under `policy`.
+pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(models::Accounts),
         Arc::new(models::Widgets),
         Arc::new(models::Invoices),
         Arc::new(models::Statistics),
+        Arc::new(lightwidget_retention::projection::Retention::new(
+            policy.clone(),
+        )),
     ]
 }
 
@@ -184,7 +190,7 @@ impl utoipa::Modify for BearerAuth {
 /// Every route with its OpenAPI description: a route cannot be served without being
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{accounts, admin, ops, orders, staff, widgets};
+    use routes::{accounts, admin, ops, orders, retention, staff, widgets};
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
@@ -217,6 +223,10 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(staff::place_hold))
         .routes(routes!(staff::release_hold))
         .routes(routes!(admin::advance_clock))
+        .routes(routes!(retention::list))
+        .routes(routes!(retention::subject))
+        .routes(routes!(retention::purges))
+        .routes(routes!(retention::run_sweep))
         .split_for_parts()
 }
 
@@ -270,6 +280,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     admin_token: Option<String>,
+    sweep_interval: std::time::Duration,
 }
 
 impl Application {
@@ -280,10 +291,18 @@ impl Application {
 
     /// Builds around already open storage (tests pass theirs).
     pub async fn with_storage(settings: Settings, storage: Storage) -> anyhow::Result<Self> {
-        if let Some(path) = &settings.policy_file {
-            lightwidget_retention::RetentionPolicy::load(Some(path))
-                .with_context(|| format!("LW_POLICY_FILE {}", path.display()))?;
-        }
+        let policy = Arc::new(
+            RetentionPolicy::load(settings.policy_file.as_deref()).with_context(|| {
+                format!(
+                    "LW_POLICY_FILE {}",
+                    settings
+                        .policy_file
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("(built in)"))
+                        .display()
+                )
+            })?,
+        );
         let listener = tokio::net::TcpListener::bind(settings.listen_addr())
             .await
             .with_context(|| format!("binding {}", settings.listen_addr()))?;
@@ -297,7 +316,14 @@ impl Application {
             None => Arc::new(instagram::DemoInstagram),
         };
         let events: Arc<dyn EventStore> = Arc::new(metered::MeteredStore(storage.events));
+        let sweeper = Arc::new(Sweeper::new(
+            events.clone(),
+            storage.views.clone(),
+            storage.clock.clone(),
+            policy.clone(),
+        ));
         let state = AppState {
+            sweeper,
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
             store: events,
             views: storage.views,
@@ -308,6 +334,7 @@ impl Application {
             identity_key: Arc::new(storage.identity_key),
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
             metrics: routes::ops::prometheus(),
+            policy,
         };
         let admin_token = auth::bootstrap_admin(&state, settings.admin_token.as_deref())
             .await
@@ -316,6 +343,7 @@ impl Application {
             listener,
             state,
             admin_token,
+            sweep_interval: settings.sweep_interval(),
         })
     }
 
@@ -344,7 +372,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut runners = Vec::new();
-        for projection in read_models() {
+        for projection in read_models(&self.state.policy) {
             let runner = Runner::new(
                 self.state.store.clone(),
                 self.state.views.clone(),
@@ -358,6 +386,31 @@ impl Application {
                 };
                 if let Err(e) = runner.run(stopped).await {
                     tracing::error!(projection = %name, error = %e, "projection runner stopped");
+                }
+            }));
+        }
+        {
+            // The periodic sweep (R8: a preview is gone within minutes of its 15).
+            let sweeper = self.state.sweeper.clone();
+            let interval = self.sweep_interval;
+            let mut stop = stop_rx.clone();
+            runners.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(interval) => {}
+                    }
+                    match sweeper.sweep().await {
+                        Ok(r) if !r.purged.is_empty() => {
+                            tracing::info!(
+                                purged = r.purged.len(),
+                                position = r.position,
+                                "retention sweep"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                    }
                 }
             }));
         }

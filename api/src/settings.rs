@@ -52,6 +52,8 @@ pub struct Settings {
     pub paypal_webhook_secret: Option<String>,
     /// `LW_POLICY_FILE`.
     pub policy_file: Option<PathBuf>,
+    /// `LW_SWEEP_INTERVAL_SECONDS`: how often the retention sweep runs (default 60 s).
+    pub sweep_every: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -78,6 +80,12 @@ impl Settings {
             data_dir: "./data".into(),
             ..Default::default()
         }
+    }
+
+    /// How often the retention sweep runs.
+    pub fn sweep_interval(&self) -> std::time::Duration {
+        self.sweep_every
+            .unwrap_or(std::time::Duration::from_secs(60))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -128,6 +136,18 @@ impl Settings {
             instagram,
             paypal_webhook_secret: var("LW_PAYPAL_WEBHOOK_SECRET"),
             policy_file: var("LW_POLICY_FILE").map(PathBuf::from),
+            sweep_every: match var("LW_SWEEP_INTERVAL_SECONDS") {
+                None => None,
+                Some(v) => Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| (1..=86_400).contains(n))
+                        .map(std::time::Duration::from_secs)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("LW_SWEEP_INTERVAL_SECONDS must be 1 to 86400")
+                        })?,
+                ),
+            },
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub identity_key: Arc<[u8; 32]>,
     pub paypal_secret: Option<Arc<str>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub policy: Arc<lightwidget_retention::RetentionPolicy>,
+    pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
 }
 
 impl AppState {

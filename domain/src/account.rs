@@ -193,7 +193,12 @@ impl Aggregate for Account {
             }
             C::Purge => {
                 let id = self.id.ok_or(AccountError::NotFound)?;
-                let until = self.quarantine_until.ok_or(AccountError::NotQuarantined)?;
+                // A blocked account goes as if its deletion was requested at the block, once
+                // the security hold is over (R24).
+                let until = self
+                    .quarantine_until
+                    .or(self.blocked_until)
+                    .ok_or(AccountError::NotQuarantined)?;
                 if now < until {
                     return Err(AccountError::QuarantineNotOver(until));
                 }
@@ -441,6 +446,25 @@ mod tests {
                 purged_at: after,
             }
             .into()]);
+    }
+
+    #[test]
+    fn a_blocked_account_is_purged_as_if_deleted_at_the_block_once_held_12_months() {
+        given::<Account>([registered(), blocked()])
+            .when(AccountCommand::Purge, t0() + Duration::days(364))
+            .then_err(AccountError::QuarantineNotOver(t0() + Duration::days(365)));
+        let after = t0() + Duration::days(365);
+        given::<Account>([registered(), blocked()])
+            .when(AccountCommand::Purge, after)
+            .then([AccountPurged {
+                account_id: id(),
+                purged_at: after,
+            }
+            .into()]);
+        // Unblocked and never deleted: nothing to purge.
+        given::<Account>([registered(), blocked(), unblocked()])
+            .when(AccountCommand::Purge, after)
+            .then_err(AccountError::NotQuarantined);
     }
 
     #[test]

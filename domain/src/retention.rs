@@ -37,6 +37,7 @@ pub enum ErasureError {
 }
 
 impl Aggregate for SubjectErasures {
+    const READS_PERSONAL_DATA: bool = false;
     type Command = Erase;
     type Error = ErasureError;
 

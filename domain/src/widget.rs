@@ -51,6 +51,10 @@ pub enum WidgetCommand {
     },
     /// Issued by the retention sweeper once the quarantine is over.
     Purge,
+    /// Issued by the retention sweeper when the widget's account is purged (its deletion
+    /// clock ran out, or it was blocked and its security hold ended): the widget goes with
+    /// it, quarantined or not.
+    PurgeWithAccount,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -201,6 +205,17 @@ impl Aggregate for Widget {
                     WidgetStatus::Purged => Err(WidgetError::Purged),
                     _ => Err(WidgetError::NotQuarantined),
                 }
+            }
+            C::PurgeWithAccount => {
+                let widget_id = self.id.ok_or(WidgetError::NotFound)?;
+                if self.status == WidgetStatus::Purged {
+                    return Err(WidgetError::Purged);
+                }
+                Ok(vec![WidgetPurged {
+                    widget_id,
+                    purged_at: now,
+                }
+                .into()])
             }
         }
     }
@@ -449,6 +464,24 @@ mod tests {
         given::<Widget>([created()])
             .when(WidgetCommand::Purge, day_91)
             .then_err(WidgetError::NotQuarantined);
+    }
+
+    #[test]
+    fn a_widget_goes_with_its_account_quarantined_or_not() {
+        let purged: DomainEvent = WidgetPurged {
+            widget_id: wid(),
+            purged_at: t0(),
+        }
+        .into();
+        given::<Widget>([created()])
+            .when(WidgetCommand::PurgeWithAccount, t0())
+            .then([purged.clone()]);
+        given::<Widget>([created(), purged])
+            .when(WidgetCommand::PurgeWithAccount, t0())
+            .then_err(WidgetError::Purged);
+        given::<Widget>([])
+            .when(WidgetCommand::PurgeWithAccount, t0())
+            .then_err(WidgetError::NotFound);
     }
 
     #[test]

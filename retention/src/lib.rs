@@ -3,5 +3,7 @@
 //! appends purge events and shreds keys build on it.
 
 pub mod policy;
+pub mod projection;
+pub mod sweeper;
 
 pub use policy::{Period, PolicyError, RetentionPolicy, Rule};

@@ -15,6 +15,7 @@ pub const DEFAULT_POLICY: &str = include_str!("../policy.default.toml");
 /// A period: whole months (calendar-aware) or a fixed number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Period {
+    Years(u32),
     Months(u32),
     Seconds(i64),
 }
@@ -39,10 +40,8 @@ impl Period {
             "h" => Ok(secs(3600)),
             "d" => Ok(secs(86_400)),
             "mo" => Ok(Period::Months(n)),
-            "y" => n
-                .checked_mul(12)
-                .map(Period::Months)
-                .ok_or_else(|| format!("`{text}` is too long")),
+            "y" if n <= 1000 => Ok(Period::Years(n)),
+            "y" => Err(format!("`{text}` is too long")),
             other => Err(format!(
                 "`{text}` has unknown unit `{other}` (use m, h, d, mo or y)"
             )),
@@ -51,6 +50,7 @@ impl Period {
 
     pub fn after(&self, start: DateTime<Utc>) -> DateTime<Utc> {
         match self {
+            Period::Years(y) => Period::Months(y * 12).after(start),
             Period::Months(m) => start
                 .checked_add_months(Months::new(*m))
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
@@ -62,7 +62,9 @@ impl Period {
 impl fmt::Display for Period {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Period::Months(m) if m % 12 == 0 => write!(f, "{} years", m / 12),
+            Period::Years(1) => f.write_str("1 year"),
+            Period::Years(y) => write!(f, "{y} years"),
+            Period::Months(1) => f.write_str("1 month"),
             Period::Months(m) => write!(f, "{m} months"),
             Period::Seconds(s) if s % 86_400 == 0 => write!(f, "{} days", s / 86_400),
             Period::Seconds(s) if s % 3600 == 0 => write!(f, "{} hours", s / 3600),

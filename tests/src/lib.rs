@@ -257,6 +257,76 @@ impl TestApp {
     }
 }
 
+/// A complete order form (R10).
+pub fn billing() -> Value {
+    json!({"name": "Alice Example", "address": "ul. Prosta 1, 00-001 Warszawa",
+           "email": "alice@example.com", "vat_id": "PL5260250274", "country": "PL"})
+}
+
+/// The hex HMAC-SHA256 of a body, as PayPal's webhook carries it.
+pub fn sign(body: &[u8], secret: &str) -> String {
+    use hmac::Mac;
+    let mut mac =
+        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("hmac");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl TestApp {
+    /// Calls the PayPal webhook with `body` signed by `secret`.
+    pub async fn webhook(&self, body: &Value, secret: &str) -> Reply {
+        let bytes = serde_json::to_vec(body).expect("json");
+        self.send(
+            self.client
+                .post(self.url("/v1/payments/paypal"))
+                .header("content-type", "application/json")
+                .header("x-lw-signature", sign(&bytes, secret))
+                .body(bytes),
+        )
+        .await
+    }
+
+    /// Places an upgrade order for `widget` with `billing`: the order's answer.
+    pub async fn order(&self, token: &str, widget: &str, billing: Value) -> Value {
+        self.post(
+            &format!("/v1/widgets/{widget}/upgrade"),
+            Some(token),
+            json!({"plan": "pro", "billing": billing}),
+        )
+        .await
+        .expect(201)
+    }
+
+    /// Pays an order through the webhook: the webhook's answer (invoice number, position).
+    pub async fn pay(&self, order: &Value, transaction_id: &str) -> Value {
+        self.webhook(
+            &json!({"order_id": order["order_id"], "transaction_id": transaction_id,
+                    "amount": "29.00", "currency": "EUR", "status": "COMPLETED"}),
+            PAYPAL_SECRET,
+        )
+        .await
+        .expect(200)
+    }
+
+    /// Moves the manual clock on through the admin API.
+    pub async fn advance(&self, by: chrono::Duration) {
+        self.post(
+            "/v1/admin/clock",
+            Some(ADMIN_TOKEN),
+            json!({"advance_seconds": by.num_seconds()}),
+        )
+        .await
+        .expect(200);
+    }
+
+    /// Runs a retention sweep: the answer (`purged`, `position`).
+    pub async fn sweep(&self) -> Value {
+        self.post("/v1/admin/retention/run", Some(ADMIN_TOKEN), json!({}))
+            .await
+            .expect(200)
+    }
+}
+
 /// Runs an async test body once per backend.
 #[macro_export]
 macro_rules! both_backends {

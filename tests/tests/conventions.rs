@@ -464,6 +464,10 @@ const ROUTES: &[&str] = &[
     "POST /v1/compliance/holds",
     "DELETE /v1/compliance/holds/{hold_id}",
     "POST /v1/admin/clock",
+    "GET /v1/compliance/retention",
+    "GET /v1/compliance/subjects/{account_id}",
+    "GET /v1/compliance/purges",
+    "POST /v1/admin/retention/run",
 ];
 
 async fn openapi_describes_every_route(backend: Backend) {
@@ -494,6 +498,7 @@ async fn openapi_describes_every_route(backend: Backend) {
         let (method, path) = route.split_once(' ').expect("route");
         let path = path
             .replace("{id}", &id)
+            .replace("{account_id}", &id)
             .replace("{number}", "FV%2F2026%2F000001");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let r = app.call(method, &path, None, None).await;

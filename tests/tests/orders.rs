@@ -1,42 +1,17 @@
 //! Upgrade orders (R10), card data refused (R11), the PayPal webhook and invoices, through
 //! real HTTP on both backends.
 
-use hmac::Mac;
-use lightwidget_tests::{both_backends, Backend, TestApp, TestConfig, PAYPAL_SECRET};
+use lightwidget_tests::{
+    billing, both_backends, sign, Backend, TestApp, TestConfig, PAYPAL_SECRET,
+};
 use serde_json::{json, Value};
 
-fn billing() -> Value {
-    json!({"name": "Alice Example", "address": "ul. Prosta 1, 00-001 Warszawa",
-           "email": "alice@example.com", "vat_id": "PL5260250274", "country": "PL"})
-}
-
-fn sign(body: &[u8], secret: &str) -> String {
-    let mut mac =
-        <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("hmac");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
-}
-
 async fn webhook(app: &TestApp, body: &Value, secret: &str) -> lightwidget_tests::Reply {
-    let bytes = serde_json::to_vec(body).expect("json");
-    app.send(
-        app.client
-            .post(app.url("/v1/payments/paypal"))
-            .header("content-type", "application/json")
-            .header("x-lw-signature", sign(&bytes, secret))
-            .body(bytes),
-    )
-    .await
+    app.webhook(body, secret).await
 }
 
 async fn order(app: &TestApp, token: &str, widget: &str) -> Value {
-    app.post(
-        &format!("/v1/widgets/{widget}/upgrade"),
-        Some(token),
-        json!({"plan": "pro", "billing": billing()}),
-    )
-    .await
-    .expect(201)
+    app.order(token, widget, billing()).await
 }
 
 async fn card_data_and_bad_billing_are_refused_and_store_nothing(backend: Backend) {

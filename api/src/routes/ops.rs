@@ -59,7 +59,7 @@ async fn lag(
     app: &AppState,
 ) -> Result<(u64, Vec<(&'static str, u64)>), lightwidget_store::StoreError> {
     let mut out = Vec::new();
-    for p in crate::read_models() {
+    for p in crate::read_models(&app.policy) {
         out.push((p.name(), app.views.checkpoint(p.name()).await?));
     }
     Ok((app.store.head().await?.position, out))

@@ -1,0 +1,347 @@
+//! Compliance: the retention projection's items and the purges (R20, R21, R23, R24, R26), and
+//! the sweep on demand.
+
+use super::docs_of;
+use crate::auth::Caller;
+use crate::extract::{url_pairs, MinPosition};
+use crate::problem::{ApiResult, Problem};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use lightwidget_domain::event::Role;
+use lightwidget_domain::{AccountId, Category};
+use lightwidget_retention::projection::VIEW;
+use lightwidget_retention::sweeper::PurgedItem;
+use lightwidget_store::{format_time, ViewDoc, ViewQuery};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One retention item: a subject's personal data of one category.
+#[derive(Serialize, ToSchema)]
+pub struct RetentionItem {
+    pub subject_id: String,
+    pub account_id: Option<String>,
+    pub category: String,
+    /// The policy rule, e.g. `profile:90 days`.
+    pub rule: String,
+    /// When it falls due (also shown while held: the date it would have).
+    pub due_at: Option<String>,
+    /// `active`, `quarantined`, `held`, `due` or `purged`.
+    pub state: String,
+    #[schema(value_type = Vec<Object>)]
+    pub holds: serde_json::Value,
+    /// Why the data is still here (or when it went), in one sentence.
+    pub explanation: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RetentionItems {
+    pub items: Vec<RetentionItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Subject {
+    pub account_id: String,
+    pub categories: Vec<RetentionItem>,
+}
+
+/// The item as compliance reads it now: an item past its date and not held is `due`.
+fn item_view(doc: &ViewDoc, now: DateTime<Utc>) -> RetentionItem {
+    let d = &doc.doc;
+    let s = |f: &str| d[f].as_str().map(str::to_owned);
+    let mut state = s("state").unwrap_or_default();
+    if doc.due_at.is_some_and(|due| due <= now) {
+        state = "due".into();
+    }
+    RetentionItem {
+        subject_id: s("subject_id").unwrap_or_default(),
+        account_id: s("account_id"),
+        category: s("category").unwrap_or_default(),
+        rule: s("rule").unwrap_or_default(),
+        due_at: s("due_at"),
+        state,
+        holds: d["holds"].clone(),
+        explanation: s("explanation").unwrap_or_default(),
+    }
+}
+
+fn is_item(doc: &ViewDoc) -> bool {
+    doc.key.starts_with("item:")
+}
+
+fn bad(field: &str, message: &str) -> Problem {
+    Problem::invalid(field, message).with_status(axum::http::StatusCode::BAD_REQUEST)
+}
+
+#[derive(Default)]
+struct Filters {
+    account_id: Option<AccountId>,
+    category: Option<Category>,
+    state: Option<String>,
+    due_before: Option<DateTime<Utc>>,
+}
+
+fn parse_time(field: &str, v: &str) -> ApiResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| bad(field, &format!("{field} must be an RFC 3339 time")))
+}
+
+fn filters(uri: &Uri) -> ApiResult<Filters> {
+    let mut f = Filters::default();
+    for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
+        match k.as_ref() {
+            "account_id" => {
+                f.account_id = Some(
+                    v.parse()
+                        .map_err(|_| bad("account_id", "account_id must be a UUID"))?,
+                )
+            }
+            "category" => {
+                f.category = Some(v.parse().map_err(|_| {
+                    bad(
+                        "category",
+                        "category must be one of the policy's categories (see POLICY.md)",
+                    )
+                })?)
+            }
+            "state" => {
+                if !["active", "quarantined", "held", "due", "purged"].contains(&v.as_ref()) {
+                    return Err(bad(
+                        "state",
+                        "state must be active, quarantined, held, due or purged",
+                    ));
+                }
+                f.state = Some(v);
+            }
+            "due_before" => f.due_before = Some(parse_time("due_before", &v)?),
+            "min_position" => {}
+            other => return Err(bad(
+                other,
+                "unknown query parameter (account_id, category, state, due_before, min_position)",
+            )),
+        }
+    }
+    Ok(f)
+}
+
+/// At most this many items answer a query by due date.
+pub const DUE_PAGE: usize = 10_000;
+
+/// The retention items, filtered (compliance): by account, category, state (`due` = past
+/// its date and not held), and due date. Filters by due date and `due` read the due-date
+/// index; by account, the owner index.
+#[utoipa::path(get, path = "/v1/compliance/retention", tag = "compliance",
+    params(("account_id" = Option<String>, Query), ("category" = Option<String>, Query),
+        ("state" = Option<String>, Query), ("due_before" = Option<String>, Query),
+        ("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = RetentionItems), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+    MinPosition(min): MinPosition,
+    uri: Uri,
+) -> ApiResult<Json<RetentionItems>> {
+    caller.staff(Role::Compliance)?;
+    let f = filters(&uri)?;
+    app.wait_for(VIEW, min).await?;
+    let now = app.clock.now();
+    let docs = if f.account_id.is_none()
+        && (f.due_before.is_some() || f.state.as_deref() == Some("due"))
+    {
+        // Through the due-date index: only items that may be purged are in it.
+        let due_before = match (f.due_before, f.state.as_deref()) {
+            (Some(t), Some("due")) => t.min(now + chrono::Duration::microseconds(1)),
+            (Some(t), _) => t,
+            (None, _) => now + chrono::Duration::microseconds(1),
+        };
+        // One page of the index, earliest first; the sweep itself reads on page by page.
+        app.views
+            .query(
+                VIEW,
+                &ViewQuery {
+                    due_before: Some(due_before),
+                    limit: DUE_PAGE,
+                    ..Default::default()
+                },
+            )
+            .await?
+    } else {
+        docs_of(&app, VIEW, f.account_id.map(|a| a.to_string()).as_deref()).await?
+    };
+    let items = docs
+        .iter()
+        .filter(|d| is_item(d))
+        .filter(|d| {
+            f.category
+                .is_none_or(|c| d.doc["category"].as_str() == Some(c.as_str()))
+        })
+        .filter(|d| {
+            f.due_before.is_none_or(|t| {
+                d.doc["due_at"]
+                    .as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .is_some_and(|due| due < t)
+            })
+        })
+        .map(|d| item_view(d, now))
+        .filter(|i| f.state.as_deref().is_none_or(|s| i.state == s))
+        .collect();
+    Ok(Json(RetentionItems { items }))
+}
+
+/// Every category held for one account (compliance), with state and explanation.
+#[utoipa::path(get, path = "/v1/compliance/subjects/{account_id}", tag = "compliance",
+    params(("account_id" = String, Path, description = "a UUID"),
+        ("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = Subject), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn subject(
+    State(app): State<AppState>,
+    caller: Caller,
+    MinPosition(min): MinPosition,
+    Path(account_id): Path<String>,
+) -> ApiResult<Json<Subject>> {
+    caller.staff(Role::Compliance)?;
+    let id: AccountId = account_id
+        .parse()
+        .map_err(|_| Problem::not_found("account"))?;
+    app.wait_for(VIEW, min).await?;
+    let now = app.clock.now();
+    let docs = docs_of(&app, VIEW, Some(&id.to_string())).await?;
+    let categories: Vec<RetentionItem> = docs
+        .iter()
+        .filter(|d| is_item(d))
+        .map(|d| item_view(d, now))
+        .collect();
+    if categories.is_empty() {
+        return Err(Problem::not_found("account"));
+    }
+    Ok(Json(Subject {
+        account_id: id.to_string(),
+        categories,
+    }))
+}
+
+/// A purge event as compliance and auditors read it.
+#[derive(Serialize, ToSchema)]
+pub struct PurgeEvent {
+    pub position: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub stream: String,
+    pub recorded_at: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Purges {
+    pub purges: Vec<PurgeEvent>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+const PURGE_TYPES: [&str; 3] = ["PersonalDataErased", "AccountPurged", "WidgetPurged"];
+
+/// The purge events (compliance, auditor), in log order: `PersonalDataErased`,
+/// `AccountPurged`, `WidgetPurged`; `since` a time, `after` a position to page on.
+#[utoipa::path(get, path = "/v1/compliance/purges", tag = "compliance",
+    params(("since" = Option<String>, Query), ("after" = Option<u64>, Query),
+        ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Purges), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn purges(
+    State(app): State<AppState>,
+    caller: Caller,
+    uri: Uri,
+) -> ApiResult<Json<Purges>> {
+    if caller.staff(Role::Auditor).is_err() {
+        caller.staff(Role::Compliance)?;
+    }
+    let (mut since, mut after, mut limit) = (None, 0u64, 1000usize);
+    for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
+        match k.as_ref() {
+            "since" => since = Some(parse_time("since", &v)?),
+            "after" => {
+                after = v
+                    .parse()
+                    .map_err(|_| bad("after", "after must be a log position"))?
+            }
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| bad("limit", "limit must be 1 to 1000"))?
+            }
+            other => return Err(bad(other, "unknown query parameter (since, after, limit)")),
+        }
+    }
+    let mut out = Vec::new();
+    let mut next_after = None;
+    loop {
+        let (raw, scanned) = app
+            .store
+            .read_all_light_of(after, limit, &PURGE_TYPES)
+            .await?;
+        let full = raw.len() >= limit;
+        for e in raw {
+            if since.is_some_and(|s| e.recorded_at < s) {
+                after = e.position;
+                continue;
+            }
+            let data = serde_json::from_str(&e.data).unwrap_or(serde_json::Value::Null);
+            after = e.position;
+            out.push(PurgeEvent {
+                position: e.position,
+                event_type: e.event_type,
+                stream: e.stream,
+                recorded_at: format_time(e.recorded_at),
+                data,
+            });
+            if out.len() >= limit {
+                next_after = Some(after);
+                break;
+            }
+        }
+        if out.len() >= limit || !full {
+            break;
+        }
+        after = after.max(scanned);
+    }
+    Ok(Json(Purges {
+        purges: out,
+        next_after,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SweepDone {
+    #[schema(value_type = Vec<Object>)]
+    pub purged: Vec<PurgedItem>,
+    pub position: u64,
+}
+
+/// Runs a retention sweep now (admin, compliance): everything due and not held is purged.
+#[utoipa::path(post, path = "/v1/admin/retention/run", tag = "compliance",
+    responses((status = 200, body = SweepDone), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn run_sweep(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<SweepDone>> {
+    caller.staff(Role::Compliance)?;
+    let report = app.sweeper.sweep().await.map_err(|e| {
+        tracing::error!(error = %e, "retention sweep");
+        Problem::internal()
+    })?;
+    Ok(Json(SweepDone {
+        purged: report.purged,
+        position: report.position,
+    }))
+}

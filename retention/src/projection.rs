@@ -1,0 +1,854 @@
+//! The retention projection: one item per (subject, category) that holds personal data,
+//! with the rule that applies, the date it falls due, its state and the holds on it, and a
+//! sentence that explains all of that to compliance staff.
+//!
+//! Two kinds of documents live in the `retention` view:
+//!
+//! * `item:<subject>|<category>` — the facts of one item (its own clock, its deletion
+//!   request, its invoice, …) and what follows from them: `state`, `due_at`, `holds`,
+//!   `explanation`. Indexed by owner (the account), state, and due date — the due date only
+//!   while the item may actually be purged, so that the sweeper reads exactly the due items
+//!   through the due-date index: a held or purged item is not in it.
+//! * `account:<id>` — the facts that reach every item of an account: its deletion request,
+//!   its block and security hold (R24), its legal holds (R21), and the keys of its items.
+//!   An event that changes these re-evaluates every item of the account.
+//!
+//! The projection is a pure function of the log and the retention policy: a changed policy
+//! file needs a rebuild of this view to move due dates already computed.
+
+use crate::policy::RetentionPolicy;
+use chrono::{DateTime, Timelike, Utc};
+use lightwidget_domain::{AccountId, Category, DomainEvent, Subject, WidgetId};
+use lightwidget_projections::{Overlay, Projection, ViewReader};
+use lightwidget_store::{format_time, RecordedEvent, ViewDoc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub const VIEW: &str = "retention";
+
+/// The key of an item document.
+pub fn item_key(subject: &Subject, category: Category) -> String {
+    format!("item:{subject}|{category}")
+}
+
+/// The key of an account document.
+pub fn account_key(account: AccountId) -> String {
+    format!("account:{account}")
+}
+
+/// A clock that started: when, and the position of the event that started it (the purge's
+/// causation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub at: DateTime<Utc>,
+    pub position: u64,
+    /// The earliest the data may go whatever the policy says (a quarantine's end as the
+    /// event promised it to the user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invoice {
+    pub number: String,
+    pub year: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRef {
+    pub hold_id: String,
+    pub case_ref: String,
+    pub placed_at: DateTime<Utc>,
+}
+
+/// The facts of one item, as the log tells them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemFacts {
+    pub subject_id: Subject,
+    pub category: Category,
+    pub account_id: Option<AccountId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub widget_id: Option<WidgetId>,
+    pub since: DateTime<Utc>,
+    /// The item's own clock (preview created, last view, invoice issued, block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_clock: Option<Started>,
+    /// A deletion request of the item itself (a widget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<Started>,
+    /// Whether the account's deletion (or block) starts this item's clock.
+    pub follows_account: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<Invoice>,
+    /// A widget's access-log subjects: they go with the widget (R18).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_logs: Vec<Subject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged: Option<Purged>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    pub at: DateTime<Utc>,
+    pub rule: String,
+    pub position: u64,
+}
+
+/// The facts of an account that reach all its items.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountFacts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion: Option<Started>,
+    /// Set while the account is blocked: its deletion clock runs from the block (R24).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<Started>,
+    /// The latest block's hold date; it stays after an unblock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_until: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    #[serde(default)]
+    pub holds: Vec<HoldRef>,
+    #[serde(default)]
+    pub items: Vec<String>,
+}
+
+/// What the facts mean now: the state (`due` is a matter of the reader's clock and is not
+/// stored), the due date, the position of the cause, and the explanation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub state: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub cause_position: Option<u64>,
+    pub rule: String,
+    pub explanation: String,
+}
+
+/// A day or an instant, as people read it: a due date at midnight is "kept until" the day
+/// before; any other instant is shown to the minute.
+fn kept_until(due: DateTime<Utc>) -> String {
+    if due.num_seconds_from_midnight() == 0 && due.nanosecond() == 0 {
+        (due.date_naive() - chrono::Days::new(1)).to_string()
+    } else {
+        due.format("%Y-%m-%d %H:%M UTC").to_string()
+    }
+}
+
+fn day(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d").to_string()
+}
+
+/// Evaluates an item against its account and the policy.
+pub fn evaluate(
+    item: &ItemFacts,
+    account: Option<&AccountFacts>,
+    policy: &RetentionPolicy,
+) -> Verdict {
+    let rule = policy.rule(item.category);
+    if let Some(p) = &item.purged {
+        return Verdict {
+            state: "purged".into(),
+            due_at: None,
+            cause_position: None,
+            rule: p.rule.clone(),
+            explanation: format!("erased on {} under rule {}", day(p.at), p.rule),
+        };
+    }
+    // An order never invoiced has no accounting reason to stay: it goes with the profile.
+    let account_rule = match item.category {
+        Category::Billing => policy.rule(Category::Profile),
+        _ => rule,
+    };
+    let due_by = |r: &crate::Rule, s: &Started| {
+        let due = r.due_at(s.at);
+        s.not_before.map_or(due, |nb| due.max(nb))
+    };
+    let due_of = |s: &Started| due_by(rule, s);
+    let account_due = |s: &Started| due_by(account_rule, s);
+    // Every clock that runs, with why; the earliest one decides.
+    let mut clocks: Vec<(DateTime<Utc>, u64, String, bool)> = Vec::new();
+    if let Some(s) = &item.own_clock {
+        let why = match item.category {
+            Category::Preview => format!(
+                "preview created {}, {} (R8)",
+                s.at.format("%Y-%m-%d %H:%M UTC"),
+                rule.keep
+            ),
+            Category::AccessLog => format!(
+                "last view or click recorded {}, {} (R1)",
+                day(s.at),
+                rule.keep
+            ),
+            Category::Billing => match &item.invoice {
+                Some(i) => format!("invoice {} of {}, accounting law (R19)", i.number, i.year),
+                None => "accounting law (R19)".into(),
+            },
+            Category::Security => format!(
+                "evidence of the block of {}, kept {} (R24)",
+                day(s.at),
+                rule.keep
+            ),
+            other => format!("{other} recorded {}, {}", day(s.at), rule.keep),
+        };
+        clocks.push((due_of(s), s.position, why, false));
+    }
+    if let Some(s) = &item.deletion {
+        clocks.push((
+            due_of(s),
+            s.position,
+            format!(
+                "widget deleted on {}, {} quarantine (R18, R20)",
+                day(s.at),
+                rule.keep
+            ),
+            true,
+        ));
+    }
+    if item.follows_account {
+        if let Some(a) = account {
+            if let Some(s) = &a.deletion {
+                clocks.push((
+                    account_due(s),
+                    s.position,
+                    format!(
+                        "account deletion requested on {}, {} quarantine (R20)",
+                        day(s.at),
+                        rule.keep
+                    ),
+                    true,
+                ));
+            }
+            if let Some(s) = &a.blocked {
+                clocks.push((
+                    account_due(s),
+                    s.position,
+                    format!(
+                        "account blocked on {}: its data goes as if deletion was requested then (R24)",
+                        day(s.at)
+                    ),
+                    true,
+                ));
+            }
+        }
+    }
+    clocks.sort_by_key(|c| c.0);
+    let Some((mut due, cause, mut why, quarantined)) = clocks.into_iter().next() else {
+        let what = match item.category {
+            Category::Profile if item.subject_id.as_str().starts_with("staff:") => {
+                "kept while the staff member is on staff"
+            }
+            Category::Profile => "kept while the account exists (R20)",
+            Category::WidgetContent | Category::Statistics => "kept while the widget exists (R9)",
+            Category::Billing => "kept while the order is open and the account exists",
+            _ => "kept while it is in use",
+        };
+        return with_holds(
+            Verdict {
+                state: "active".into(),
+                due_at: None,
+                cause_position: None,
+                rule: rule.name(),
+                explanation: what.into(),
+            },
+            account,
+        );
+    };
+    if let Some((blocked_at, until)) = account.and_then(|a| a.security_until) {
+        if until > due {
+            due = until;
+            why = format!(
+                "{why}; the account was blocked on {}, so it is kept at least to the end of the security hold (R24)",
+                day(blocked_at)
+            );
+        }
+    }
+    with_holds(
+        Verdict {
+            state: if quarantined { "quarantined" } else { "active" }.into(),
+            due_at: Some(due),
+            cause_position: Some(cause),
+            rule: rule.name(),
+            explanation: format!("kept until {}: {why}", kept_until(due)),
+        },
+        account,
+    )
+}
+
+fn with_holds(mut v: Verdict, account: Option<&AccountFacts>) -> Verdict {
+    let holds = account.map(|a| a.holds.as_slice()).unwrap_or_default();
+    if holds.is_empty() {
+        return v;
+    }
+    let named: Vec<String> = holds
+        .iter()
+        .map(|h| format!("legal hold {}, case {}", h.hold_id, h.case_ref))
+        .collect();
+    v.state = "held".into();
+    v.explanation = format!(
+        "held by {} (R21); otherwise {}",
+        named.join(" and "),
+        v.explanation
+    );
+    v
+}
+
+/// The retention projection over a policy.
+pub struct Retention {
+    policy: Arc<RetentionPolicy>,
+}
+
+impl Retention {
+    pub fn new(policy: Arc<RetentionPolicy>) -> Self {
+        Retention { policy }
+    }
+}
+
+/// The item keys an event concerns directly (before references are followed), and the
+/// account it names, if it names one.
+fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
+    use DomainEvent as E;
+    let widget_items = |w: WidgetId| {
+        vec![
+            item_key(&Subject::widget(w), Category::WidgetContent),
+            item_key(&Subject::widget(w), Category::Statistics),
+        ]
+    };
+    match d {
+        E::AccountRegistered(e) => (
+            vec![item_key(&Subject::account(e.account_id), Category::Profile)],
+            Some(e.account_id),
+        ),
+        E::AccountBlocked(e) => (
+            vec![item_key(
+                &Subject::account(e.account_id),
+                Category::Security,
+            )],
+            Some(e.account_id),
+        ),
+        E::AccountDeletionRequested(e) => (vec![], Some(e.account_id)),
+        E::AccountRestored(e) => (vec![], Some(e.account_id)),
+        E::AccountUnblocked(e) => (vec![], Some(e.account_id)),
+        E::AccountPurged(e) => (vec![], Some(e.account_id)),
+        E::LegalHoldPlaced(e) => (vec![], Some(e.account_id)),
+        E::LegalHoldReleased(e) => (vec![], Some(e.account_id)),
+        E::PreviewCreated(e) => (
+            vec![item_key(&Subject::preview(e.preview_id), Category::Preview)],
+            Some(e.account_id),
+        ),
+        E::WidgetCreated(e) => (widget_items(e.widget_id), Some(e.account_id)),
+        E::WidgetDeletionRequested(e) => (widget_items(e.widget_id), Some(e.account_id)),
+        E::WidgetRestored(e) => (widget_items(e.widget_id), None),
+        E::WidgetPurged(e) => (widget_items(e.widget_id), None),
+        E::WidgetViewed(e) => (
+            vec![
+                item_key(e.access.subject(), Category::AccessLog),
+                item_key(&Subject::widget(e.widget_id), Category::WidgetContent),
+            ],
+            None,
+        ),
+        E::WidgetClicked(e) => (
+            vec![
+                item_key(e.access.subject(), Category::AccessLog),
+                item_key(&Subject::widget(e.widget_id), Category::WidgetContent),
+            ],
+            None,
+        ),
+        E::OrderPlaced(e) => (
+            vec![item_key(e.billing.subject(), Category::Billing)],
+            Some(e.account_id),
+        ),
+        E::InvoiceIssued(e) => (
+            vec![item_key(e.billing.subject(), Category::Billing)],
+            Some(e.account_id),
+        ),
+        E::StaffAdded(e) => (vec![item_key(e.name.subject(), Category::Profile)], None),
+        E::PersonalDataErased(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
+        _ => (vec![], None),
+    }
+}
+
+fn is_account_wide(d: &DomainEvent) -> bool {
+    use DomainEvent as E;
+    matches!(
+        d,
+        E::AccountDeletionRequested(_)
+            | E::AccountRestored(_)
+            | E::AccountBlocked(_)
+            | E::AccountUnblocked(_)
+            | E::AccountPurged(_)
+            | E::LegalHoldPlaced(_)
+            | E::LegalHoldReleased(_)
+    )
+}
+
+fn read_item(view: &dyn ViewReader, key: &str) -> Option<ItemFacts> {
+    view.get(key)
+        .and_then(|d| serde_json::from_value(d.doc["facts"].clone()).ok())
+}
+
+fn read_account(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
+    view.get(&account_key(id))
+        .and_then(|d| serde_json::from_value(d.doc.clone()).ok())
+}
+
+impl Retention {
+    fn put_item(
+        &self,
+        view: &mut Overlay,
+        key: &str,
+        item: &ItemFacts,
+        account: Option<&AccountFacts>,
+    ) {
+        let v = evaluate(item, account, &self.policy);
+        let holds: Vec<&HoldRef> = match (&item.purged, account) {
+            (None, Some(a)) => a.holds.iter().collect(),
+            _ => vec![],
+        };
+        let doc = serde_json::json!({
+            "subject_id": item.subject_id,
+            "account_id": item.account_id,
+            "category": item.category,
+            "rule": v.rule,
+            "due_at": v.due_at.map(format_time),
+            "state": v.state,
+            "holds": holds,
+            "explanation": v.explanation,
+            "cause_position": v.cause_position,
+            "facts": item,
+        });
+        let mut out = ViewDoc::new(key, doc).state(v.state.clone());
+        if let Some(a) = item.account_id {
+            out = out.owner(a.to_string());
+        }
+        // Only what may be purged is in the due-date index.
+        if let (Some(due), "active" | "quarantined") = (v.due_at, v.state.as_str()) {
+            out = out.due_at(due);
+        }
+        view.put(out);
+    }
+
+    fn put_account(view: &mut Overlay, id: AccountId, a: &AccountFacts) {
+        let doc = serde_json::to_value(a).unwrap_or_default();
+        view.put(ViewDoc::new(account_key(id), doc));
+    }
+}
+
+impl Projection for Retention {
+    fn name(&self) -> &'static str {
+        VIEW
+    }
+
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            "AccountRegistered",
+            "AccountDeletionRequested",
+            "AccountRestored",
+            "AccountBlocked",
+            "AccountUnblocked",
+            "AccountPurged",
+            "LegalHoldPlaced",
+            "LegalHoldReleased",
+            "PreviewCreated",
+            "WidgetCreated",
+            "WidgetDeletionRequested",
+            "WidgetRestored",
+            "WidgetPurged",
+            "WidgetViewed",
+            "WidgetClicked",
+            "OrderPlaced",
+            "InvoiceIssued",
+            "StaffAdded",
+            "PersonalDataErased",
+        ])
+    }
+
+    fn needs_personal_data(&self) -> bool {
+        false
+    }
+
+    fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+        let (mut keys, account) = direct(d);
+        // The account is named by the event, or by the item it concerns.
+        let account = account.or_else(|| {
+            keys.iter()
+                .filter_map(|k| read_item(loaded, k))
+                .find_map(|i| i.account_id)
+        });
+        if let Some(a) = account {
+            let key = account_key(a);
+            if is_account_wide(d) {
+                if let Some(facts) = read_account(loaded, a) {
+                    keys.extend(facts.items);
+                }
+            }
+            keys.push(key);
+        }
+        keys
+    }
+
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        use DomainEvent as E;
+        let (keys, named) = direct(d);
+        let account_id = named.or_else(|| {
+            keys.iter()
+                .filter_map(|k| read_item(view, k))
+                .find_map(|i| i.account_id)
+        });
+        let mut account = account_id.map(|a| read_account(view, a).unwrap_or_default());
+        let started = |at: DateTime<Utc>, not_before: Option<DateTime<Utc>>| Started {
+            at,
+            position: e.position,
+            not_before,
+        };
+        let new_item =
+            |subject: &Subject, category, widget_id, own_clock, follows_account| ItemFacts {
+                subject_id: subject.clone(),
+                category,
+                account_id,
+                widget_id,
+                since: e.recorded_at,
+                own_clock,
+                deletion: None,
+                follows_account,
+                invoice: None,
+                access_logs: vec![],
+                purged: None,
+            };
+        // The items this event changes, as they end up.
+        let mut items: Vec<(String, ItemFacts)> = Vec::new();
+        match d {
+            E::AccountRegistered(r) => {
+                let s = Subject::account(r.account_id);
+                items.push((
+                    keys[0].clone(),
+                    new_item(&s, Category::Profile, None, None, true),
+                ));
+            }
+            E::AccountBlocked(b) => {
+                if let Some(a) = account.as_mut() {
+                    a.blocked = Some(started(b.blocked_at, Some(b.hold_until)));
+                    a.security_until = Some((b.blocked_at, b.hold_until));
+                }
+                let s = Subject::account(b.account_id);
+                let clock = started(b.blocked_at, Some(b.hold_until));
+                let item = match read_item(view, &keys[0]) {
+                    Some(mut i) => {
+                        i.own_clock = Some(clock);
+                        i.purged = None;
+                        i
+                    }
+                    None => new_item(&s, Category::Security, None, Some(clock), false),
+                };
+                items.push((keys[0].clone(), item));
+            }
+            E::AccountUnblocked(_) => {
+                if let Some(a) = account.as_mut() {
+                    a.blocked = None;
+                }
+            }
+            E::AccountDeletionRequested(r) => {
+                if let Some(a) = account.as_mut() {
+                    a.deletion = Some(started(r.requested_at, Some(r.quarantine_until)));
+                }
+            }
+            E::AccountRestored(_) => {
+                if let Some(a) = account.as_mut() {
+                    a.deletion = None;
+                }
+            }
+            E::AccountPurged(_) => {}
+            E::LegalHoldPlaced(h) => {
+                if let Some(a) = account.as_mut() {
+                    a.holds.push(HoldRef {
+                        hold_id: h.hold_id.to_string(),
+                        case_ref: h.case_ref.clone(),
+                        placed_at: h.placed_at,
+                    });
+                }
+            }
+            E::LegalHoldReleased(h) => {
+                if let Some(a) = account.as_mut() {
+                    let id = h.hold_id.to_string();
+                    a.holds.retain(|x| x.hold_id != id);
+                }
+            }
+            E::PreviewCreated(p) => {
+                let s = Subject::preview(p.preview_id);
+                let clock = started(p.created_at, None);
+                items.push((
+                    keys[0].clone(),
+                    new_item(&s, Category::Preview, None, Some(clock), false),
+                ));
+            }
+            E::WidgetCreated(w) => {
+                let s = Subject::widget(w.widget_id);
+                for (k, c) in keys
+                    .iter()
+                    .zip([Category::WidgetContent, Category::Statistics])
+                {
+                    items.push((k.clone(), new_item(&s, c, Some(w.widget_id), None, true)));
+                }
+            }
+            E::WidgetDeletionRequested(w) => {
+                for k in &keys {
+                    if let Some(mut i) = read_item(view, k) {
+                        i.deletion = Some(started(w.requested_at, Some(w.quarantine_until)));
+                        items.push((k.clone(), i));
+                    }
+                }
+            }
+            E::WidgetRestored(_) => {
+                for k in &keys {
+                    if let Some(mut i) = read_item(view, k) {
+                        i.deletion = None;
+                        items.push((k.clone(), i));
+                    }
+                }
+            }
+            E::WidgetPurged(_) => {}
+            E::WidgetViewed(_) | E::WidgetClicked(_) => {
+                let (subject, widget_id, at) = match d {
+                    E::WidgetViewed(v) => (v.access.subject(), v.widget_id, v.viewed_at),
+                    E::WidgetClicked(c) => (c.access.subject(), c.widget_id, c.clicked_at),
+                    _ => return,
+                };
+                let clock = started(at, None);
+                let bucket = match read_item(view, &keys[0]) {
+                    Some(mut i) => {
+                        if i.purged.is_some() {
+                            // A bucket once erased takes no new entries' dates: its key is
+                            // gone and the entries read as erased.
+                            return;
+                        }
+                        if i.own_clock.as_ref().is_none_or(|c| c.at <= at) {
+                            i.own_clock = Some(clock);
+                        }
+                        i
+                    }
+                    None => {
+                        if let Some(mut w) = read_item(view, &keys[1]) {
+                            if !w.access_logs.contains(subject) {
+                                w.access_logs.push(subject.clone());
+                                items.push((keys[1].clone(), w));
+                            }
+                        }
+                        new_item(
+                            subject,
+                            Category::AccessLog,
+                            Some(widget_id),
+                            Some(clock),
+                            false,
+                        )
+                    }
+                };
+                items.push((keys[0].clone(), bucket));
+            }
+            E::OrderPlaced(o) => {
+                items.push((
+                    keys[0].clone(),
+                    new_item(
+                        o.billing.subject(),
+                        Category::Billing,
+                        Some(o.widget_id),
+                        None,
+                        true,
+                    ),
+                ));
+            }
+            E::InvoiceIssued(i) => {
+                let mut item = read_item(view, &keys[0]).unwrap_or_else(|| {
+                    new_item(
+                        i.billing.subject(),
+                        Category::Billing,
+                        Some(i.widget_id),
+                        None,
+                        true,
+                    )
+                });
+                item.own_clock = Some(started(i.issued_at, None));
+                item.follows_account = false;
+                item.invoice = Some(Invoice {
+                    number: i.invoice_number.clone(),
+                    year: i.year,
+                });
+                items.push((keys[0].clone(), item));
+            }
+            E::StaffAdded(s) => {
+                items.push((
+                    keys[0].clone(),
+                    new_item(s.name.subject(), Category::Profile, None, None, false),
+                ));
+            }
+            E::PersonalDataErased(p) => {
+                let mut item = read_item(view, &keys[0])
+                    .unwrap_or_else(|| new_item(&p.subject, p.category, None, None, false));
+                item.purged = Some(Purged {
+                    at: p.erased_at,
+                    rule: p.rule.clone(),
+                    position: e.position,
+                });
+                items.push((keys[0].clone(), item));
+            }
+            _ => return,
+        }
+        if let (Some(id), Some(a)) = (account_id, account.as_mut()) {
+            for (k, _) in &items {
+                if !a.items.contains(k) {
+                    a.items.push(k.clone());
+                }
+            }
+            Self::put_account(view, id, a);
+        }
+        let account = account.as_ref();
+        if is_account_wide(d) {
+            for k in account.map(|a| a.items.clone()).unwrap_or_default() {
+                if items.iter().any(|(x, _)| *x == k) {
+                    continue;
+                }
+                if let Some(i) = read_item(view, &k) {
+                    self.put_item(view, &k, &i, account);
+                }
+            }
+        }
+        for (k, i) in &items {
+            self.put_item(view, k, i, account);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0)
+            .single()
+            .expect("valid")
+    }
+    fn account() -> AccountId {
+        AccountId(uuid::Uuid::from_u128(7))
+    }
+    fn item(category: Category, subject: Subject) -> ItemFacts {
+        ItemFacts {
+            subject_id: subject,
+            category,
+            account_id: Some(account()),
+            widget_id: None,
+            since: t0(),
+            own_clock: None,
+            deletion: None,
+            follows_account: false,
+            invoice: None,
+            access_logs: vec![],
+            purged: None,
+        }
+    }
+    fn started(at: DateTime<Utc>, position: u64) -> Started {
+        Started {
+            at,
+            position,
+            not_before: None,
+        }
+    }
+
+    #[test]
+    fn an_invoice_keeps_billing_to_the_end_of_the_fifth_year() {
+        let mut i = item(Category::Billing, Subject::new("order", "o1"));
+        i.own_clock = Some(started(t0(), 12));
+        i.invoice = Some(Invoice {
+            number: "FV/2026/000003".into(),
+            year: 2026,
+        });
+        let v = evaluate(&i, None, &RetentionPolicy::defaults());
+        assert_eq!(v.state, "active");
+        assert_eq!(v.due_at, Utc.with_ymd_and_hms(2032, 1, 1, 0, 0, 0).single());
+        assert_eq!(v.cause_position, Some(12));
+        assert_eq!(
+            v.explanation,
+            "kept until 2031-12-31: invoice FV/2026/000003 of 2026, accounting law (R19)"
+        );
+    }
+
+    #[test]
+    fn an_order_never_invoiced_goes_with_the_profile() {
+        let mut i = item(Category::Billing, Subject::new("order", "o2"));
+        i.follows_account = true;
+        let policy = RetentionPolicy::defaults();
+        assert_eq!(evaluate(&i, None, &policy).due_at, None);
+        let a = AccountFacts {
+            deletion: Some(started(t0(), 3)),
+            ..Default::default()
+        };
+        let v = evaluate(&i, Some(&a), &policy);
+        assert_eq!(
+            (v.state.as_str(), v.due_at),
+            ("quarantined", Some(t0() + Duration::days(90)))
+        );
+        assert_eq!(v.rule, "billing:5 years");
+    }
+
+    #[test]
+    fn a_block_holds_everything_at_least_to_its_end() {
+        let mut i = item(Category::Profile, Subject::account(account()));
+        i.follows_account = true;
+        let until = t0() + Duration::days(365);
+        let a = AccountFacts {
+            deletion: Some(started(t0(), 3)),
+            security_until: Some((t0(), until)),
+            ..Default::default()
+        };
+        let v = evaluate(&i, Some(&a), &RetentionPolicy::defaults());
+        assert_eq!(v.due_at, Some(until));
+        assert!(v.explanation.contains("(R24)"), "{}", v.explanation);
+        // A preview of a blocked account waits as well.
+        let mut p = item(Category::Preview, Subject::new("preview", "p"));
+        p.own_clock = Some(started(t0(), 4));
+        assert_eq!(
+            evaluate(&p, Some(&a), &RetentionPolicy::defaults()).due_at,
+            Some(until)
+        );
+        assert_eq!(
+            evaluate(&p, None, &RetentionPolicy::defaults()).due_at,
+            Some(t0() + Duration::minutes(15))
+        );
+    }
+
+    #[test]
+    fn a_legal_hold_names_itself_and_keeps_the_date() {
+        let mut i = item(Category::WidgetContent, Subject::new("widget", "w"));
+        i.deletion = Some(started(t0(), 5));
+        let a = AccountFacts {
+            holds: vec![HoldRef {
+                hold_id: "7f3".into(),
+                case_ref: "KR-2026-17".into(),
+                placed_at: t0(),
+            }],
+            ..Default::default()
+        };
+        let v = evaluate(&i, Some(&a), &RetentionPolicy::defaults());
+        assert_eq!(v.state, "held");
+        assert_eq!(v.due_at, Some(t0() + Duration::days(90)));
+        assert!(
+            v.explanation
+                .starts_with("held by legal hold 7f3, case KR-2026-17 (R21); otherwise kept until 2026-06-08 09:00 UTC: widget deleted on 2026-03-10"),
+            "{}",
+            v.explanation
+        );
+    }
+
+    #[test]
+    fn a_purged_item_says_when_and_why() {
+        let mut i = item(Category::Preview, Subject::new("preview", "p"));
+        i.purged = Some(Purged {
+            at: t0(),
+            rule: "preview:15 minutes".into(),
+            position: 9,
+        });
+        let v = evaluate(&i, None, &RetentionPolicy::defaults());
+        assert_eq!(v.state, "purged");
+        assert_eq!(v.due_at, None);
+        assert_eq!(
+            v.explanation,
+            "erased on 2026-03-10 under rule preview:15 minutes"
+        );
+    }
+}

@@ -1,0 +1,643 @@
+//! Every retention rule of POLICY.md, end to end through HTTP on the manual clock, on both
+//! backends: quarantine and purge (R18, R20), billing kept for accounting (R19), previews
+//! (R8), access logs (R1), blocked accounts (R24), legal holds (R21), restore, and the sweep's
+//! exactly-once purge.
+
+use chrono::Duration;
+use lightwidget_tests::{billing, both_backends, Backend, TestApp, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+/// The retention items of an account as compliance reads them, up to date with the log.
+async fn items(app: &TestApp, account: &str) -> Vec<Value> {
+    let head = app.store.head().await.expect("head").position;
+    let r = app
+        .get(
+            &format!("/v1/compliance/subjects/{account}?min_position={head}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    r["categories"].as_array().expect("categories").clone()
+}
+
+/// The one item of `category` whose subject starts with `subject`.
+fn item<'a>(items: &'a [Value], subject: &str, category: &str) -> &'a Value {
+    items
+        .iter()
+        .find(|i| {
+            i["category"] == category
+                && i["subject_id"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(subject))
+        })
+        .unwrap_or_else(|| panic!("no {category} item of {subject} in {items:#?}"))
+}
+
+/// What a sweep purged, as `subject|category` strings.
+fn purged(sweep: &Value) -> Vec<String> {
+    let mut out: Vec<String> = sweep["purged"]
+        .as_array()
+        .expect("purged")
+        .iter()
+        .map(|p| {
+            format!(
+                "{}|{}",
+                p["subject_id"].as_str().unwrap_or(""),
+                p["category"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("alice").await;
+    let (w, _) = app.create_widget(&token, "Holiday").await;
+    let (kept, at) = app.create_widget(&token, "Kept").await;
+    assert_eq!(
+        app.get(&format!("/w/{w}?min_position={at}"), None)
+            .await
+            .status,
+        200
+    );
+    app.post(&format!("/w/{w}/click"), None, json!({})).await;
+
+    let r = app
+        .delete(&format!("/v1/widgets/{w}"), Some(&token))
+        .await
+        .expect(202);
+    let deleted_at = r["position"].as_u64().expect("position");
+    // Quarantined: not served, still restorable (R20), not purged by a sweep.
+    assert_eq!(
+        app.get(&format!("/w/{w}?min_position={deleted_at}"), None)
+            .await
+            .status,
+        404
+    );
+    assert!(purged(&app.sweep().await).is_empty());
+    let its = items(&app, &account).await;
+    let content = item(&its, &format!("widget:{w}"), "widget_content");
+    assert_eq!(content["state"], "quarantined");
+    assert_eq!(content["rule"], "widget_content:90 days");
+    assert!(
+        content["explanation"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("kept until ") && e.contains("widget deleted on")),
+        "{content}"
+    );
+    assert_eq!(
+        item(&its, &format!("widget:{w}"), "statistics")["state"],
+        "quarantined"
+    );
+    assert_eq!(
+        item(&its, &format!("accesslog:{w}"), "access_log")["state"],
+        "active"
+    );
+    assert_eq!(
+        item(&its, &format!("widget:{kept}"), "widget_content")["state"],
+        "active"
+    );
+
+    // Day 90 is still quarantine; day 91 is not.
+    app.advance(Duration::days(89)).await;
+    assert!(purged(&app.sweep().await).is_empty());
+    app.advance(Duration::days(2)).await;
+    let sweep = app.sweep().await;
+    let month = purged(&sweep)
+        .iter()
+        .find(|p| p.starts_with("accesslog:"))
+        .cloned()
+        .expect("the widget's access log goes with it (R18)");
+    assert_eq!(
+        purged(&sweep),
+        vec![
+            month,
+            format!("widget:{w}|statistics"),
+            format!("widget:{w}|widget_content")
+        ]
+    );
+    let at = sweep["position"].as_u64().expect("position");
+
+    // The widget is a tombstone: no content, no statistics, not served.
+    let doc = app
+        .get(&format!("/v1/widgets/{w}?min_position={at}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(
+        (doc["status"].as_str(), doc["title"].as_str()),
+        (Some("purged"), None)
+    );
+    assert_eq!(app.get(&format!("/w/{w}"), None).await.status, 404);
+    let stats = app
+        .get(
+            &format!("/v1/widgets/{w}/stats?min_position={at}"),
+            Some(&token),
+        )
+        .await;
+    assert!(
+        stats.status == 404 || stats.body["views"] == 0,
+        "statistics are gone with the widget: {stats:?}"
+    );
+    let its = items(&app, &account).await;
+    for category in ["widget_content", "statistics"] {
+        let i = item(&its, &format!("widget:{w}"), category);
+        assert_eq!(i["state"], "purged", "{i}");
+        assert!(i["explanation"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("erased on ")));
+    }
+    assert_eq!(
+        item(&its, &format!("widget:{kept}"), "widget_content")["state"],
+        "active"
+    );
+    assert_eq!(
+        app.get(&format!("/w/{kept}?min_position={at}"), None)
+            .await
+            .status,
+        200,
+        "the other widget is untouched"
+    );
+
+    // The erasure names the deletion request as its cause, and a second sweep does nothing.
+    let erasures = app
+        .store
+        .read_stream(&format!("retention-widget:{w}"), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(erasures.len(), 2);
+    let request = app.store.read_all(deleted_at - 1, 1).await.expect("read");
+    assert_eq!(request[0].event_type, "WidgetDeletionRequested");
+    assert!(erasures
+        .iter()
+        .all(|e| e.causation_id == Some(request[0].event_id)));
+    assert!(purged(&app.sweep().await).is_empty());
+    let list = app
+        .get("/v1/compliance/purges", Some(ADMIN_TOKEN))
+        .await
+        .expect(200);
+    let types: Vec<&str> = list["purges"]
+        .as_array()
+        .expect("purges")
+        .iter()
+        .filter_map(|p| p["type"].as_str())
+        .collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "WidgetPurged").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "PersonalDataErased").count(),
+        3,
+        "{types:?}"
+    );
+    app.stop().await;
+}
+
+async fn restore_during_quarantine_cancels_the_purge(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("bob").await;
+    let (w, _) = app.create_widget(&token, "Back again").await;
+    app.delete(&format!("/v1/widgets/{w}"), Some(&token))
+        .await
+        .expect(202);
+    app.advance(Duration::days(30)).await;
+    app.post(&format!("/v1/widgets/{w}/restore"), Some(&token), json!({}))
+        .await
+        .expect(200);
+    app.advance(Duration::days(70)).await;
+    assert!(purged(&app.sweep().await).is_empty());
+    let its = items(&app, &account).await;
+    let content = item(&its, &format!("widget:{w}"), "widget_content");
+    assert_eq!(content["state"], "active");
+    assert!(content["due_at"].is_null());
+    let head = app.store.head().await.expect("head").position;
+    assert_eq!(
+        app.get(&format!("/w/{w}?min_position={head}"), None)
+            .await
+            .status,
+        200
+    );
+    app.stop().await;
+}
+
+async fn account_deletion_keeps_billing_to_the_end_of_the_fifth_year(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("carol").await;
+    let (w, _) = app.create_widget(&token, "Shop").await;
+    let order = app.order(&token, &w, billing()).await;
+    let order_id = order["order_id"].as_str().expect("order id").to_owned();
+    let invoice = app.pay(&order, "PAYPAL-TXN-1").await;
+    let number = invoice["invoice_number"]
+        .as_str()
+        .expect("number")
+        .to_owned();
+    let year: i32 = number[3..7].parse().expect("year");
+    let (open_order_widget, _) = app.create_widget(&token, "Never paid").await;
+    app.order(&token, &open_order_widget, billing()).await;
+
+    app.delete("/v1/me", Some(&token)).await.expect(202);
+    let its = items(&app, &account).await;
+    assert_eq!(item(&its, "account:", "profile")["state"], "quarantined");
+    let paid = item(&its, &format!("order:{}", order_id), "billing");
+    assert_eq!(paid["state"], "active");
+    assert_eq!(
+        paid["explanation"],
+        format!(
+            "kept until {}-12-31: invoice {number} of {year}, accounting law (R19)",
+            year + 5
+        )
+    );
+
+    app.advance(Duration::days(91)).await;
+    let sweep = app.sweep().await;
+    let gone = purged(&sweep);
+    assert!(
+        gone.contains(&format!("account:{account}|profile")),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&format!("widget:{w}|widget_content")),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&format!("widget:{open_order_widget}|widget_content")),
+        "{gone:?}"
+    );
+    // The order never paid has no accounting reason to stay; the paid one has.
+    assert!(gone.iter().any(|p| p.ends_with("|billing")), "{gone:?}");
+    assert!(!gone
+        .iter()
+        .any(|p| p.starts_with(&format!("order:{}", order_id))));
+    let at = sweep["position"].as_u64().expect("position");
+    let me = app
+        .get(&format!("/v1/me?min_position={at}"), Some(&token))
+        .await;
+    assert!(
+        me.status == 200 && me.body["status"] == "purged" || me.status == 401 || me.status == 404,
+        "{me:?}"
+    );
+    let kept = app
+        .get(
+            &format!(
+                "/v1/invoices/{}?min_position={at}",
+                number.replace('/', "%2F")
+            ),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        kept["billing"]["name"], "Alice Example",
+        "billing stays (R19)"
+    );
+
+    // 1 January of the sixth year: the billing data goes, number and amount stay.
+    let now = {
+        use lightwidget_store::Clock;
+        app.clock.now()
+    };
+    let first_of_sixth = chrono::NaiveDate::from_ymd_opt(year + 6, 1, 1)
+        .expect("date")
+        .and_hms_opt(0, 0, 1)
+        .expect("time")
+        .and_utc();
+    app.advance(first_of_sixth - now - Duration::days(1)).await;
+    assert!(
+        purged(&app.sweep().await).is_empty(),
+        "31 December is still kept"
+    );
+    app.advance(Duration::days(1)).await;
+    let sweep = app.sweep().await;
+    assert_eq!(purged(&sweep), vec![format!("order:{}|billing", order_id)]);
+    let at = sweep["position"].as_u64().expect("position");
+    let kept = app
+        .get(
+            &format!(
+                "/v1/invoices/{}?min_position={at}",
+                number.replace('/', "%2F")
+            ),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    assert!(kept["billing"]["name"].is_null(), "{kept}");
+    assert_eq!(kept["invoice_number"], number.as_str());
+    assert!(!kept["amount"].is_null());
+    app.stop().await;
+}
+
+async fn previews_go_after_15_minutes_and_access_logs_after_12_months(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("dave").await;
+    let p = app
+        .post(
+            "/v1/previews",
+            Some(&token),
+            json!({"title": "Draft", "layout": "grid", "columns": 2}),
+        )
+        .await
+        .expect(201);
+    let preview = p["preview_id"].as_str().expect("id").to_owned();
+    let (w, at) = app.create_widget(&token, "Public").await;
+    assert_eq!(
+        app.get(&format!("/w/{w}?min_position={at}"), None)
+            .await
+            .status,
+        200
+    );
+
+    app.advance(Duration::minutes(14)).await;
+    assert!(purged(&app.sweep().await).is_empty());
+    app.advance(Duration::minutes(2)).await;
+    assert_eq!(
+        purged(&app.sweep().await),
+        vec![format!("preview:{preview}|preview")]
+    );
+    assert_eq!(
+        app.get(&format!("/v1/previews/{preview}"), None)
+            .await
+            .status,
+        410
+    );
+
+    // Another view later in the month moves the bucket's date; 12 months after it, it goes.
+    app.advance(Duration::days(1)).await;
+    app.get(&format!("/w/{w}"), None).await.expect(200);
+    let its = items(&app, &account).await;
+    let log = item(&its, &format!("accesslog:{w}"), "access_log");
+    assert_eq!(log["rule"], "access_log:12 months");
+    assert!(
+        log["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("(R1)")),
+        "{log}"
+    );
+    app.advance(Duration::days(364)).await;
+    assert!(
+        purged(&app.sweep().await).is_empty(),
+        "not before 12 months"
+    );
+    app.advance(Duration::days(2)).await;
+    let gone = purged(&app.sweep().await);
+    assert!(
+        !gone.is_empty()
+            && gone
+                .iter()
+                .all(|p| p.starts_with(&format!("accesslog:{w}"))),
+        "{gone:?}"
+    );
+    // The counts stay (R1, R2); the widget stays.
+    let head = app.store.head().await.expect("head").position;
+    let stats = app
+        .get(
+            &format!("/v1/widgets/{w}/stats?min_position={head}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(stats["views"], 2);
+    assert_eq!(app.get(&format!("/w/{w}"), None).await.status, 200);
+    app.stop().await;
+}
+
+async fn a_blocked_account_is_kept_12_months(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let security = app.staff("security").await;
+    // One account asked for deletion and was then blocked; one was only blocked.
+    let (t1, deleted, _) = app.sign_in("erin").await;
+    let (w1, _) = app.create_widget(&t1, "one").await;
+    app.delete("/v1/me", Some(&t1)).await.expect(202);
+    let (t2, blocked, _) = app.sign_in("frank").await;
+    let (w2, _) = app.create_widget(&t2, "two").await;
+    for a in [&deleted, &blocked] {
+        app.post(
+            &format!("/v1/security/accounts/{a}/block"),
+            Some(&security),
+            json!({"reason": "spam"}),
+        )
+        .await
+        .expect(200);
+    }
+    app.advance(Duration::days(100)).await;
+    assert!(
+        purged(&app.sweep().await).is_empty(),
+        "the security hold wins over the quarantine"
+    );
+    let its = items(&app, &deleted).await;
+    let profile = item(&its, "account:", "profile");
+    assert_eq!(profile["state"], "quarantined");
+    assert!(
+        profile["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("(R24)")),
+        "{profile}"
+    );
+    let security_item = item(&its, "account:", "security");
+    assert_eq!(security_item["due_at"], profile["due_at"]);
+
+    app.advance(Duration::days(270)).await;
+    let gone = purged(&app.sweep().await);
+    for (account, widget) in [(&deleted, &w1), (&blocked, &w2)] {
+        for expected in [
+            format!("account:{account}|profile"),
+            format!("account:{account}|security"),
+            format!("widget:{widget}|widget_content"),
+        ] {
+            assert!(gone.contains(&expected), "{expected} in {gone:?}");
+        }
+    }
+    app.stop().await;
+}
+
+async fn a_legal_hold_stops_every_purge_until_released(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let compliance = app.staff("compliance").await;
+    let (token, account, _) = app.sign_in("grace").await;
+    let (w, _) = app.create_widget(&token, "evidence").await;
+    app.delete("/v1/me", Some(&token)).await.expect(202);
+    let hold = app
+        .post(
+            "/v1/compliance/holds",
+            Some(&compliance),
+            json!({"account_id": account, "reason": "court order", "case_ref": "KR-2026-17"}),
+        )
+        .await
+        .expect(201);
+    let hold_id = hold["hold_id"].as_str().expect("hold").to_owned();
+    app.advance(Duration::days(120)).await;
+    assert!(purged(&app.sweep().await).is_empty());
+    let its = items(&app, &account).await;
+    for i in &its {
+        assert_eq!(i["state"], "held", "{i}");
+        assert!(
+            i["explanation"].as_str().is_some_and(
+                |e| e.starts_with(&format!("held by legal hold {hold_id}, case KR-2026-17"))
+            ),
+            "{i}"
+        );
+        assert_eq!(i["holds"][0]["case_ref"], "KR-2026-17");
+    }
+    let due = app
+        .get("/v1/compliance/retention?state=due", Some(&compliance))
+        .await
+        .expect(200);
+    assert!(
+        due["items"].as_array().is_some_and(|a| a.is_empty()),
+        "{due}"
+    );
+    let held = app
+        .get(
+            &format!("/v1/compliance/retention?state=held&account_id={account}&category=profile"),
+            Some(&compliance),
+        )
+        .await
+        .expect(200);
+    assert_eq!(held["items"].as_array().map(Vec::len), Some(1));
+
+    app.delete(
+        &format!("/v1/compliance/holds/{hold_id}"),
+        Some(&compliance),
+    )
+    .await
+    .expect(200);
+    let head = app.store.head().await.expect("head").position;
+    let due = app
+        .get(
+            &format!("/v1/compliance/retention?state=due&min_position={head}"),
+            Some(&compliance),
+        )
+        .await
+        .expect(200);
+    assert!(
+        due["items"].as_array().is_some_and(|a| a.len() >= 2),
+        "{due}"
+    );
+    let gone = purged(&app.sweep().await);
+    assert!(
+        gone.contains(&format!("account:{account}|profile")),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&format!("widget:{w}|widget_content")),
+        "{gone:?}"
+    );
+    app.stop().await;
+}
+
+async fn concurrent_sweeps_purge_each_item_once(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let mut accounts = Vec::new();
+    for n in 0..6 {
+        let (token, account, _) = app.sign_in(&format!("user{n}")).await;
+        app.create_widget(&token, "w").await;
+        app.delete("/v1/me", Some(&token)).await.expect(202);
+        accounts.push(account);
+    }
+    app.advance(Duration::days(91)).await;
+    let (a, b) = tokio::join!(app.sweep(), app.sweep());
+    let mut all = purged(&a);
+    all.extend(purged(&b));
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "nothing purged twice: {all:?}");
+    assert_eq!(
+        all.len(),
+        6 * 3,
+        "profile, content and statistics of each: {all:?}"
+    );
+    for account in &accounts {
+        let erasures = app
+            .store
+            .read_stream(&format!("retention-account:{account}"), 0, 10)
+            .await
+            .expect("read");
+        assert_eq!(erasures.len(), 1);
+        let purges = app
+            .store
+            .read_stream(&format!("account-{account}"), 0, 100)
+            .await
+            .expect("read")
+            .into_iter()
+            .filter(|e| e.event_type == "AccountPurged")
+            .count();
+        assert_eq!(purges, 1);
+    }
+    app.stop().await;
+}
+
+async fn compliance_endpoints_check_roles_and_input(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, account, _) = app.sign_in("heidi").await;
+    let auditor = app.staff("auditor").await;
+    let compliance = app.staff("compliance").await;
+    for (path, who, status) in [
+        ("/v1/compliance/retention", None, 401),
+        ("/v1/compliance/retention", Some(owner.as_str()), 403),
+        ("/v1/compliance/retention", Some(auditor.as_str()), 403),
+        ("/v1/compliance/purges", Some(owner.as_str()), 403),
+        ("/v1/compliance/purges", Some(auditor.as_str()), 200),
+        ("/v1/compliance/purges", Some(compliance.as_str()), 200),
+    ] {
+        assert_eq!(app.get(path, who).await.status, status, "{path} {who:?}");
+    }
+    for (token, status) in [
+        (None, 401),
+        (Some(owner.as_str()), 403),
+        (Some(auditor.as_str()), 403),
+        (Some(compliance.as_str()), 200),
+    ] {
+        assert_eq!(
+            app.post("/v1/admin/retention/run", token, json!({}))
+                .await
+                .status,
+            status
+        );
+    }
+    for (query, field) in [
+        ("category=selfies", "category"),
+        ("state=gone", "state"),
+        ("account_id=42", "account_id"),
+        ("due_before=yesterday", "due_before"),
+        ("colour=red", "colour"),
+    ] {
+        let r = app
+            .get(
+                &format!("/v1/compliance/retention?{query}"),
+                Some(&compliance),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some(field)),
+            "{query}"
+        );
+    }
+    let r = app
+        .get(
+            &format!("/v1/compliance/subjects/{}", uuid::Uuid::new_v4()),
+            Some(&compliance),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    let its = items(&app, &account).await;
+    assert_eq!(
+        item(&its, "account:", "profile")["explanation"],
+        "kept while the account exists (R20)"
+    );
+    app.stop().await;
+}
+
+both_backends! {
+    widget_purge => widget_quarantine_then_purge_on_day_91;
+    restore_cancels => restore_during_quarantine_cancels_the_purge;
+    billing_kept => account_deletion_keeps_billing_to_the_end_of_the_fifth_year;
+    previews_and_access_logs => previews_go_after_15_minutes_and_access_logs_after_12_months;
+    blocked_kept => a_blocked_account_is_kept_12_months;
+    legal_hold => a_legal_hold_stops_every_purge_until_released;
+    concurrent_sweeps => concurrent_sweeps_purge_each_item_once;
+    compliance_endpoints => compliance_endpoints_check_roles_and_input;
+}
