@@ -273,6 +273,18 @@ pub fn router(state: AppState) -> Router {
     .with_state(state)
 }
 
+/// The log filter of `RUST_LOG` (default `info`), with the targets that would print personal
+/// data capped whatever it says: tokio-postgres logs every statement's parameters at debug
+/// level, and those parameters are view documents, some with personal data in the clear.
+pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let base = tracing_subscriber::EnvFilter::try_new(directives.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    ["tokio_postgres=info", "tokio_postgres::query=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(base, |f, d| f.add_directive(d))
+}
+
 /// How long a request may take before it is answered 408.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -391,7 +403,7 @@ impl Application {
         }
         {
             // The periodic sweep (R8: a preview is gone within minutes of its 15).
-            let sweeper = self.state.sweeper.clone();
+            let app = self.state.clone();
             let interval = self.sweep_interval;
             let mut stop = stop_rx.clone();
             runners.push(tokio::spawn(async move {
@@ -400,7 +412,7 @@ impl Application {
                         _ = stop.wait_for(|s| *s) => break,
                         _ = tokio::time::sleep(interval) => {}
                     }
-                    match sweeper.sweep().await {
+                    match app.sweep().await {
                         Ok(r) if !r.purged.is_empty() => {
                             tracing::info!(
                                 purged = r.purged.len(),

@@ -82,6 +82,9 @@ impl EventStore for MeteredStore {
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
         self.0.read_all_light_of(after, limit, types).await
     }
+    async fn scrub(&self) -> Result<bool, StoreError> {
+        self.0.scrub().await
+    }
     async fn head(&self) -> Result<Head, StoreError> {
         self.0.head().await
     }

@@ -60,6 +60,44 @@ impl AppState {
         }
     }
 
+    /// A retention sweep, then — when it purged anything — the clean-up of R23: once every
+    /// read model has applied the purge (bounded wait), the store scrubs what its engine
+    /// may still hold of the erased data (the embedded store's write-ahead log).
+    pub async fn sweep(
+        &self,
+    ) -> Result<
+        lightwidget_retention::sweeper::SweepReport,
+        lightwidget_retention::sweeper::SweepError,
+    > {
+        let report = self.sweeper.sweep().await?;
+        if report.purged.is_empty() {
+            return Ok(report);
+        }
+        for p in crate::read_models(&self.policy) {
+            if let Err(e) = lightwidget_projections::wait_for_position(
+                &*self.views,
+                p.name(),
+                report.position,
+                Duration::from_secs(10),
+            )
+            .await
+            {
+                tracing::warn!(projection = p.name(), error = %e, "read model behind after a sweep");
+            }
+        }
+        for _ in 0..3 {
+            match self.store.scrub().await {
+                Ok(true) => break,
+                Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scrubbing the store after a sweep");
+                    break;
+                }
+            }
+        }
+        Ok(report)
+    }
+
     /// The keyed HMAC of an Instagram user id.
     pub fn identity(&self, instagram_user_id: &str) -> String {
         use hmac::Mac;

@@ -339,6 +339,14 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         ))
     }
     async fn head(&self) -> Result<Head, StoreError>;
+    /// Removes what the storage engine may still keep of erased data outside its live rows
+    /// (R23): the embedded store checkpoints and truncates its write-ahead log, whose old
+    /// page images would otherwise hold view documents as they were before an erasure.
+    /// PostgreSQL keeps nothing a dump or a query can see. Returns false when the engine was
+    /// too busy to finish (try again later).
+    async fn scrub(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
     /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
     /// store's own writer, by other processes where the backend can tell, else by polling.
     async fn wait_for(&self, after: u64, timeout: Duration);
