@@ -397,6 +397,12 @@ impl Retention {
         item: &ItemFacts,
         account: Option<&AccountFacts>,
     ) {
+        view.put(self.item_doc(key, item, account));
+    }
+
+    /// The document of an item: its facts, what they mean under the policy, and the index
+    /// fields (owner = the account; the due date only while the item may be purged).
+    pub fn item_doc(&self, key: &str, item: &ItemFacts, account: Option<&AccountFacts>) -> ViewDoc {
         let v = evaluate(item, account, &self.policy);
         let holds: Vec<&HoldRef> = match (&item.purged, account) {
             (None, Some(a)) => a.holds.iter().collect(),
@@ -422,7 +428,7 @@ impl Retention {
         if let (Some(due), "active" | "quarantined") = (v.due_at, v.state.as_str()) {
             out = out.due_at(due);
         }
-        view.put(out);
+        out
     }
 
     fn put_account(view: &mut Overlay, id: AccountId, a: &AccountFacts) {

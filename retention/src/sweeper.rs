@@ -18,6 +18,7 @@
 use crate::policy::RetentionPolicy;
 use crate::projection::{self, ItemFacts, Retention};
 use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
 use lightwidget_commands::{load, CommandError};
 use lightwidget_domain::account::{Account, AccountCommand};
 use lightwidget_domain::retention::{retention_stream, Erase, ErasureError, SubjectErasures};
@@ -35,6 +36,8 @@ use uuid::Uuid;
 
 /// How many due items one query of the index reads.
 pub const PAGE: usize = 256;
+/// How many units one sweep purges at once.
+pub const IN_FLIGHT: usize = 16;
 /// How often a unit is retried when its streams keep changing.
 const ATTEMPTS: u32 = 8;
 
@@ -155,27 +158,37 @@ impl Sweeper {
                 break;
             }
             report.examined += fresh.len();
-            for doc in fresh {
+            let units = fresh.into_iter().filter_map(|doc| {
                 let Ok(facts) = serde_json::from_value::<ItemFacts>(doc.doc["facts"].clone())
                 else {
                     tracing::warn!(key = %doc.key, "retention item without readable facts");
-                    continue;
+                    return None;
                 };
-                let (Some(due_at), rule) = (
-                    doc.due_at,
-                    doc.doc["rule"].as_str().unwrap_or_default().to_owned(),
-                ) else {
-                    continue;
-                };
+                let rule = doc.doc["rule"].as_str().unwrap_or_default().to_owned();
                 let cause = doc.doc["cause_position"].as_u64();
-                let meta = self.metadata(correlation, cause).await?;
-                match self.purge(&facts, &rule, due_at, &meta).await? {
-                    Some(done) => report.purged.extend(done),
+                Some((facts, rule, doc.due_at?, cause))
+            });
+            // Several units in flight, so that the store's writer commits them together;
+            // two units that share a stream conflict and the second finds the work done.
+            let outcomes: Vec<Result<Option<Vec<PurgedItem>>, SweepError>> =
+                futures::stream::iter(units)
+                    .map(|(facts, rule, due_at, cause)| async move {
+                        let meta = self.metadata(correlation, cause).await?;
+                        self.purge(&facts, &rule, due_at, &meta).await
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .collect()
+                    .await;
+            for outcome in outcomes {
+                match outcome? {
+                    Some(done) => {
+                        if let Some(p) = done.iter().map(|p| p.position).max() {
+                            report.position = report.position.max(p);
+                        }
+                        report.purged.extend(done);
+                    }
                     None => report.refused += 1,
                 }
-            }
-            if let Some(last) = report.purged.last() {
-                report.position = report.position.max(last.position);
             }
         }
         Ok(report)
