@@ -5,7 +5,7 @@
 //! fails its test when a payload's shape changes without a new version.
 
 use crate::personal::{Category, Personal, Subject};
-use crate::{AccountId, HoldId, OrderId, PreviewId, StaffId, WidgetId};
+use crate::{AccountId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, WidgetId};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +100,18 @@ pub struct AccessLog {
     pub os: Option<String>,
     pub device_id: Option<String>,
     pub referrer: Option<String>,
+}
+
+/// What a visitor wrote into the support form (R4): only the fields filled in are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SupportRequest {
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The role an API token carries (API.md, Conventions). An admin holds every staff role.
@@ -344,6 +356,24 @@ schema_derive! {
         pub added_at: DateTime<Utc>,
     }
 
+    /// A comment on an article (R6): the text and author are public; the IP is kept for
+    /// abuse prevention only, as personal data of category `comment_ip`, for 12 months.
+    pub struct CommentPosted {
+        pub comment_id: CommentId,
+        pub article: String,
+        pub author: String,
+        pub text: String,
+        pub ip: Personal<String>,
+        pub posted_at: DateTime<Utc>,
+    }
+
+    /// A support ticket (R4), personal data of category `support`, kept 24 months.
+    pub struct TicketOpened {
+        pub ticket_id: TicketId,
+        pub request: Personal<SupportRequest>,
+        pub opened_at: DateTime<Utc>,
+    }
+
     /// The retention sweeper erased a subject's data of one category by shredding its key
     /// (R20, R23, R26). The purge is itself an event, replayable like any other.
     pub struct PersonalDataErased {
@@ -438,6 +468,8 @@ events! {
     InstagramIdentityLinked => 1,
     TokenIssued => 1,
     StaffAdded => 1,
+    CommentPosted => 1,
+    TicketOpened => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

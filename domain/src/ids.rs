@@ -76,6 +76,17 @@ id_type!(
     "staff"
 );
 
+id_type!(
+    /// A comment on a blog post or support article (R6).
+    CommentId,
+    "comment"
+);
+id_type!(
+    /// A support ticket (R4).
+    TicketId,
+    "ticket"
+);
+
 /// The stream of a calendar year's invoices; its version orders the invoice numbers.
 pub fn invoice_stream(year: i32) -> String {
     format!("invoices-{year}")

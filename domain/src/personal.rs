@@ -106,6 +106,12 @@ impl Subject {
     pub fn staff(id: crate::StaffId) -> Self {
         Self::new("staff", id)
     }
+    pub fn comment(id: crate::CommentId) -> Self {
+        Self::new("comment", id)
+    }
+    pub fn ticket(id: crate::TicketId) -> Self {
+        Self::new("ticket", id)
+    }
     /// The access-log bucket of a widget's views and clicks in one calendar month: one key
     /// per bucket, shredded whole once the month's last entry is 12 months old (R1).
     pub fn access_log(widget: crate::WidgetId, at: chrono::DateTime<chrono::Utc>) -> Self {

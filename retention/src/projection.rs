@@ -186,6 +186,16 @@ pub fn evaluate(
                 day(s.at),
                 rule.keep
             ),
+            Category::CommentIp => format!(
+                "the IP of a comment posted {}, kept {} for abuse prevention (R6)",
+                day(s.at),
+                rule.keep
+            ),
+            Category::Support => format!(
+                "support ticket opened {}, kept {} (R4)",
+                day(s.at),
+                rule.keep
+            ),
             other => format!("{other} recorded {}, {}", day(s.at), rule.keep),
         };
         clocks.push((due_of(s), s.position, why, false));
@@ -360,6 +370,8 @@ fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
             Some(e.account_id),
         ),
         E::StaffAdded(e) => (vec![item_key(e.name.subject(), Category::Profile)], None),
+        E::CommentPosted(e) => (vec![item_key(e.ip.subject(), Category::CommentIp)], None),
+        E::TicketOpened(e) => (vec![item_key(e.request.subject(), Category::Support)], None),
         E::PersonalDataErased(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
         _ => (vec![], None),
     }
@@ -462,6 +474,8 @@ impl Projection for Retention {
             "OrderPlaced",
             "InvoiceIssued",
             "StaffAdded",
+            "CommentPosted",
+            "TicketOpened",
             "PersonalDataErased",
         ])
     }
@@ -676,6 +690,32 @@ impl Projection for Retention {
                     year: i.year,
                 });
                 items.push((keys[0].clone(), item));
+            }
+            E::CommentPosted(c) => {
+                let clock = started(c.posted_at, None);
+                items.push((
+                    keys[0].clone(),
+                    new_item(
+                        c.ip.subject(),
+                        Category::CommentIp,
+                        None,
+                        Some(clock),
+                        false,
+                    ),
+                ));
+            }
+            E::TicketOpened(t) => {
+                let clock = started(t.opened_at, None);
+                items.push((
+                    keys[0].clone(),
+                    new_item(
+                        t.request.subject(),
+                        Category::Support,
+                        None,
+                        Some(clock),
+                        false,
+                    ),
+                ));
             }
             E::StaffAdded(s) => {
                 items.push((

@@ -468,6 +468,9 @@ const ROUTES: &[&str] = &[
     "GET /v1/compliance/subjects/{account_id}",
     "GET /v1/compliance/purges",
     "POST /v1/admin/retention/run",
+    "POST /v1/articles/{slug}/comments",
+    "GET /v1/articles/{slug}/comments",
+    "POST /v1/support/tickets",
 ];
 
 async fn openapi_describes_every_route(backend: Backend) {
@@ -499,6 +502,7 @@ async fn openapi_describes_every_route(backend: Backend) {
         let path = path
             .replace("{id}", &id)
             .replace("{account_id}", &id)
+            .replace("{slug}", "an-article")
             .replace("{number}", "FV%2F2026%2F000001");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let r = app.call(method, &path, None, None).await;

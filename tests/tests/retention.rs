@@ -631,7 +631,88 @@ async fn compliance_endpoints_check_roles_and_input(backend: Backend) {
     app.stop().await;
 }
 
+async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let comment = app
+        .post(
+            "/v1/articles/pricing/comments",
+            None,
+            json!({"author": "Ola", "text": "Kept after the IP goes"}),
+        )
+        .await
+        .expect(201)["comment_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let ticket = app
+        .post(
+            "/v1/support/tickets",
+            None,
+            json!({"email": "ola@example.com", "message": "help"}),
+        )
+        .await
+        .expect(201)["ticket_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let head = app.store.head().await.expect("head").position;
+    let r = app
+        .get(
+            &format!("/v1/compliance/retention?category=comment_ip&min_position={head}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    let item = &r["items"][0];
+    assert_eq!(item["subject_id"], format!("comment:{comment}"));
+    assert_eq!(item["rule"], "comment_ip:12 months");
+    assert!(
+        item["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("(R6)")),
+        "{item}"
+    );
+
+    app.advance(Duration::days(364)).await;
+    assert!(purged(&app.sweep().await).is_empty());
+    app.advance(Duration::days(2)).await;
+    assert_eq!(
+        purged(&app.sweep().await),
+        vec![format!("comment:{comment}|comment_ip")]
+    );
+    let opened = app
+        .store
+        .read_stream("article-pricing", 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(opened[0].data["ip"]["$personal"]["erased"], true);
+    let list = app
+        .get("/v1/articles/pricing/comments", None)
+        .await
+        .expect(200);
+    assert_eq!(list["comments"][0]["text"], "Kept after the IP goes");
+
+    app.advance(Duration::days(364)).await;
+    assert!(
+        purged(&app.sweep().await).is_empty(),
+        "a ticket is kept 24 months"
+    );
+    app.advance(Duration::days(2)).await;
+    assert_eq!(
+        purged(&app.sweep().await),
+        vec![format!("ticket:{ticket}|support")]
+    );
+    let opened = app
+        .store
+        .read_stream(&format!("ticket-{ticket}"), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(opened[0].data["request"]["$personal"]["erased"], true);
+    app.stop().await;
+}
+
 both_backends! {
+    comment_ips_and_tickets => comment_ips_go_after_12_months_and_tickets_after_24;
     widget_purge => widget_quarantine_then_purge_on_day_91;
     restore_cancels => restore_during_quarantine_cancels_the_purge;
     billing_kept => account_deletion_keeps_billing_to_the_end_of_the_fifth_year;

@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod ops;
 pub mod orders;
+pub mod public;
 pub mod retention;
 pub mod staff;
 pub mod widgets;

@@ -1,0 +1,126 @@
+//! Comments (R6) and support tickets (R4) through real HTTP on both backends.
+
+use lightwidget_tests::{both_backends, Backend};
+use serde_json::json;
+
+async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let path = "/v1/articles/how-to-embed/comments";
+    let r = app
+        .post(path, None, json!({"author": "Ola", "text": "Thanks!"}))
+        .await
+        .expect(201);
+    let id = r["comment_id"].as_str().expect("id").to_owned();
+    app.post(path, None, json!({"author": "Jan", "text": "Second"}))
+        .await
+        .expect(201);
+    let list = app.get(path, None).await.expect(200);
+    let comments = list["comments"].as_array().expect("comments");
+    assert_eq!(comments.len(), 2);
+    assert_eq!(comments[0]["comment_id"], id.as_str());
+    assert_eq!(comments[0]["author"], "Ola");
+    assert_eq!(comments[1]["text"], "Second");
+    assert!(
+        !list.to_string().contains("127.0.0.1"),
+        "no IP shown: {list}"
+    );
+    // The IP is kept, sealed, as comment_ip data of the comment (R6).
+    let stored = app
+        .store
+        .read_stream_raw("article-how-to-embed", 0, 10)
+        .await
+        .expect("read");
+    assert!(!stored[0].data.contains("127.0.0.1"), "sealed at rest");
+    let opened = app
+        .store
+        .read_stream("article-how-to-embed", 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(opened[0].data["ip"]["$personal"]["value"], "127.0.0.1");
+    assert_eq!(opened[0].data["ip"]["$personal"]["category"], "comment_ip");
+    // An article nobody commented on has none; a bad slug names no article.
+    let empty = app
+        .get("/v1/articles/quiet/comments", None)
+        .await
+        .expect(200);
+    assert_eq!(empty["comments"], json!([]));
+    assert_eq!(
+        app.get("/v1/articles/Bad%20Slug/comments", None)
+            .await
+            .status,
+        404
+    );
+
+    let before = app.store.head().await.expect("head").position;
+    for (body, field) in [
+        (json!({"author": "", "text": "x"}), "author"),
+        (json!({"author": "a", "text": "  "}), "text"),
+        (json!({"author": "a", "text": "x".repeat(5001)}), "text"),
+        (json!({"author": "a"}), "text"),
+        (json!({"author": "a", "text": "x", "ip": "1.2.3.4"}), "ip"),
+    ] {
+        let r = app.post(path, None, body.clone()).await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (422, Some(field)),
+            "{body}"
+        );
+    }
+    assert_eq!(app.store.head().await.expect("head").position, before);
+    app.stop().await;
+}
+
+async fn tickets_need_an_email_and_keep_only_what_was_filled(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let before = app.store.head().await.expect("head").position;
+    for (body, field) in [
+        (json!({"subject": "help"}), "email"),
+        (json!({"email": "  ", "message": "m"}), "email"),
+        (json!({"email": "not-an-address"}), "email"),
+        (
+            json!({"email": "a@example.com", "subject": "s".repeat(201)}),
+            "subject",
+        ),
+        (json!({"email": "a@example.com", "phone": "123"}), "phone"),
+    ] {
+        let r = app.post("/v1/support/tickets", None, body.clone()).await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (422, Some(field)),
+            "{body}"
+        );
+        assert!(
+            !r.text().contains("not-an-address"),
+            "the value is not echoed"
+        );
+    }
+    assert_eq!(app.store.head().await.expect("head").position, before);
+
+    let r = app
+        .post(
+            "/v1/support/tickets",
+            None,
+            json!({"email": "ola@example.com", "subject": "", "message": "My widget is blank"}),
+        )
+        .await
+        .expect(201);
+    let id = r["ticket_id"].as_str().expect("id");
+    let opened = app
+        .store
+        .read_stream(&format!("ticket-{id}"), 0, 10)
+        .await
+        .expect("read");
+    let request = &opened[0].data["request"]["$personal"];
+    assert_eq!(request["category"], "support");
+    assert_eq!(
+        request["value"],
+        json!({"email": "ola@example.com", "message": "My widget is blank"}),
+        "the blank subject is not kept"
+    );
+    app.stop().await;
+}
+
+both_backends! {
+    comments => comments_keep_the_ip_but_never_show_it;
+    tickets => tickets_need_an_email_and_keep_only_what_was_filled;
+}
