@@ -6,7 +6,7 @@
 //! e-mail address or a password: they cannot be stored (R5).
 
 use async_trait::async_trait;
-use lightwidget_domain::event::InstagramProfile;
+use lightwidget_domain::event::{InstagramProfile, MediaItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -30,7 +30,12 @@ pub enum InstagramError {
 #[async_trait]
 pub trait Instagram: Send + Sync {
     async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError>;
+    /// The user's recent media, read with their access token (R7: cached at most 24 hours).
+    async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError>;
 }
+
+/// At most this many media items are shown in a widget.
+pub const MEDIA_LIMIT: usize = 24;
 
 /// `demo:<username>` signs in as a stable demo user of that name.
 #[derive(Debug, Default)]
@@ -59,6 +64,20 @@ impl Instagram for DemoInstagram {
             },
             access_token: format!("demo-token-{}", hex::encode(&digest[8..24])),
         })
+    }
+
+    /// Three stable photos per demo user.
+    async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError> {
+        let user = access_token
+            .strip_prefix("demo-token-")
+            .ok_or(InstagramError::Refused)?;
+        Ok((1..=3)
+            .map(|n| MediaItem {
+                id: format!("{user}-{n}"),
+                media_url: format!("https://demo.lightwidget.invalid/media/{user}/{n}.jpg"),
+                caption: None,
+            })
+            .collect())
     }
 }
 
@@ -91,6 +110,21 @@ impl HttpInstagram {
 #[derive(Deserialize)]
 struct TokenResponse {
     access_token: String,
+}
+
+#[derive(Deserialize)]
+struct MediaResponse {
+    data: Vec<MediaEntry>,
+}
+
+/// Only these fields of a media entry are read.
+#[derive(Deserialize)]
+struct MediaEntry {
+    id: String,
+    #[serde(default)]
+    media_url: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
 }
 
 /// Only these fields are read; whatever else Instagram sends is dropped unread.
@@ -168,6 +202,42 @@ impl Instagram for HttpInstagram {
             },
             access_token: token.access_token,
         })
+    }
+
+    /// `GET {base}/me/media?fields=id,media_url,caption` answering `{"data": [...]}`.
+    async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError> {
+        let response = self
+            .client
+            .get(format!("{}/me/media", self.base))
+            .query(&[
+                ("fields", "id,media_url,caption"),
+                ("access_token", access_token),
+            ])
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = response.status();
+        if status.is_client_error() {
+            return Err(InstagramError::Refused);
+        }
+        if !status.is_success() {
+            return Err(InstagramError::Unavailable(format!(
+                "media status {status}"
+            )));
+        }
+        let media: MediaResponse = response.json().await.map_err(unavailable)?;
+        Ok(media
+            .data
+            .into_iter()
+            .filter_map(|m| {
+                Some(MediaItem {
+                    id: m.id,
+                    media_url: m.media_url.filter(|u| u.starts_with("https://"))?,
+                    caption: m.caption.map(|c| c.chars().take(500).collect()),
+                })
+            })
+            .take(MEDIA_LIMIT)
+            .collect())
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod extract;
 pub mod instagram;
+pub mod media;
 pub mod metered;
 pub mod problem;
 pub mod routes;
@@ -338,6 +339,7 @@ impl Application {
         ));
         let state = AppState {
             sweeper,
+            media_fetches: Arc::default(),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
             store: events,
             views: storage.views,

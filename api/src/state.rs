@@ -27,6 +27,9 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub policy: Arc<lightwidget_retention::RetentionPolicy>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
+    /// Widgets whose Instagram media this process is fetching (R7).
+    pub media_fetches:
+        Arc<std::sync::Mutex<std::collections::HashSet<lightwidget_domain::WidgetId>>>,
 }
 
 impl AppState {

@@ -114,6 +114,17 @@ pub struct SupportRequest {
     pub message: Option<String>,
 }
 
+/// One photo of the owner's Instagram media, as a widget shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MediaItem {
+    pub id: String,
+    pub media_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+}
+
 /// The role an API token carries (API.md, Conventions). An admin holds every staff role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -356,6 +367,14 @@ schema_derive! {
         pub added_at: DateTime<Utc>,
     }
 
+    /// The owner's Instagram media, fetched for a widget and cached at most 24 hours (R7),
+    /// on the stream `media-<widget>`.
+    pub struct MediaCached {
+        pub widget_id: WidgetId,
+        pub media: Personal<Vec<MediaItem>>,
+        pub fetched_at: DateTime<Utc>,
+    }
+
     /// A comment on an article (R6): the text and author are public; the IP is kept for
     /// abuse prevention only, as personal data of category `comment_ip`, for 12 months.
     pub struct CommentPosted {
@@ -468,6 +487,7 @@ events! {
     InstagramIdentityLinked => 1,
     TokenIssued => 1,
     StaffAdded => 1,
+    MediaCached => 1,
     CommentPosted => 1,
     TicketOpened => 1,
 }

@@ -106,6 +106,14 @@ impl Subject {
     pub fn staff(id: crate::StaffId) -> Self {
         Self::new("staff", id)
     }
+    /// One fetch of a widget's Instagram media (R7): each fetch has its own key, so that the
+    /// erasure of an old fetch leaves a newer one alone.
+    pub fn media(widget: crate::WidgetId, fetched_at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self::new(
+            "media",
+            format!("{widget}:{}", fetched_at.timestamp_micros()),
+        )
+    }
     pub fn comment(id: crate::CommentId) -> Self {
         Self::new("comment", id)
     }

@@ -17,7 +17,9 @@ pub const DEFAULT_POLICY: &str = include_str!("../policy.default.toml");
 pub enum Period {
     Years(u32),
     Months(u32),
-    Seconds(i64),
+    Days(u32),
+    Hours(u32),
+    Minutes(u32),
 }
 
 impl Period {
@@ -34,11 +36,10 @@ impl Period {
         if n == 0 {
             return Err(format!("`{text}` must be longer than zero"));
         }
-        let secs = |per: i64| Period::Seconds(i64::from(n) * per);
         match unit {
-            "m" => Ok(secs(60)),
-            "h" => Ok(secs(3600)),
-            "d" => Ok(secs(86_400)),
+            "m" => Ok(Period::Minutes(n)),
+            "h" => Ok(Period::Hours(n)),
+            "d" => Ok(Period::Days(n)),
             "mo" => Ok(Period::Months(n)),
             "y" if n <= 1000 => Ok(Period::Years(n)),
             "y" => Err(format!("`{text}` is too long")),
@@ -54,7 +55,9 @@ impl Period {
             Period::Months(m) => start
                 .checked_add_months(Months::new(*m))
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            Period::Seconds(s) => start + Duration::seconds(*s),
+            Period::Days(d) => start + Duration::days(i64::from(*d)),
+            Period::Hours(h) => start + Duration::hours(i64::from(*h)),
+            Period::Minutes(m) => start + Duration::minutes(i64::from(*m)),
         }
     }
 }
@@ -66,9 +69,12 @@ impl fmt::Display for Period {
             Period::Years(y) => write!(f, "{y} years"),
             Period::Months(1) => f.write_str("1 month"),
             Period::Months(m) => write!(f, "{m} months"),
-            Period::Seconds(s) if s % 86_400 == 0 => write!(f, "{} days", s / 86_400),
-            Period::Seconds(s) if s % 3600 == 0 => write!(f, "{} hours", s / 3600),
-            Period::Seconds(s) => write!(f, "{} minutes", s / 60),
+            Period::Days(1) => f.write_str("1 day"),
+            Period::Days(d) => write!(f, "{d} days"),
+            Period::Hours(1) => f.write_str("1 hour"),
+            Period::Hours(h) => write!(f, "{h} hours"),
+            Period::Minutes(1) => f.write_str("1 minute"),
+            Period::Minutes(m) => write!(f, "{m} minutes"),
         }
     }
 }
@@ -228,7 +234,7 @@ mod tests {
     fn a_file_overrides_only_what_it_names() {
         let p = RetentionPolicy::from_toml("[access_log]\nkeep = \"6mo\"\n").expect("parse");
         assert_eq!(p.rule(Category::AccessLog).keep, Period::Months(6));
-        assert_eq!(p.rule(Category::Profile).keep, Period::Seconds(90 * 86_400));
+        assert_eq!(p.rule(Category::Profile).keep, Period::Days(90));
     }
 
     #[test]
@@ -264,5 +270,16 @@ mod tests {
         assert_eq!(p.rule(Category::Profile).name(), "profile:90 days");
         assert_eq!(p.rule(Category::Billing).name(), "billing:5 years");
         assert_eq!(p.rule(Category::Preview).name(), "preview:15 minutes");
+        assert_eq!(p.rule(Category::MediaCache).name(), "media_cache:24 hours");
+        assert_eq!(p.rule(Category::AccessLog).name(), "access_log:12 months");
+        assert_eq!(p.rule(Category::Support).name(), "support:24 months");
+        assert_eq!(
+            Period::parse("1y").map(|p| p.to_string()),
+            Ok("1 year".into())
+        );
+        assert_eq!(
+            Period::parse("1d").map(|p| p.to_string()),
+            Ok("1 day".into())
+        );
     }
 }

@@ -186,6 +186,11 @@ pub fn evaluate(
                 day(s.at),
                 rule.keep
             ),
+            Category::MediaCache => format!(
+                "Instagram media fetched {}, cached at most {} (R7)",
+                s.at.format("%Y-%m-%d %H:%M UTC"),
+                rule.keep
+            ),
             Category::CommentIp => format!(
                 "the IP of a comment posted {}, kept {} for abuse prevention (R6)",
                 day(s.at),
@@ -371,6 +376,13 @@ fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
         ),
         E::StaffAdded(e) => (vec![item_key(e.name.subject(), Category::Profile)], None),
         E::CommentPosted(e) => (vec![item_key(e.ip.subject(), Category::CommentIp)], None),
+        E::MediaCached(e) => (
+            vec![
+                item_key(e.media.subject(), Category::MediaCache),
+                item_key(&Subject::widget(e.widget_id), Category::WidgetContent),
+            ],
+            None,
+        ),
         E::TicketOpened(e) => (vec![item_key(e.request.subject(), Category::Support)], None),
         E::PersonalDataErased(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
         _ => (vec![], None),
@@ -476,6 +488,7 @@ impl Projection for Retention {
             "StaffAdded",
             "CommentPosted",
             "TicketOpened",
+            "MediaCached",
             "PersonalDataErased",
         ])
     }
@@ -690,6 +703,19 @@ impl Projection for Retention {
                     year: i.year,
                 });
                 items.push((keys[0].clone(), item));
+            }
+            E::MediaCached(m) => {
+                let clock = started(m.fetched_at, None);
+                items.push((
+                    keys[0].clone(),
+                    new_item(
+                        m.media.subject(),
+                        Category::MediaCache,
+                        Some(m.widget_id),
+                        Some(clock),
+                        false,
+                    ),
+                ));
             }
             E::CommentPosted(c) => {
                 let clock = started(c.posted_at, None);

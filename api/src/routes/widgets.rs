@@ -621,6 +621,7 @@ pub async fn public_page(
         .as_str()
         .ok_or_else(|| Problem::not_found("widget"))?
         .to_owned();
+    crate::media::refresh_if_stale(&app, id, &doc);
     let now = app.clock.now();
     let event: DomainEvent = WidgetViewed {
         widget_id: id,

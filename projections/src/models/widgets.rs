@@ -4,7 +4,7 @@
 
 use super::time;
 use crate::{Overlay, Projection, ViewReader};
-use lightwidget_domain::event::WidgetSettings;
+use lightwidget_domain::event::{MediaItem, WidgetSettings};
 use lightwidget_domain::{Category, DomainEvent, Personal, WidgetId};
 use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
 use serde_json::{json, Value};
@@ -31,6 +31,11 @@ pub fn escape_html(s: &str) -> String {
 
 /// The static HTML of a widget (R9): everything that came from a user is escaped.
 pub fn render_html(widget_id: WidgetId, s: &WidgetSettings) -> String {
+    render_with_media(widget_id, s, &[])
+}
+
+/// The static HTML of a widget with its cached Instagram media (R7, R9).
+pub fn render_with_media(widget_id: WidgetId, s: &WidgetSettings, media: &[MediaItem]) -> String {
     let layout = serde_json::to_value(s.layout)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -38,7 +43,15 @@ pub fn render_html(widget_id: WidgetId, s: &WidgetSettings) -> String {
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body><div class=\"lw-widget lw-{layout}\" data-widget=\"{id}\" data-columns=\"{cols}\">\
-         <h2>{title}</h2></div></body></html>",
+         <h2>{title}</h2>{photos}</div></body></html>",
+        photos = media
+            .iter()
+            .map(|m| format!(
+                "<img src=\"{}\" alt=\"{}\">",
+                escape_html(&m.media_url),
+                escape_html(m.caption.as_deref().unwrap_or_default())
+            ))
+            .collect::<String>(),
         title = escape_html(&s.title),
         layout = escape_html(&layout),
         id = widget_id,
@@ -57,6 +70,15 @@ fn widget_id(d: &DomainEvent) -> Option<WidgetId> {
         DomainEvent::PersonalDataErased(e) if e.category == Category::WidgetContent => {
             e.subject.as_str().strip_prefix("widget:")?.parse().ok()?
         }
+        DomainEvent::MediaCached(e) => e.widget_id,
+        DomainEvent::PersonalDataErased(e) if e.category == Category::MediaCache => e
+            .subject
+            .as_str()
+            .strip_prefix("media:")?
+            .split_once(':')?
+            .0
+            .parse()
+            .ok()?,
         _ => return None,
     })
 }
@@ -67,14 +89,30 @@ fn set_content(doc: &mut Value, id: WidgetId, settings: &Personal<WidgetSettings
             doc["title"] = json!(s.title);
             doc["layout"] = json!(s.layout);
             doc["columns"] = json!(s.columns);
-            doc["html"] = json!(render_html(id, s));
+            render(doc, id);
         }
         None => erase_content(doc),
     }
 }
 
+/// Renders the document's HTML again from its settings and cached media.
+fn render(doc: &mut Value, id: WidgetId) {
+    let settings = WidgetSettings {
+        title: doc["title"].as_str().unwrap_or_default().to_owned(),
+        layout: match serde_json::from_value(doc["layout"].clone()) {
+            Ok(l) => l,
+            // Content erased: nothing to render.
+            Err(_) => return,
+        },
+        columns: doc["columns"].as_u64().unwrap_or(1) as u8,
+    };
+    let media: Vec<MediaItem> =
+        serde_json::from_value(doc["media"]["items"].clone()).unwrap_or_default();
+    doc["html"] = json!(render_with_media(id, &settings, &media));
+}
+
 fn erase_content(doc: &mut Value) {
-    for f in ["title", "layout", "columns", "html"] {
+    for f in ["title", "layout", "columns", "html", "media"] {
         doc[f] = Value::Null;
     }
     doc["content_erased"] = json!(true);
@@ -93,6 +131,7 @@ impl Projection for Widgets {
             "WidgetDeletionRequested",
             "WidgetRestored",
             "WidgetPurged",
+            "MediaCached",
             "PersonalDataErased",
         ])
     }
@@ -158,11 +197,33 @@ fn changes(e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<Doc
                 doc["purged_at"] = time(w.purged_at);
                 erase_content(&mut doc);
             }
+            DomainEvent::MediaCached(m) => {
+                if let Some(items) = m.media.value() {
+                    doc["media"] = json!({
+                        "subject": m.media.subject(),
+                        "fetched_at": time(m.fetched_at),
+                        "items": items,
+                    });
+                    render(&mut doc, id);
+                }
+            }
+            DomainEvent::PersonalDataErased(e)
+                if e.category == Category::MediaCache
+                    && doc["media"]["subject"].as_str() == Some(e.subject.as_str()) =>
+            {
+                doc["media"] = Value::Null;
+                render(&mut doc, id);
+            }
+            // An older fetch than the one shown: nothing to drop.
+            DomainEvent::PersonalDataErased(e) if e.category == Category::MediaCache => {}
             DomainEvent::PersonalDataErased(_) => erase_content(&mut doc),
             _ => {}
         }
         if is_widget_stream {
             doc["version"] = json!(e.version);
+        }
+        if matches!(d, DomainEvent::MediaCached(_)) {
+            doc["media_version"] = json!(e.version);
         }
         let status = doc["status"].as_str().unwrap_or("active").to_owned();
         let mut out = ViewDoc::new(key, doc.clone()).state(status.clone());
