@@ -191,7 +191,7 @@ impl utoipa::Modify for BearerAuth {
 /// Every route with its OpenAPI description: a route cannot be served without being
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{accounts, admin, ops, orders, public, retention, staff, widgets};
+    use routes::{accounts, admin, audit, ops, orders, public, retention, staff, widgets};
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
@@ -224,6 +224,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(staff::place_hold))
         .routes(routes!(staff::release_hold))
         .routes(routes!(admin::advance_clock))
+        .routes(routes!(audit::events))
+        .routes(routes!(audit::export))
         .routes(routes!(public::post_comment, public::list_comments))
         .routes(routes!(public::open_ticket))
         .routes(routes!(retention::list))

@@ -471,6 +471,8 @@ const ROUTES: &[&str] = &[
     "POST /v1/articles/{slug}/comments",
     "GET /v1/articles/{slug}/comments",
     "POST /v1/support/tickets",
+    "GET /v1/audit/events",
+    "GET /v1/me/export",
 ];
 
 async fn openapi_describes_every_route(backend: Backend) {

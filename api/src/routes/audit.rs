@@ -1,0 +1,313 @@
+//! What auditors and data subjects read of the history: the event log as NDJSON (auditors)
+//! and a subject's own personal data (R26).
+
+use super::docs_of;
+use crate::auth::Caller;
+use crate::extract::{url_pairs, MinPosition};
+use crate::problem::{ApiResult, Problem};
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, Uri};
+use axum::response::Response;
+use axum::Json;
+use lightwidget_domain::event::Role;
+use lightwidget_domain::personal::PERSONAL_MARKER;
+use lightwidget_retention::projection::VIEW as RETENTION;
+use lightwidget_store::{validate_stream, RecordedEvent};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+fn bad(field: &str, message: &str) -> Problem {
+    Problem::invalid(field, message).with_status(axum::http::StatusCode::BAD_REQUEST)
+}
+
+struct EventFilter {
+    after: u64,
+    limit: Option<u64>,
+    stream: Option<String>,
+    types: Option<Vec<String>>,
+}
+
+fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
+    let mut f = EventFilter {
+        after: 0,
+        limit: None,
+        stream: None,
+        types: None,
+    };
+    for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
+        match k.as_ref() {
+            "after" => {
+                f.after = v
+                    .parse()
+                    .map_err(|_| bad("after", "after must be a log position"))?
+            }
+            "limit" => {
+                f.limit = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad("limit", "limit must be a positive number"))?,
+                )
+            }
+            "stream" => {
+                validate_stream(&v).map_err(|_| bad("stream", "stream is not a stream name"))?;
+                f.stream = Some(v);
+            }
+            "type" => f.types = Some(v.split(',').map(str::to_owned).collect()),
+            other => {
+                return Err(bad(
+                    other,
+                    "unknown query parameter (after, limit, stream, type)",
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// A whole stream, opened, read page by page.
+async fn whole_stream(
+    app: &AppState,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, lightwidget_store::StoreError> {
+    let mut out: Vec<RecordedEvent> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.version).unwrap_or(0);
+        let page = app.store.read_stream(stream, after, 1000).await?;
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// One page of the filtered log from `cursor` (a position, or with a stream filter a
+/// version of that stream): the events kept, and the cursor of the next page (`None`: the end).
+async fn page(
+    app: &AppState,
+    f: &EventFilter,
+    cursor: u64,
+) -> Result<(Vec<RecordedEvent>, Option<u64>), lightwidget_store::StoreError> {
+    const PAGE: usize = 500;
+    let (events, next) = match &f.stream {
+        Some(s) => {
+            let events = app.store.read_stream(s, cursor, PAGE).await?;
+            let next = (events.len() >= PAGE)
+                .then(|| events.last().map(|e| e.version))
+                .flatten();
+            (events, next)
+        }
+        None => {
+            let events = app.store.read_all(cursor, PAGE).await?;
+            let next = (events.len() >= PAGE)
+                .then(|| events.last().map(|e| e.position))
+                .flatten();
+            (events, next)
+        }
+    };
+    let kept = events
+        .into_iter()
+        .filter(|e| e.position > f.after)
+        .filter(|e| {
+            f.types
+                .as_ref()
+                .is_none_or(|t| t.contains(&e.event_type))
+        })
+        .collect();
+    Ok((kept, next))
+}
+
+/// The log as NDJSON envelopes in position order (auditor): `after` a position, `limit`,
+/// `stream`, `type` (comma-separated). Streamed page by page, never loaded whole; personal
+/// fields read opened, or as erased once their key is shredded.
+#[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
+    params(("after" = Option<u64>, Query), ("limit" = Option<u64>, Query),
+        ("stream" = Option<String>, Query), ("type" = Option<String>, Query)),
+    responses((status = 200, content_type = "application/x-ndjson", body = String),
+        (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn events(State(app): State<AppState>, caller: Caller, uri: Uri) -> ApiResult<Response> {
+    caller.staff(Role::Auditor)?;
+    let f = event_filter(&uri)?;
+    // The first page is read before answering, so that a failing store is a 500, not a
+    // broken stream.
+    let start = if f.stream.is_some() { 0 } else { f.after };
+    let first = page(&app, &f, start).await?;
+    let state = (app, f, Some(first), 0u64);
+    let body = futures::stream::unfold(state, |(app, f, pending, sent)| async move {
+        let (events, next) = match pending {
+            Some(p) => p,
+            None => return None,
+        };
+        let mut out = Vec::new();
+        let mut sent = sent;
+        for e in &events {
+            if f.limit.is_some_and(|l| sent >= l) {
+                break;
+            }
+            if serde_json::to_writer(&mut out, e).is_err() {
+                break;
+            }
+            out.push(b'\n');
+            sent += 1;
+        }
+        let done = f.limit.is_some_and(|l| sent >= l);
+        let pending = match (next, done) {
+            (Some(after), false) => match page(&app, &f, after).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the log for an audit export");
+                    return Some((
+                        Err(std::io::Error::other("the log could not be read")),
+                        (app, f, None, sent),
+                    ));
+                }
+            },
+            _ => None,
+        };
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(out)),
+            (app, f, pending, sent),
+        ))
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(body))
+        .map_err(|_| Problem::internal())
+}
+
+/// One personal datum of the caller as recorded.
+#[derive(Serialize, ToSchema)]
+pub struct Datum {
+    pub subject_id: String,
+    /// The event that recorded it.
+    pub event_type: String,
+    pub recorded_at: String,
+    #[schema(value_type = Object)]
+    pub value: Value,
+}
+
+/// Everything held in one category.
+#[derive(Serialize, ToSchema)]
+pub struct CategoryExport {
+    pub category: String,
+    /// The retention items of the category: state, due date, explanation.
+    #[schema(value_type = Vec<Object>)]
+    pub retention: Vec<Value>,
+    pub data: Vec<Datum>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Export {
+    pub account_id: String,
+    pub categories: Vec<CategoryExport>,
+}
+
+/// The stream that records a subject's data.
+fn stream_of(subject: &str) -> Option<String> {
+    let (kind, id) = subject.split_once(':')?;
+    match kind {
+        "account" | "widget" | "preview" | "order" => Some(format!("{kind}-{id}")),
+        "media" => Some(format!("media-{}", id.split_once(':')?.0)),
+        _ => None,
+    }
+}
+
+/// Every opened personal field of `subject` and `category` in `data`.
+fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
+    match data {
+        Value::Object(map) => {
+            if let Some(p) = map.get(PERSONAL_MARKER) {
+                if p["subject"] == subject && p["category"] == category {
+                    if let Some(v) = p.get("value") {
+                        out.push(v.clone());
+                    }
+                }
+                return;
+            }
+            for v in map.values() {
+                personal_values(v, subject, category, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                personal_values(v, subject, category, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every personal datum held about the caller (owner), by category, each category with its
+/// retention items (R26). Access logs of the caller's widgets are their visitors' data and
+/// are not in it; erased data is absent, its item says when it went.
+#[utoipa::path(get, path = "/v1/me/export", tag = "accounts",
+    params(("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = Export), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(app): State<AppState>,
+    caller: Caller,
+    MinPosition(min): MinPosition,
+) -> ApiResult<Json<Export>> {
+    let account = caller.owner()?;
+    app.wait_for(RETENTION, min).await?;
+    let items = docs_of(&app, RETENTION, Some(&account.to_string())).await?;
+    let mut by_category: BTreeMap<String, CategoryExport> = BTreeMap::new();
+    let mut streams: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
+    for item in items.iter().filter(|d| d.key.starts_with("item:")) {
+        let (Some(subject), Some(category)) = (
+            item.doc["subject_id"].as_str(),
+            item.doc["category"].as_str(),
+        ) else {
+            continue;
+        };
+        if category == "access_log" {
+            continue;
+        }
+        let entry = by_category
+            .entry(category.to_owned())
+            .or_insert_with(|| CategoryExport {
+                category: category.to_owned(),
+                retention: vec![],
+                data: vec![],
+            });
+        entry.retention.push(serde_json::json!({
+            "subject_id": subject,
+            "rule": item.doc["rule"],
+            "state": item.doc["state"],
+            "due_at": item.doc["due_at"],
+            "explanation": item.doc["explanation"],
+        }));
+        let Some(stream) = stream_of(subject) else {
+            continue;
+        };
+        if !streams.contains_key(&stream) {
+            let events = whole_stream(&app, &stream).await?;
+            streams.insert(stream.clone(), events);
+        }
+        for e in &streams[&stream] {
+            let mut values = Vec::new();
+            personal_values(&e.data, subject, category, &mut values);
+            for value in values {
+                entry.data.push(Datum {
+                    subject_id: subject.to_owned(),
+                    event_type: e.event_type.clone(),
+                    recorded_at: lightwidget_store::format_time(e.recorded_at),
+                    value,
+                });
+            }
+        }
+    }
+    Ok(Json(Export {
+        account_id: account.to_string(),
+        categories: by_category.into_values().collect(),
+    }))
+}

@@ -1,0 +1,188 @@
+//! The log as auditors read it (`GET /v1/audit/events`) and a data subject's export
+//! (`GET /v1/me/export`, R26), through real HTTP on both backends.
+
+use chrono::Duration;
+use lightwidget_tests::{billing, both_backends, Backend, TestApp, ADMIN_TOKEN};
+use serde_json::{json, Value};
+
+async fn ndjson(app: &TestApp, query: &str, token: &str) -> Vec<Value> {
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/audit/events{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    r.text()
+        .await
+        .expect("body")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON envelope per line"))
+        .collect()
+}
+
+async fn auditors_read_the_log_in_order_with_erased_fields_marked(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let auditor = app.staff("auditor").await;
+    let (token, _, _) = app.sign_in("alice").await;
+    let preview = app
+        .post(
+            "/v1/previews",
+            Some(&token),
+            json!({"title": "Secret draft", "layout": "grid", "columns": 2}),
+        )
+        .await
+        .expect(201)["preview_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for n in 0..3 {
+        app.create_widget(&token, &format!("w{n}")).await;
+    }
+    let all = ndjson(&app, "", &auditor).await;
+    let head = app.store.head().await.expect("head").position;
+    assert_eq!(all.len() as u64, head);
+    let positions: Vec<u64> = all.iter().filter_map(|e| e["position"].as_u64()).collect();
+    assert_eq!(positions, (1..=head).collect::<Vec<_>>());
+    assert!(all
+        .iter()
+        .all(|e| e["hash"].as_str().is_some_and(|h| h.len() == 64)));
+
+    let created = ndjson(&app, "?type=WidgetCreated", &auditor).await;
+    assert_eq!(created.len(), 3);
+    assert_eq!(
+        ndjson(&app, "?type=WidgetCreated&limit=2", &auditor)
+            .await
+            .len(),
+        2
+    );
+    let after = created[0]["position"].as_u64().expect("position");
+    assert_eq!(
+        ndjson(
+            &app,
+            &format!("?type=WidgetCreated&after={after}"),
+            &auditor
+        )
+        .await
+        .len(),
+        2
+    );
+    let stream = format!("preview-{preview}");
+    let one = ndjson(&app, &format!("?stream={stream}"), &auditor).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(
+        one[0]["data"]["settings"]["$personal"]["value"]["title"],
+        "Secret draft"
+    );
+
+    // Erased: the field reads as erased, the envelope and its hash stay.
+    app.advance(Duration::minutes(16)).await;
+    app.sweep().await;
+    let erased = ndjson(&app, &format!("?stream={stream}"), &auditor).await;
+    assert_eq!(erased[0]["data"]["settings"]["$personal"]["erased"], true);
+    assert!(erased[0]["data"]["settings"]["$personal"]
+        .get("value")
+        .is_none());
+    assert_eq!(erased[0]["hash"], one[0]["hash"]);
+    assert!(!serde_json::to_string(&erased)
+        .expect("json")
+        .contains("Secret draft"));
+
+    for (token, status) in [(None, 401), (Some(token.as_str()), 403)] {
+        assert_eq!(app.get("/v1/audit/events", token).await.status, status);
+    }
+    for (query, field) in [
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("stream=a%20b", "stream"),
+        ("color=red", "color"),
+    ] {
+        let r = app
+            .get(&format!("/v1/audit/events?{query}"), Some(&auditor))
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some(field)),
+            "{query}"
+        );
+    }
+    app.stop().await;
+}
+
+async fn an_owner_exports_every_category_held(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("bruno").await;
+    app.post(
+        "/v1/previews",
+        Some(&token),
+        json!({"title": "Draft", "layout": "grid", "columns": 2}),
+    )
+    .await
+    .expect(201);
+    let (w, _) = app.create_widget(&token, "Shop window").await;
+    let order = app.order(&token, &w, billing()).await;
+    app.pay(&order, "TXN-EXPORT-1").await;
+    let head = app.store.head().await.expect("head").position;
+    let export = app
+        .get(&format!("/v1/me/export?min_position={head}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(export["account_id"], account.as_str());
+    let categories: Vec<&str> = export["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .filter_map(|c| c["category"].as_str())
+        .collect();
+    // Every category of personal data the account's history touched (the access logs of the
+    // widget page are its visitors' data, not the owner's).
+    assert_eq!(
+        categories,
+        vec![
+            "billing",
+            "preview",
+            "profile",
+            "statistics",
+            "widget_content"
+        ]
+    );
+    let text = export.to_string();
+    for expected in [
+        "bruno",
+        "Shop window",
+        "Draft",
+        "Alice Example",
+        "TXN-EXPORT-1",
+    ] {
+        assert!(text.contains(expected), "{expected} in {text}");
+    }
+    let profile = &export["categories"][2];
+    assert!(profile["retention"][0]["explanation"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    assert_eq!(
+        app.get("/v1/me/export", Some(ADMIN_TOKEN)).await.status,
+        403
+    );
+    assert_eq!(app.get("/v1/me/export", None).await.status, 401);
+    // Another account sees only its own.
+    let (other, _, _) = app.sign_in("carla").await;
+    let theirs = app
+        .get(&format!("/v1/me/export?min_position={head}"), Some(&other))
+        .await
+        .expect(200);
+    assert!(!theirs.to_string().contains("Shop window"));
+    app.stop().await;
+}
+
+both_backends! {
+    audit_events => auditors_read_the_log_in_order_with_erased_fields_marked;
+    export => an_owner_exports_every_category_held;
+}
