@@ -113,11 +113,7 @@ async fn page(
     let kept = events
         .into_iter()
         .filter(|e| e.position > f.after)
-        .filter(|e| {
-            f.types
-                .as_ref()
-                .is_none_or(|t| t.contains(&e.event_type))
-        })
+        .filter(|e| f.types.as_ref().is_none_or(|t| t.contains(&e.event_type)))
         .collect();
     Ok((kept, next))
 }
