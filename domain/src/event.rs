@@ -367,6 +367,16 @@ schema_derive! {
         pub added_at: DateTime<Utc>,
     }
 
+    /// Security staff read an account's profile and login history (R22), on the stream
+    /// `access-<account>`. The stated reason is sealed with the account's profile and goes
+    /// with it; that the read happened, by whom and when, stays.
+    pub struct AccountDataRead {
+        pub account_id: AccountId,
+        pub read_by: StaffId,
+        pub reason: Personal<String>,
+        pub read_at: DateTime<Utc>,
+    }
+
     /// The owner's Instagram media, fetched for a widget and cached at most 24 hours (R7),
     /// on the stream `media-<widget>`.
     pub struct MediaCached {
@@ -488,6 +498,7 @@ events! {
     TokenIssued => 1,
     StaffAdded => 1,
     MediaCached => 1,
+    AccountDataRead => 1,
     CommentPosted => 1,
     TicketOpened => 1,
 }

@@ -109,6 +109,17 @@ pub struct AccountFacts {
     pub holds: Vec<HoldRef>,
     #[serde(default)]
     pub items: Vec<String>,
+    /// Reads of the account's data by security staff (R22).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<AccessRecord>,
+}
+
+/// A security staff read of the account (R22): who, when, where in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    pub staff_id: String,
+    pub read_at: DateTime<Utc>,
+    pub position: u64,
 }
 
 /// What the facts mean now: the state (`due` is a matter of the reader's clock and is not
@@ -342,6 +353,7 @@ fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
         E::AccountRestored(e) => (vec![], Some(e.account_id)),
         E::AccountUnblocked(e) => (vec![], Some(e.account_id)),
         E::AccountPurged(e) => (vec![], Some(e.account_id)),
+        E::AccountDataRead(e) => (vec![], Some(e.account_id)),
         E::LegalHoldPlaced(e) => (vec![], Some(e.account_id)),
         E::LegalHoldReleased(e) => (vec![], Some(e.account_id)),
         E::PreviewCreated(e) => (
@@ -474,6 +486,7 @@ impl Projection for Retention {
             "AccountBlocked",
             "AccountUnblocked",
             "AccountPurged",
+            "AccountDataRead",
             "LegalHoldPlaced",
             "LegalHoldReleased",
             "PreviewCreated",
@@ -588,6 +601,15 @@ impl Projection for Retention {
                 }
             }
             E::AccountPurged(_) => {}
+            E::AccountDataRead(r) => {
+                if let Some(a) = account.as_mut() {
+                    a.reads.push(AccessRecord {
+                        staff_id: r.read_by.to_string(),
+                        read_at: r.read_at,
+                        position: e.position,
+                    });
+                }
+            }
             E::LegalHoldPlaced(h) => {
                 if let Some(a) = account.as_mut() {
                     a.holds.push(HoldRef {

@@ -472,6 +472,9 @@ const ROUTES: &[&str] = &[
     "GET /v1/articles/{slug}/comments",
     "POST /v1/support/tickets",
     "GET /v1/audit/events",
+    "GET /v1/audit/verify",
+    "GET /v1/audit/replay/{projection}",
+    "GET /v1/security/accounts/{id}",
     "GET /v1/me/export",
 ];
 
@@ -505,6 +508,7 @@ async fn openapi_describes_every_route(backend: Backend) {
             .replace("{id}", &id)
             .replace("{account_id}", &id)
             .replace("{slug}", "an-article")
+            .replace("{projection}", "widgets")
             .replace("{number}", "FV%2F2026%2F000001");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let r = app.call(method, &path, None, None).await;

@@ -161,7 +161,75 @@ async fn compliance_places_and_releases_holds(backend: Backend) {
     assert!(raw.iter().any(|e| e.event_type == "LegalHoldReleased"));
 }
 
+async fn security_reads_are_recorded(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, account, _) = app.sign_in("dora").await;
+    app.sign_in("dora").await;
+    let security = app.staff("security").await;
+    let compliance = app.staff("compliance").await;
+    let path = format!("/v1/security/accounts/{account}?reason=ticket%20SEC-7");
+    for (token, status) in [
+        (None, 401),
+        (Some(owner.as_str()), 403),
+        (Some(compliance.as_str()), 403),
+    ] {
+        assert_eq!(app.get(&path, token).await.status, status);
+    }
+    let before = app.store.head().await.expect("head").position;
+    for query in ["", "?reason=", "?reason=%20%20"] {
+        let r = app
+            .get(
+                &format!("/v1/security/accounts/{account}{query}"),
+                Some(&security),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some("reason")),
+            "{query}"
+        );
+    }
+    let unknown = format!("/v1/security/accounts/{}?reason=x", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&unknown, Some(&security)).await.status, 404);
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        before,
+        "refusals record nothing"
+    );
+
+    let view = app.get(&path, Some(&security)).await.expect(200);
+    assert_eq!(view["profile"]["username"], "dora");
+    assert_eq!(view["logins"].as_array().map(Vec::len), Some(2));
+    assert!(
+        !view.to_string().contains("demo-token"),
+        "tokens are never shown"
+    );
+    let position = view["position"].as_u64().expect("position");
+    let record = app
+        .store
+        .read_stream_raw(&format!("access-{account}"), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(record.len(), 1);
+    assert_eq!(record[0].position, position);
+    assert_eq!(record[0].event_type, "AccountDataRead");
+    assert!(!record[0].data.contains("SEC-7"), "the reason is sealed");
+    let subject = app
+        .get(
+            &format!("/v1/compliance/subjects/{account}?min_position={position}"),
+            Some(&compliance),
+        )
+        .await
+        .expect(200);
+    let reads = subject["access_records"].as_array().expect("reads");
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0]["position"], position);
+    assert!(reads[0]["staff_id"].is_string());
+    app.stop().await;
+}
+
 both_backends! {
     block => security_blocks_and_unblocks;
     holds => compliance_places_and_releases_holds;
+    security_reads => security_reads_are_recorded;
 }

@@ -45,6 +45,9 @@ pub struct RetentionItems {
 pub struct Subject {
     pub account_id: String,
     pub categories: Vec<RetentionItem>,
+    /// Reads of the account's data by security staff (R22): staff id, time, log position.
+    #[schema(value_type = Vec<Object>)]
+    pub access_records: serde_json::Value,
 }
 
 /// The item as compliance reads it now: an item past its date and not held is `due`.
@@ -222,9 +225,23 @@ pub async fn subject(
     if categories.is_empty() {
         return Err(Problem::not_found("account"));
     }
+    let key = lightwidget_retention::projection::account_key(id);
+    let access_records = docs
+        .iter()
+        .chain(
+            app.views
+                .get_many(VIEW, std::slice::from_ref(&key))
+                .await?
+                .iter(),
+        )
+        .find(|d| d.key == key)
+        .map(|d| d.doc["reads"].clone())
+        .filter(|r| r.is_array())
+        .unwrap_or_else(|| serde_json::json!([]));
     Ok(Json(Subject {
         account_id: id.to_string(),
         categories,
+        access_records,
     }))
 }
 

@@ -239,3 +239,107 @@ pub async fn release_hold(
         position: outcome.position,
     }))
 }
+
+/// A profile as security staff read it.
+#[derive(Serialize, ToSchema)]
+pub struct SecurityView {
+    pub account_id: String,
+    /// Null once erased.
+    #[schema(value_type = Option<Object>)]
+    pub profile: Option<serde_json::Value>,
+    /// Every sign-in (R22 login data), oldest first: times only, never the tokens.
+    pub logins: Vec<String>,
+    /// Blocks with their stated reasons (null once erased).
+    #[schema(value_type = Vec<Object>)]
+    pub blocks: Vec<serde_json::Value>,
+    /// The position of the access record this read appended.
+    pub position: u64,
+}
+
+/// Reads an account's profile and login history (security), case by case: `reason` is
+/// required, and the read is recorded as an event before anything is answered (R22).
+#[utoipa::path(get, path = "/v1/security/accounts/{id}", tag = "staff",
+    params(("id" = String, Path, description = "a UUID"), ("reason" = String, Query)),
+    responses((status = 200, body = SecurityView), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn read_account(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<SecurityView>> {
+    let by = caller.staff(Role::Security)?;
+    let mut reason = None;
+    for (k, v) in crate::extract::url_pairs(uri.query().unwrap_or_default()) {
+        match k.as_str() {
+            "reason" => reason = Some(v.trim().to_owned()),
+            other => {
+                return Err(Problem::invalid(other, "unknown query parameter (reason)")
+                    .with_status(StatusCode::BAD_REQUEST))
+            }
+        }
+    }
+    let reason = reason
+        .filter(|r| !r.is_empty() && r.chars().count() <= 500)
+        .ok_or_else(|| {
+            Problem::invalid("reason", "reason is required: 1 to 500 characters")
+                .with_status(StatusCode::BAD_REQUEST)
+        })?;
+    let account_id = existing_account(&app, &id).await?;
+    // Recorded first: no read goes unrecorded.
+    let now = app.clock.now();
+    let record: DomainEvent = lightwidget_domain::event::AccountDataRead {
+        account_id,
+        read_by: by,
+        reason: Personal::new(Subject::account(account_id), Category::Profile, reason),
+        read_at: now,
+    }
+    .into();
+    let appended = app
+        .store
+        .append(lightwidget_store::AppendRequest {
+            writes: vec![lightwidget_store::StreamWrite::of(
+                format!("access-{account_id}"),
+                lightwidget_store::ExpectedVersion::Any,
+                &[record],
+                &app.meta(Some(&caller)),
+            )],
+            shred: vec![],
+        })
+        .await?;
+    let mut view = SecurityView {
+        account_id: account_id.to_string(),
+        profile: None,
+        logins: vec![],
+        blocks: vec![],
+        position: appended.last_position,
+    };
+    let mut after = 0;
+    loop {
+        let page = app
+            .store
+            .read_stream(&account_id.stream(), after, 500)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.version;
+        for e in &page {
+            match e.to_domain() {
+                Ok(DomainEvent::AccountRegistered(r)) => {
+                    view.profile = r.profile.value().and_then(|p| serde_json::to_value(p).ok());
+                }
+                Ok(DomainEvent::AccountSignedIn(s)) => view
+                    .logins
+                    .push(lightwidget_store::format_time(s.signed_in_at)),
+                Ok(DomainEvent::AccountBlocked(b)) => view.blocks.push(serde_json::json!({
+                    "blocked_at": lightwidget_store::format_time(b.blocked_at),
+                    "hold_until": lightwidget_store::format_time(b.hold_until),
+                    "reason": b.reason.value(),
+                })),
+                _ => {}
+            }
+        }
+    }
+    Ok(Json(view))
+}
