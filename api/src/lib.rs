@@ -5,6 +5,7 @@
 //! else SQLite in `LW_DATA_DIR`), binds the listener, and `run_until_stopped` serves until
 //! the shutdown future resolves.
 
+pub mod archive;
 pub mod auth;
 pub mod extract;
 pub mod instagram;

@@ -1,6 +1,7 @@
 //! `lightwidget`: the server and the operator's tools, on the store the environment names
 //! (`LW_DATABASE_URL`, else the embedded store in `LW_DATA_DIR`).
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lightwidget_api::{open_store, shutdown_signal, Application, Settings};
 use std::process::ExitCode;
@@ -27,12 +28,60 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print a read model as it stood at a log position or time, computed from the log.
+    Replay {
+        /// accounts, widgets, invoices, statistics or retention.
+        #[arg(long)]
+        projection: String,
+        /// A log position, or an RFC 3339 time (the last position recorded at or before it).
+        #[arg(long)]
+        at: String,
+        /// Print only this document.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain from position 1; exit non-zero naming the first bad position.
-    Verify,
+    /// Recompute the hash chain from position 1 (of the store, or of an archive with
+    /// --file); exit non-zero naming the first bad position.
+    Verify {
+        /// An archive written by `audit export` (passphrase: LW_EXPORT_PASSPHRASE).
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Write every event, sealed as stored, to an archive encrypted with the passphrase in
+    /// LW_EXPORT_PASSPHRASE (age, scrypt).
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+}
+
+/// The archive passphrase, from the environment (never from the command line, where other
+/// users of the machine could read it).
+fn passphrase() -> anyhow::Result<String> {
+    let p = std::env::var("LW_EXPORT_PASSPHRASE").unwrap_or_default();
+    if p.chars().count() < 12 {
+        anyhow::bail!(
+            "LW_EXPORT_PASSPHRASE must hold the archive passphrase (at least 12 characters)"
+        );
+    }
+    Ok(p)
+}
+
+fn verdict(report: &lightwidget_store::VerifyReport) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "chain broken at position {}",
+            report.first_bad_position.unwrap_or_default()
+        );
+        ExitCode::from(2)
+    })
 }
 
 fn main() -> ExitCode {
@@ -79,20 +128,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { file: None },
         } => {
             let storage = open_store(&settings).await?;
-            let report = storage.events.verify().await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!(
-                    "chain broken at position {}",
-                    report.first_bad_position.unwrap_or_default()
+            verdict(&lightwidget_api::archive::verify_store(&*storage.events, false).await?)
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file: Some(file) },
+        } => {
+            let passphrase = passphrase()?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            verdict(&lightwidget_api::archive::verify_archive(
+                input,
+                &passphrase,
+                false,
+            )?)
+        }
+        Command::Audit {
+            command: AuditCommand::Export { out },
+        } => {
+            let passphrase = passphrase()?;
+            let storage = open_store(&settings).await?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let done = lightwidget_api::archive::export(&*storage.events, file, &passphrase, false)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            projection,
+            at,
+            key,
+        } => {
+            let storage = open_store(&settings).await?;
+            let policy = std::sync::Arc::new(lightwidget_retention::RetentionPolicy::load(
+                settings.policy_file.as_deref(),
+            )?);
+            let Some(p) = lightwidget_api::read_models(&policy)
+                .into_iter()
+                .find(|p| p.name() == projection)
+            else {
+                anyhow::bail!(
+                    "no projection `{projection}` (accounts, widgets, invoices, statistics, retention)"
                 );
-                ExitCode::from(2)
-            })
+            };
+            let position = match at.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let t = chrono::DateTime::parse_from_rfc3339(&at).map_err(|_| {
+                        anyhow::anyhow!("--at must be a log position or an RFC 3339 time")
+                    })?;
+                    lightwidget_projections::position_at_time(
+                        &*storage.events,
+                        t.with_timezone(&chrono::Utc),
+                    )
+                    .await?
+                }
+            };
+            let docs =
+                lightwidget_projections::evaluate_as_of(&*storage.events, &*p, position).await?;
+            for (k, d) in docs {
+                if key.as_ref().is_none_or(|want| *want == k) {
+                    println!("{}", serde_json::json!({"key": k, "doc": d.doc}));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
