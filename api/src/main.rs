@@ -57,6 +57,12 @@ enum AuditCommand {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Load an archive into the store (normally an empty one; the events must continue its
+    /// chain). Personal fields read as erased there: the data keys are not in the archive.
+    Import {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 /// The archive passphrase, from the environment (never from the command line, where other
@@ -154,6 +160,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("creating {}", out.display()))?;
             let done = lightwidget_api::archive::export(&*storage.events, file, &passphrase, false)
                 .await?;
+            println!("{}", serde_json::to_string_pretty(&done)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Import { file },
+        } => {
+            let passphrase = passphrase()?;
+            let storage = open_store(&settings).await?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let done =
+                lightwidget_api::archive::import(&*storage.events, input, &passphrase, false)
+                    .await?;
             println!("{}", serde_json::to_string_pretty(&done)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -82,6 +82,9 @@ impl EventStore for MeteredStore {
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
         self.0.read_all_light_of(after, limit, types).await
     }
+    async fn import(&self, events: &[lightwidget_store::StoredEvent]) -> Result<Head, StoreError> {
+        self.0.import(events).await
+    }
     async fn scrub(&self) -> Result<bool, StoreError> {
         self.0.scrub().await
     }

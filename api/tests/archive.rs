@@ -1,5 +1,6 @@
 //! The real `lightwidget` binary for auditors working offline, on both backends:
-//! `audit export` writes an encrypted archive (R13) that `audit verify --file` reads back,
+//! `audit export` writes an encrypted archive (R13) that `audit verify --file` reads back and
+//! `audit import` loads into an empty store,
 //! and `replay` prints a read model as it stood at a position.
 
 use lightwidget_domain::event::{Layout, WidgetCreated, WidgetSettings, WidgetUpdated};
@@ -174,6 +175,36 @@ async fn export_verify_and_replay(backend: Backend) {
     assert!(store.status.success(), "{}", stderr(&store));
     let live: serde_json::Value = serde_json::from_slice(&store.stdout).expect("json");
     assert_eq!(live["head_hash"], report["head_hash"]);
+
+    // Import into an empty store of the other kind's twin: same chain, same head hash; the
+    // titles read as erased there (no data keys travel in an archive).
+    let other = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let imported = run(
+        &other,
+        &["audit", "import", "--file", archive_arg],
+        Some(PASSPHRASE),
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let done: serde_json::Value = serde_json::from_slice(&imported.stdout).expect("json");
+    assert_eq!(done["events"], 301);
+    assert_eq!(done["head_hash"], report["head_hash"]);
+    let verified = run(&other, &["audit", "verify"], None);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let opened = other.store.read_all(0, 1).await.expect("read");
+    assert_eq!(opened[0].data["settings"]["$personal"]["erased"], true);
+    // A second import does not continue the log: refused, nothing written.
+    let again = run(
+        &other,
+        &["audit", "import", "--file", archive_arg],
+        Some(PASSPHRASE),
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("do not continue"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(other.store.head().await.expect("head").position, 301);
 
     // Replay: the first widget as it was when created, and as it is now.
     let at = created_at.to_string();

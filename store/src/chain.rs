@@ -88,6 +88,29 @@ impl Default for ChainVerifier {
 }
 
 impl ChainVerifier {
+    /// A verifier that expects the chain to go on from `head` (an import's check).
+    pub fn continuing(head: crate::Head) -> Self {
+        ChainVerifier {
+            expected_position: head.position + 1,
+            prev: head.hash,
+            checked: 0,
+            bad: None,
+        }
+    }
+
+    /// Checks that `events` continue the chain of a log whose head is `head`: the reason
+    /// otherwise (positions and hashes only).
+    pub fn check_continues(head: crate::Head, events: &[StoredEvent]) -> Result<(), String> {
+        let mut v = ChainVerifier::continuing(head);
+        for e in events {
+            if !v.feed(e) {
+                let (at, why) = v.bad.unwrap_or_default();
+                return Err(format!("at position {at}: {why}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Feeds the next stored event; returns false once a problem was found (stop feeding).
     pub fn feed(&mut self, e: &StoredEvent) -> bool {
         if self.bad.is_some() {

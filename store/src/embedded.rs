@@ -603,6 +603,70 @@ impl KeyStore for SqliteEventStore {
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
+    async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
+        let Some(last) = events.last().cloned() else {
+            return Err(StoreError::EmptyBatch);
+        };
+        let events = events.to_vec();
+        let path = self.reads.path.clone();
+        // Its own connection and an IMMEDIATE transaction: the writer waits on the lock, and
+        // re-reads the head before its next commit.
+        let head = tokio::task::spawn_blocking(move || -> Result<Head, StoreError> {
+            let mut conn = open_connection(&path)?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (position, hash): (i64, Vec<u8>) = tx.query_row(
+                "SELECT position, hash FROM log_head WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let head = Head {
+                position: position as u64,
+                hash: hash
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("the head's hash is not 32 bytes".into()))?,
+            };
+            crate::chain::ChainVerifier::check_continues(head, &events).map_err(|why| {
+                StoreError::InvalidPayload(format!("the events do not continue this log {why}"))
+            })?;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO events (position, stream, version, event_id, event_type, \
+                     schema_version, recorded_at, actor, correlation_id, causation_id, data, \
+                     prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )?;
+                for e in &events {
+                    ins.execute(params![
+                        e.position as i64,
+                        e.stream,
+                        e.version as i64,
+                        e.event_id.to_string(),
+                        e.event_type,
+                        e.schema_version,
+                        format_time(e.recorded_at),
+                        e.actor,
+                        e.correlation_id.to_string(),
+                        e.causation_id.map(|c| c.to_string()),
+                        e.data,
+                        e.prev_hash.as_slice(),
+                        e.hash.as_slice(),
+                    ])?;
+                }
+            }
+            tx.execute(
+                "UPDATE log_head SET position = ?1, hash = ?2 WHERE id = 1",
+                params![last.position as i64, last.hash.as_slice()],
+            )?;
+            tx.commit()?;
+            Ok(Head {
+                position: last.position,
+                hash: last.hash,
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("import task: {e}")))??;
+        Ok(head)
+    }
+
     async fn scrub(&self) -> Result<bool, StoreError> {
         // TRUNCATE waits (busy timeout) for readers of older snapshots, copies every page
         // back into the database file, over the old versions, and empties the log.

@@ -339,6 +339,17 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         ))
     }
     async fn head(&self) -> Result<Head, StoreError>;
+    /// Appends events exactly as another store stored them (an audit archive read back):
+    /// positions, ids, sealed payloads and hashes kept. They must continue this log's chain —
+    /// the first at head + 1 with the head's hash before it, every hash recomputing — or
+    /// nothing is written. No data keys come with them: here their personal fields read as
+    /// erased. Returns the new head.
+    async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
+        let _ = events;
+        Err(StoreError::Internal(
+            "this store cannot import events".into(),
+        ))
+    }
     /// Removes what the storage engine may still keep of erased data outside its live rows
     /// (R23): the embedded store checkpoints and truncates its write-ahead log, whose old
     /// page images would otherwise hold view documents as they were before an erasure.

@@ -706,6 +706,41 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+impl PgEventStore {
+    async fn import_events(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
+        let Some(last) = events.last() else {
+            return Err(StoreError::EmptyBatch);
+        };
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one(
+                "SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE",
+                &[],
+            )
+            .await?;
+        let head = Head {
+            position: row.get::<_, i64>(0) as u64,
+            hash: to_hash(row.get(1))?,
+        };
+        crate::chain::ChainVerifier::check_continues(head, events).map_err(|why| {
+            StoreError::InvalidPayload(format!("the events do not continue this log {why}"))
+        })?;
+        let cols = EventColumns::from(events);
+        tx.execute(SQL_INSERT_EVENTS, &cols.params()).await?;
+        tx.execute(
+            "UPDATE log_head SET position = $1, hash = $2 WHERE id = 1",
+            &[&(last.position as i64), &last.hash.as_slice()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Head {
+            position: last.position,
+            hash: last.hash,
+        })
+    }
+}
+
 #[async_trait]
 impl KeyStore for PgEventStore {
     async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
@@ -766,6 +801,10 @@ impl KeyStore for PgEventStore {
 
 #[async_trait]
 impl EventStore for PgEventStore {
+    async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
+        self.import_events(events).await
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         writer::precheck(&request)?;
         let (reply, answer) = oneshot::channel();
