@@ -116,6 +116,23 @@ async fn auditors_read_the_log_in_order_with_erased_fields_marked(backend: Backe
     app.stop().await;
 }
 
+/// The categories of the personal fields of `subjects` in an event's data.
+fn collect(data: &Value, subjects: &[String], out: &mut std::collections::BTreeSet<String>) {
+    match data {
+        Value::Object(map) => {
+            if let Some(p) = map.get("$personal") {
+                if subjects.iter().any(|s| p["subject"] == s.as_str()) {
+                    out.insert(p["category"].as_str().unwrap_or_default().to_owned());
+                }
+                return;
+            }
+            map.values().for_each(|v| collect(v, subjects, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| collect(v, subjects, out)),
+        _ => {}
+    }
+}
+
 async fn an_owner_exports_every_category_held(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let (token, account, _) = app.sign_in("bruno").await;
