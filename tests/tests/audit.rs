@@ -170,6 +170,27 @@ async fn an_owner_exports_every_category_held(backend: Backend) {
             "widget_content"
         ]
     );
+    // Against the history itself: every category of a personal field of this account's
+    // subjects, anywhere in the log, is in the export; the only other one is statistics
+    // (counts, which hold no sealed field).
+    let preview_id = export["categories"][1]["retention"][0]["subject_id"]
+        .as_str()
+        .expect("preview subject")
+        .to_owned();
+    let subjects = [
+        format!("account:{account}"),
+        format!("widget:{w}"),
+        preview_id,
+        format!("order:{}", order["order_id"].as_str().expect("order")),
+    ];
+    let mut touched = std::collections::BTreeSet::new();
+    for e in ndjson(&app, "", ADMIN_TOKEN).await {
+        collect(&e["data"], &subjects, &mut touched);
+    }
+    let mut expected: Vec<&str> = touched.iter().map(String::as_str).collect();
+    expected.push("statistics");
+    expected.sort();
+    assert_eq!(categories, expected);
     let text = export.to_string();
     for expected in [
         "bruno",
