@@ -12,29 +12,13 @@ use chrono::{Duration, TimeZone, Utc};
 use lightwidget_api::archive;
 use lightwidget_domain::event::{AccessLog, WidgetViewed};
 use lightwidget_domain::{Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
 };
 use std::sync::Arc;
 use std::time::Instant;
-
-fn peak_reset() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
 
 async fn generate(t: &TestStore, total: usize) {
     let widgets: Vec<WidgetId> = (0..1000).map(|_| WidgetId::new()).collect();
@@ -146,16 +130,8 @@ async fn run(backend: Backend, total: usize) {
 
 #[tokio::main]
 async fn main() {
-    let total: usize = std::env::var("LW_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let which = std::env::var("LW_BENCH_BACKEND").ok();
-    for backend in [Backend::Postgres, Backend::Sqlite] {
-        let name = format!("{backend:?}").to_lowercase();
-        if which.as_deref().is_some_and(|w| w != name) {
-            continue;
-        }
+    let total = lightwidget_store::test_support::bench::count("LW_BENCH_EVENTS", 1_000_000);
+    for backend in lightwidget_store::test_support::bench::backends() {
         run(backend, total).await;
     }
 }

@@ -152,6 +152,20 @@ fn unavailable(e: reqwest::Error) -> InstagramError {
     InstagramError::Unavailable(kind.into())
 }
 
+/// A 4xx is Instagram refusing (the code or token); anything else not 2xx is Instagram down.
+fn checked(response: reqwest::Response, what: &str) -> Result<reqwest::Response, InstagramError> {
+    let status = response.status();
+    if status.is_client_error() {
+        return Err(InstagramError::Refused);
+    }
+    if !status.is_success() {
+        return Err(InstagramError::Unavailable(format!(
+            "{what} status {status}"
+        )));
+    }
+    Ok(response)
+}
+
 #[async_trait]
 impl Instagram for HttpInstagram {
     async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError> {
@@ -168,14 +182,10 @@ impl Instagram for HttpInstagram {
             .send()
             .await
             .map_err(unavailable)?;
-        let status = response.status();
-        if status.is_client_error() {
-            return Err(InstagramError::Refused);
-        }
-        if !status.is_success() {
-            return Err(InstagramError::Unavailable(format!("status {status}")));
-        }
-        let token: TokenResponse = response.json().await.map_err(unavailable)?;
+        let token: TokenResponse = checked(response, "token")?
+            .json()
+            .await
+            .map_err(unavailable)?;
         let me = self
             .client
             .get(format!("{}/me", self.base))
@@ -216,16 +226,10 @@ impl Instagram for HttpInstagram {
             .send()
             .await
             .map_err(unavailable)?;
-        let status = response.status();
-        if status.is_client_error() {
-            return Err(InstagramError::Refused);
-        }
-        if !status.is_success() {
-            return Err(InstagramError::Unavailable(format!(
-                "media status {status}"
-            )));
-        }
-        let media: MediaResponse = response.json().await.map_err(unavailable)?;
+        let media: MediaResponse = checked(response, "media")?
+            .json()
+            .await
+            .map_err(unavailable)?;
         Ok(media
             .data
             .into_iter()

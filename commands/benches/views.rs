@@ -18,6 +18,7 @@ use lightwidget_projections::models::Statistics;
 use lightwidget_projections::rebuild;
 use lightwidget_store::embedded::open_connection;
 use lightwidget_store::postgres::pool_for;
+use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
@@ -53,23 +54,6 @@ fn view(widgets: &[WidgetId], n: usize) -> DomainEvent {
         viewed_at: at,
     }
     .into()
-}
-
-fn peak_reset() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn peak_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
 }
 
 async fn generate(t: &TestStore, widgets: &[WidgetId], from: usize, to: usize) {

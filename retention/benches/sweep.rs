@@ -13,7 +13,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use lightwidget_domain::{Category, Subject, WidgetId};
-use lightwidget_retention::projection::{item_key, ItemFacts, Retention, Started, VIEW};
+use lightwidget_retention::projection::{item_key, ItemFacts, Retention, VIEW};
 use lightwidget_retention::sweeper::Sweeper;
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::embedded::open_connection;
@@ -47,21 +47,8 @@ async fn seed(t: &TestStore, retention: &Retention, items: usize, now: chrono::D
                 };
                 let subject = Subject::new("accesslog", format!("{widget}:{i:07}"));
                 let facts = ItemFacts {
-                    subject_id: subject.clone(),
-                    category: Category::AccessLog,
-                    account_id: None,
                     widget_id: Some(widget),
-                    since: at,
-                    own_clock: Some(Started {
-                        at,
-                        position: 0,
-                        not_before: None,
-                    }),
-                    deletion: None,
-                    follows_account: false,
-                    invoice: None,
-                    access_logs: vec![],
-                    purged: None,
+                    ..ItemFacts::on_own_clock(subject.clone(), Category::AccessLog, at, 0)
                 };
                 let key = item_key(&subject, Category::AccessLog);
                 DocChange::Put(retention.item_doc(&key, &facts, None))
@@ -156,16 +143,8 @@ async fn run(backend: Backend, items: usize) {
 
 #[tokio::main]
 async fn main() {
-    let items: usize = std::env::var("LW_BENCH_ITEMS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let which = std::env::var("LW_BENCH_BACKEND").ok();
-    for backend in [Backend::Postgres, Backend::Sqlite] {
-        let name = format!("{backend:?}").to_lowercase();
-        if which.as_deref().is_some_and(|w| w != name) {
-            continue;
-        }
+    let items = lightwidget_store::test_support::bench::count("LW_BENCH_ITEMS", 1_000_000);
+    for backend in lightwidget_store::test_support::bench::backends() {
         run(backend, items).await;
     }
 }

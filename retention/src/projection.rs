@@ -87,6 +87,35 @@ pub struct ItemFacts {
     pub purged: Option<Purged>,
 }
 
+impl ItemFacts {
+    /// An item of no account that goes by its own clock alone, started at `at` by the event
+    /// at `position` (what benchmarks and tests seed).
+    pub fn on_own_clock(
+        subject: Subject,
+        category: Category,
+        at: DateTime<Utc>,
+        position: u64,
+    ) -> Self {
+        ItemFacts {
+            subject_id: subject,
+            category,
+            account_id: None,
+            widget_id: None,
+            since: at,
+            own_clock: Some(Started {
+                at,
+                position,
+                not_before: None,
+            }),
+            deletion: None,
+            follows_account: false,
+            invoice: None,
+            access_logs: vec![],
+            purged: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Purged {
     pub at: DateTime<Utc>,

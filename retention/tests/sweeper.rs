@@ -5,7 +5,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use lightwidget_domain::retention::retention_stream;
 use lightwidget_domain::{Category, PreviewId, Subject};
-use lightwidget_retention::projection::{item_key, ItemFacts, Retention, Started, VIEW};
+use lightwidget_retention::projection::{item_key, ItemFacts, Retention, VIEW};
 use lightwidget_retention::sweeper::Sweeper;
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::{Backend, TestStore};
@@ -35,23 +35,7 @@ async fn interrupted_and_concurrent_sweeps_purge_each_item_once(backend: Backend
             } else {
                 now - Duration::minutes(20)
             };
-            let facts = ItemFacts {
-                subject_id: preview(i),
-                category: Category::Preview,
-                account_id: None,
-                widget_id: None,
-                since: created,
-                own_clock: Some(Started {
-                    at: created,
-                    position: 0,
-                    not_before: None,
-                }),
-                deletion: None,
-                follows_account: false,
-                invoice: None,
-                access_logs: vec![],
-                purged: None,
-            };
+            let facts = ItemFacts::on_own_clock(preview(i), Category::Preview, created, 0);
             DocChange::Put(retention.item_doc(
                 &item_key(&preview(i), Category::Preview),
                 &facts,

@@ -47,6 +47,33 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Inserts stored events as they are (positions, hashes and all).
+fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreError> {
+    let mut ins = conn.prepare_cached(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    for e in events {
+        ins.execute(params![
+            e.position as i64,
+            e.stream,
+            e.version as i64,
+            e.event_id.to_string(),
+            e.event_type,
+            e.schema_version,
+            format_time(e.recorded_at),
+            e.actor,
+            e.correlation_id.to_string(),
+            e.causation_id.map(|c| c.to_string()),
+            e.data,
+            e.prev_hash.as_slice(),
+            e.hash.as_slice(),
+        ])?;
+    }
+    Ok(())
+}
+
 /// Applies the SQLite migrations of `lightwidget-schemas` that are not yet applied.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -331,28 +358,7 @@ impl SqliteTx<'_> {
                 k.wrapped
             ])?;
         }
-        let mut ins = self.conn.prepare_cached(
-            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-             recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )?;
-        for e in events {
-            ins.execute(params![
-                e.position as i64,
-                e.stream,
-                e.version as i64,
-                e.event_id.to_string(),
-                e.event_type,
-                e.schema_version,
-                format_time(e.recorded_at),
-                e.actor,
-                e.correlation_id.to_string(),
-                e.causation_id.map(|c| c.to_string()),
-                e.data,
-                e.prev_hash.as_slice(),
-                e.hash.as_slice(),
-            ])?;
-        }
+        insert_events(self.conn, events)?;
         self.conn.execute(
             "UPDATE log_head SET position = ?1, hash = ?2, key_epoch = ?3 WHERE id = 1",
             params![
@@ -628,30 +634,7 @@ impl EventStore for SqliteEventStore {
             crate::chain::ChainVerifier::check_continues(head, &events).map_err(|why| {
                 StoreError::InvalidPayload(format!("the events do not continue this log {why}"))
             })?;
-            {
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO events (position, stream, version, event_id, event_type, \
-                     schema_version, recorded_at, actor, correlation_id, causation_id, data, \
-                     prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )?;
-                for e in &events {
-                    ins.execute(params![
-                        e.position as i64,
-                        e.stream,
-                        e.version as i64,
-                        e.event_id.to_string(),
-                        e.event_type,
-                        e.schema_version,
-                        format_time(e.recorded_at),
-                        e.actor,
-                        e.correlation_id.to_string(),
-                        e.causation_id.map(|c| c.to_string()),
-                        e.data,
-                        e.prev_hash.as_slice(),
-                        e.hash.as_slice(),
-                    ])?;
-                }
-            }
+            insert_events(&tx, &events)?;
             tx.execute(
                 "UPDATE log_head SET position = ?1, hash = ?2 WHERE id = 1",
                 params![last.position as i64, last.hash.as_slice()],

@@ -209,3 +209,44 @@ impl TestStore {
         }
     }
 }
+
+/// What the benchmark binaries share: which backends to run and the process's peak memory.
+pub mod bench {
+    use super::Backend;
+
+    /// The backends `LW_BENCH_BACKEND` (`postgres` or `sqlite`) names; both when unset.
+    pub fn backends() -> Vec<Backend> {
+        let only = std::env::var("LW_BENCH_BACKEND").unwrap_or_default();
+        [Backend::Postgres, Backend::Sqlite]
+            .into_iter()
+            .filter(|b| only.is_empty() || format!("{b:?}").eq_ignore_ascii_case(&only))
+            .collect()
+    }
+
+    /// A count from the environment, or `default`.
+    pub fn count(var: &str, default: usize) -> usize {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Resets the process's peak resident memory (VmHWM) to its current size.
+    pub fn peak_reset() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
+    /// The process's peak resident memory since the last reset, in MiB.
+    pub fn peak_mib() -> f64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    }
+}

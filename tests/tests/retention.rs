@@ -642,28 +642,27 @@ async fn compliance_endpoints_check_roles_and_input(backend: Backend) {
 
 async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
-    let comment = app
-        .post(
-            "/v1/articles/pricing/comments",
-            None,
-            json!({"author": "Ola", "text": "Kept after the IP goes"}),
-        )
-        .await
-        .expect(201)["comment_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let ticket = app
-        .post(
-            "/v1/support/tickets",
-            None,
-            json!({"email": "ola@example.com", "message": "help"}),
-        )
-        .await
-        .expect(201)["ticket_id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let created = |path: &'static str, body: Value, field: &'static str| {
+        let app = &app;
+        async move {
+            app.post(path, None, body).await.expect(201)[field]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let comment = created(
+        "/v1/articles/pricing/comments",
+        json!({"author": "Ola", "text": "Kept after the IP goes"}),
+        "comment_id",
+    )
+    .await;
+    let ticket = created(
+        "/v1/support/tickets",
+        json!({"email": "ola@example.com", "message": "help"}),
+        "ticket_id",
+    )
+    .await;
     let head = app.store.head().await.expect("head").position;
     let r = app
         .get(
