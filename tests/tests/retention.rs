@@ -59,6 +59,32 @@ fn purged_all(sweep: &Value) -> Vec<String> {
     out
 }
 
+/// Asserts an item's rule and that its explanation cites the requirement.
+fn explains(item: &Value, rule: &str, requirement: &str) {
+    assert_eq!(item["rule"], rule, "{item}");
+    assert!(
+        item["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains(requirement)),
+        "{requirement} in {item}"
+    );
+}
+
+/// Advances by `before` (a sweep then purges nothing of `purged_of`), then by `after`: the
+/// answer of the sweep that follows.
+async fn kept_then_purged(
+    app: &TestApp,
+    before: Duration,
+    after: Duration,
+    purged_of: fn(&Value) -> Vec<String>,
+) -> Value {
+    app.advance(before).await;
+    let early = app.sweep().await;
+    assert!(purged_of(&early).is_empty(), "purged too early: {early}");
+    app.advance(after).await;
+    app.sweep().await
+}
+
 async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let (token, account, _) = app.sign_in("alice").await;
@@ -109,10 +135,7 @@ async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
     );
 
     // Day 90 is still quarantine; day 91 is not.
-    app.advance(Duration::days(89)).await;
-    assert!(purged(&app.sweep().await).is_empty());
-    app.advance(Duration::days(2)).await;
-    let sweep = app.sweep().await;
+    let sweep = kept_then_purged(&app, Duration::days(89), Duration::days(2), purged).await;
     let month = purged(&sweep)
         .iter()
         .find(|p| p.starts_with("accesslog:"))
@@ -358,13 +381,8 @@ async fn previews_go_after_15_minutes_and_access_logs_after_12_months(backend: B
         200
     );
 
-    app.advance(Duration::minutes(14)).await;
-    assert!(purged(&app.sweep().await).is_empty());
-    app.advance(Duration::minutes(2)).await;
-    assert_eq!(
-        purged(&app.sweep().await),
-        vec![format!("preview:{preview}|preview")]
-    );
+    let sweep = kept_then_purged(&app, Duration::minutes(14), Duration::minutes(2), purged).await;
+    assert_eq!(purged(&sweep), vec![format!("preview:{preview}|preview")]);
     assert_eq!(
         app.get(&format!("/v1/previews/{preview}"), None)
             .await
@@ -377,20 +395,9 @@ async fn previews_go_after_15_minutes_and_access_logs_after_12_months(backend: B
     app.get(&format!("/w/{w}"), None).await.expect(200);
     let its = items(&app, &account).await;
     let log = item(&its, &format!("accesslog:{w}"), "access_log");
-    assert_eq!(log["rule"], "access_log:12 months");
-    assert!(
-        log["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("(R1)")),
-        "{log}"
-    );
-    app.advance(Duration::days(364)).await;
-    assert!(
-        purged(&app.sweep().await).is_empty(),
-        "not before 12 months"
-    );
-    app.advance(Duration::days(2)).await;
-    let gone = purged(&app.sweep().await);
+    explains(log, "access_log:12 months", "(R1)");
+    let sweep = kept_then_purged(&app, Duration::days(364), Duration::days(2), purged).await;
+    let gone = purged(&sweep);
     assert!(
         !gone.is_empty()
             && gone
@@ -673,19 +680,10 @@ async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
         .expect(200);
     let item = &r["items"][0];
     assert_eq!(item["subject_id"], format!("comment:{comment}"));
-    assert_eq!(item["rule"], "comment_ip:12 months");
-    assert!(
-        item["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("(R6)")),
-        "{item}"
-    );
-
-    app.advance(Duration::days(364)).await;
-    assert!(purged(&app.sweep().await).is_empty());
-    app.advance(Duration::days(2)).await;
+    explains(item, "comment_ip:12 months", "(R6)");
+    let sweep = kept_then_purged(&app, Duration::days(364), Duration::days(2), purged).await;
     assert_eq!(
-        purged(&app.sweep().await),
+        purged(&sweep),
         vec![format!("comment:{comment}|comment_ip")]
     );
     let opened = app
@@ -700,16 +698,9 @@ async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
         .expect(200);
     assert_eq!(list["comments"][0]["text"], "Kept after the IP goes");
 
-    app.advance(Duration::days(364)).await;
-    assert!(
-        purged(&app.sweep().await).is_empty(),
-        "a ticket is kept 24 months"
-    );
-    app.advance(Duration::days(2)).await;
-    assert_eq!(
-        purged(&app.sweep().await),
-        vec![format!("ticket:{ticket}|support")]
-    );
+    // A ticket is kept 24 months.
+    let sweep = kept_then_purged(&app, Duration::days(364), Duration::days(2), purged).await;
+    assert_eq!(purged(&sweep), vec![format!("ticket:{ticket}|support")]);
     let opened = app
         .store
         .read_stream(&format!("ticket-{ticket}"), 0, 10)
@@ -752,18 +743,8 @@ async fn instagram_media_is_cached_at_most_24_hours(backend: Backend) {
     );
     let its = items(&app, &account).await;
     let cached = item(&its, &format!("media:{w}"), "media_cache");
-    assert_eq!(cached["rule"], "media_cache:24 hours");
-    assert!(
-        cached["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("(R7)")),
-        "{cached}"
-    );
-
-    app.advance(Duration::hours(23)).await;
-    assert!(purged_all(&app.sweep().await).is_empty());
-    app.advance(Duration::hours(2)).await;
-    let sweep = app.sweep().await;
+    explains(cached, "media_cache:24 hours", "(R7)");
+    let sweep = kept_then_purged(&app, Duration::hours(23), Duration::hours(2), purged_all).await;
     let gone = purged_all(&sweep);
     assert_eq!(gone.len(), 1, "{gone:?}");
     assert!(gone[0].starts_with(&format!("media:{w}:")) && gone[0].ends_with("|media_cache"));
