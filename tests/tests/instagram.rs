@@ -43,6 +43,25 @@ async fn me(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
     )
 }
 
+/// Three photos; one with an http URL (not shown) and one with markup in its caption.
+async fn media(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
+    if q.get("access_token").map(String::as_str) != Some("IG-ACCESS-1") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "bad token"})),
+        );
+    }
+    (
+        StatusCode::OK,
+        Json(json!({"data": [
+            {"id": "m1", "media_url": "https://cdn.example/m1.jpg", "caption": "<b>sea</b>",
+             "like_count": 7},
+            {"id": "m2", "media_url": "http://cdn.example/m2.jpg"},
+            {"id": "m3", "media_url": "https://cdn.example/m3.jpg"}
+        ]})),
+    )
+}
+
 async fn start_instagram() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -50,7 +69,8 @@ async fn start_instagram() -> String {
     let addr = listener.local_addr().expect("addr");
     let app = Router::new()
         .route("/oauth/access_token", post(token))
-        .route("/me", get(me));
+        .route("/me", get(me))
+        .route("/me/media", get(media));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -114,6 +134,40 @@ async fn sign_in_through_instagram_over_http(backend: Backend) {
     assert!(opened
         .iter()
         .any(|e| e.data.to_string().contains("insta_alice")));
+
+    // The widget page fetches the owner's media with the stored access token (R7): https
+    // photos only, captions escaped, nothing else Instagram sent.
+    let (w, at) = app.create_widget(token, "Photos").await;
+    assert_eq!(
+        app.get(&format!("/w/{w}?min_position={at}"), None)
+            .await
+            .status,
+        200
+    );
+    let mut fetched = None;
+    for _ in 0..100 {
+        let events = app
+            .store
+            .read_stream(&format!("media-{w}"), 0, 10)
+            .await
+            .expect("read");
+        if let Some(e) = events.first() {
+            fetched = Some(e.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fetched = fetched.expect("a media fetch");
+    let items = &fetched.data["media"]["$personal"]["value"];
+    assert_eq!(items.as_array().map(Vec::len), Some(2), "{items}");
+    assert!(!fetched.data.to_string().contains("like_count"));
+    let page = app
+        .get(&format!("/w/{w}?min_position={}", fetched.position), None)
+        .await;
+    let html = page.text();
+    assert!(html.contains("https://cdn.example/m1.jpg"), "{html}");
+    assert!(html.contains("&lt;b&gt;sea&lt;/b&gt;"), "{html}");
+    assert!(!html.contains("http://cdn.example/m2.jpg"), "{html}");
 }
 
 async fn an_unreachable_instagram_is_a_bad_gateway(backend: Backend) {
