@@ -146,3 +146,64 @@ where
         attempts: crate::DEFAULT_MAX_ATTEMPTS,
     })
 }
+
+/// Appends events that need no decision (to a stream written with `Any`, like an article's
+/// comments) once per key: a repeat with the same key and request answers with the first
+/// append's position and appends nothing; the same key with another request is `KeyReused`.
+pub async fn append_once(
+    store: &dyn EventStore,
+    stream: &str,
+    events: &[DomainEvent],
+    meta: &Metadata,
+    key: &str,
+    fingerprint: &str,
+) -> Result<Outcome, CommandError<std::convert::Infallible>> {
+    let fingerprint = sha256_hex(fingerprint);
+    for attempt in 1..=crate::DEFAULT_MAX_ATTEMPTS {
+        if let Some(r) = recorded(store, key).await.map_err(CommandError::Store)? {
+            if r.fingerprint != fingerprint || r.stream != stream {
+                return Err(CommandError::KeyReused);
+            }
+            return Ok(Outcome {
+                events: vec![],
+                version: r.version,
+                position: r.position,
+                attempts: attempt,
+                replayed: true,
+            });
+        }
+        let record: DomainEvent = CommandRecorded {
+            key_hash: sha256_hex(key),
+            fingerprint: fingerprint.clone(),
+            stream: stream.to_owned(),
+            events: events.len() as u32,
+            version: 0,
+        }
+        .into();
+        let request = AppendRequest {
+            writes: vec![
+                StreamWrite::of(stream, ExpectedVersion::Any, events, meta),
+                StreamWrite::of(key_stream(key), ExpectedVersion::NoStream, &[record], meta),
+            ],
+            shred: vec![],
+        };
+        match store.append(request).await {
+            Ok(r) => {
+                return Ok(Outcome {
+                    events: events.to_vec(),
+                    version: r.versions.first().map(|v| v.1).unwrap_or(0),
+                    position: r.last_position.saturating_sub(1),
+                    attempts: attempt,
+                    replayed: false,
+                })
+            }
+            // The same key is being recorded concurrently: look again.
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(CommandError::Store(e)),
+        }
+    }
+    Err(CommandError::Conflict {
+        stream: stream.to_owned(),
+        attempts: crate::DEFAULT_MAX_ATTEMPTS,
+    })
+}

@@ -56,6 +56,13 @@ async fn auditors_read_the_log_in_order_with_erased_fields_marked(backend: Backe
         .all(|e| e["hash"].as_str().is_some_and(|h| h.len() == 64)));
 
     let created = ndjson(&app, "?type=WidgetCreated", &auditor).await;
+    assert_eq!(
+        ndjson(&app, "?type=WidgetCreated&min_position=1", &auditor)
+            .await
+            .len(),
+        3,
+        "min_position is accepted (the log is always current)"
+    );
     assert_eq!(created.len(), 3);
     assert_eq!(
         ndjson(&app, "?type=WidgetCreated&limit=2", &auditor)

@@ -120,7 +120,61 @@ async fn tickets_need_an_email_and_keep_only_what_was_filled(backend: Backend) {
     app.stop().await;
 }
 
+async fn anonymous_posts_honour_idempotency_keys(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let post = |path: &'static str, key: &'static str, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            app.send(
+                app.client
+                    .post(app.url(path))
+                    .header("idempotency-key", key)
+                    .json(&body),
+            )
+            .await
+        }
+    };
+    let path = "/v1/articles/keys/comments";
+    let body = json!({"author": "Ola", "text": "once"});
+    let first = post(path, "k-comment-1", body.clone()).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let head = app.store.head().await.expect("head").position;
+    let again = post(path, "k-comment-1", body.clone()).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body["comment_id"], first.body["comment_id"]);
+    assert_eq!(again.body["position"], first.body["position"]);
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "nothing appended"
+    );
+    let other = post(
+        path,
+        "k-comment-1",
+        json!({"author": "Ola", "text": "twice"}),
+    )
+    .await;
+    assert_eq!(other.status, 422, "{other:?}");
+    let list = app.get(path, None).await.expect(200);
+    assert_eq!(list["comments"].as_array().map(Vec::len), Some(1));
+
+    let ticket = json!({"email": "ola@example.com", "message": "help"});
+    let first = post("/v1/support/tickets", "k-ticket-1", ticket.clone()).await;
+    assert_eq!(first.status, 201, "{first:?}");
+    let again = post("/v1/support/tickets", "k-ticket-1", ticket).await;
+    assert_eq!(again.body["ticket_id"], first.body["ticket_id"]);
+    let other = post(
+        "/v1/support/tickets",
+        "k-ticket-1",
+        json!({"email": "ola@example.com", "message": "other"}),
+    )
+    .await;
+    assert_eq!(other.status, 422);
+    app.stop().await;
+}
+
 both_backends! {
+    idempotency => anonymous_posts_honour_idempotency_keys;
     comments => comments_keep_the_ip_but_never_show_it;
     tickets => tickets_need_an_email_and_keep_only_what_was_filled;
 }

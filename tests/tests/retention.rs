@@ -597,6 +597,11 @@ async fn compliance_endpoints_check_roles_and_input(backend: Backend) {
         ("/v1/compliance/purges", Some(owner.as_str()), 403),
         ("/v1/compliance/purges", Some(auditor.as_str()), 200),
         ("/v1/compliance/purges", Some(compliance.as_str()), 200),
+        (
+            "/v1/compliance/purges?min_position=1",
+            Some(auditor.as_str()),
+            200,
+        ),
     ] {
         assert_eq!(app.get(path, who).await.status, status, "{path} {who:?}");
     }

@@ -58,6 +58,8 @@ fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
                 f.stream = Some(v);
             }
             "type" => f.types = Some(v.split(',').map(str::to_owned).collect()),
+            // The log itself is read: it is always current.
+            "min_position" => {}
             other => {
                 return Err(bad(
                     other,
@@ -374,6 +376,7 @@ pub async fn replay(
         match k.as_ref() {
             "at" => at = Some(v),
             "key" => key = Some(v),
+            "min_position" => {}
             other => return Err(bad(other, "unknown query parameter (at, key)")),
         }
     }

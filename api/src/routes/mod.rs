@@ -80,10 +80,15 @@ pub fn widget_summary(doc: &ViewDoc) -> widgets::WidgetView {
 /// The id a new thing gets: random, or — under an `Idempotency-Key` — derived from the
 /// caller and the key, so that a repeat addresses the same stream and is recognised there.
 pub fn new_id(caller: &Caller, key: Option<&str>, kind: &str) -> uuid::Uuid {
+    keyed_id(&caller.actor(), key, kind)
+}
+
+/// [`new_id`] for a caller named by `scope` (`anonymous` for requests without a token).
+pub fn keyed_id(scope: &str, key: Option<&str>, kind: &str) -> uuid::Uuid {
     match key {
         None => uuid::Uuid::new_v4(),
         Some(key) => {
-            let digest = Sha256::digest(format!("{}|{kind}|{key}", caller.actor()).as_bytes());
+            let digest = Sha256::digest(format!("{scope}|{kind}|{key}").as_bytes());
             let mut bytes = [0u8; 16];
             bytes.copy_from_slice(&digest[..16]);
             uuid::Builder::from_random_bytes(bytes).into_uuid()

@@ -1,7 +1,7 @@
 //! What anyone may send: comments on articles (R6) and support tickets (R4).
 
 use super::orders::valid_email;
-use crate::extract::JsonBody;
+use crate::extract::{IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Path, State};
@@ -50,20 +50,43 @@ fn optional(field: &str, value: Option<&str>, max: usize) -> ApiResult<Option<St
     }
 }
 
-async fn append(app: &AppState, stream: &str, event: DomainEvent) -> ApiResult<u64> {
-    let r = app
-        .store
-        .append(AppendRequest {
-            writes: vec![StreamWrite::of(
-                stream,
-                ExpectedVersion::Any,
-                &[event],
-                &app.meta(None),
-            )],
-            shred: vec![],
-        })
-        .await?;
-    Ok(r.last_position)
+/// Appends the event; under an `Idempotency-Key` once per key (anonymous callers share one
+/// scope, so a key should be a fresh UUID).
+async fn append(
+    app: &AppState,
+    stream: &str,
+    event: DomainEvent,
+    key: Option<&str>,
+    fingerprint: &str,
+) -> ApiResult<u64> {
+    let meta = app.meta(None);
+    let Some(key) = key else {
+        let r = app
+            .store
+            .append(AppendRequest {
+                writes: vec![StreamWrite::of(
+                    stream,
+                    ExpectedVersion::Any,
+                    &[event],
+                    &meta,
+                )],
+                shred: vec![],
+            })
+            .await?;
+        return Ok(r.last_position);
+    };
+    let scoped = format!("anonymous|{key}");
+    lightwidget_commands::idempotency::append_once(
+        &*app.store,
+        stream,
+        &[event],
+        &meta,
+        &scoped,
+        fingerprint,
+    )
+    .await
+    .map(|o| o.position)
+    .map_err(|e| crate::state::command_problem(e, |never| match never {}))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -91,12 +114,13 @@ pub async fn post_comment(
     State(app): State<AppState>,
     Path(slug): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    IdempotencyKey(key): IdempotencyKey,
     body: JsonBody<CommentBody>,
 ) -> ApiResult<(StatusCode, Json<CommentCreated>)> {
     let slug = slug_of(&slug)?;
     let author = required("author", &body.value.author, 100)?;
     let text = required("text", &body.value.text, 5000)?;
-    let comment_id = CommentId::new();
+    let comment_id = CommentId(super::keyed_id("anonymous", key.as_deref(), "comment"));
     let event = CommentPosted {
         comment_id,
         article: slug.to_owned(),
@@ -110,7 +134,14 @@ pub async fn post_comment(
         posted_at: app.clock.now(),
     }
     .into();
-    let position = append(&app, &article_stream(slug), event).await?;
+    let position = append(
+        &app,
+        &article_stream(slug),
+        event,
+        key.as_deref(),
+        &format!("POST /v1/articles/{slug}/comments {}", body.digest),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CommentCreated {
@@ -186,8 +217,10 @@ pub struct TicketCreated {
     responses((status = 201, body = TicketCreated), (status = 422, body = Problem)))]
 pub async fn open_ticket(
     State(app): State<AppState>,
+    IdempotencyKey(key): IdempotencyKey,
     body: JsonBody<TicketBody>,
 ) -> ApiResult<(StatusCode, Json<TicketCreated>)> {
+    let fingerprint = format!("POST /v1/support/tickets {}", body.digest);
     let b = body.value;
     let email = b.email.as_deref().map(str::trim).unwrap_or_default();
     if email.is_empty() {
@@ -201,14 +234,21 @@ pub async fn open_ticket(
         subject: optional("subject", b.subject.as_deref(), 200)?,
         message: optional("message", b.message.as_deref(), 10_000)?,
     };
-    let ticket_id = TicketId::new();
+    let ticket_id = TicketId(super::keyed_id("anonymous", key.as_deref(), "ticket"));
     let event = TicketOpened {
         ticket_id,
         request: Personal::new(Subject::ticket(ticket_id), Category::Support, request),
         opened_at: app.clock.now(),
     }
     .into();
-    let position = append(&app, &ticket_id.stream(), event).await?;
+    let position = append(
+        &app,
+        &ticket_id.stream(),
+        event,
+        key.as_deref(),
+        &fingerprint,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(TicketCreated {

@@ -298,6 +298,8 @@ pub async fn purges(
                     .filter(|n| (1..=1000).contains(n))
                     .ok_or_else(|| bad("limit", "limit must be 1 to 1000"))?
             }
+            // The log itself is read: it is always current.
+            "min_position" => {}
             other => return Err(bad(other, "unknown query parameter (since, after, limit)")),
         }
     }

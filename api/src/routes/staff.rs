@@ -275,6 +275,8 @@ pub async fn read_account(
     for (k, v) in crate::extract::url_pairs(uri.query().unwrap_or_default()) {
         match k.as_str() {
             "reason" => reason = Some(v.trim().to_owned()),
+            // The account's stream itself is read: it is always current.
+            "min_position" => {}
             other => {
                 return Err(Problem::invalid(other, "unknown query parameter (reason)")
                     .with_status(StatusCode::BAD_REQUEST))
