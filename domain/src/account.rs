@@ -15,6 +15,8 @@ pub struct Account {
     pub blocked_until: Option<DateTime<Utc>>,
     /// The latest block's hold date, kept after an unblock: the data stays at least that long.
     pub security_hold_until: Option<DateTime<Utc>>,
+    /// Legal holds in force (R21): they live on this stream, and refuse the purge.
+    pub legal_holds: std::collections::BTreeSet<crate::HoldId>,
     pub purged: bool,
 }
 
@@ -85,6 +87,8 @@ pub enum AccountError {
     QuarantineNotOver(DateTime<Utc>),
     #[error("the account is under a security hold until {0}")]
     SecurityHold(DateTime<Utc>),
+    #[error("the account is under a legal hold")]
+    LegalHold,
     #[error("the account is already blocked")]
     AlreadyBlocked,
     #[error("the account is not blocked")]
@@ -205,6 +209,9 @@ impl Aggregate for Account {
                 if let Some(hold) = self.security_hold_until.filter(|h| now < *h) {
                     return Err(AccountError::SecurityHold(hold));
                 }
+                if !self.legal_holds.is_empty() {
+                    return Err(AccountError::LegalHold);
+                }
                 Ok(vec![AccountPurged {
                     account_id: id,
                     purged_at: now,
@@ -227,6 +234,12 @@ impl Aggregate for Account {
             }
             DomainEvent::AccountUnblocked(_) => self.blocked_until = None,
             DomainEvent::AccountPurged(_) => self.purged = true,
+            DomainEvent::LegalHoldPlaced(e) => {
+                self.legal_holds.insert(e.hold_id);
+            }
+            DomainEvent::LegalHoldReleased(e) => {
+                self.legal_holds.remove(&e.hold_id);
+            }
             _ => {}
         }
         self
@@ -465,6 +478,39 @@ mod tests {
         given::<Account>([registered(), blocked(), unblocked()])
             .when(AccountCommand::Purge, after)
             .then_err(AccountError::NotQuarantined);
+    }
+
+    #[test]
+    fn a_legal_hold_on_the_stream_refuses_the_purge_until_released() {
+        let hold = crate::HoldId(uuid::Uuid::from_u128(9));
+        let by = StaffId(uuid::Uuid::from_u128(1));
+        let placed: DomainEvent = LegalHoldPlaced {
+            hold_id: hold,
+            account_id: id(),
+            reason: "court order".into(),
+            case_ref: "KR-1".into(),
+            placed_by: by,
+            placed_at: t0(),
+        }
+        .into();
+        let released: DomainEvent = LegalHoldReleased {
+            hold_id: hold,
+            account_id: id(),
+            released_by: by,
+            released_at: t0(),
+        }
+        .into();
+        let day_91 = t0() + Duration::days(91);
+        given::<Account>([registered(), deletion_requested(), placed.clone()])
+            .when(AccountCommand::Purge, day_91)
+            .then_err(AccountError::LegalHold);
+        given::<Account>([registered(), deletion_requested(), placed, released])
+            .when(AccountCommand::Purge, day_91)
+            .then([AccountPurged {
+                account_id: id(),
+                purged_at: day_91,
+            }
+            .into()]);
     }
 
     #[test]

@@ -4,15 +4,20 @@
 use crate::event::*;
 use crate::{AccountId, Aggregate, DomainEvent, HoldId, Now, StaffId};
 
+/// The legal holds of one account, as its stream (`account-<id>`) tells them. Holds live on
+/// the account's stream so that a purge of the account — which appends there, or fences on
+/// its version — can never slip past a hold placed at the same moment.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LegalHold {
+pub struct LegalHolds {
     pub account_id: Option<AccountId>,
-    pub released: bool,
+    /// Every hold placed, with whether it was released.
+    pub holds: std::collections::BTreeMap<HoldId, bool>,
 }
 
-impl LegalHold {
-    pub fn in_force(&self) -> bool {
-        self.account_id.is_some() && !self.released
+impl LegalHolds {
+    /// Whether any hold is in force.
+    pub fn any_in_force(&self) -> bool {
+        self.holds.values().any(|released| !released)
     }
 }
 
@@ -41,9 +46,11 @@ pub enum HoldError {
     AlreadyReleased,
     #[error("a hold needs a case reference")]
     MissingCaseRef,
+    #[error("no such account")]
+    NoAccount,
 }
 
-impl Aggregate for LegalHold {
+impl Aggregate for LegalHolds {
     const READS_PERSONAL_DATA: bool = false;
     type Command = HoldCommand;
     type Error = HoldError;
@@ -57,7 +64,10 @@ impl Aggregate for LegalHold {
                 case_ref,
                 by,
             } => {
-                if self.account_id.is_some() {
+                if self.account_id.is_none() {
+                    return Err(HoldError::NoAccount);
+                }
+                if self.holds.contains_key(&hold_id) {
                     return Err(HoldError::AlreadyExists);
                 }
                 if case_ref.trim().is_empty() {
@@ -75,24 +85,30 @@ impl Aggregate for LegalHold {
             }
             HoldCommand::Release { hold_id, by } => {
                 let account_id = self.account_id.ok_or(HoldError::NotFound)?;
-                if self.released {
-                    return Err(HoldError::AlreadyReleased);
+                match self.holds.get(&hold_id) {
+                    None => Err(HoldError::NotFound),
+                    Some(true) => Err(HoldError::AlreadyReleased),
+                    Some(false) => Ok(vec![LegalHoldReleased {
+                        hold_id,
+                        account_id,
+                        released_by: by,
+                        released_at: now,
+                    }
+                    .into()]),
                 }
-                Ok(vec![LegalHoldReleased {
-                    hold_id,
-                    account_id,
-                    released_by: by,
-                    released_at: now,
-                }
-                .into()])
             }
         }
     }
 
     fn evolve(mut self, event: &DomainEvent) -> Self {
         match event {
-            DomainEvent::LegalHoldPlaced(e) => self.account_id = Some(e.account_id),
-            DomainEvent::LegalHoldReleased(_) => self.released = true,
+            DomainEvent::AccountRegistered(e) => self.account_id = Some(e.account_id),
+            DomainEvent::LegalHoldPlaced(e) => {
+                self.holds.insert(e.hold_id, false);
+            }
+            DomainEvent::LegalHoldReleased(e) => {
+                self.holds.insert(e.hold_id, true);
+            }
             _ => {}
         }
         self
@@ -128,6 +144,17 @@ mod tests {
             by: by(),
         }
     }
+    fn registered() -> DomainEvent {
+        AccountRegistered {
+            account_id: aid(),
+            profile: crate::Personal::erased(
+                crate::Subject::account(aid()),
+                crate::Category::Profile,
+            ),
+            registered_at: t0(),
+        }
+        .into()
+    }
     fn placed() -> DomainEvent {
         LegalHoldPlaced {
             hold_id: hid(),
@@ -148,12 +175,18 @@ mod tests {
 
     #[test]
     fn place_needs_a_case_ref() {
-        given::<LegalHold>([])
+        given::<LegalHolds>([registered()])
             .when(place("KR-2026-17"), t0())
             .then([placed()]);
-        given::<LegalHold>([])
+        given::<LegalHolds>([registered()])
             .when(place("  "), t0())
             .then_err(HoldError::MissingCaseRef);
+        given::<LegalHolds>([registered(), placed()])
+            .when(place("KR-2026-17"), t0())
+            .then_err(HoldError::AlreadyExists);
+        given::<LegalHolds>([])
+            .when(place("KR-2026-17"), t0())
+            .then_err(HoldError::NoAccount);
     }
 
     #[test]
@@ -165,20 +198,20 @@ mod tests {
             released_at: t0(),
         }
         .into();
-        given::<LegalHold>([placed()])
+        given::<LegalHolds>([registered(), placed()])
             .when(release(), t0())
             .then([released.clone()]);
-        given::<LegalHold>([placed(), released])
+        given::<LegalHolds>([registered(), placed(), released])
             .when(release(), t0())
             .then_err(HoldError::AlreadyReleased);
-        given::<LegalHold>([])
+        given::<LegalHolds>([registered()])
             .when(release(), t0())
             .then_err(HoldError::NotFound);
     }
 
     #[test]
     fn in_force_until_released() {
-        assert!(LegalHold::fold(&[placed()]).in_force());
-        assert!(!LegalHold::default().in_force());
+        assert!(LegalHolds::fold(&[registered(), placed()]).any_in_force());
+        assert!(!LegalHolds::fold(&[registered()]).any_in_force());
     }
 }

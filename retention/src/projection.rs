@@ -647,6 +647,11 @@ impl Projection for Retention {
                 }
             }
             E::LegalHoldPlaced(h) => {
+                // Which account a hold is on, for its release by id.
+                view.put(ViewDoc::new(
+                    format!("hold:{}", h.hold_id),
+                    serde_json::json!({"account_id": h.account_id}),
+                ));
                 if let Some(a) = account.as_mut() {
                     a.holds.push(HoldRef {
                         hold_id: h.hold_id.to_string(),

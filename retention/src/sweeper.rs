@@ -372,6 +372,21 @@ impl Sweeper {
                 }
             }
         }
+        // Every purge of an account's data fences on the account's stream, where its legal
+        // holds live: a hold placed after this decision makes the append conflict, and the
+        // retry sees the hold (R21). The profile unit writes that stream already.
+        if let Some(account) = item.account_id {
+            let stream = account.stream();
+            if !unit.writes.iter().any(|w| w.stream == stream) {
+                let loaded = load::<Account>(&*self.store, &stream)
+                    .await
+                    .map_err(decode_err)?;
+                if !loaded.state.legal_holds.is_empty() {
+                    return Ok(Decided::Refused("the account is under a legal hold".into()));
+                }
+                unit.writes.push(StreamWrite::fence(stream, loaded.version));
+            }
+        }
         Ok(Decided::Append(unit))
     }
 

@@ -105,7 +105,104 @@ async fn interrupted_and_concurrent_sweeps_purge_each_item_once(backend: Backend
     assert_eq!(later.purged.len(), ITEMS / 3);
 }
 
+/// A hold the retention view has not seen (its checkpoint was moved past it) still stops the
+/// purge: every unit fences on the account's stream, where holds live, and reads them there.
+async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
+    use lightwidget_domain::event::{AccountRegistered, LegalHoldPlaced, LegalHoldReleased};
+    use lightwidget_domain::{AccountId, DomainEvent, HoldId, Personal, StaffId};
+    use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, StreamWrite};
+    let now = Utc
+        .with_ymd_and_hms(2027, 1, 10, 12, 0, 0)
+        .single()
+        .expect("time");
+    let clock = Arc::new(ManualClock::new(now));
+    let t = TestStore::new(backend, clock.clone()).await;
+    let policy = Arc::new(RetentionPolicy::defaults());
+    let account = AccountId::new();
+    let hold = HoldId::new();
+    let by = StaffId::new();
+    let append = |events: Vec<DomainEvent>, expected| {
+        let store = t.store.clone();
+        async move {
+            store
+                .append(AppendRequest {
+                    writes: vec![StreamWrite::of(
+                        account.stream(),
+                        expected,
+                        &events,
+                        &Metadata::system(),
+                    )],
+                    shred: vec![],
+                })
+                .await
+                .expect("append")
+        }
+    };
+    let head = append(
+        vec![
+            AccountRegistered {
+                account_id: account,
+                profile: Personal::erased(Subject::account(account), Category::Profile),
+                registered_at: now,
+            }
+            .into(),
+            LegalHoldPlaced {
+                hold_id: hold,
+                account_id: account,
+                reason: "court order".into(),
+                case_ref: "KR-9".into(),
+                placed_by: by,
+                placed_at: now,
+            }
+            .into(),
+        ],
+        ExpectedVersion::NoStream,
+    )
+    .await
+    .last_position;
+    // The view: one due preview of the account, and a checkpoint already past the hold.
+    let retention = Retention::new(policy.clone());
+    let facts = ItemFacts {
+        account_id: Some(account),
+        ..ItemFacts::on_own_clock(preview(1), Category::Preview, now - Duration::hours(1), 0)
+    };
+    let doc = retention.item_doc(&item_key(&preview(1), Category::Preview), &facts, None);
+    t.views
+        .commit(VIEW, 0, head, &[DocChange::Put(doc)])
+        .await
+        .expect("seed");
+
+    let sweeper = Sweeper::new(t.store.clone(), t.views.clone(), clock.clone(), policy);
+    let held = sweeper.sweep().await.expect("sweep");
+    assert_eq!((held.purged.len(), held.refused), (0, 1), "{held:?}");
+    assert!(t
+        .store
+        .read_stream_raw(&retention_stream(&preview(1)), 0, 10)
+        .await
+        .expect("read")
+        .is_empty());
+
+    append(
+        vec![LegalHoldReleased {
+            hold_id: hold,
+            account_id: account,
+            released_by: by,
+            released_at: now,
+        }
+        .into()],
+        ExpectedVersion::Exact(2),
+    )
+    .await;
+    let released = sweeper.sweep().await.expect("sweep");
+    assert_eq!(released.purged.len(), 1, "{released:?}");
+}
+
 mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_the_view_missed_still_stops_the_purge() {
+        super::a_hold_the_view_missed_still_stops_the_purge(super::Backend::Postgres).await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn interrupted_and_concurrent_sweeps() {
         super::interrupted_and_concurrent_sweeps_purge_each_item_once(super::Backend::Postgres)
@@ -114,6 +211,11 @@ mod postgres {
 }
 
 mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hold_the_view_missed_still_stops_the_purge() {
+        super::a_hold_the_view_missed_still_stops_the_purge(super::Backend::Sqlite).await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn interrupted_and_concurrent_sweeps() {
         super::interrupted_and_concurrent_sweeps_purge_each_item_once(super::Backend::Sqlite).await

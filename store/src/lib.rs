@@ -125,7 +125,9 @@ impl NewEvent {
     }
 }
 
-/// Events for one stream, with the version the appender expects.
+/// Events for one stream, with the version the appender expects. A write with no events
+/// (and an expected version other than `Any`) appends nothing to its stream but makes the
+/// whole append depend on that stream's version: a fence against a concurrent change.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamWrite {
     pub stream: String,
@@ -134,6 +136,15 @@ pub struct StreamWrite {
 }
 
 impl StreamWrite {
+    /// A fence: nothing written, the append refused unless `stream` is at `version`.
+    pub fn fence(stream: impl Into<String>, version: u64) -> Self {
+        StreamWrite {
+            stream: stream.into(),
+            expected: ExpectedVersion::Exact(version),
+            events: vec![],
+        }
+    }
+
     /// The write of domain events to `stream`, each with the caller's metadata.
     pub fn of(
         stream: impl Into<String>,

@@ -95,7 +95,8 @@ pub(crate) fn precheck(req: &AppendRequest) -> Result<(), StoreError> {
     let mut ids = HashSet::with_capacity(n);
     for w in &req.writes {
         validate_stream(&w.stream)?;
-        if w.events.is_empty() {
+        // A write without events only asserts its stream's version (a fence): it needs one.
+        if w.events.is_empty() && w.expected == crate::ExpectedVersion::Any {
             return Err(StoreError::EmptyBatch);
         }
         for e in &w.events {

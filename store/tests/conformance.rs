@@ -629,6 +629,54 @@ async fn verify_names_one_changed_byte_and_two_swapped_rows(backend: Backend) {
     assert_eq!(report.first_bad_position, Some(3), "{report:?}");
 }
 
+async fn a_write_without_events_fences_on_a_version(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    s.append(single("fence-a", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .expect("append");
+    let fenced = |version| AppendRequest {
+        writes: vec![
+            StreamWrite::fence("fence-a", version),
+            StreamWrite {
+                stream: "fence-b".into(),
+                expected: ExpectedVersion::Any,
+                events: vec![event(2)],
+            },
+        ],
+        shred: vec![],
+    };
+    let stale = s.append(fenced(0)).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert!(s
+        .read_stream_raw("fence-b", 0, 10)
+        .await
+        .expect("read")
+        .is_empty());
+    let ok = s.append(fenced(1)).await.expect("append");
+    assert_eq!(ok.first_position, 2);
+    assert_eq!(
+        s.read_stream_raw("fence-a", 0, 10)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    // A fence needs a version; a request of fences alone has nothing to append.
+    let any = AppendRequest {
+        writes: vec![StreamWrite {
+            stream: "fence-a".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![],
+        }],
+        shred: vec![],
+    };
+    assert!(matches!(s.append(any).await, Err(StoreError::EmptyBatch)));
+}
+
 async fn a_large_untouched_log_verifies_clean(backend: Backend) {
     let ctx = Ctx::new(backend).await;
     let s = ctx.open().await;
@@ -1016,6 +1064,7 @@ conformance!(
     verify_names_a_deleted_row,
     verify_names_one_changed_byte_and_two_swapped_rows,
     a_large_untouched_log_verifies_clean,
+    a_write_without_events_fences_on_a_version,
     personal_data_is_sealed_and_shredded,
     reopening_keeps_everything_acknowledged,
     subscriber_wakes_on_append,

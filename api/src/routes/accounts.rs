@@ -47,6 +47,7 @@ pub fn account_problem(e: AccountError) -> Problem {
         AccountError::QuarantineOver(_) => Problem::conflict("the quarantine is over"),
         AccountError::QuarantineNotOver(_) => Problem::conflict("the quarantine is not over"),
         AccountError::SecurityHold(_) => Problem::conflict("the account is under a security hold"),
+        AccountError::LegalHold => Problem::conflict("the account is under a legal hold"),
         AccountError::AlreadyBlocked => Problem::conflict("the account is already blocked"),
         AccountError::NotBlocked => Problem::conflict("the account is not blocked"),
     }

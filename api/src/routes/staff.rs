@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_domain::account::{Account, AccountCommand};
 use lightwidget_domain::event::Role;
-use lightwidget_domain::hold::{HoldCommand, HoldError, LegalHold};
+use lightwidget_domain::hold::{HoldCommand, HoldError, LegalHolds};
 use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, Personal, Subject};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -142,9 +142,25 @@ pub struct HoldPlaced {
     pub position: u64,
 }
 
+/// The account a hold was placed on, from the retention view's `hold:<id>` document (read
+/// once the view has caught up with the log).
+async fn account_of_hold(app: &AppState, hold_id: HoldId) -> ApiResult<AccountId> {
+    use lightwidget_retention::projection::VIEW;
+    let head = app.store.head().await?.position;
+    app.wait_for(VIEW, Some(head)).await?;
+    app.views
+        .get_many(VIEW, &[format!("hold:{hold_id}")])
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|d| d.doc["account_id"].as_str().and_then(|a| a.parse().ok()))
+        .ok_or_else(|| Problem::not_found("hold"))
+}
+
 fn hold_problem(e: HoldError) -> Problem {
     match e {
         HoldError::NotFound => Problem::not_found("hold"),
+        HoldError::NoAccount => Problem::not_found("account").field("account_id"),
         HoldError::MissingCaseRef => Problem::invalid("case_ref", e.to_string()),
         other => Problem::conflict(other.to_string()),
     }
@@ -186,10 +202,11 @@ pub async fn place_hold(
         .await
         .map_err(|p| p.field("account_id"))?;
     let hold_id = HoldId(new_id(&caller, key.as_deref(), "hold"));
-    let outcome = run::<LegalHold>(
+    // On the account's stream: a purge of the account cannot pass a hold placed meanwhile.
+    let outcome = run::<LegalHolds>(
         &app,
         &caller,
-        &hold_id.stream(),
+        &account_id.stream(),
         HoldCommand::Place {
             hold_id,
             account_id,
@@ -225,10 +242,11 @@ pub async fn release_hold(
 ) -> ApiResult<Json<Position>> {
     let by = caller.staff(Role::Compliance)?;
     let hold_id: HoldId = hold_id.parse().map_err(|_| Problem::not_found("hold"))?;
-    let outcome = run::<LegalHold>(
+    let account_id = account_of_hold(&app, hold_id).await?;
+    let outcome = run::<LegalHolds>(
         &app,
         &caller,
-        &hold_id.stream(),
+        &account_id.stream(),
         HoldCommand::Release { hold_id, by },
         None,
         "",
