@@ -8,71 +8,17 @@
 //! `cargo bench -p lightwidget-api --bench audit` — `LW_BENCH_EVENTS`, and
 //! `LW_BENCH_BACKEND=postgres|sqlite` for one backend.
 
-use chrono::{Duration, TimeZone, Utc};
 use lightwidget_api::archive;
-use lightwidget_domain::event::{AccessLog, WidgetViewed};
-use lightwidget_domain::{Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_domain::WidgetId;
 use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
-};
+use lightwidget_store::SystemClock;
 use std::sync::Arc;
 use std::time::Instant;
 
 async fn generate(t: &TestStore, total: usize) {
     let widgets: Vec<WidgetId> = (0..1000).map(|_| WidgetId::new()).collect();
-    let meta = Metadata::system();
-    let start = Utc
-        .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default();
-    let mut n = 0;
-    while n < total {
-        let end = (n + 1000).min(total);
-        let mut by_stream: std::collections::BTreeMap<String, Vec<NewEvent>> = Default::default();
-        for i in n..end {
-            let w = widgets[(i * 7919) % widgets.len()];
-            let at = start + Duration::seconds(i as i64);
-            let e: DomainEvent = WidgetViewed {
-                widget_id: w,
-                access: Personal::new(
-                    Subject::access_log(w, at),
-                    Category::AccessLog,
-                    AccessLog {
-                        ip: format!("198.51.100.{}", i % 250),
-                        user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
-                        browser: Some("Firefox".into()),
-                        os: Some("Linux".into()),
-                        device_id: Some(format!("dev-{}", i % 10_000)),
-                        referrer: Some("https://example.com/blog".into()),
-                    },
-                ),
-                viewed_at: at,
-            }
-            .into();
-            by_stream
-                .entry(format!("views-{w}"))
-                .or_default()
-                .push(NewEvent::from_domain(&e, &meta));
-        }
-        let writes = by_stream
-            .into_iter()
-            .map(|(stream, events)| StreamWrite {
-                stream,
-                expected: ExpectedVersion::Any,
-                events,
-            })
-            .collect();
-        t.store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-            .expect("append");
-        n = end;
-    }
+    lightwidget_store::test_support::bench::append_views(&*t.store, &widgets, 0, total).await
 }
 
 async fn run(backend: Backend, total: usize) {

@@ -10,19 +10,15 @@
 //! `cargo bench -p lightwidget-commands --bench views` — `LW_BENCH_EVENTS` (default
 //! 1,000,000) sets the total; `LW_BENCH_BACKEND=postgres|sqlite` runs one backend.
 
-use chrono::{Duration as CDuration, TimeZone, Utc};
 use lightwidget_commands::HitRecorder;
-use lightwidget_domain::event::{AccessLog, WidgetViewed};
-use lightwidget_domain::{Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_domain::{DomainEvent, WidgetId};
 use lightwidget_projections::models::Statistics;
 use lightwidget_projections::rebuild;
 use lightwidget_store::embedded::open_connection;
 use lightwidget_store::postgres::pool_for;
 use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
-};
+use lightwidget_store::{Metadata, SystemClock};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,64 +27,11 @@ const PRODUCERS: usize = 64;
 const PER_PRODUCER: usize = 500;
 
 fn view(widgets: &[WidgetId], n: usize) -> DomainEvent {
-    let w = widgets[(n * 7919) % widgets.len()];
-    let at = Utc
-        .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
-        + CDuration::minutes((n % (29 * 24 * 60)) as i64);
-    WidgetViewed {
-        widget_id: w,
-        access: Personal::new(
-            Subject::access_log(w, at),
-            Category::AccessLog,
-            AccessLog {
-                ip: format!("198.51.100.{}", n % 250),
-                user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
-                browser: Some("Firefox".into()),
-                os: Some("Linux".into()),
-                device_id: Some(format!("dev-{}", n % 10_000)),
-                referrer: Some("https://example.com/blog".into()),
-            },
-        ),
-        viewed_at: at,
-    }
-    .into()
+    lightwidget_store::test_support::bench::widget_view(widgets, n)
 }
 
 async fn generate(t: &TestStore, widgets: &[WidgetId], from: usize, to: usize) {
-    let meta = Metadata::system();
-    let mut n = from;
-    while n < to {
-        let end = (n + 1000).min(to);
-        let mut by_stream: std::collections::BTreeMap<String, Vec<NewEvent>> = Default::default();
-        for i in n..end {
-            let e = view(widgets, i);
-            let DomainEvent::WidgetViewed(v) = &e else {
-                continue;
-            };
-            by_stream
-                .entry(format!("views-{}", v.widget_id))
-                .or_default()
-                .push(NewEvent::from_domain(&e, &meta));
-        }
-        let writes = by_stream
-            .into_iter()
-            .map(|(stream, events)| StreamWrite {
-                stream,
-                expected: ExpectedVersion::Any,
-                events,
-            })
-            .collect();
-        t.store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-            .expect("append");
-        n = end;
-    }
+    lightwidget_store::test_support::bench::append_views(&*t.store, widgets, from, to).await
 }
 
 /// Raw scan of the same rows through the same driver, paging by position like the runner.

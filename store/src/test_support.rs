@@ -223,6 +223,82 @@ pub mod bench {
             .collect()
     }
 
+    /// The `n`th of a benchmark's widget views: one of `widgets`, in November 2026, with a
+    /// sealed access log of realistic size.
+    pub fn widget_view(
+        widgets: &[lightwidget_domain::WidgetId],
+        n: usize,
+    ) -> lightwidget_domain::DomainEvent {
+        use chrono::TimeZone;
+        use lightwidget_domain::event::{AccessLog, WidgetViewed};
+        use lightwidget_domain::{Category, Personal, Subject};
+        let w = widgets[(n * 7919) % widgets.len()];
+        let at = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::Duration::minutes((n % (29 * 24 * 60)) as i64);
+        WidgetViewed {
+            widget_id: w,
+            access: Personal::new(
+                Subject::access_log(w, at),
+                Category::AccessLog,
+                AccessLog {
+                    ip: format!("198.51.100.{}", n % 250),
+                    user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0".into()),
+                    browser: Some("Firefox".into()),
+                    os: Some("Linux".into()),
+                    device_id: Some(format!("dev-{}", n % 10_000)),
+                    referrer: Some("https://example.com/blog".into()),
+                },
+            ),
+            viewed_at: at,
+        }
+        .into()
+    }
+
+    /// Appends views `from..to` (see [`widget_view`]) in appends of 1,000, one stream per
+    /// widget.
+    pub async fn append_views(
+        store: &dyn crate::EventStore,
+        widgets: &[lightwidget_domain::WidgetId],
+        from: usize,
+        to: usize,
+    ) {
+        let meta = crate::Metadata::system();
+        let mut n = from;
+        while n < to {
+            let end = (n + 1000).min(to);
+            let mut by_stream: std::collections::BTreeMap<String, Vec<crate::NewEvent>> =
+                Default::default();
+            for i in n..end {
+                let e = widget_view(widgets, i);
+                if let lightwidget_domain::DomainEvent::WidgetViewed(v) = &e {
+                    by_stream
+                        .entry(format!("views-{}", v.widget_id))
+                        .or_default()
+                        .push(crate::NewEvent::from_domain(&e, &meta));
+                }
+            }
+            let writes = by_stream
+                .into_iter()
+                .map(|(stream, events)| crate::StreamWrite {
+                    stream,
+                    expected: crate::ExpectedVersion::Any,
+                    events,
+                })
+                .collect();
+            store
+                .append(crate::AppendRequest {
+                    writes,
+                    shred: vec![],
+                })
+                .await
+                .unwrap_or_else(|e| panic!("append views: {e}"));
+            n = end;
+        }
+    }
+
     /// A count from the environment, or `default`.
     pub fn count(var: &str, default: usize) -> usize {
         std::env::var(var)
