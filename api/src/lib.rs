@@ -275,11 +275,33 @@ pub fn router(state: AppState) -> Router {
     })
     .layer(axum::middleware::from_fn(routes::ops::track))
     .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
-    .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        REQUEST_TIMEOUT,
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        deadline,
     ))
     .with_state(state)
+}
+
+/// Answers 408 as a problem when a request takes longer than the server's request timeout;
+/// the handler is dropped at that point (what it appended before stays: appends are atomic).
+async fn deadline(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => problem::Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the request took longer than {} s",
+                app.request_timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    }
 }
 
 /// The log filter of `RUST_LOG` (default `info`), with the targets that would print personal
@@ -294,7 +316,7 @@ pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
         .fold(base, |f, d| f.add_directive(d))
 }
 
-/// How long a request may take before it is answered 408.
+/// How long a request may take before it is answered 408 (`LW_REQUEST_TIMEOUT_SECONDS`).
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Application {
@@ -346,6 +368,7 @@ impl Application {
         let state = AppState {
             sweeper,
             media_fetches: Arc::default(),
+            request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
             store: events,
             views: storage.views,

@@ -54,6 +54,8 @@ pub struct Settings {
     pub policy_file: Option<PathBuf>,
     /// `LW_SWEEP_INTERVAL_SECONDS`: how often the retention sweep runs (default 60 s).
     pub sweep_every: Option<std::time::Duration>,
+    /// `LW_REQUEST_TIMEOUT_SECONDS`: how long a request may take (default 30 s).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -70,6 +72,19 @@ impl std::fmt::Debug for Settings {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.is_empty())
+}
+
+/// A number of seconds from 1 to `max` in the variable `name`, if it is set.
+fn seconds(name: &str, max: u64) -> anyhow::Result<Option<std::time::Duration>> {
+    var(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(std::time::Duration::from_secs)
+                .ok_or_else(|| anyhow::anyhow!("{name} must be 1 to {max} (seconds)"))
+        })
+        .transpose()
 }
 
 impl Settings {
@@ -136,18 +151,8 @@ impl Settings {
             instagram,
             paypal_webhook_secret: var("LW_PAYPAL_WEBHOOK_SECRET"),
             policy_file: var("LW_POLICY_FILE").map(PathBuf::from),
-            sweep_every: match var("LW_SWEEP_INTERVAL_SECONDS") {
-                None => None,
-                Some(v) => Some(
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|n| (1..=86_400).contains(n))
-                        .map(std::time::Duration::from_secs)
-                        .ok_or_else(|| {
-                            anyhow::anyhow!("LW_SWEEP_INTERVAL_SECONDS must be 1 to 86400")
-                        })?,
-                ),
-            },
+            request_timeout: seconds("LW_REQUEST_TIMEOUT_SECONDS", 3600)?,
+            sweep_every: seconds("LW_SWEEP_INTERVAL_SECONDS", 86_400)?,
         })
     }
 }

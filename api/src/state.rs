@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub policy: Arc<lightwidget_retention::RetentionPolicy>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
+    /// How long a request may take before it is answered 408.
+    pub request_timeout: Duration,
     /// Widgets whose Instagram media this process is fetching (R7).
     pub media_fetches:
         Arc<std::sync::Mutex<std::collections::HashSet<lightwidget_domain::WidgetId>>>,

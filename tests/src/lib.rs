@@ -27,6 +27,8 @@ pub struct TestConfig {
     pub no_paypal: bool,
     /// `LW_CLOCK=system` instead of the manual clock.
     pub system_clock: bool,
+    /// `LW_REQUEST_TIMEOUT_SECONDS` (default 30 s).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -90,6 +92,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         },
         instagram: config.instagram.clone(),
         paypal_webhook_secret: (!config.no_paypal).then(|| PAYPAL_SECRET.into()),
+        request_timeout: config.request_timeout,
         ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());

@@ -580,7 +580,34 @@ async fn shutdown_finishes_in_flight_requests(backend: Backend) {
     assert_eq!(status, 503, "the in-flight request was answered, not cut");
 }
 
+async fn a_request_over_the_timeout_is_a_408_problem(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        lightwidget_tests::TestConfig {
+            request_timeout: Some(std::time::Duration::from_secs(1)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (token, _, _) = app.sign_in("slow").await;
+    // Waiting for a position far ahead would take 5 s; the request timeout is 1 s.
+    let started = std::time::Instant::now();
+    let r = app
+        .get("/v1/me?min_position=1000000000", Some(&token))
+        .await;
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    assert_eq!(
+        r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    assert_eq!(r.body["status"], 408);
+    assert!(r.body["detail"].as_str().is_some_and(|d| d.contains("1 s")));
+    app.stop().await;
+}
+
 both_backends! {
+    request_timeout => a_request_over_the_timeout_is_a_408_problem;
     bodies => bodies_are_checked;
     idempotency => idempotency_keys_replay_the_first_answer;
     min_position => min_position_waits_then_answers_503;
