@@ -772,7 +772,30 @@ async fn instagram_media_is_cached_at_most_24_hours(backend: Backend) {
     app.stop().await;
 }
 
+async fn a_purged_user_signs_up_again_as_a_new_account(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, old, _) = app.sign_in("phoenix").await;
+    app.delete("/v1/me", Some(&token)).await.expect(202);
+    let sweep = kept_then_purged(&app, Duration::days(89), Duration::days(2), purged).await;
+    assert!(purged(&sweep).contains(&format!("account:{old}|profile")));
+    let (token, new, position) = app.sign_in("phoenix").await;
+    assert_ne!(new, old, "a new account, not the tombstone");
+    let me = app
+        .get(&format!("/v1/me?min_position={position}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(
+        (me["status"].as_str(), me["username"].as_str()),
+        (Some("active"), Some("phoenix"))
+    );
+    // And the next sign-in finds the new account.
+    let (_, again, _) = app.sign_in("phoenix").await;
+    assert_eq!(again, new);
+    app.stop().await;
+}
+
 both_backends! {
+    purged_user_returns => a_purged_user_signs_up_again_as_a_new_account;
     media_cache => instagram_media_is_cached_at_most_24_hours;
     comment_ips_and_tickets => comment_ips_go_after_12_months_and_tickets_after_24;
     widget_purge => widget_quarantine_then_purge_on_day_91;

@@ -91,16 +91,29 @@ pub async fn sign_in(
     let link_stream = format!("instagram-{identity}");
     let meta = app.meta(None);
     for _ in 0..lightwidget_commands::DEFAULT_MAX_ATTEMPTS {
-        let linked = app.store.read_stream(&link_stream, 0, 1).await?;
-        let (account_id, new) = match linked.first().map(|e| e.to_domain()) {
-            Some(Ok(DomainEvent::InstagramIdentityLinked(l))) => (l.account_id, false),
-            None => (AccountId::new(), true),
+        // The identity's links, latest last: a purged account's user who comes back gets a
+        // new account, linked after the old one.
+        let links = app.store.read_stream_raw(&link_stream, 0, 1000).await?;
+        let link_version = links.last().map(|e| e.version).unwrap_or(0);
+        let latest = match links.last().map(|e| e.decode_sealed()) {
+            Some(Ok(DomainEvent::InstagramIdentityLinked(l))) => Some(l.account_id),
+            None => None,
             Some(_) => {
                 tracing::error!("an identity stream holds another event");
                 return Err(Problem::internal());
             }
         };
-        let account = load_or_500::<Account>(&app, &account_id.stream()).await?;
+        let mut account_id = latest.unwrap_or_else(AccountId::new);
+        let mut account = load_or_500::<Account>(&app, &account_id.stream()).await?;
+        let new = match latest {
+            None => true,
+            Some(_) if account.state.purged => {
+                account_id = AccountId::new();
+                account = load_or_500::<Account>(&app, &account_id.stream()).await?;
+                true
+            }
+            Some(_) => false,
+        };
         let subject = Subject::account(account_id);
         let events = account
             .state
@@ -138,7 +151,7 @@ pub async fn sign_in(
             .into();
             writes.push(StreamWrite::of(
                 link_stream.clone(),
-                ExpectedVersion::NoStream,
+                ExpectedVersion::Exact(link_version),
                 &[link],
                 &meta,
             ));
