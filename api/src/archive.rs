@@ -342,3 +342,20 @@ pub async fn import(
         head_hash: hex::encode(head.hash),
     })
 }
+
+/// A point of the log given as a position, or as an RFC 3339 time (the last position recorded
+/// at or before it); `None` when `at` is neither.
+pub async fn position_of(
+    store: &dyn EventStore,
+    at: &str,
+) -> Result<Option<u64>, lightwidget_projections::ProjectionError> {
+    if let Ok(p) = at.parse::<u64>() {
+        return Ok(Some(p));
+    }
+    let Ok(time) = DateTime::parse_from_rfc3339(at) else {
+        return Ok(None);
+    };
+    lightwidget_projections::position_at_time(store, time.with_timezone(&Utc))
+        .await
+        .map(Some)
+}

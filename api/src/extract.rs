@@ -132,11 +132,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 });
                 match key {
                     Some(k) => Ok(IdempotencyKey(Some(k.to_owned()))),
-                    None => Err(Problem::invalid(
+                    None => Err(Problem::bad_parameter(
                         "Idempotency-Key",
                         "the Idempotency-Key header must be 1 to 200 printable characters",
-                    )
-                    .with_status(axum::http::StatusCode::BAD_REQUEST)),
+                    )),
                 }
             }
         }
@@ -159,8 +158,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 .and_then(|s| s.parse().ok())
                 .map(|n| IfMatch(Some(n)))
                 .ok_or_else(|| {
-                    Problem::invalid("If-Match", "If-Match must be a widget version number")
-                        .with_status(axum::http::StatusCode::BAD_REQUEST)
+                    Problem::bad_parameter("If-Match", "If-Match must be a widget version number")
                 }),
         }
     }
@@ -179,8 +177,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
         for (k, v) in url_pairs(query) {
             if k == "min_position" {
                 return v.parse().map(|n| MinPosition(Some(n))).map_err(|_| {
-                    Problem::invalid("min_position", "min_position must be a log position")
-                        .with_status(axum::http::StatusCode::BAD_REQUEST)
+                    Problem::bad_parameter("min_position", "min_position must be a log position")
                 });
             }
         }
@@ -201,4 +198,17 @@ fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&s)
         .decode_utf8_lossy()
         .into_owned()
+}
+
+/// A required text field, trimmed: 1 to `max` characters, or a 422 naming the field (the
+/// value is not echoed).
+pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, Problem> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max {
+        return Err(Problem::invalid(
+            field,
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    Ok(v.to_owned())
 }

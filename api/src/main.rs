@@ -193,19 +193,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "no projection `{projection}` (accounts, widgets, invoices, statistics, retention)"
                 );
             };
-            let position = match at.parse::<u64>() {
-                Ok(n) => n,
-                Err(_) => {
-                    let t = chrono::DateTime::parse_from_rfc3339(&at).map_err(|_| {
-                        anyhow::anyhow!("--at must be a log position or an RFC 3339 time")
-                    })?;
-                    lightwidget_projections::position_at_time(
-                        &*storage.events,
-                        t.with_timezone(&chrono::Utc),
-                    )
-                    .await?
-                }
-            };
+            let position = lightwidget_api::archive::position_of(&*storage.events, &at)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--at must be a log position or an RFC 3339 time")
+                })?;
             let docs =
                 lightwidget_projections::evaluate_as_of(&*storage.events, &*p, position).await?;
             for (k, d) in docs {

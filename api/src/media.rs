@@ -73,19 +73,12 @@ enum FetchError {
 /// The owner's latest access token, if it is still held (it is profile data: erased with the
 /// account).
 async fn access_token(app: &AppState, owner: AccountId) -> Result<Option<String>, StoreError> {
-    let mut token = None;
-    let mut after = 0;
-    loop {
-        let page = app.store.read_stream(&owner.stream(), after, 500).await?;
-        let Some(last) = page.last() else { break };
-        after = last.version;
-        for e in &page {
-            if let Ok(DomainEvent::AccountSignedIn(s)) = e.to_domain() {
-                token = s.access_token.into_value();
-            }
-        }
-    }
-    Ok(token)
+    let events = crate::routes::read_whole_stream(app, &owner.stream()).await?;
+    let token = events.iter().rev().find_map(|e| match e.to_domain() {
+        Ok(DomainEvent::AccountSignedIn(s)) => Some(s.access_token.into_value()),
+        _ => None,
+    });
+    Ok(token.flatten())
 }
 
 async fn fetch(

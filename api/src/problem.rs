@@ -57,6 +57,11 @@ impl Problem {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", detail).field(field)
     }
 
+    /// 400: a query parameter or header is unknown or not of its form.
+    pub fn bad_parameter(name: &str, detail: impl Into<String>) -> Self {
+        Self::invalid(name, detail).with_status(StatusCode::BAD_REQUEST)
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }

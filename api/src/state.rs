@@ -78,15 +78,18 @@ impl AppState {
         if report.purged.is_empty() {
             return Ok(report);
         }
-        for p in crate::read_models(&self.policy) {
-            if let Err(e) = lightwidget_projections::wait_for_position(
+        // Every read model applies the purge (waited on together, bounded) before the scrub.
+        let models = crate::read_models(&self.policy);
+        let waits = models.iter().map(|p| {
+            lightwidget_projections::wait_for_position(
                 &*self.views,
                 p.name(),
                 report.position,
                 Duration::from_secs(10),
             )
-            .await
-            {
+        });
+        for (p, r) in models.iter().zip(futures::future::join_all(waits).await) {
+            if let Err(e) = r {
                 tracing::warn!(projection = p.name(), error = %e, "read model behind after a sweep");
             }
         }

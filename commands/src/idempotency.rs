@@ -53,6 +53,47 @@ pub async fn recorded(store: &dyn EventStore, key: &str) -> Result<Option<Record
 
 /// Runs `command` once per `key`: see the module docs. `fingerprint` identifies the request
 /// (for HTTP: method, path and a hash of the body).
+/// The answer to a repeat of a recorded command: its outcome, or `KeyReused` when the key
+/// was used for another request (`fingerprint` is the hashed one).
+fn replay<E: std::fmt::Debug + std::fmt::Display>(
+    r: Recorded,
+    fingerprint: &str,
+    stream: &str,
+    attempt: u32,
+) -> Result<Outcome, CommandError<E>> {
+    if r.fingerprint != fingerprint || r.stream != stream {
+        return Err(CommandError::KeyReused);
+    }
+    Ok(Outcome {
+        events: vec![],
+        version: r.version,
+        position: r.position,
+        attempts: attempt,
+        replayed: true,
+    })
+}
+
+/// The write that records a keyed command beside its events, on the key's own stream (which
+/// must not exist yet: a concurrent repeat conflicts there).
+fn record_write(
+    key: &str,
+    fingerprint: &str,
+    stream: &str,
+    events: usize,
+    version: u64,
+    meta: &Metadata,
+) -> StreamWrite {
+    let record: DomainEvent = CommandRecorded {
+        key_hash: sha256_hex(key),
+        fingerprint: fingerprint.to_owned(),
+        stream: stream.to_owned(),
+        events: events as u32,
+        version,
+    }
+    .into();
+    StreamWrite::of(key_stream(key), ExpectedVersion::NoStream, &[record], meta)
+}
+
 pub async fn execute_once<A>(
     store: &dyn EventStore,
     clock: &dyn Clock,
@@ -68,18 +109,7 @@ where
     A::Error: std::fmt::Display,
 {
     let fingerprint = sha256_hex(fingerprint);
-    let replay = |r: Recorded, attempt| {
-        if r.fingerprint != fingerprint || r.stream != stream {
-            return Err(CommandError::KeyReused);
-        }
-        Ok(Outcome {
-            events: vec![],
-            version: r.version,
-            position: r.position,
-            attempts: attempt,
-            replayed: true,
-        })
-    };
+    let replay = |r: Recorded, attempt| replay(r, &fingerprint, stream, attempt);
     for attempt in 1..=crate::DEFAULT_MAX_ATTEMPTS {
         if let Some(r) = recorded(store, key).await.map_err(CommandError::Store)? {
             return replay(r, attempt);
@@ -106,14 +136,6 @@ where
             });
         }
         let version = loaded.version + events.len() as u64;
-        let record: DomainEvent = CommandRecorded {
-            key_hash: sha256_hex(key),
-            fingerprint: fingerprint.clone(),
-            stream: stream.to_owned(),
-            events: events.len() as u32,
-            version,
-        }
-        .into();
         let request = AppendRequest {
             writes: vec![
                 StreamWrite::of(
@@ -122,7 +144,7 @@ where
                     &events,
                     meta,
                 ),
-                StreamWrite::of(key_stream(key), ExpectedVersion::NoStream, &[record], meta),
+                record_write(key, &fingerprint, stream, events.len(), version, meta),
             ],
             shred: vec![],
         };
@@ -161,29 +183,12 @@ pub async fn append_once(
     let fingerprint = sha256_hex(fingerprint);
     for attempt in 1..=crate::DEFAULT_MAX_ATTEMPTS {
         if let Some(r) = recorded(store, key).await.map_err(CommandError::Store)? {
-            if r.fingerprint != fingerprint || r.stream != stream {
-                return Err(CommandError::KeyReused);
-            }
-            return Ok(Outcome {
-                events: vec![],
-                version: r.version,
-                position: r.position,
-                attempts: attempt,
-                replayed: true,
-            });
+            return replay(r, &fingerprint, stream, attempt);
         }
-        let record: DomainEvent = CommandRecorded {
-            key_hash: sha256_hex(key),
-            fingerprint: fingerprint.clone(),
-            stream: stream.to_owned(),
-            events: events.len() as u32,
-            version: 0,
-        }
-        .into();
         let request = AppendRequest {
             writes: vec![
                 StreamWrite::of(stream, ExpectedVersion::Any, events, meta),
-                StreamWrite::of(key_stream(key), ExpectedVersion::NoStream, &[record], meta),
+                record_write(key, &fingerprint, stream, events.len(), 0, meta),
             ],
             shred: vec![],
         };

@@ -44,10 +44,7 @@ pub async fn add_staff(
     body: JsonBody<NewStaff>,
 ) -> ApiResult<(StatusCode, Json<StaffCreated>)> {
     let admin = caller.staff(Role::Admin)?;
-    let name = body.value.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Problem::invalid("name", "name must be 1 to 200 characters"));
-    }
+    let name = crate::extract::text_field("name", &body.value.name, 200)?;
     let role = match body.value.role.as_str() {
         "security" => Role::Security,
         "compliance" => Role::Compliance,

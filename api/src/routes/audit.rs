@@ -20,10 +20,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
-fn bad(field: &str, message: &str) -> Problem {
-    Problem::invalid(field, message).with_status(axum::http::StatusCode::BAD_REQUEST)
-}
-
 struct EventFilter {
     after: u64,
     limit: Option<u64>,
@@ -43,25 +39,23 @@ fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
             "after" => {
                 f.after = v
                     .parse()
-                    .map_err(|_| bad("after", "after must be a log position"))?
+                    .map_err(|_| Problem::bad_parameter("after", "after must be a log position"))?
             }
             "limit" => {
-                f.limit = Some(
-                    v.parse()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| bad("limit", "limit must be a positive number"))?,
-                )
+                f.limit = Some(v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Problem::bad_parameter("limit", "limit must be a positive number")
+                })?)
             }
             "stream" => {
-                validate_stream(&v).map_err(|_| bad("stream", "stream is not a stream name"))?;
+                validate_stream(&v)
+                    .map_err(|_| Problem::bad_parameter("stream", "stream is not a stream name"))?;
                 f.stream = Some(v);
             }
             "type" => f.types = Some(v.split(',').map(str::to_owned).collect()),
             // The log itself is read: it is always current.
             "min_position" => {}
             other => {
-                return Err(bad(
+                return Err(Problem::bad_parameter(
                     other,
                     "unknown query parameter (after, limit, stream, type)",
                 ))
@@ -69,23 +63,6 @@ fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
         }
     }
     Ok(f)
-}
-
-/// A whole stream, opened, read page by page.
-async fn whole_stream(
-    app: &AppState,
-    stream: &str,
-) -> Result<Vec<RecordedEvent>, lightwidget_store::StoreError> {
-    let mut out: Vec<RecordedEvent> = Vec::new();
-    loop {
-        let after = out.last().map(|e| e.version).unwrap_or(0);
-        let page = app.store.read_stream(stream, after, 1000).await?;
-        let done = page.len() < 1000;
-        out.extend(page);
-        if done {
-            return Ok(out);
-        }
-    }
 }
 
 /// One page of the filtered log from `cursor` (a position, or with a stream filter a
@@ -288,7 +265,7 @@ pub async fn export(
             continue;
         };
         if !streams.contains_key(&stream) {
-            let events = whole_stream(&app, &stream).await?;
+            let events = super::read_whole_stream(&app, &stream).await?;
             streams.insert(stream.clone(), events);
         }
         for e in &streams[&stream] {
@@ -377,23 +354,26 @@ pub async fn replay(
             "at" => at = Some(v),
             "key" => key = Some(v),
             "min_position" => {}
-            other => return Err(bad(other, "unknown query parameter (at, key)")),
+            other => {
+                return Err(Problem::bad_parameter(
+                    other,
+                    "unknown query parameter (at, key)",
+                ))
+            }
         }
     }
-    let at = at.ok_or_else(|| bad("at", "at is required: a log position or an RFC 3339 time"))?;
-    let position = match at.parse::<u64>() {
-        Ok(p) => p,
-        Err(_) => {
-            let time = chrono::DateTime::parse_from_rfc3339(&at)
-                .map_err(|_| bad("at", "at must be a log position or an RFC 3339 time"))?;
-            lightwidget_projections::position_at_time(&*app.store, time.with_timezone(&chrono::Utc))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "replay: position at time");
-                    Problem::internal()
-                })?
-        }
-    };
+    let at = at.ok_or_else(|| {
+        Problem::bad_parameter("at", "at is required: a log position or an RFC 3339 time")
+    })?;
+    let position = crate::archive::position_of(&*app.store, &at)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "replay: position at time");
+            Problem::internal()
+        })?
+        .ok_or_else(|| {
+            Problem::bad_parameter("at", "at must be a log position or an RFC 3339 time")
+        })?;
     let position = position.min(app.store.head().await?.position);
     let docs = lightwidget_projections::evaluate_as_of(&*app.store, &*projection, position)
         .await

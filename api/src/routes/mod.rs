@@ -31,6 +31,23 @@ where
         })
 }
 
+/// A whole stream, opened (personal fields read, or erased), page by page.
+pub async fn read_whole_stream(
+    app: &AppState,
+    stream: &str,
+) -> Result<Vec<lightwidget_store::RecordedEvent>, lightwidget_store::StoreError> {
+    let mut out: Vec<lightwidget_store::RecordedEvent> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.version).unwrap_or(0);
+        let page = app.store.read_stream(stream, after, 1000).await?;
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
 /// Every document of `owner` in `view` (of all owners when `None`), paged through.
 pub async fn docs_of(app: &AppState, view: &str, owner: Option<&str>) -> ApiResult<Vec<ViewDoc>> {
     let mut out: Vec<ViewDoc> = Vec::new();

@@ -178,17 +178,7 @@ fn matches_format(id: &str, format: &str) -> bool {
 
 impl BillingBody {
     fn validate(&self) -> Result<BillingDetails, Problem> {
-        let text = |field: &str, v: &str, max: usize| {
-            let t = v.trim();
-            if t.is_empty() || t.chars().count() > max {
-                Err(Problem::invalid(
-                    field,
-                    format!("{field} must be 1 to {max} characters"),
-                ))
-            } else {
-                Ok(t.to_owned())
-            }
-        };
+        let text = crate::extract::text_field;
         let name = text("billing.name", &self.name, 200)?;
         let address = text("billing.address", &self.address, 500)?;
         let email = self.email.trim().to_owned();

@@ -1,7 +1,7 @@
 //! What anyone may send: comments on articles (R6) and support tickets (R4).
 
 use super::orders::valid_email;
-use crate::extract::{IdempotencyKey, JsonBody};
+use crate::extract::{text_field, IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Path, State};
@@ -30,23 +30,11 @@ fn slug_of(slug: &str) -> ApiResult<&str> {
         .ok_or_else(|| Problem::not_found("article"))
 }
 
-/// A required text field, trimmed, 1 to `max` characters.
-fn required(field: &str, value: &str, max: usize) -> ApiResult<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(Problem::invalid(
-            field,
-            format!("{field} must be 1 to {max} characters"),
-        ));
-    }
-    Ok(v.to_owned())
-}
-
 /// An optional text field: absent or blank is not filled in (and not kept).
 fn optional(field: &str, value: Option<&str>, max: usize) -> ApiResult<Option<String>> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => required(field, v, max).map(Some),
+        Some(v) => text_field(field, v, max).map(Some),
     }
 }
 
@@ -118,8 +106,8 @@ pub async fn post_comment(
     body: JsonBody<CommentBody>,
 ) -> ApiResult<(StatusCode, Json<CommentCreated>)> {
     let slug = slug_of(&slug)?;
-    let author = required("author", &body.value.author, 100)?;
-    let text = required("text", &body.value.text, 5000)?;
+    let author = text_field("author", &body.value.author, 100)?;
+    let text = text_field("text", &body.value.text, 5000)?;
     let comment_id = CommentId(super::keyed_id("anonymous", key.as_deref(), "comment"));
     let event = CommentPosted {
         comment_id,

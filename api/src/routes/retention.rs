@@ -74,10 +74,6 @@ fn is_item(doc: &ViewDoc) -> bool {
     doc.key.starts_with("item:")
 }
 
-fn bad(field: &str, message: &str) -> Problem {
-    Problem::invalid(field, message).with_status(axum::http::StatusCode::BAD_REQUEST)
-}
-
 #[derive(Default)]
 struct Filters {
     account_id: Option<AccountId>,
@@ -89,7 +85,7 @@ struct Filters {
 fn parse_time(field: &str, v: &str) -> ApiResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| bad(field, &format!("{field} must be an RFC 3339 time")))
+        .map_err(|_| Problem::bad_parameter(field, format!("{field} must be an RFC 3339 time")))
 }
 
 fn filters(uri: &Uri) -> ApiResult<Filters> {
@@ -97,14 +93,13 @@ fn filters(uri: &Uri) -> ApiResult<Filters> {
     for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
         match k.as_ref() {
             "account_id" => {
-                f.account_id = Some(
-                    v.parse()
-                        .map_err(|_| bad("account_id", "account_id must be a UUID"))?,
-                )
+                f.account_id = Some(v.parse().map_err(|_| {
+                    Problem::bad_parameter("account_id", "account_id must be a UUID")
+                })?)
             }
             "category" => {
                 f.category = Some(v.parse().map_err(|_| {
-                    bad(
+                    Problem::bad_parameter(
                         "category",
                         "category must be one of the policy's categories (see POLICY.md)",
                     )
@@ -112,7 +107,7 @@ fn filters(uri: &Uri) -> ApiResult<Filters> {
             }
             "state" => {
                 if !["active", "quarantined", "held", "due", "purged"].contains(&v.as_ref()) {
-                    return Err(bad(
+                    return Err(Problem::bad_parameter(
                         "state",
                         "state must be active, quarantined, held, due or purged",
                     ));
@@ -121,7 +116,7 @@ fn filters(uri: &Uri) -> ApiResult<Filters> {
             }
             "due_before" => f.due_before = Some(parse_time("due_before", &v)?),
             "min_position" => {}
-            other => return Err(bad(
+            other => return Err(Problem::bad_parameter(
                 other,
                 "unknown query parameter (account_id, category, state, due_before, min_position)",
             )),
@@ -134,8 +129,9 @@ fn filters(uri: &Uri) -> ApiResult<Filters> {
 pub const DUE_PAGE: usize = 10_000;
 
 /// The retention items, filtered (compliance): by account, category, state (`due` = past
-/// its date and not held), and due date. Filters by due date and `due` read the due-date
-/// index; by account, the owner index.
+/// its date and not held), and `due_before`: items that may be purged before that time (a
+/// held or purged item may not, whatever its date). Without an account, filters by due date
+/// read the due-date index; with one, the owner index.
 #[utoipa::path(get, path = "/v1/compliance/retention", tag = "compliance",
     params(("account_id" = Option<String>, Query), ("category" = Option<String>, Query),
         ("state" = Option<String>, Query), ("due_before" = Option<String>, Query),
@@ -153,15 +149,14 @@ pub async fn list(
     let f = filters(&uri)?;
     app.wait_for(VIEW, min).await?;
     let now = app.clock.now();
-    let docs = if f.account_id.is_none()
-        && (f.due_before.is_some() || f.state.as_deref() == Some("due"))
-    {
+    // `due` is "may be purged before just after now".
+    let mut due_before = f.due_before;
+    if f.state.as_deref() == Some("due") {
+        let soon = now + chrono::Duration::microseconds(1);
+        due_before = Some(due_before.map_or(soon, |t| t.min(soon)));
+    }
+    let docs = if let (None, Some(due_before)) = (f.account_id, due_before) {
         // Through the due-date index: only items that may be purged are in it.
-        let due_before = match (f.due_before, f.state.as_deref()) {
-            (Some(t), Some("due")) => t.min(now + chrono::Duration::microseconds(1)),
-            (Some(t), _) => t,
-            (None, _) => now + chrono::Duration::microseconds(1),
-        };
         // One page of the index, earliest first; the sweep itself reads on page by page.
         app.views
             .query(
@@ -183,14 +178,8 @@ pub async fn list(
             f.category
                 .is_none_or(|c| d.doc["category"].as_str() == Some(c.as_str()))
         })
-        .filter(|d| {
-            f.due_before.is_none_or(|t| {
-                d.doc["due_at"]
-                    .as_str()
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .is_some_and(|due| due < t)
-            })
-        })
+        // The index's date: set only while the item may be purged.
+        .filter(|d| due_before.is_none_or(|t| d.due_at.is_some_and(|due| due < t)))
         .map(|d| item_view(d, now))
         .filter(|i| f.state.as_deref().is_none_or(|s| i.state == s))
         .collect();
@@ -289,18 +278,23 @@ pub async fn purges(
             "after" => {
                 after = v
                     .parse()
-                    .map_err(|_| bad("after", "after must be a log position"))?
+                    .map_err(|_| Problem::bad_parameter("after", "after must be a log position"))?
             }
             "limit" => {
                 limit = v
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| bad("limit", "limit must be 1 to 1000"))?
+                    .ok_or_else(|| Problem::bad_parameter("limit", "limit must be 1 to 1000"))?
             }
             // The log itself is read: it is always current.
             "min_position" => {}
-            other => return Err(bad(other, "unknown query parameter (since, after, limit)")),
+            other => {
+                return Err(Problem::bad_parameter(
+                    other,
+                    "unknown query parameter (since, after, limit)",
+                ))
+            }
         }
     }
     let mut out = Vec::new();

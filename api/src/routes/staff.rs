@@ -3,7 +3,7 @@
 
 use super::{load_or_500, new_id, run};
 use crate::auth::Caller;
-use crate::extract::{IdempotencyKey, JsonBody};
+use crate::extract::{text_field, IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::accounts::{account_problem, Position};
 use crate::state::{command_problem, AppState};
@@ -58,13 +58,7 @@ pub async fn block(
     body: JsonBody<BlockBody>,
 ) -> ApiResult<Json<Blocked>> {
     let by = caller.staff(Role::Security)?;
-    let reason = body.value.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 2000 {
-        return Err(Problem::invalid(
-            "reason",
-            "reason must be 1 to 2000 characters",
-        ));
-    }
+    let reason = text_field("reason", &body.value.reason, 2000)?;
     let account_id = existing_account(&app, &id).await?;
     let outcome = run::<Account>(
         &app,
@@ -185,19 +179,8 @@ pub async fn place_hold(
         reason,
         case_ref,
     } = body.value;
-    let (reason, case_ref) = (reason.trim().to_owned(), case_ref.trim().to_owned());
-    if reason.is_empty() || reason.chars().count() > 2000 {
-        return Err(Problem::invalid(
-            "reason",
-            "reason must be 1 to 2000 characters",
-        ));
-    }
-    if case_ref.is_empty() || case_ref.chars().count() > 200 {
-        return Err(Problem::invalid(
-            "case_ref",
-            "case_ref must be 1 to 200 characters",
-        ));
-    }
+    let reason = text_field("reason", &reason, 2000)?;
+    let case_ref = text_field("case_ref", &case_ref, 200)?;
     let account_id = existing_account(&app, &account_id.to_string())
         .await
         .map_err(|p| p.field("account_id"))?;
@@ -296,16 +279,17 @@ pub async fn read_account(
             // The account's stream itself is read: it is always current.
             "min_position" => {}
             other => {
-                return Err(Problem::invalid(other, "unknown query parameter (reason)")
-                    .with_status(StatusCode::BAD_REQUEST))
+                return Err(Problem::bad_parameter(
+                    other,
+                    "unknown query parameter (reason)",
+                ))
             }
         }
     }
     let reason = reason
         .filter(|r| !r.is_empty() && r.chars().count() <= 500)
         .ok_or_else(|| {
-            Problem::invalid("reason", "reason is required: 1 to 500 characters")
-                .with_status(StatusCode::BAD_REQUEST)
+            Problem::bad_parameter("reason", "reason is required: 1 to 500 characters")
         })?;
     let account_id = existing_account(&app, &id).await?;
     // Recorded first: no read goes unrecorded.
@@ -336,29 +320,20 @@ pub async fn read_account(
         blocks: vec![],
         position: appended.last_position,
     };
-    let mut after = 0;
-    loop {
-        let page = app
-            .store
-            .read_stream(&account_id.stream(), after, 500)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.version;
-        for e in &page {
-            match e.to_domain() {
-                Ok(DomainEvent::AccountRegistered(r)) => {
-                    view.profile = r.profile.value().and_then(|p| serde_json::to_value(p).ok());
-                }
-                Ok(DomainEvent::AccountSignedIn(s)) => view
-                    .logins
-                    .push(lightwidget_store::format_time(s.signed_in_at)),
-                Ok(DomainEvent::AccountBlocked(b)) => view.blocks.push(serde_json::json!({
-                    "blocked_at": lightwidget_store::format_time(b.blocked_at),
-                    "hold_until": lightwidget_store::format_time(b.hold_until),
-                    "reason": b.reason.value(),
-                })),
-                _ => {}
+    for e in super::read_whole_stream(&app, &account_id.stream()).await? {
+        match e.to_domain() {
+            Ok(DomainEvent::AccountRegistered(r)) => {
+                view.profile = r.profile.value().and_then(|p| serde_json::to_value(p).ok());
             }
+            Ok(DomainEvent::AccountSignedIn(s)) => view
+                .logins
+                .push(lightwidget_store::format_time(s.signed_in_at)),
+            Ok(DomainEvent::AccountBlocked(b)) => view.blocks.push(serde_json::json!({
+                "blocked_at": lightwidget_store::format_time(b.blocked_at),
+                "hold_until": lightwidget_store::format_time(b.hold_until),
+                "reason": b.reason.value(),
+            })),
+            _ => {}
         }
     }
     Ok(Json(view))
