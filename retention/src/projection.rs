@@ -446,12 +446,38 @@ fn is_account_wide(d: &DomainEvent) -> bool {
 
 fn read_item(view: &dyn ViewReader, key: &str) -> Option<ItemFacts> {
     view.get(key)
-        .and_then(|d| serde_json::from_value(d.doc["facts"].clone()).ok())
+        .and_then(|d| ItemFacts::deserialize(&d.doc["facts"]).ok())
 }
 
 fn read_account(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
     view.get(&account_key(id))
-        .and_then(|d| serde_json::from_value(d.doc.clone()).ok())
+        .and_then(|d| AccountFacts::deserialize(&d.doc).ok())
+}
+
+/// The account facts that bear on an item's verdict — without the keys of its items and
+/// the record of staff reads, which grow with the account and which evaluating one item
+/// does not need.
+fn read_account_clocks(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
+    #[derive(Deserialize)]
+    struct Clocks {
+        #[serde(default)]
+        deletion: Option<Started>,
+        #[serde(default)]
+        blocked: Option<Started>,
+        #[serde(default)]
+        security_until: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        #[serde(default)]
+        holds: Vec<HoldRef>,
+    }
+    let c = Clocks::deserialize(&view.get(&account_key(id))?.doc).ok()?;
+    Some(AccountFacts {
+        deletion: c.deletion,
+        blocked: c.blocked,
+        security_until: c.security_until,
+        holds: c.holds,
+        items: vec![],
+        reads: vec![],
+    })
 }
 
 impl Retention {
@@ -494,6 +520,47 @@ impl Retention {
             out = out.due_at(due);
         }
         out
+    }
+
+    /// A view or click whose access-log bucket already exists — nearly every one — moves
+    /// the bucket's clock and touches nothing else: the bucket is already among the
+    /// account's items, and the account's facts do not change. Returns false when the
+    /// bucket is new (the general path adds it to the account).
+    fn hit_on_known_bucket(
+        &self,
+        e: &RecordedEvent,
+        d: &DomainEvent,
+        key: &str,
+        view: &mut Overlay,
+    ) -> bool {
+        let at = match d {
+            DomainEvent::WidgetViewed(v) => v.viewed_at,
+            DomainEvent::WidgetClicked(c) => c.clicked_at,
+            _ => return false,
+        };
+        let Some(mut bucket) = read_item(view, key) else {
+            return false;
+        };
+        if bucket.purged.is_some() {
+            // A bucket once erased takes no new entries' dates: its key is gone and the
+            // entries read as erased.
+            return true;
+        }
+        match &bucket.own_clock {
+            // An earlier entry than the latest (a late arrival): nothing moves.
+            Some(c) if c.at > at => return true,
+            Some(_) => {
+                bucket.own_clock = Some(Started {
+                    at,
+                    position: e.position,
+                    not_before: None,
+                })
+            }
+            None => return false,
+        }
+        let account = bucket.account_id.and_then(|a| read_account_clocks(view, a));
+        self.put_item(view, key, &bucket, account.as_ref());
+        true
     }
 
     fn put_account(view: &mut Overlay, id: AccountId, a: &AccountFacts) {
@@ -569,6 +636,11 @@ impl Projection for Retention {
     fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
         use DomainEvent as E;
         let (keys, named) = direct(d);
+        if let E::WidgetViewed(_) | E::WidgetClicked(_) = d {
+            if self.hit_on_known_bucket(e, d, &keys[0], view) {
+                return;
+            }
+        }
         let account_id = named.or_else(|| {
             keys.iter()
                 .filter_map(|k| read_item(view, k))

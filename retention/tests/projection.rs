@@ -1,0 +1,174 @@
+//! The retention projection on real storage (PostgreSQL and SQLite): views and clicks into
+//! an access-log bucket that already exists take the short path (the bucket's clock moves,
+//! the account document is left alone). Applied one event per batch, from stored
+//! documents, it must end where a rebuild and an "as of" evaluation end.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use lightwidget_domain::event::*;
+use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_projections::{evaluate_as_of, rebuild, Projection, Runner};
+use lightwidget_retention::projection::{account_key, item_key, ItemFacts, Retention, VIEW};
+use lightwidget_retention::RetentionPolicy;
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock};
+use std::sync::Arc;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, 4, 9, 0, 0)
+        .single()
+        .expect("valid")
+}
+
+async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
+    t.store
+        .append(AppendRequest::single(
+            stream,
+            ExpectedVersion::Any,
+            vec![NewEvent::from_domain(&e, &Metadata::system())],
+        ))
+        .await
+        .expect("append")
+        .last_position
+}
+
+fn viewed(w: WidgetId, at: DateTime<Utc>) -> DomainEvent {
+    WidgetViewed {
+        widget_id: w,
+        access: Personal::new(
+            Subject::access_log(w, at),
+            Category::AccessLog,
+            AccessLog {
+                ip: "198.51.100.4".into(),
+                user_agent: None,
+                browser: None,
+                os: None,
+                device_id: None,
+                referrer: None,
+            },
+        ),
+        viewed_at: at,
+    }
+    .into()
+}
+
+async fn hits_move_the_bucket_clock_only(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let (a, w) = (AccountId::new(), WidgetId::new());
+    append(
+        &t,
+        &a.stream(),
+        AccountRegistered {
+            account_id: a,
+            profile: Personal::new(
+                Subject::account(a),
+                Category::Profile,
+                InstagramProfile {
+                    instagram_user_id: "1".into(),
+                    username: "bucket-test".into(),
+                    profile_picture_url: None,
+                    account_type: "PERSONAL".into(),
+                },
+            ),
+            registered_at: t0(),
+        }
+        .into(),
+    )
+    .await;
+    append(
+        &t,
+        &w.stream(),
+        WidgetCreated {
+            widget_id: w,
+            account_id: a,
+            settings: Personal::new(
+                Subject::widget(w),
+                Category::WidgetContent,
+                WidgetSettings {
+                    title: "t".into(),
+                    layout: Layout::Grid,
+                    columns: 3,
+                },
+            ),
+            created_at: t0(),
+        }
+        .into(),
+    )
+    .await;
+    // Three views of one day's bucket: the latest is the second; the third arrives late.
+    let views = format!("views-{w}");
+    append(&t, &views, viewed(w, t0() + Duration::minutes(5))).await;
+    let latest = append(&t, &views, viewed(w, t0() + Duration::hours(3))).await;
+    let head = append(&t, &views, viewed(w, t0() + Duration::hours(1))).await;
+
+    let retention: Arc<dyn Projection> =
+        Arc::new(Retention::new(Arc::new(RetentionPolicy::defaults())));
+    // One event per batch: each hit finds its bucket stored by an earlier commit.
+    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
+        .with_batch_size(1)
+        .catch_up()
+        .await
+        .expect("catch up");
+    let incremental = t.docs(VIEW, None).await;
+
+    let bucket_key = item_key(
+        &Subject::access_log(w, t0() + Duration::minutes(5)),
+        Category::AccessLog,
+    );
+    let bucket = incremental
+        .iter()
+        .find(|d| d.key == bucket_key)
+        .expect("the bucket");
+    let facts: ItemFacts = serde_json::from_value(bucket.doc["facts"].clone()).expect("facts");
+    let clock = facts.own_clock.expect("the bucket runs on its own clock");
+    assert_eq!(
+        clock.at,
+        t0() + Duration::hours(3),
+        "the latest entry counts"
+    );
+    assert_eq!(
+        clock.position, latest,
+        "the purge's cause is the latest entry"
+    );
+    assert_eq!(
+        bucket.due_at,
+        Some(t0() + Duration::hours(3) + Duration::days(365)),
+        "kept 12 months from its latest entry (R1)"
+    );
+    let account = incremental
+        .iter()
+        .find(|d| d.key == account_key(a))
+        .expect("the account");
+    let listed = account.doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|k| k.as_str() == Some(bucket_key.as_str()))
+        .count();
+    assert_eq!(listed, 1, "the bucket is listed once on its account");
+
+    // The same documents from a rebuild, and as of the head.
+    let as_of = evaluate_as_of(&*t.store, &*retention, head)
+        .await
+        .expect("as of");
+    rebuild(t.store.clone(), t.views.clone(), retention.clone())
+        .await
+        .expect("rebuild");
+    let rebuilt = t.docs(VIEW, None).await;
+    assert_eq!(rebuilt, incremental, "rebuild equals incremental");
+    let as_of: Vec<_> = as_of.into_values().collect();
+    assert_eq!(as_of, incremental, "as of the head equals incremental");
+}
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hits_move_the_bucket_clock_only() {
+        super::hits_move_the_bucket_clock_only(super::Backend::Postgres).await
+    }
+}
+
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hits_move_the_bucket_clock_only() {
+        super::hits_move_the_bucket_clock_only(super::Backend::Sqlite).await
+    }
+}
