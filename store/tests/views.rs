@@ -59,6 +59,21 @@ async fn checkpoints_are_conditional_and_atomic(backend: Backend) {
         .await
         .expect("get");
     assert_eq!(got, vec![doc("b", "o2", "quarantined", 3)]);
+    // A batch with nothing for this view moves only the checkpoint — from the right one;
+    // from a stale one it is refused and the checkpoint stays.
+    v.commit("w", 8, 12, &[]).await.expect("checkpoint only");
+    assert_eq!(v.checkpoint("w").await.expect("cp"), 12);
+    let err = v.commit("w", 8, 20, &[]).await.expect_err("stale");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 12, .. }),
+        "{err:?}"
+    );
+    assert_eq!(v.checkpoint("w").await.expect("cp"), 12);
+    assert_eq!(
+        v.get_many("w", &["b".into()]).await.expect("get"),
+        vec![doc("b", "o2", "quarantined", 3)],
+        "one key reads as a list of keys does"
+    );
     // Views are separate.
     assert_eq!(v.checkpoint("other").await.expect("cp"), 0);
 }
