@@ -10,8 +10,12 @@
 //!   while the item may actually be purged, so that the sweeper reads exactly the due items
 //!   through the due-date index: a held or purged item is not in it.
 //! * `account:<id>` — the facts that reach every item of an account: its deletion request,
-//!   its block and security hold (R24), its legal holds (R21), and the keys of its items.
-//!   An event that changes these re-evaluates every item of the account.
+//!   its block and security hold (R24), its legal holds (R21), and how many pages list its
+//!   items. An event that changes these re-evaluates every item of the account.
+//! * `items:<account>:<n>` — the keys of an account's items, at most [`ITEMS_PER_PAGE`] a
+//!   page: a new item is added to the last page, so the cost of listing it does not grow
+//!   with the account (an account gets two items per widget and one per widget and day with
+//!   views).
 //!
 //! The projection is a pure function of the log and the retention policy: a changed policy
 //! file needs a rebuild of this view to move due dates already computed.
@@ -34,6 +38,14 @@ pub fn item_key(subject: &Subject, category: Category) -> String {
 /// The key of an account document.
 pub fn account_key(account: AccountId) -> String {
     format!("account:{account}")
+}
+
+/// Item keys per page of an account's item list.
+pub const ITEMS_PER_PAGE: usize = 1000;
+
+/// The key of page `n` of an account's item list.
+pub fn items_page_key(account: AccountId, n: u32) -> String {
+    format!("items:{account}:{n}")
 }
 
 /// A clock that started: when, and the position of the event that started it (the purge's
@@ -136,11 +148,20 @@ pub struct AccountFacts {
     pub security_until: Option<(DateTime<Utc>, DateTime<Utc>)>,
     #[serde(default)]
     pub holds: Vec<HoldRef>,
-    #[serde(default)]
+    /// Item keys listed on the account document itself, as documents written before the
+    /// list moved to pages have them: still read, never added to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<String>,
+    /// How many `items:<account>:<n>` pages list the account's items.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub item_pages: u32,
     /// Reads of the account's data by security staff (R22).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reads: Vec<AccessRecord>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A security staff read of the account (R22): who, when, where in the log.
@@ -457,6 +478,21 @@ fn read_account(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
 /// The account facts that bear on an item's verdict — without the keys of its items and
 /// the record of staff reads, which grow with the account and which evaluating one item
 /// does not need.
+/// The keys listed on page `n` of an account's item list, if that page is loaded.
+fn read_page(view: &dyn ViewReader, account: AccountId, n: u32) -> Option<Vec<String>> {
+    view.get(&items_page_key(account, n))
+        .and_then(|d| Vec::<String>::deserialize(&d.doc["items"]).ok())
+}
+
+/// Every item key of an account: the pages loaded and the list of older documents.
+fn all_items(view: &dyn ViewReader, account: AccountId, a: &AccountFacts) -> Vec<String> {
+    let mut keys = a.items.clone();
+    for n in 0..a.item_pages {
+        keys.extend(read_page(view, account, n).unwrap_or_default());
+    }
+    keys
+}
+
 fn read_account_clocks(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
     #[derive(Deserialize)]
     struct Clocks {
@@ -476,6 +512,7 @@ fn read_account_clocks(view: &dyn ViewReader, id: AccountId) -> Option<AccountFa
         security_until: c.security_until,
         holds: c.holds,
         items: vec![],
+        item_pages: 0,
         reads: vec![],
     })
 }
@@ -563,6 +600,35 @@ impl Retention {
         true
     }
 
+    /// Adds item keys to the last page of the account's list, opening pages as they fill.
+    /// A last page that is not loaded is never overwritten: a new page is opened instead.
+    fn list_items(view: &mut Overlay, id: AccountId, a: &mut AccountFacts, keys: Vec<String>) {
+        let (mut n, mut page) = match a.item_pages.checked_sub(1) {
+            None => (0, Vec::new()),
+            Some(last) => match read_page(view, id, last) {
+                Some(page) => (last, page),
+                None => (last + 1, Vec::new()),
+            },
+        };
+        for k in keys {
+            if page.len() >= ITEMS_PER_PAGE {
+                Self::put_page(view, id, n, &page);
+                n += 1;
+                page.clear();
+            }
+            page.push(k);
+        }
+        Self::put_page(view, id, n, &page);
+        a.item_pages = n + 1;
+    }
+
+    fn put_page(view: &mut Overlay, id: AccountId, n: u32, keys: &[String]) {
+        view.put(ViewDoc::new(
+            items_page_key(id, n),
+            serde_json::json!({ "account_id": id, "items": keys }),
+        ));
+    }
+
     fn put_account(view: &mut Overlay, id: AccountId, a: &AccountFacts) {
         let doc = serde_json::to_value(a).unwrap_or_default();
         view.put(ViewDoc::new(account_key(id), doc));
@@ -622,13 +688,17 @@ impl Projection for Retention {
                 .find_map(|i| i.account_id)
         });
         if let Some(a) = account {
-            let key = account_key(a);
-            if is_account_wide(d) {
-                if let Some(facts) = read_account(loaded, a) {
-                    keys.extend(facts.items);
+            if let Some(facts) = read_account(loaded, a) {
+                if is_account_wide(d) {
+                    // Every page, then (next round) every item they list.
+                    keys.extend((0..facts.item_pages).map(|n| items_page_key(a, n)));
+                    keys.extend(all_items(loaded, a, &facts));
+                } else if keys.iter().any(|k| loaded.get(k).is_none()) {
+                    // An item this event may create is listed on the last page.
+                    keys.push(items_page_key(a, facts.item_pages.saturating_sub(1)));
                 }
             }
-            keys.push(key);
+            keys.push(account_key(a));
         }
         keys
     }
@@ -646,7 +716,8 @@ impl Projection for Retention {
                 .filter_map(|k| read_item(view, k))
                 .find_map(|i| i.account_id)
         });
-        let mut account = account_id.map(|a| read_account(view, a).unwrap_or_default());
+        let account_before = account_id.and_then(|a| read_account(view, a));
+        let mut account = account_id.map(|_| account_before.clone().unwrap_or_default());
         let started = |at: DateTime<Utc>, not_before: Option<DateTime<Utc>>| Started {
             at,
             position: e.position,
@@ -897,16 +968,23 @@ impl Projection for Retention {
             _ => return,
         }
         if let (Some(id), Some(a)) = (account_id, account.as_mut()) {
-            for (k, _) in &items {
-                if !a.items.contains(k) {
-                    a.items.push(k.clone());
-                }
+            // An item without a document yet is new: list it (items are never deleted).
+            let new: Vec<String> = items
+                .iter()
+                .map(|(k, _)| k)
+                .filter(|k| view.get(k).is_none() && !a.items.contains(k))
+                .cloned()
+                .collect();
+            if !new.is_empty() {
+                Self::list_items(view, id, a, new);
             }
-            Self::put_account(view, id, a);
+            if account_before.as_ref() != Some(a) {
+                Self::put_account(view, id, a);
+            }
         }
         let account = account.as_ref();
-        if is_account_wide(d) {
-            for k in account.map(|a| a.items.clone()).unwrap_or_default() {
+        if let (true, Some(id), Some(a)) = (is_account_wide(d), account_id, account) {
+            for k in all_items(view, id, a) {
                 if items.iter().any(|(x, _)| *x == k) {
                     continue;
                 }

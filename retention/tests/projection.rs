@@ -5,12 +5,18 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightwidget_domain::event::*;
-use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_domain::{
+    AccountId, Category, DomainEvent, HoldId, Personal, StaffId, Subject, WidgetId,
+};
 use lightwidget_projections::{evaluate_as_of, rebuild, Projection, Runner};
-use lightwidget_retention::projection::{account_key, item_key, ItemFacts, Retention, VIEW};
+use lightwidget_retention::projection::{
+    account_key, item_key, items_page_key, ItemFacts, Retention, ITEMS_PER_PAGE, VIEW,
+};
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock};
+use lightwidget_store::{
+    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
+};
 use std::sync::Arc;
 
 fn t0() -> DateTime<Utc> {
@@ -134,11 +140,11 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
         Some(t0() + Duration::hours(3) + Duration::days(365)),
         "kept 12 months from its latest entry (R1)"
     );
-    let account = incremental
+    let page = incremental
         .iter()
-        .find(|d| d.key == account_key(a))
-        .expect("the account");
-    let listed = account.doc["items"]
+        .find(|d| d.key == items_page_key(a, 0))
+        .expect("the account's item list");
+    let listed = page.doc["items"]
         .as_array()
         .expect("items")
         .iter()
@@ -159,10 +165,129 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
     assert_eq!(as_of, incremental, "as of the head equals incremental");
 }
 
+fn created(a: AccountId, w: WidgetId) -> DomainEvent {
+    WidgetCreated {
+        widget_id: w,
+        account_id: a,
+        settings: Personal::new(
+            Subject::widget(w),
+            Category::WidgetContent,
+            WidgetSettings {
+                title: "t".into(),
+                layout: Layout::Grid,
+                columns: 3,
+            },
+        ),
+        created_at: t0(),
+    }
+    .into()
+}
+
+/// An account with more items than a page holds: the list runs over several pages, each
+/// at most [`ITEMS_PER_PAGE`] keys, every item listed once; a legal hold placed on the
+/// account reaches every item on every page, incrementally as in a rebuild.
+async fn item_lists_run_over_pages(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let a = AccountId::new();
+    let widgets: Vec<WidgetId> = (0..700).map(|_| WidgetId::new()).collect();
+    // 700 widgets, two items each, in appends of 100 widgets.
+    for chunk in widgets.chunks(100) {
+        let writes = chunk
+            .iter()
+            .map(|w| {
+                StreamWrite::of(
+                    w.stream(),
+                    ExpectedVersion::NoStream,
+                    &[created(a, *w)],
+                    &Metadata::system(),
+                )
+            })
+            .collect();
+        t.store
+            .append(AppendRequest {
+                writes,
+                shred: vec![],
+            })
+            .await
+            .expect("append");
+    }
+    let hold = HoldId(uuid::Uuid::from_u128(5));
+    append(
+        &t,
+        &a.stream(),
+        LegalHoldPlaced {
+            hold_id: hold,
+            account_id: a,
+            reason: "court order".into(),
+            case_ref: "KR-77".into(),
+            placed_by: StaffId(uuid::Uuid::from_u128(6)),
+            placed_at: t0(),
+        }
+        .into(),
+    )
+    .await;
+
+    let retention: Arc<dyn Projection> =
+        Arc::new(Retention::new(Arc::new(RetentionPolicy::defaults())));
+    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
+        .with_batch_size(64)
+        .catch_up()
+        .await
+        .expect("catch up");
+    let incremental = t.docs(VIEW, None).await;
+
+    let account = incremental
+        .iter()
+        .find(|d| d.key == account_key(a))
+        .expect("the account");
+    assert_eq!(account.doc["item_pages"], 2, "{}", account.doc);
+    assert!(account.doc.get("items").is_none(), "no list on the account");
+    let mut listed = Vec::new();
+    for n in 0..2 {
+        let page = incremental
+            .iter()
+            .find(|d| d.key == items_page_key(a, n))
+            .expect("page");
+        let keys = page.doc["items"].as_array().expect("items");
+        assert!(keys.len() <= ITEMS_PER_PAGE);
+        listed.extend(keys.iter().map(|k| k.as_str().expect("key").to_owned()));
+    }
+    let items: Vec<&str> = incremental
+        .iter()
+        .filter(|d| d.key.starts_with("item:"))
+        .map(|d| d.key.as_str())
+        .collect();
+    assert_eq!(items.len(), 1_400, "two items per widget");
+    listed.sort();
+    let mut expected: Vec<String> = items.iter().map(|k| (*k).to_owned()).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "every item listed once");
+    let held = incremental
+        .iter()
+        .filter(|d| d.key.starts_with("item:"))
+        .filter(|d| d.doc["holds"].to_string().contains("KR-77"))
+        .count();
+    assert_eq!(held, 1_400, "the hold reaches every item on every page");
+
+    rebuild(t.store.clone(), t.views.clone(), retention.clone())
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        t.docs(VIEW, None).await,
+        incremental,
+        "rebuild equals incremental"
+    );
+}
+
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hits_move_the_bucket_clock_only() {
         super::hits_move_the_bucket_clock_only(super::Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_lists_run_over_pages() {
+        super::item_lists_run_over_pages(super::Backend::Postgres).await
     }
 }
 
@@ -170,5 +295,10 @@ mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hits_move_the_bucket_clock_only() {
         super::hits_move_the_bucket_clock_only(super::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn item_lists_run_over_pages() {
+        super::item_lists_run_over_pages(super::Backend::Sqlite).await
     }
 }
