@@ -9,7 +9,7 @@
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
 use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
-use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
+use crate::writer::{self, Existing, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache};
 use crate::{
     format_time, key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head,
     KeyStore, StoreError, StoredEvent,
@@ -405,6 +405,23 @@ impl SqliteTx<'_> {
         })
     }
 
+    /// The key rows of these (subject, category) pairs that exist.
+    fn key_rows(&self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_id, subject, category, wrapped FROM data_keys WHERE subject = ?1 AND category = ?2",
+        )?;
+        let mut out = Vec::new();
+        for (s, c) in refs {
+            if let Some(row) = stmt
+                .query_row([s.as_str(), c.as_str()], key_row)
+                .optional()?
+            {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
     fn write(&self, w: &Write<'_>) -> Result<(), StoreError> {
         let (delete_keys, new_keys, events, head) = (w.delete_keys, w.new_keys, w.events, w.head);
         let mut del = self
@@ -456,25 +473,28 @@ impl LogTx for SqliteTx<'_> {
     }
 
     async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError> {
-        let result = (|| {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT key_id, subject, category, wrapped FROM data_keys WHERE subject = ?1 AND category = ?2",
-            )?;
-            let mut out = Vec::new();
-            for (s, c) in refs {
-                if let Some(row) = stmt
-                    .query_row([s.as_str(), c.as_str()], key_row)
-                    .optional()?
-                {
-                    out.push(row?);
-                }
-            }
-            Ok(out)
-        })();
+        let result = self.key_rows(refs);
         if result.is_err() {
             self.rollback().await;
         }
         result
+    }
+
+    async fn peek(&mut self, streams: &[String], refs: &[KeyRef]) -> Result<Peek, StoreError> {
+        // A read transaction: one snapshot, no write lock.
+        self.conn.execute_batch("BEGIN")?;
+        let result = self.snapshot(streams, &[]).and_then(|snap| {
+            Ok(Peek {
+                position: snap.head.position,
+                key_epoch: snap.key_epoch,
+                versions: snap.versions,
+                keys: self.key_rows(refs)?,
+            })
+        });
+        let end = self.conn.execute_batch("COMMIT");
+        let peek = result?;
+        end?;
+        Ok(peek)
     }
 
     async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
 use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
-use crate::writer::{self, Existing, KeyRow, LogTx, Pending, Snapshot, Write, WriterCache};
+use crate::writer::{self, Existing, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache};
 use crate::{
     key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head, KeyStore,
     StoreError, StoredEvent,
@@ -569,6 +569,41 @@ impl LogTx for PgTx<'_> {
             Err(e) => return self.abort(e).await,
         };
         rows.iter().map(key_row).collect()
+    }
+
+    async fn peek(&mut self, streams: &[String], refs: &[KeyRef]) -> Result<Peek, StoreError> {
+        let c = self.client;
+        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        let p_versions: [(&(dyn ToSql + Sync), Type); 1] = [(&streams, Type::TEXT_ARRAY)];
+        let p_keys: [(&(dyn ToSql + Sync), Type); 2] = [
+            (&subjects, Type::TEXT_ARRAY),
+            (&categories, Type::TEXT_ARRAY),
+        ];
+        // One read-only snapshot, sent as one pipeline: one round trip, no lock taken. A
+        // failed statement makes the pipelined COMMIT a rollback.
+        let (b, h, v, k, end) = tokio::join!(
+            c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            c.query_typed("SELECT position, key_epoch FROM log_head WHERE id = 1", &[]),
+            c.query_typed(SQL_VERSIONS, &p_versions),
+            c.query_typed(SQL_KEYS_FOR, &p_keys),
+            c.batch_execute("COMMIT")
+        );
+        b?;
+        let (h, v, k) = (h?, v?, k?);
+        end?;
+        let h = h
+            .first()
+            .ok_or_else(|| StoreError::Corrupt("the log head row is missing".into()))?;
+        Ok(Peek {
+            position: h.get::<_, i64>(0) as u64,
+            key_epoch: h.get::<_, i64>(1) as u64,
+            versions: v
+                .iter()
+                .filter_map(|r| Some((r.get::<_, String>(0), r.get::<_, Option<i64>>(1)? as u64)))
+                .collect(),
+            keys: k.iter().map(key_row).collect::<Result<_, _>>()?,
+        })
     }
 
     async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError> {

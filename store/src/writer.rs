@@ -47,6 +47,16 @@ pub(crate) struct Snapshot {
     pub existing: HashMap<Uuid, Existing>,
 }
 
+/// What [`LogTx::peek`] read, from one snapshot and without a lock.
+pub(crate) struct Peek {
+    pub position: u64,
+    pub key_epoch: u64,
+    /// The versions of the streams asked for that exist.
+    pub versions: HashMap<String, u64>,
+    /// The key rows asked for that exist.
+    pub keys: Vec<KeyRow>,
+}
+
 /// Everything one transaction writes.
 pub(crate) struct Write<'a> {
     pub delete_keys: &'a [Uuid],
@@ -66,6 +76,10 @@ pub(crate) trait LogTx {
     ) -> Result<Snapshot, StoreError>;
     /// The key rows of these (subject, category) pairs that exist.
     async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError>;
+    /// Reads, without locking and outside any write, the head's position and key epoch,
+    /// the versions of `streams` and the key rows of `refs`, all from one snapshot: what the
+    /// writer's cache lacks to decide a batch on its own.
+    async fn peek(&mut self, streams: &[String], refs: &[KeyRef]) -> Result<Peek, StoreError>;
     /// Deletes and inserts keys, inserts events, moves the head, commits the transaction
     /// `begin` opened.
     async fn commit(&mut self, write: &Write<'_>) -> Result<(), StoreError>;
@@ -386,6 +400,49 @@ impl WriterCache {
         }
     }
 
+    /// The streams and keys of these requests that the cache does not know.
+    fn missing(&self, requests: &[&AppendRequest]) -> (Vec<String>, Vec<KeyRef>) {
+        let mut streams = BTreeSet::new();
+        let mut refs = BTreeSet::new();
+        for r in requests {
+            for w in &r.writes {
+                if !self.versions.contains_key(&w.stream) {
+                    streams.insert(w.stream.clone());
+                }
+                for e in &w.events {
+                    // A malformed personal field fails its own request in `apply`.
+                    let _ = sealing::plaintext_refs(&e.data, &mut refs);
+                }
+            }
+            refs.extend(r.shred.iter().cloned());
+        }
+        refs.retain(|k| !self.keys.contains_key(k));
+        (streams.into_iter().collect(), refs.into_iter().collect())
+    }
+
+    /// Learns what a [`LogTx::peek`] read, if it read the head this cache is valid at (then
+    /// nobody has written since, and what it read is exact as of that head). A stream it
+    /// did not find does not exist: version 0. Returns whether it learned.
+    fn learn(
+        &mut self,
+        at: (u64, u64),
+        streams: &[String],
+        versions: &HashMap<String, u64>,
+        keys: KeyMap,
+    ) -> bool {
+        match self.head {
+            Some((head, epoch)) if (head.position, epoch) == at => {
+                for s in streams {
+                    let v = versions.get(s).copied().unwrap_or(0);
+                    self.versions.insert(s.clone(), v);
+                }
+                self.keys.extend(keys);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The snapshot the cache vouches for, when it covers every stream and shred of the
     /// batch. A stream it does not know is taken as new only when the request expects it
     /// new: if it exists, its version 1 does too, and the insert fails on the unique key.
@@ -444,7 +501,24 @@ pub(crate) async fn commit_batch<T: LogTx>(
     now: DateTime<Utc>,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-    if let Some((snap, keys)) = cache.snapshot(requests) {
+    let mut vouched = cache.snapshot(requests);
+    if vouched.is_none() && cache.head.is_some() {
+        // A stream or key the cache has not seen: read what it lacks without the lock, and
+        // if nobody has written since the cache's head, stay on the one-round-trip path.
+        let (streams, refs) = cache.missing(requests);
+        match tx.peek(&streams, &refs).await {
+            Ok(peek) => {
+                let at = (peek.position, peek.key_epoch);
+                if let Ok(keys) = unwrap_rows(master, peek.keys) {
+                    if cache.learn(at, &streams, &peek.versions, keys) {
+                        vouched = cache.snapshot(requests);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "peek failed; reading under the lock"),
+        }
+    }
+    if let Some((snap, keys)) = vouched {
         let expected = (snap.head.position, snap.key_epoch);
         let mut batch = Batch::new(master, now, snap, keys);
         let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
@@ -502,22 +576,13 @@ pub(crate) async fn commit_batch<T: LogTx>(
                 return Err(e);
             }
         };
-        for row in rows {
-            let key = match master.unwrap_key(
-                &row.wrapped,
-                &key_context(&row.subject, row.category, row.key_id),
-            ) {
-                Ok(k) => k,
-                Err(_) => {
-                    tx.rollback().await;
-                    return Err(StoreError::Corrupt(format!(
-                        "data key {} cannot be unwrapped with this master key",
-                        row.key_id
-                    )));
-                }
-            };
-            keys.insert((row.subject, row.category), (row.key_id, key));
-        }
+        keys = match unwrap_rows(master, rows) {
+            Ok(keys) => keys,
+            Err(e) => {
+                tx.rollback().await;
+                return Err(e);
+            }
+        };
     }
 
     let mut batch = Batch::new(master, now, snap, keys);
@@ -534,6 +599,26 @@ pub(crate) async fn commit_batch<T: LogTx>(
     }
     cache.absorb(&batch, epoch);
     Ok(results)
+}
+
+/// Unwraps key rows with the master key.
+fn unwrap_rows(master: &MasterKey, rows: Vec<KeyRow>) -> Result<KeyMap, StoreError> {
+    let mut keys = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = master
+            .unwrap_key(
+                &row.wrapped,
+                &key_context(&row.subject, row.category, row.key_id),
+            )
+            .map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "data key {} cannot be unwrapped with this master key",
+                    row.key_id
+                ))
+            })?;
+        keys.insert((row.subject, row.category), (row.key_id, key));
+    }
+    Ok(keys)
 }
 
 /// Runs a batch, and when the batch as a whole fails, each request on its own, so that one

@@ -976,6 +976,65 @@ async fn stale_writer_knowledge_never_decides(backend: Backend) {
     assert!(a.verify().await.expect("verify").ok);
 }
 
+/// A writer whose cache lacks a stream or a key reads them without the lock and, when
+/// nobody wrote since its last commit, appends on what it read: streams another writer made
+/// get their next version, an existing key is used, not a second one made.
+async fn a_writer_learns_what_it_has_not_seen(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let a = ctx.open().await;
+    let b = ctx.open().await;
+    let subject = Subject::new("account", Uuid::new_v4());
+    b.append(single(
+        "s-4",
+        ExpectedVersion::NoStream,
+        vec![
+            personal_event(&subject, Category::Profile, "by b"),
+            event(2),
+        ],
+    ))
+    .await
+    .expect("b");
+    // A's first append reads under the lock; from then on its cache is current, and knows
+    // neither s-4 nor the subject's key.
+    a.append(single("s-5", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .expect("a");
+    let r = a
+        .append(single(
+            "s-4",
+            ExpectedVersion::Any,
+            vec![personal_event(&subject, Category::Profile, "by a")],
+        ))
+        .await
+        .expect("a on b's stream");
+    assert_eq!(r.versions, vec![("s-4".to_owned(), 3)]);
+    let r = a
+        .append(single("s-6", ExpectedVersion::Any, vec![event(1)]))
+        .await
+        .expect("a on a new stream");
+    assert_eq!(r.versions, vec![("s-6".to_owned(), 1)]);
+    let events = b.read_stream("s-4", 0, 10).await.expect("read");
+    assert_eq!(events.len(), 3);
+    assert_eq!(
+        events[2].data["field"][PERSONAL_MARKER]["value"],
+        json!("by a")
+    );
+    // One key for the subject: shredding it erases what both writers sealed.
+    b.shred(&[(subject.clone(), Category::Profile)])
+        .await
+        .expect("shred");
+    assert!(!b.has_key(&subject, Category::Profile).await.expect("key"));
+    let events = a.read_stream("s-4", 0, 10).await.expect("read");
+    for i in [0, 2] {
+        assert_eq!(
+            events[i].data["field"][PERSONAL_MARKER]["erased"],
+            json!(true),
+            "event {i}"
+        );
+    }
+    assert!(a.verify().await.expect("verify").ok);
+}
+
 /// A read of some types returns only those, in order, and says how far it scanned: to the
 /// last event returned when the limit was reached, else to the head — past every event of
 /// another type.
@@ -1069,5 +1128,6 @@ conformance!(
     reopening_keeps_everything_acknowledged,
     subscriber_wakes_on_append,
     stale_writer_knowledge_never_decides,
+    a_writer_learns_what_it_has_not_seen,
     reads_of_some_types_scan_to_the_head,
 );
