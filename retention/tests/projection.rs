@@ -38,23 +38,7 @@ async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
 }
 
 fn viewed(w: WidgetId, at: DateTime<Utc>) -> DomainEvent {
-    WidgetViewed {
-        widget_id: w,
-        access: Personal::new(
-            Subject::access_log(w, at),
-            Category::AccessLog,
-            AccessLog {
-                ip: "198.51.100.4".into(),
-                user_agent: None,
-                browser: None,
-                os: None,
-                device_id: None,
-                referrer: None,
-            },
-        ),
-        viewed_at: at,
-    }
-    .into()
+    lightwidget_store::test_support::bench::view_at(w, at, 4)
 }
 
 async fn hits_move_the_bucket_clock_only(backend: Backend) {
@@ -80,26 +64,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
         .into(),
     )
     .await;
-    append(
-        &t,
-        &w.stream(),
-        WidgetCreated {
-            widget_id: w,
-            account_id: a,
-            settings: Personal::new(
-                Subject::widget(w),
-                Category::WidgetContent,
-                WidgetSettings {
-                    title: "t".into(),
-                    layout: Layout::Grid,
-                    columns: 3,
-                },
-            ),
-            created_at: t0(),
-        }
-        .into(),
-    )
-    .await;
+    append(&t, &w.stream(), created(a, w)).await;
     // Three views of one day's bucket: the latest is the second; the third arrives late.
     let views = format!("views-{w}");
     append(&t, &views, viewed(w, t0() + Duration::minutes(5))).await;

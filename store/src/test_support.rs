@@ -230,14 +230,23 @@ pub mod bench {
         n: usize,
     ) -> lightwidget_domain::DomainEvent {
         use chrono::TimeZone;
-        use lightwidget_domain::event::{AccessLog, WidgetViewed};
-        use lightwidget_domain::{Category, Personal, Subject};
         let w = widgets[(n * 7919) % widgets.len()];
         let at = chrono::Utc
             .with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
             .single()
             .unwrap_or_default()
             + chrono::Duration::minutes((n % (29 * 24 * 60)) as i64);
+        view_at(w, at, n)
+    }
+
+    /// A view of widget `w` at `at`, its access log (of realistic size) varied by `n`.
+    pub fn view_at(
+        w: lightwidget_domain::WidgetId,
+        at: chrono::DateTime<chrono::Utc>,
+        n: usize,
+    ) -> lightwidget_domain::DomainEvent {
+        use lightwidget_domain::event::{AccessLog, WidgetViewed};
+        use lightwidget_domain::{Category, Personal, Subject};
         WidgetViewed {
             widget_id: w,
             access: Personal::new(
