@@ -260,10 +260,7 @@ impl SqliteEventStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let pool = self.reads.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("read task: {e}")))?
+        on_pool(&self.reads, f).await
     }
 
     /// Like [`Self::read`], on a read-model connection.
@@ -271,11 +268,19 @@ impl SqliteEventStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let pool = self.views.clone();
-        tokio::task::spawn_blocking(move || pool.with(f))
-            .await
-            .map_err(|e| StoreError::Internal(format!("view task: {e}")))?
+        on_pool(&self.views, f).await
     }
+}
+
+/// Runs `f` on a connection of `pool`, on a blocking thread.
+async fn on_pool<T: Send + 'static>(
+    pool: &Arc<ReadPool>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || pool.with(f))
+        .await
+        .map_err(|e| StoreError::Internal(format!("storage task: {e}")))?
 }
 
 /// A row of the light read: the envelope's time still as text.
