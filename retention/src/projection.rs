@@ -595,7 +595,10 @@ impl Retention {
             }
             None => return false,
         }
-        let account = bucket.account_id.and_then(|a| read_account_clocks(view, a));
+        // As the general path: an account without a document yet has default facts.
+        let account = bucket
+            .account_id
+            .map(|a| read_account_clocks(view, a).unwrap_or_default());
         self.put_item(view, key, &bucket, account.as_ref());
         true
     }
