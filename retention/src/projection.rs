@@ -475,9 +475,6 @@ fn read_account(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
         .and_then(|d| AccountFacts::deserialize(&d.doc).ok())
 }
 
-/// The account facts that bear on an item's verdict — without the keys of its items and
-/// the record of staff reads, which grow with the account and which evaluating one item
-/// does not need.
 /// The keys listed on page `n` of an account's item list, if that page is loaded.
 fn read_page(view: &dyn ViewReader, account: AccountId, n: u32) -> Option<Vec<String>> {
     view.get(&items_page_key(account, n))
@@ -491,30 +488,6 @@ fn all_items(view: &dyn ViewReader, account: AccountId, a: &AccountFacts) -> Vec
         keys.extend(read_page(view, account, n).unwrap_or_default());
     }
     keys
-}
-
-fn read_account_clocks(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
-    #[derive(Deserialize)]
-    struct Clocks {
-        #[serde(default)]
-        deletion: Option<Started>,
-        #[serde(default)]
-        blocked: Option<Started>,
-        #[serde(default)]
-        security_until: Option<(DateTime<Utc>, DateTime<Utc>)>,
-        #[serde(default)]
-        holds: Vec<HoldRef>,
-    }
-    let c = Clocks::deserialize(&view.get(&account_key(id))?.doc).ok()?;
-    Some(AccountFacts {
-        deletion: c.deletion,
-        blocked: c.blocked,
-        security_until: c.security_until,
-        holds: c.holds,
-        items: vec![],
-        item_pages: 0,
-        reads: vec![],
-    })
 }
 
 impl Retention {
@@ -557,50 +530,6 @@ impl Retention {
             out = out.due_at(due);
         }
         out
-    }
-
-    /// A view or click whose access-log bucket already exists — nearly every one — moves
-    /// the bucket's clock and touches nothing else: the bucket is already among the
-    /// account's items, and the account's facts do not change. Returns false when the
-    /// bucket is new (the general path adds it to the account).
-    fn hit_on_known_bucket(
-        &self,
-        e: &RecordedEvent,
-        d: &DomainEvent,
-        key: &str,
-        view: &mut Overlay,
-    ) -> bool {
-        let at = match d {
-            DomainEvent::WidgetViewed(v) => v.viewed_at,
-            DomainEvent::WidgetClicked(c) => c.clicked_at,
-            _ => return false,
-        };
-        let Some(mut bucket) = read_item(view, key) else {
-            return false;
-        };
-        if bucket.purged.is_some() {
-            // A bucket once erased takes no new entries' dates: its key is gone and the
-            // entries read as erased.
-            return true;
-        }
-        match &bucket.own_clock {
-            // An earlier entry than the latest (a late arrival): nothing moves.
-            Some(c) if c.at > at => return true,
-            Some(_) => {
-                bucket.own_clock = Some(Started {
-                    at,
-                    position: e.position,
-                    not_before: None,
-                })
-            }
-            None => return false,
-        }
-        // As the general path: an account without a document yet has default facts.
-        let account = bucket
-            .account_id
-            .map(|a| read_account_clocks(view, a).unwrap_or_default());
-        self.put_item(view, key, &bucket, account.as_ref());
-        true
     }
 
     /// Adds item keys to the last page of the account's list, opening pages as they fill.
@@ -709,11 +638,6 @@ impl Projection for Retention {
     fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
         use DomainEvent as E;
         let (keys, named) = direct(d);
-        if let E::WidgetViewed(_) | E::WidgetClicked(_) = d {
-            if self.hit_on_known_bucket(e, d, &keys[0], view) {
-                return;
-            }
-        }
         let account_id = named.or_else(|| {
             keys.iter()
                 .filter_map(|k| read_item(view, k))

@@ -1,7 +1,7 @@
 //! The retention projection on real storage (PostgreSQL and SQLite): views and clicks into
-//! an access-log bucket that already exists take the short path (the bucket's clock moves,
-//! the account document is left alone). Applied one event per batch, from stored
-//! documents, it must end where a rebuild and an "as of" evaluation end.
+//! an access-log bucket that already exists move the bucket's clock. Applied one event per
+//! batch, from stored documents, it must end where a rebuild and an "as of" evaluation end;
+//! an account's item list runs over pages.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightwidget_domain::event::*;
