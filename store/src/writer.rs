@@ -375,6 +375,19 @@ pub(crate) struct WriterCache {
 /// Unwrapped data keys by (subject, category).
 type KeyMap = HashMap<KeyRef, (Uuid, DataKey)>;
 
+/// What the cache says about a batch.
+enum Vouch {
+    /// It knows everything the batch needs decided.
+    Ready(Snapshot, KeyMap),
+    /// It lacks these streams and keys (and knows the head it is valid at).
+    Lacks {
+        streams: Vec<String>,
+        refs: Vec<KeyRef>,
+    },
+    /// It cannot vouch: no head yet, or a payload it cannot read.
+    No,
+}
+
 /// Past this many streams or keys the cache starts over (it only saves round trips).
 const CACHE_LIMIT: usize = 100_000;
 
@@ -398,26 +411,6 @@ impl WriterCache {
         for r in &batch.shredded {
             self.keys.remove(r);
         }
-    }
-
-    /// The streams and keys of these requests that the cache does not know.
-    fn missing(&self, requests: &[&AppendRequest]) -> (Vec<String>, Vec<KeyRef>) {
-        let mut streams = BTreeSet::new();
-        let mut refs = BTreeSet::new();
-        for r in requests {
-            for w in &r.writes {
-                if !self.versions.contains_key(&w.stream) {
-                    streams.insert(w.stream.clone());
-                }
-                for e in &w.events {
-                    // A malformed personal field fails its own request in `apply`.
-                    let _ = sealing::plaintext_refs(&e.data, &mut refs);
-                }
-            }
-            refs.extend(r.shred.iter().cloned());
-        }
-        refs.retain(|k| !self.keys.contains_key(k));
-        (streams.into_iter().collect(), refs.into_iter().collect())
     }
 
     /// Learns what a [`LogTx::peek`] read, if it read the head this cache is valid at (then
@@ -446,10 +439,16 @@ impl WriterCache {
     /// The snapshot the cache vouches for, when it covers every stream and shred of the
     /// batch. A stream it does not know is taken as new only when the request expects it
     /// new: if it exists, its version 1 does too, and the insert fails on the unique key.
-    fn snapshot(&self, requests: &[&AppendRequest]) -> Option<(Snapshot, KeyMap)> {
-        let (head, key_epoch) = self.head?;
+    /// Otherwise what it lacks: the streams, and every key (of events and shreds) it has not
+    /// seen.
+    fn snapshot(&self, requests: &[&AppendRequest]) -> Vouch {
+        let Some((head, key_epoch)) = self.head else {
+            return Vouch::No;
+        };
         let mut versions = HashMap::new();
         let mut keys = HashMap::new();
+        let (mut lack_streams, mut lack_refs) = (BTreeSet::new(), BTreeSet::new());
+        let mut lack_shred = false;
         for r in requests {
             for w in &r.writes {
                 match self.versions.get(&w.stream) {
@@ -460,23 +459,48 @@ impl WriterCache {
                         w.expected,
                         ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
                     ) => {}
-                    None => return None,
+                    None => {
+                        lack_streams.insert(w.stream.clone());
+                    }
                 }
                 for e in &w.events {
                     let mut refs = BTreeSet::new();
-                    sealing::plaintext_refs(&e.data, &mut refs).ok()?;
+                    if sealing::plaintext_refs(&e.data, &mut refs).is_err() {
+                        return Vouch::No;
+                    }
                     for k in refs {
-                        if let Some(key) = self.keys.get(&k) {
-                            keys.insert(k, key.clone());
+                        match self.keys.get(&k) {
+                            Some(key) => {
+                                keys.insert(k, key.clone());
+                            }
+                            // Not needed to decide (a new key is made), but if one exists
+                            // the write fails: worth learning when reading anyway.
+                            None => {
+                                lack_refs.insert(k);
+                            }
                         }
                     }
                 }
             }
             for k in &r.shred {
-                keys.insert(k.clone(), self.keys.get(k)?.clone());
+                match self.keys.get(k) {
+                    Some(key) => {
+                        keys.insert(k.clone(), key.clone());
+                    }
+                    None => {
+                        lack_shred = true;
+                        lack_refs.insert(k.clone());
+                    }
+                }
             }
         }
-        Some((
+        if !lack_streams.is_empty() || lack_shred {
+            return Vouch::Lacks {
+                streams: lack_streams.into_iter().collect(),
+                refs: lack_refs.into_iter().collect(),
+            };
+        }
+        Vouch::Ready(
             Snapshot {
                 head,
                 key_epoch,
@@ -484,7 +508,7 @@ impl WriterCache {
                 existing: HashMap::new(),
             },
             keys,
-        ))
+        )
     }
 }
 
@@ -502,15 +526,14 @@ pub(crate) async fn commit_batch<T: LogTx>(
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
     let mut vouched = cache.snapshot(requests);
-    if vouched.is_none() && cache.head.is_some() {
+    if let Vouch::Lacks { streams, refs } = &vouched {
         // A stream or key the cache has not seen: read what it lacks without the lock, and
         // if nobody has written since the cache's head, stay on the one-round-trip path.
-        let (streams, refs) = cache.missing(requests);
-        match tx.peek(&streams, &refs).await {
+        match tx.peek(streams, refs).await {
             Ok(peek) => {
                 let at = (peek.position, peek.key_epoch);
                 if let Ok(keys) = unwrap_rows(master, peek.keys) {
-                    if cache.learn(at, &streams, &peek.versions, keys) {
+                    if cache.learn(at, streams, &peek.versions, keys) {
                         vouched = cache.snapshot(requests);
                     }
                 }
@@ -518,7 +541,7 @@ pub(crate) async fn commit_batch<T: LogTx>(
             Err(e) => tracing::debug!(error = %e, "peek failed; reading under the lock"),
         }
     }
-    if let Some((snap, keys)) = vouched {
+    if let Vouch::Ready(snap, keys) = vouched {
         let expected = (snap.head.position, snap.key_epoch);
         let mut batch = Batch::new(master, now, snap, keys);
         let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
