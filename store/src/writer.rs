@@ -436,12 +436,14 @@ impl WriterCache {
         }
     }
 
-    /// The snapshot the cache vouches for, when it covers every stream and shred of the
-    /// batch. A stream it does not know is taken as new only when the request expects it
+    /// The snapshot the cache vouches for, when it covers every stream, key and shred of
+    /// the batch. A stream it does not know is taken as new only when the request expects it
     /// new: if it exists, its version 1 does too, and the insert fails on the unique key.
-    /// Otherwise what it lacks: the streams, and every key (of events and shreds) it has not
-    /// seen.
-    fn snapshot(&self, requests: &[&AppendRequest]) -> Vouch {
+    /// An event's key it does not know is taken as new only when `keys_looked_up` (a peek at
+    /// the cache's head found none): a key made anew while one exists fails the write on
+    /// the (subject, category) unique key. Otherwise what it lacks: the streams, and every
+    /// key (of events and shreds) it has not seen.
+    fn snapshot(&self, requests: &[&AppendRequest], keys_looked_up: bool) -> Vouch {
         let Some((head, key_epoch)) = self.head else {
             return Vouch::No;
         };
@@ -473,8 +475,6 @@ impl WriterCache {
                             Some(key) => {
                                 keys.insert(k, key.clone());
                             }
-                            // Not needed to decide (a new key is made), but if one exists
-                            // the write fails: worth learning when reading anyway.
                             None => {
                                 lack_refs.insert(k);
                             }
@@ -494,7 +494,7 @@ impl WriterCache {
                 }
             }
         }
-        if !lack_streams.is_empty() || lack_shred {
+        if !lack_streams.is_empty() || lack_shred || (!keys_looked_up && !lack_refs.is_empty()) {
             return Vouch::Lacks {
                 streams: lack_streams.into_iter().collect(),
                 refs: lack_refs.into_iter().collect(),
@@ -525,7 +525,7 @@ pub(crate) async fn commit_batch<T: LogTx>(
     now: DateTime<Utc>,
     requests: &[&AppendRequest],
 ) -> Result<Vec<Result<AppendResult, StoreError>>, StoreError> {
-    let mut vouched = cache.snapshot(requests);
+    let mut vouched = cache.snapshot(requests, false);
     if let Vouch::Lacks { streams, refs } = &vouched {
         // A stream or key the cache has not seen: read what it lacks without the lock, and
         // if nobody has written since the cache's head, stay on the one-round-trip path.
@@ -534,7 +534,8 @@ pub(crate) async fn commit_batch<T: LogTx>(
                 let at = (peek.position, peek.key_epoch);
                 if let Ok(keys) = unwrap_rows(master, peek.keys) {
                     if cache.learn(at, streams, &peek.versions, keys) {
-                        vouched = cache.snapshot(requests);
+                        // What it still lacks of keys does not exist at its head.
+                        vouched = cache.snapshot(requests, true);
                     }
                 }
             }
