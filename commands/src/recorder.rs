@@ -1,13 +1,17 @@
-//! The batching path for views and clicks (R1, R2): producers hand events to a recorder task
-//! that appends whatever has queued — up to 1,000 events — as one atomic append, one stream
-//! write per widget (`views-<widget>`). A producer's `record` returns only once its event is
-//! stored: nothing acknowledged is lost.
+//! The batching path for views and clicks (R1, R2): producers hand views and clicks to a
+//! recorder task that stores whatever has queued — up to 1,000 — in one atomic append, as
+//! `HitsRecorded` events of up to [`HITS_PER_EVENT`] hits each on the `hits` stream. A
+//! producer's `record` returns only once its hit is stored: nothing acknowledged is lost.
+//!
+//! One event per batch rather than one per hit: the log's per-event costs (a row, its index
+//! entries, a link of the hash chain, and each projection runner reading and decoding it)
+//! are paid once per batch; what each hit costs is its own sealed access log.
 
+use lightwidget_domain::event::HitsRecorded;
 use lightwidget_domain::DomainEvent;
 use lightwidget_store::{
     AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamWrite,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -17,18 +21,20 @@ type Reply = oneshot::Sender<Result<u64, StoreError>>;
 /// How long the recorder waits for more events before appending a batch.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
 
-/// The stream a widget's views and clicks go to.
-pub fn hits_stream(e: &DomainEvent) -> Option<String> {
-    match e {
-        DomainEvent::WidgetViewed(v) => Some(format!("views-{}", v.widget_id)),
-        DomainEvent::WidgetClicked(c) => Some(format!("views-{}", c.widget_id)),
-        _ => None,
-    }
-}
+/// The stream hits are recorded on.
+pub const HITS_STREAM: &str = "hits";
+
+/// At most this many hits go into one `HitsRecorded`: with every access-log field at its
+/// longest (a sealed hit under 2 KiB) an event stays well within the store's 1 MiB.
+pub const HITS_PER_EVENT: usize = 256;
+
+/// Appends of hits under way at once: while one waits for its commit (an fsync, a round
+/// trip) the next batch gathers and goes to the store, which commits them together.
+pub const APPENDS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct HitRecorder {
-    queue: mpsc::Sender<(NewEvent, String, Reply)>,
+    queue: mpsc::Sender<(DomainEvent, Metadata, Reply)>,
 }
 
 impl HitRecorder {
@@ -56,14 +62,20 @@ impl HitRecorder {
         HitRecorder { queue: tx }
     }
 
-    /// Stores a `WidgetViewed` or `WidgetClicked`; returns its log position.
+    /// Stores a `WidgetViewed` or `WidgetClicked`; returns the log position of the event
+    /// that holds it. Hits are anonymous: a batch carries the metadata of its first hit.
     pub async fn record(&self, event: &DomainEvent, meta: &Metadata) -> Result<u64, StoreError> {
-        let stream = hits_stream(event).ok_or_else(|| {
-            StoreError::InvalidPayload("only views and clicks are recorded here".into())
-        })?;
+        if !matches!(
+            event,
+            DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
+        ) {
+            return Err(StoreError::InvalidPayload(
+                "only views and clicks are recorded here".into(),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((NewEvent::from_domain(event, meta), stream, reply))
+            .send((event.clone(), meta.clone(), reply))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer
@@ -74,10 +86,11 @@ impl HitRecorder {
 
 async fn run(
     store: Arc<dyn EventStore>,
-    mut rx: mpsc::Receiver<(NewEvent, String, Reply)>,
+    mut rx: mpsc::Receiver<(DomainEvent, Metadata, Reply)>,
     max: usize,
     linger: Duration,
 ) {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(APPENDS_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
@@ -104,43 +117,65 @@ async fn run(
                 }
             }
         }
-        // One write per stream; remember where each event went.
-        let mut by_stream: BTreeMap<String, Vec<(NewEvent, Reply)>> = BTreeMap::new();
-        for (event, stream, reply) in batch {
-            by_stream.entry(stream).or_default().push((event, reply));
-        }
-        let mut writes = Vec::with_capacity(by_stream.len());
-        let mut replies = Vec::new();
-        for (stream, items) in by_stream {
-            let mut events = Vec::with_capacity(items.len());
-            for (event, reply) in items {
-                events.push(event);
-                replies.push(reply);
+        let meta = batch[0].1.clone();
+        // Hits in order, HITS_PER_EVENT to an event; each reply learns its event's index.
+        let mut events = Vec::new();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut queued = batch.into_iter().peekable();
+        while queued.peek().is_some() {
+            let mut hits = HitsRecorded {
+                views: Vec::new(),
+                clicks: Vec::new(),
+            };
+            let index = events.len() as u64;
+            for (event, _, reply) in queued.by_ref().take(HITS_PER_EVENT) {
+                match event {
+                    DomainEvent::WidgetViewed(v) => hits.views.push(v),
+                    DomainEvent::WidgetClicked(c) => hits.clicks.push(c),
+                    // `record` lets nothing else in.
+                    _ => continue,
+                }
+                replies.push((index, reply));
             }
-            writes.push(StreamWrite {
-                stream,
+            events.push(NewEvent::from_domain(&hits.into(), &meta));
+        }
+        // The next batch gathers while this one is stored.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        tokio::spawn(store_batch(store.clone(), events, replies, permit));
+    }
+    // Every clone is gone: wait for what is still being stored.
+    let _ = in_flight.acquire_many(APPENDS_IN_FLIGHT as u32).await;
+}
+
+/// Appends one batch and answers its producers.
+async fn store_batch(
+    store: Arc<dyn EventStore>,
+    events: Vec<NewEvent>,
+    replies: Vec<(u64, Reply)>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let result = store
+        .append(AppendRequest {
+            writes: vec![StreamWrite {
+                stream: HITS_STREAM.to_owned(),
                 expected: ExpectedVersion::Any,
                 events,
-            });
-        }
-        match store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-        {
-            Ok(r) => {
-                // Events were written in the order of `replies`, from first_position on.
-                for (i, reply) in replies.into_iter().enumerate() {
-                    let _ = reply.send(Ok(r.first_position + i as u64));
-                }
+            }],
+            shred: vec![],
+        })
+        .await;
+    match result {
+        Ok(r) => {
+            for (index, reply) in replies {
+                let _ = reply.send(Ok(r.first_position + index));
             }
-            Err(e) => {
-                let message = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
-                }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (_, reply) in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
             }
         }
     }

@@ -319,7 +319,20 @@ async fn hits_are_counted_exactly(backend: Backend) {
         .catch_up()
         .await
         .expect("catch up");
-    assert_eq!(head, 64 * 25);
+    // Every hit is in the log once, in batches of at most HITS_PER_EVENT.
+    let log = t.store.read_all_raw(0, 10_000).await.expect("read");
+    assert_eq!(log.last().map(|e| e.position), Some(head));
+    let mut stored = 0;
+    for e in &log {
+        match e.decode_sealed().expect("decode") {
+            DomainEvent::HitsRecorded(h) => {
+                assert!(!h.is_empty() && h.len() <= lightwidget_commands::recorder::HITS_PER_EVENT);
+                stored += h.len();
+            }
+            other => panic!("only hits were recorded, not {}", other.event_type()),
+        }
+    }
+    assert_eq!(stored, 64 * 25);
     for w in &widgets {
         let s = summarize(&t.docs("statistics", Some(&w.to_string())).await);
         assert_eq!(

@@ -276,6 +276,15 @@ schema_derive! {
         pub clicked_at: DateTime<Utc>,
     }
 
+    /// Views and clicks stored together by the hit recorder (R1, R2): everything that
+    /// queued while the previous append was on its way, as one event. Each view and click
+    /// is whole, its access log sealed under its own widget-and-month key as it would be
+    /// alone; the event adds nothing but the grouping.
+    pub struct HitsRecorded {
+        pub views: Vec<WidgetViewed>,
+        pub clicks: Vec<WidgetClicked>,
+    }
+
     /// A command carried an idempotency key: a repeat with the same key and the same
     /// request (`fingerprint`) answers with this command's result and appends nothing.
     pub struct CommandRecorded {
@@ -487,6 +496,7 @@ events! {
     WidgetPurged => 1,
     WidgetViewed => 1,
     WidgetClicked => 1,
+    HitsRecorded => 1,
     CommandRecorded => 1,
     OrderPlaced => 1,
     OrderPaid => 1,
@@ -516,6 +526,25 @@ pub enum EventDecodeError {
     },
     #[error("payload of `{event_type}` does not match its schema: {message}")]
     BadPayload { event_type: String, message: String },
+}
+
+impl HitsRecorded {
+    /// The views and clicks as the single events they stand for.
+    pub fn singles(&self) -> impl Iterator<Item = DomainEvent> + '_ {
+        self.views
+            .iter()
+            .cloned()
+            .map(DomainEvent::WidgetViewed)
+            .chain(self.clicks.iter().cloned().map(DomainEvent::WidgetClicked))
+    }
+
+    pub fn len(&self) -> usize {
+        self.views.len() + self.clicks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl DomainEvent {

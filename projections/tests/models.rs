@@ -353,6 +353,10 @@ async fn invoices(backend: Backend) {
     assert_eq!(other.doc["billing"]["name"], json!(format!("Jan {MARK}")));
 }
 
+async fn of_w(t: &TestStore, w: WidgetId) -> Value {
+    summarize(&t.docs("statistics", Some(&w.to_string())).await)
+}
+
 async fn statistics(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let (w1, w2) = (WidgetId::new(), WidgetId::new());
@@ -398,18 +402,55 @@ async fn statistics(backend: Backend) {
     for (w, e) in events {
         append(&t, &format!("views-{w}"), vec![e]).await;
     }
+    // The hit recorder's shape: views and clicks of one batch in one event, each counted.
+    let at = t0() + Duration::hours(1);
+    append(
+        &t,
+        "hits",
+        vec![HitsRecorded {
+            views: (0..3)
+                .map(|_| WidgetViewed {
+                    widget_id: w2,
+                    access: access(w2, at),
+                    viewed_at: at,
+                })
+                .collect(),
+            clicks: vec![
+                WidgetClicked {
+                    widget_id: w2,
+                    access: access(w2, at),
+                    clicked_at: at,
+                },
+                WidgetClicked {
+                    widget_id: w1,
+                    access: access(w1, at + Duration::days(40)),
+                    clicked_at: at + Duration::days(40),
+                },
+            ],
+        }
+        .into()],
+    )
+    .await;
     catch_up(&t, Statistics).await;
+    assert_eq!(
+        of_w(&t, w2).await,
+        json!({"views": 5, "clicks": 2, "by_day": [
+            {"date": "2026-03-01", "views": 5, "clicks": 2},
+        ]})
+    );
     let store = &t;
     let of = |w: WidgetId| async move {
         summarize(&store.docs("statistics", Some(&w.to_string())).await)
     };
-    // Views at +0,10,20,30,40,50,60 h from 10:00 on 1 March; clicks at +0,20,40 h.
+    // Views at +0,10,20,30,40,50,60 h from 10:00 on 1 March; clicks at +0,20,40 h, and
+    // one of the batch 40 days on (another month's document).
     assert_eq!(
         of(w1).await,
-        json!({"views": 7, "clicks": 3, "by_day": [
+        json!({"views": 7, "clicks": 4, "by_day": [
             {"date": "2026-03-01", "views": 2, "clicks": 1},
             {"date": "2026-03-02", "views": 2, "clicks": 1},
             {"date": "2026-03-03", "views": 3, "clicks": 1},
+            {"date": "2026-04-10", "views": 0, "clicks": 1},
         ]})
     );
     assert!(
@@ -433,7 +474,7 @@ async fn statistics(backend: Backend) {
         left.iter().all(|d| !d.key.starts_with(&w1.to_string())),
         "w1's statistics are gone with it"
     );
-    assert_eq!(of(w2).await["views"], 2);
+    assert_eq!(of(w2).await["views"], 5);
     assert_eq!(of(w1).await, json!({"views": 0, "clicks": 0, "by_day": []}));
 }
 

@@ -590,6 +590,7 @@ impl Projection for Retention {
             "WidgetPurged",
             "WidgetViewed",
             "WidgetClicked",
+            "HitsRecorded",
             "OrderPlaced",
             "InvoiceIssued",
             "StaffAdded",
@@ -611,7 +612,37 @@ impl Projection for Retention {
         std::time::Duration::from_millis(50)
     }
 
-    fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+    fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+        let DomainEvent::HitsRecorded(h) = d else {
+            return self.reads_one(e, d, loaded);
+        };
+        // Each view and click as if it came alone.
+        let mut keys: Vec<String> = h
+            .singles()
+            .flat_map(|one| self.reads_one(e, &one, loaded))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        match d {
+            DomainEvent::HitsRecorded(h) => {
+                h.singles().for_each(|one| self.handle_one(e, &one, view))
+            }
+            _ => self.handle_one(e, d, view),
+        }
+    }
+}
+
+impl Retention {
+    fn reads_one(
+        &self,
+        _e: &RecordedEvent,
+        d: &DomainEvent,
+        loaded: &dyn ViewReader,
+    ) -> Vec<String> {
         let (mut keys, account) = direct(d);
         // The account is named by the event, or by the item it concerns.
         let account = account.or_else(|| {
@@ -635,7 +666,8 @@ impl Projection for Retention {
         keys
     }
 
-    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+    /// One event's changes; a `HitsRecorded` comes here one view or click at a time.
+    fn handle_one(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
         use DomainEvent as E;
         let (keys, named) = direct(d);
         let account_id = named.or_else(|| {

@@ -241,9 +241,19 @@ async fn the_public_page_counts_views_and_clicks(backend: Backend) {
         stats["by_day"],
         json!([{"date": today, "views": 3, "clicks": 1}])
     );
-    // The view carries a sealed access log: the user agent is not in the stored text.
+    // The views and the click are stored as hits, each with a sealed access log: the user
+    // agent is not in the stored text.
     let raw = app.store.read_all_raw(0, 10_000).await.expect("raw");
-    assert!(raw.iter().any(|e| e.event_type == "WidgetViewed"));
+    let hits: usize = raw
+        .iter()
+        .filter(|e| e.event_type == "HitsRecorded")
+        .filter_map(|e| e.decode_sealed().ok())
+        .map(|d| match d {
+            lightwidget_domain::DomainEvent::HitsRecorded(h) => h.len(),
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(hits, 4);
     assert!(!raw.iter().any(|e| e.data.contains("Firefox/140.0")));
 
     let unknown = uuid::Uuid::new_v4();

@@ -21,11 +21,25 @@ const DAYS_ZERO: [u64; 31] = [0; 31];
 /// How long the statistics runner lets views gather before it counts them.
 pub const LINGER_MS: u64 = 25;
 
-fn hit(d: &DomainEvent) -> Option<(WidgetId, chrono::DateTime<chrono::Utc>, &'static str)> {
+type Hit = (WidgetId, chrono::DateTime<chrono::Utc>, &'static str);
+
+/// The views and clicks an event holds: one for `WidgetViewed`/`WidgetClicked`, each of a
+/// `HitsRecorded`'s.
+fn hits(d: &DomainEvent) -> Vec<Hit> {
     match d {
-        DomainEvent::WidgetViewed(e) => Some((e.widget_id, e.viewed_at, "views")),
-        DomainEvent::WidgetClicked(e) => Some((e.widget_id, e.clicked_at, "clicks")),
-        _ => None,
+        DomainEvent::WidgetViewed(e) => vec![(e.widget_id, e.viewed_at, "views")],
+        DomainEvent::WidgetClicked(e) => vec![(e.widget_id, e.clicked_at, "clicks")],
+        DomainEvent::HitsRecorded(h) => h
+            .views
+            .iter()
+            .map(|e| (e.widget_id, e.viewed_at, "views"))
+            .chain(
+                h.clicks
+                    .iter()
+                    .map(|e| (e.widget_id, e.clicked_at, "clicks")),
+            )
+            .collect(),
+        _ => vec![],
     }
 }
 
@@ -96,13 +110,20 @@ impl Projection for Statistics {
     }
 
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
-        hit(d)
-            .map(|(w, at, _)| vec![month_key(&w, at)])
-            .unwrap_or_default()
+        let mut keys: Vec<String> = hits(d)
+            .into_iter()
+            .map(|(w, at, _)| month_key(&w, at))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 
     fn handle(&self, _e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
-        if let Some((w, at, field)) = hit(d) {
+        if let DomainEvent::WidgetPurged(p) = d {
+            view.delete_owner(&p.widget_id.to_string());
+        }
+        for (w, at, field) in hits(d) {
             let key = month_key(&w, at);
             if view.get(&key).is_none() {
                 // Counts per day of the month as two arrays indexed by day - 1: counting is
@@ -117,7 +138,7 @@ impl Projection for Statistics {
             if let Some(month) = view.get_mut(&key) {
                 use chrono::Datelike;
                 let Some(doc) = month.doc.as_object_mut() else {
-                    return;
+                    continue;
                 };
                 if let Some(total) = doc.get_mut(field) {
                     *total = json!(total.as_u64().unwrap_or(0) + 1);
@@ -135,8 +156,6 @@ impl Projection for Statistics {
                     *slot = json!(slot.as_u64().unwrap_or(0) + 1);
                 }
             }
-        } else if let DomainEvent::WidgetPurged(p) = d {
-            view.delete_owner(&p.widget_id.to_string());
         }
     }
 }
