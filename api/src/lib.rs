@@ -370,6 +370,10 @@ impl Application {
             media_fetches: Arc::default(),
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
+            widget_docs: Arc::new(lightwidget_projections::cache::ViewCache::new(
+                Arc::new(models::Widgets),
+                storage.views.clone(),
+            )),
             store: events,
             views: storage.views,
             clock: storage.clock,
@@ -432,6 +436,18 @@ impl Application {
                 if let Err(e) = runner.run(stopped).await {
                     tracing::error!(projection = %name, error = %e, "projection runner stopped");
                 }
+            }));
+        }
+        {
+            // The widget documents the public routes read, followed from the log.
+            let (cache, events) = (self.state.widget_docs.clone(), self.state.store.clone());
+            let mut stop = stop_rx.clone();
+            runners.push(tokio::spawn(async move {
+                cache
+                    .follow(events, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
             }));
         }
         {

@@ -21,6 +21,8 @@ pub struct AppState {
     pub tokens: Arc<TokenCache>,
     pub instagram: Arc<dyn Instagram>,
     pub hits: HitRecorder,
+    /// Widget documents for the public page and clicks, held in memory while current.
+    pub widget_docs: Arc<lightwidget_projections::cache::ViewCache>,
     /// Keys Instagram identities (HMAC of the Instagram user id).
     pub identity_key: Arc<[u8; 32]>,
     pub paypal_secret: Option<Arc<str>>,

@@ -8,6 +8,7 @@
 //! neither lose nor double-apply an event. A conditional checkpoint (`from` → `to`) makes two
 //! runners of one view harmless: the slower one's commit is refused and it reloads.
 
+pub mod cache;
 pub mod models;
 
 use lightwidget_domain::DomainEvent;

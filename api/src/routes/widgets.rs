@@ -23,6 +23,7 @@ use lightwidget_projections::models::{statistics, widgets};
 use lightwidget_store::{format_time, ExpectedVersion};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 pub fn widget_problem(e: WidgetError) -> Problem {
@@ -586,18 +587,18 @@ fn classify_agent(ua: &str) -> (Option<String>, Option<String>) {
     (browser, os)
 }
 
-/// An active widget's document, for the public routes; 404 otherwise.
+/// An active widget's document, for the public routes; 404 otherwise. Read through the
+/// in-memory cache of widget documents (current as of `min`, when given).
 async fn public_widget(
     app: &AppState,
     id: &str,
-) -> ApiResult<(WidgetId, lightwidget_store::ViewDoc)> {
+    min: Option<u64>,
+) -> ApiResult<(WidgetId, Arc<lightwidget_store::ViewDoc>)> {
     let id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
     let doc = app
-        .views
-        .get_many(widgets::VIEW, &[id.to_string()])
+        .widget_docs
+        .get(&id.to_string(), min)
         .await?
-        .into_iter()
-        .next()
         .filter(|d| d.doc["status"] == "active")
         .ok_or_else(|| Problem::not_found("widget"))?;
     Ok((id, doc))
@@ -616,7 +617,7 @@ pub async fn public_page(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     app.wait_for(widgets::VIEW, min).await?;
-    let (id, doc) = public_widget(&app, &id).await?;
+    let (id, doc) = public_widget(&app, &id, min).await?;
     let html = doc.doc["html"]
         .as_str()
         .ok_or_else(|| Problem::not_found("widget"))?
@@ -647,7 +648,7 @@ pub async fn click(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let (id, _) = public_widget(&app, &id).await?;
+    let (id, _) = public_widget(&app, &id, None).await?;
     let now = app.clock.now();
     let event: DomainEvent = WidgetClicked {
         widget_id: id,

@@ -1,0 +1,204 @@
+//! Documents of a view held in memory for the hot read paths (the public widget page reads
+//! one widget document per view), with the log as the authority on when one is stale.
+//!
+//! A follower reads the log's events of the projection's types — from every process that
+//! appends, not only this one — and remembers for each document key the position of the last
+//! event that may change it (the projection's [`Projection::reads`], for a projection whose
+//! keys come from the event alone). A document is cached with the view's checkpoint read
+//! just before it, `c`: the document reflects at least every event up to `c`. It is served
+//! while no event after `c` that touches its key has been seen. So a cached document is never
+//! older than what the follower has read: it trails the log by the follower's lag, as the
+//! view itself trails it by the runner's. A reader that asks for `min_position` is served
+//! from memory only once the follower has read that far.
+
+use crate::{Projection, ViewReader};
+use lightwidget_store::{EventStore, ViewDoc, ViewStore};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Past this many documents or keys the cache starts over.
+const LIMIT: usize = 100_000;
+
+pub struct ViewCache {
+    projection: Arc<dyn Projection>,
+    views: Arc<dyn ViewStore>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The follower has read every event up to here.
+    seen: u64,
+    /// Cached documents are valid only if read at or after this checkpoint: the follower
+    /// knows nothing of the events before it (it started, or started over, there). `MAX`
+    /// while there is no follower.
+    floor: u64,
+    /// The position of the last event seen that touches each key.
+    changed: HashMap<String, u64>,
+    /// The document (or its absence) with the checkpoint read before it.
+    docs: HashMap<String, (u64, Option<Arc<ViewDoc>>)>,
+}
+
+struct NoDocs;
+
+impl ViewReader for NoDocs {
+    fn get(&self, _key: &str) -> Option<&ViewDoc> {
+        None
+    }
+}
+
+impl std::fmt::Debug for ViewCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewCache")
+            .field("view", &self.projection.name())
+            .finish()
+    }
+}
+
+impl ViewCache {
+    /// A cache of `projection`'s view; it serves from memory once [`ViewCache::follow`] runs.
+    pub fn new(projection: Arc<dyn Projection>, views: Arc<dyn ViewStore>) -> Self {
+        ViewCache {
+            projection,
+            views,
+            state: Mutex::new(State {
+                seen: 0,
+                floor: u64::MAX,
+                changed: HashMap::new(),
+                docs: HashMap::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The document at `key` (`None`: there is none), from memory when it is known current
+    /// (and the follower has read up to `min`), else from the view store.
+    pub async fn get(
+        &self,
+        key: &str,
+        min: Option<u64>,
+    ) -> Result<Option<Arc<ViewDoc>>, lightwidget_store::StoreError> {
+        {
+            let s = self.state();
+            if s.seen >= min.unwrap_or(0) {
+                if let Some((at, doc)) = s.docs.get(key) {
+                    let untouched = s.changed.get(key).is_none_or(|p| p <= at);
+                    if *at >= s.floor && untouched {
+                        return Ok(doc.clone());
+                    }
+                }
+            }
+        }
+        let view = self.projection.name();
+        let at = self.views.checkpoint(view).await?;
+        let doc = self
+            .views
+            .get_many(view, &[key.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .map(Arc::new);
+        let mut s = self.state();
+        if at >= s.floor {
+            if s.docs.len() >= LIMIT {
+                s.docs.clear();
+            }
+            s.docs.insert(key.to_owned(), (at, doc.clone()));
+        }
+        Ok(doc)
+    }
+
+    /// Follows the log from its head until `stop` resolves. While it runs the cache serves
+    /// from memory; when a read fails everything cached is dropped and nothing is served
+    /// from memory until the follower reads again.
+    pub async fn follow(
+        &self,
+        events: Arc<dyn EventStore>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut after = None;
+        loop {
+            let step = async {
+                let from = match after {
+                    Some(p) => p,
+                    None => {
+                        let head = events.head().await?.position;
+                        self.start_over(head);
+                        head
+                    }
+                };
+                let types = self.projection.event_types().unwrap_or(&[]);
+                let (raw, end) = events.read_all_light_of(from, 1000, types).await?;
+                let full = raw.len() >= 1000;
+                let mut touched = Vec::new();
+                for e in raw {
+                    let position = e.position;
+                    // An event that does not decode changes nothing the runner could apply.
+                    if let Ok(d) = e.decode_sealed() {
+                        let e = e.into_envelope();
+                        for key in self.projection.reads(&e, &d, &NoDocs) {
+                            touched.push((key, position));
+                        }
+                    }
+                }
+                self.saw(touched, end.max(from));
+                Ok::<_, lightwidget_store::StoreError>((end.max(from), full))
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                r = step => match r {
+                    Ok((end, full)) => {
+                        after = Some(end);
+                        if !full {
+                            tokio::select! {
+                                _ = &mut stop => return,
+                                _ = events.wait_for(end, Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(view = self.projection.name(), error = %e,
+                            "view cache cannot follow the log; reading from the store");
+                        self.state().floor = u64::MAX;
+                        after = None;
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// How far the follower has read the log.
+    pub fn followed(&self) -> u64 {
+        self.state().seen
+    }
+
+    /// Forgets everything: from `head` on the follower knows every change.
+    fn start_over(&self, head: u64) {
+        let mut s = self.state();
+        s.docs.clear();
+        s.changed.clear();
+        s.seen = head;
+        s.floor = head;
+    }
+
+    fn saw(&self, touched: Vec<(String, u64)>, seen: u64) {
+        let mut s = self.state();
+        if s.changed.len() + touched.len() > LIMIT {
+            s.docs.clear();
+            s.changed.clear();
+            s.floor = seen;
+        }
+        for (key, position) in touched {
+            s.changed.insert(key, position);
+        }
+        s.seen = seen;
+    }
+}

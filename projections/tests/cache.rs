@@ -1,0 +1,241 @@
+//! The in-memory cache of a view's documents, on both real backends: served from memory
+//! while current, never older than what its follower has read of the log (a change appended
+//! by anyone reaches it), and read from the store again once changed.
+
+use chrono::Utc;
+use lightwidget_domain::event::{
+    DeletionCause, Layout, WidgetCreated, WidgetDeletionRequested, WidgetSettings,
+};
+use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, WidgetId};
+use lightwidget_projections::cache::ViewCache;
+use lightwidget_projections::models::Widgets;
+use lightwidget_projections::Runner;
+use lightwidget_store::test_support::{Backend, TestStore};
+use lightwidget_store::{
+    AppendRequest, DocChange, ExpectedVersion, Metadata, NewEvent, StoreError, SystemClock,
+    ViewDoc, ViewQuery, ViewStore,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The real view store, with its document reads counted.
+#[derive(Debug)]
+struct Counted {
+    inner: Arc<dyn ViewStore>,
+    reads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl ViewStore for Counted {
+    async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_many(view, keys).await
+    }
+    async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
+        self.inner.checkpoint(view).await
+    }
+    async fn commit(
+        &self,
+        view: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
+        self.inner.commit(view, from, to, changes).await
+    }
+    async fn query(&self, view: &str, query: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
+        self.inner.query(view, query).await
+    }
+    async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
+        self.inner.drop_view(view).await
+    }
+    async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError> {
+        self.inner.swap(building, live).await
+    }
+}
+
+/// Waits until the cache's follower has read up to `position`.
+async fn followed(cache: &ViewCache, position: u64) {
+    for _ in 0..500 {
+        if cache.followed() >= position {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the follower did not reach {position}");
+}
+
+async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
+    t.store
+        .append(AppendRequest::single(
+            stream,
+            ExpectedVersion::Any,
+            vec![NewEvent::from_domain(&e, &Metadata::system())],
+        ))
+        .await
+        .expect("append")
+        .last_position
+}
+
+async fn a_cached_document_follows_the_log(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let views = Arc::new(Counted {
+        inner: t.views.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    let cache = Arc::new(ViewCache::new(Arc::new(Widgets), views.clone()));
+    let runner = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Widgets));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (cache, events) = (cache.clone(), t.store.clone());
+        tokio::spawn(async move {
+            cache
+                .follow(events, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+
+    let (a, w) = (AccountId::new(), WidgetId::new());
+    let created = append(
+        &t,
+        &w.stream(),
+        WidgetCreated {
+            widget_id: w,
+            account_id: a,
+            settings: Personal::new(
+                Subject::widget(w),
+                Category::WidgetContent,
+                WidgetSettings {
+                    title: "first".into(),
+                    layout: Layout::Grid,
+                    columns: 3,
+                },
+            ),
+            created_at: Utc::now(),
+        }
+        .into(),
+    )
+    .await;
+    runner.catch_up().await.expect("catch up");
+    let key = w.to_string();
+    let status = |d: Option<Arc<ViewDoc>>| d.map(|d| d.doc["status"].clone());
+    assert_eq!(
+        status(cache.get(&key, Some(created)).await.expect("get")),
+        Some("active".into())
+    );
+    let reads = views.reads.load(Ordering::SeqCst);
+    assert!(reads >= 1, "the first read goes to the store");
+    // Current and unchanged: from memory, as often as asked.
+    for _ in 0..5 {
+        assert_eq!(
+            status(cache.get(&key, Some(created)).await.expect("get")),
+            Some("active".into())
+        );
+    }
+    assert_eq!(
+        views.reads.load(Ordering::SeqCst),
+        reads,
+        "served from memory"
+    );
+
+    // A deletion (appended straight to the store, as another process would) makes the cached
+    // document stale: once the follower has read that far, the store is read again.
+    let deleted = append(
+        &t,
+        &w.stream(),
+        WidgetDeletionRequested {
+            widget_id: w,
+            account_id: a,
+            cause: DeletionCause::Owner,
+            requested_at: Utc::now(),
+            quarantine_until: Utc::now() + chrono::Duration::days(90),
+        }
+        .into(),
+    )
+    .await;
+    runner.catch_up().await.expect("catch up");
+    followed(&cache, deleted).await;
+    assert_eq!(
+        status(cache.get(&key, Some(deleted)).await.expect("get")),
+        Some("quarantined".into())
+    );
+    assert!(views.reads.load(Ordering::SeqCst) > reads);
+
+    // An event the view does not read does not touch the cached document.
+    let reads = views.reads.load(Ordering::SeqCst);
+    let other = append(
+        &t,
+        &WidgetId::new().stream(),
+        WidgetDeletionRequested {
+            widget_id: WidgetId::new(),
+            account_id: a,
+            cause: DeletionCause::Owner,
+            requested_at: Utc::now(),
+            quarantine_until: Utc::now() + chrono::Duration::days(90),
+        }
+        .into(),
+    )
+    .await;
+    runner.catch_up().await.expect("catch up");
+    followed(&cache, other).await;
+    assert_eq!(
+        status(cache.get(&key, Some(other)).await.expect("get")),
+        Some("quarantined".into())
+    );
+    assert_eq!(views.reads.load(Ordering::SeqCst), reads, "still current");
+
+    // An absent document is cached as absent, and a creation replaces it.
+    let later = WidgetId::new();
+    assert_eq!(
+        cache
+            .get(&later.to_string(), Some(other))
+            .await
+            .expect("get"),
+        None
+    );
+    let made = append(
+        &t,
+        &later.stream(),
+        WidgetCreated {
+            widget_id: later,
+            account_id: a,
+            settings: Personal::new(
+                Subject::widget(later),
+                Category::WidgetContent,
+                WidgetSettings {
+                    title: "later".into(),
+                    layout: Layout::Grid,
+                    columns: 2,
+                },
+            ),
+            created_at: Utc::now(),
+        }
+        .into(),
+    )
+    .await;
+    runner.catch_up().await.expect("catch up");
+    followed(&cache, made).await;
+    assert_eq!(
+        status(
+            cache
+                .get(&later.to_string(), Some(made))
+                .await
+                .expect("get")
+        ),
+        Some("active".into())
+    );
+
+    let _ = stop_tx.send(());
+    follower.await.expect("follower stops");
+}
+
+macro_rules! both {
+    ($($name:ident),*) => {
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
+    };
+}
+
+both!(a_cached_document_follows_the_log);
