@@ -439,10 +439,10 @@ impl WriterCache {
     /// The snapshot the cache vouches for, when it covers every stream, key and shred of
     /// the batch. A stream it does not know is taken as new only when the request expects it
     /// new: if it exists, its version 1 does too, and the insert fails on the unique key.
-    /// An event's key it does not know is taken as new only when `keys_looked_up` (a peek at
-    /// the cache's head found none): a key made anew while one exists fails the write on
-    /// the (subject, category) unique key. Otherwise what it lacks: the streams, and every
-    /// key (of events and shreds) it has not seen.
+    /// An event's key it does not know is taken as new when the event opens a new stream or
+    /// when `keys_looked_up` (a peek at the cache's head found none): a key made anew while
+    /// one exists fails the write on the (subject, category) unique key. Otherwise what it
+    /// lacks: the streams, and every key (of events and shreds) it has not seen.
     fn snapshot(&self, requests: &[&AppendRequest], keys_looked_up: bool) -> Vouch {
         let Some((head, key_epoch)) = self.head else {
             return Vouch::No;
@@ -451,6 +451,7 @@ impl WriterCache {
         let mut keys = HashMap::new();
         let (mut lack_streams, mut lack_refs) = (BTreeSet::new(), BTreeSet::new());
         let mut lack_shred = false;
+        let mut lack_look = false;
         for r in requests {
             for w in &r.writes {
                 match self.versions.get(&w.stream) {
@@ -465,6 +466,13 @@ impl WriterCache {
                         lack_streams.insert(w.stream.clone());
                     }
                 }
+                // A new stream's events most likely name new subjects: their keys are made
+                // without a look (should one exist, the write fails on the unique key and the
+                // locked path decides again). Elsewhere an unseen key is looked up first.
+                let new_stream = matches!(
+                    w.expected,
+                    ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+                );
                 for e in &w.events {
                     let mut refs = BTreeSet::new();
                     if sealing::plaintext_refs(&e.data, &mut refs).is_err() {
@@ -476,6 +484,7 @@ impl WriterCache {
                                 keys.insert(k, key.clone());
                             }
                             None => {
+                                lack_look |= !new_stream;
                                 lack_refs.insert(k);
                             }
                         }
@@ -494,7 +503,7 @@ impl WriterCache {
                 }
             }
         }
-        if !lack_streams.is_empty() || lack_shred || (!keys_looked_up && !lack_refs.is_empty()) {
+        if !lack_streams.is_empty() || lack_shred || (lack_look && !keys_looked_up) {
             return Vouch::Lacks {
                 streams: lack_streams.into_iter().collect(),
                 refs: lack_refs.into_iter().collect(),
