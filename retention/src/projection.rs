@@ -609,7 +609,7 @@ impl Projection for Retention {
     /// document write per bucket per batch. Nothing waits on this view but the sweeper,
     /// which catches it up itself.
     fn linger(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(50)
+        std::time::Duration::from_millis(100)
     }
 
     fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {

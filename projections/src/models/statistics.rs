@@ -19,7 +19,7 @@ pub const VIEW: &str = "statistics";
 const DAYS_ZERO: [u64; 31] = [0; 31];
 
 /// How long the statistics runner lets views gather before it counts them.
-pub const LINGER_MS: u64 = 25;
+pub const LINGER_MS: u64 = 50;
 
 type Hit = (WidgetId, chrono::DateTime<chrono::Utc>, &'static str);
 
