@@ -119,6 +119,7 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     )
     .await;
     runner.catch_up().await.expect("catch up");
+    followed(&cache, created).await;
     let key = w.to_string();
     let status = |d: Option<Arc<ViewDoc>>| d.map(|d| d.doc["status"].clone());
     assert_eq!(
