@@ -134,6 +134,7 @@ impl ViewCache {
                 let types = self.projection.event_types().unwrap_or(&[]);
                 let (raw, end) = events.read_all_light_of(from, 1000, types).await?;
                 let full = raw.len() >= 1000;
+                let relevant = !raw.is_empty();
                 let mut touched = Vec::new();
                 for e in raw {
                     let position = e.position;
@@ -146,17 +147,24 @@ impl ViewCache {
                     }
                 }
                 self.saw(touched, end.max(from));
-                Ok::<_, lightwidget_store::StoreError>((end.max(from), full))
+                Ok::<_, lightwidget_store::StoreError>((end.max(from), full, relevant))
             };
             tokio::select! {
                 _ = &mut stop => return,
                 r = step => match r {
-                    Ok((end, full)) => {
+                    Ok((end, full, relevant)) => {
                         after = Some(end);
                         if !full {
                             tokio::select! {
                                 _ = &mut stop => return,
                                 _ = events.wait_for(end, Duration::from_secs(1)) => {}
+                            }
+                            if !relevant {
+                                // Others' events: let them gather, as the runners do.
+                                tokio::select! {
+                                    _ = &mut stop => return,
+                                    _ = tokio::time::sleep(crate::PASSED_OVER_LINGER) => {}
+                                }
                             }
                         }
                     }

@@ -301,6 +301,10 @@ struct DocCache {
     docs: DocMap,
 }
 
+/// How long a following runner lets events gather after a batch that held none of its
+/// projection's events.
+pub const PASSED_OVER_LINGER: Duration = Duration::from_millis(20);
+
 /// Past this many documents the runner's cache starts over.
 const DOC_CACHE_LIMIT: usize = 200_000;
 
@@ -576,12 +580,20 @@ impl Runner {
                 }
                 Step::Raced => None,
             };
+            // A batch that held none of this projection's events (it only moved the
+            // checkpoint) means the log is busy with others' events: let them gather
+            // rather than wake for each append.
+            let passed_over = matches!(step, Step::Applied { events: 0, .. });
             if let Some(checkpoint) = idle_at {
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
                     _ = self.events.wait_for(checkpoint, Duration::from_millis(500)) => {}
                 }
-                let linger = self.projection.linger();
+                let linger = if passed_over {
+                    self.projection.linger().max(PASSED_OVER_LINGER)
+                } else {
+                    self.projection.linger()
+                };
                 if !linger.is_zero() {
                     tokio::select! {
                         _ = &mut stop => return Ok(()),
