@@ -523,10 +523,18 @@ impl Runner {
                 break;
             }
         }
-        for (e, d) in batch.iter().zip(decoded) {
-            self.projection.handle(e, d, &mut view);
-        }
-        let (changes, untouched) = view.into_changes();
+        // Handling a large batch is CPU work of milliseconds: on a multi-threaded runtime
+        // the worker hands its other tasks (requests) to another thread meanwhile.
+        let handle_all = || {
+            for (e, d) in batch.iter().zip(decoded) {
+                self.projection.handle(e, d, &mut view);
+            }
+            view.into_changes()
+        };
+        let (changes, untouched) = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(handle_all),
+            _ => handle_all(),
+        };
         for k in absent {
             cached.insert(k, None);
         }
