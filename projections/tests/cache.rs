@@ -65,6 +65,35 @@ async fn followed(cache: &ViewCache, position: u64) {
     panic!("the follower did not reach {position}");
 }
 
+fn created(w: WidgetId, a: AccountId, title: &str) -> DomainEvent {
+    WidgetCreated {
+        widget_id: w,
+        account_id: a,
+        settings: Personal::new(
+            Subject::widget(w),
+            Category::WidgetContent,
+            WidgetSettings {
+                title: title.into(),
+                layout: Layout::Grid,
+                columns: 3,
+            },
+        ),
+        created_at: Utc::now(),
+    }
+    .into()
+}
+
+fn deleted(w: WidgetId, a: AccountId) -> DomainEvent {
+    WidgetDeletionRequested {
+        widget_id: w,
+        account_id: a,
+        cause: DeletionCause::Owner,
+        requested_at: Utc::now(),
+        quarantine_until: Utc::now() + chrono::Duration::days(90),
+    }
+    .into()
+}
+
 async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
     t.store
         .append(AppendRequest::single(
@@ -98,32 +127,13 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     };
 
     let (a, w) = (AccountId::new(), WidgetId::new());
-    let created = append(
-        &t,
-        &w.stream(),
-        WidgetCreated {
-            widget_id: w,
-            account_id: a,
-            settings: Personal::new(
-                Subject::widget(w),
-                Category::WidgetContent,
-                WidgetSettings {
-                    title: "first".into(),
-                    layout: Layout::Grid,
-                    columns: 3,
-                },
-            ),
-            created_at: Utc::now(),
-        }
-        .into(),
-    )
-    .await;
+    let made_first = append(&t, &w.stream(), created(w, a, "first")).await;
     runner.catch_up().await.expect("catch up");
-    followed(&cache, created).await;
+    followed(&cache, made_first).await;
     let key = w.to_string();
     let status = |d: Option<Arc<ViewDoc>>| d.map(|d| d.doc["status"].clone());
     assert_eq!(
-        status(cache.get(&key, Some(created)).await.expect("get")),
+        status(cache.get(&key, Some(made_first)).await.expect("get")),
         Some("active".into())
     );
     let reads = views.reads.load(Ordering::SeqCst);
@@ -131,7 +141,7 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     // Current and unchanged: from memory, as often as asked.
     for _ in 0..5 {
         assert_eq!(
-            status(cache.get(&key, Some(created)).await.expect("get")),
+            status(cache.get(&key, Some(made_first)).await.expect("get")),
             Some("active".into())
         );
     }
@@ -143,42 +153,21 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
 
     // A deletion (appended straight to the store, as another process would) makes the cached
     // document stale: once the follower has read that far, the store is read again.
-    let deleted = append(
-        &t,
-        &w.stream(),
-        WidgetDeletionRequested {
-            widget_id: w,
-            account_id: a,
-            cause: DeletionCause::Owner,
-            requested_at: Utc::now(),
-            quarantine_until: Utc::now() + chrono::Duration::days(90),
-        }
-        .into(),
-    )
-    .await;
+    let quarantined = append(&t, &w.stream(), deleted(w, a)).await;
     runner.catch_up().await.expect("catch up");
-    followed(&cache, deleted).await;
+    followed(&cache, quarantined).await;
     assert_eq!(
-        status(cache.get(&key, Some(deleted)).await.expect("get")),
+        status(cache.get(&key, Some(quarantined)).await.expect("get")),
         Some("quarantined".into())
     );
     assert!(views.reads.load(Ordering::SeqCst) > reads);
 
-    // An event the view does not read does not touch the cached document.
+    // Another widget's event does not touch the cached document.
     let reads = views.reads.load(Ordering::SeqCst);
-    let other = append(
-        &t,
-        &WidgetId::new().stream(),
-        WidgetDeletionRequested {
-            widget_id: WidgetId::new(),
-            account_id: a,
-            cause: DeletionCause::Owner,
-            requested_at: Utc::now(),
-            quarantine_until: Utc::now() + chrono::Duration::days(90),
-        }
-        .into(),
-    )
-    .await;
+    let other = {
+        let w2 = WidgetId::new();
+        append(&t, &w2.stream(), deleted(w2, a)).await
+    };
     runner.catch_up().await.expect("catch up");
     followed(&cache, other).await;
     assert_eq!(
@@ -196,26 +185,7 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
             .expect("get"),
         None
     );
-    let made = append(
-        &t,
-        &later.stream(),
-        WidgetCreated {
-            widget_id: later,
-            account_id: a,
-            settings: Personal::new(
-                Subject::widget(later),
-                Category::WidgetContent,
-                WidgetSettings {
-                    title: "later".into(),
-                    layout: Layout::Grid,
-                    columns: 2,
-                },
-            ),
-            created_at: Utc::now(),
-        }
-        .into(),
-    )
-    .await;
+    let made = append(&t, &later.stream(), created(later, a, "later")).await;
     runner.catch_up().await.expect("catch up");
     followed(&cache, made).await;
     assert_eq!(
