@@ -69,7 +69,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
     let views = format!("views-{w}");
     append(&t, &views, viewed(w, t0() + Duration::minutes(5))).await;
     let latest = append(&t, &views, viewed(w, t0() + Duration::hours(3))).await;
-    let head = append(&t, &views, viewed(w, t0() + Duration::hours(1))).await;
+    append(&t, &views, viewed(w, t0() + Duration::hours(1))).await;
 
     let retention: Arc<dyn Projection> =
         Arc::new(Retention::new(Arc::new(RetentionPolicy::defaults())));
@@ -116,6 +116,66 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
         .filter(|k| k.as_str() == Some(bucket_key.as_str()))
         .count();
     assert_eq!(listed, 1, "the bucket is listed once on its account");
+
+    // The recorder's batch: views at +2 h and +5 h and a click at +4 h in the same bucket,
+    // and a view 40 days on (next month's bucket). The bucket's clock moves to the batch's
+    // latest entry, caused by the batch; the new bucket is listed once.
+    let hit = |at| match viewed(w, at) {
+        DomainEvent::WidgetViewed(v) => v,
+        other => panic!("a view, not {}", other.event_type()),
+    };
+    let later = t0() + Duration::days(40);
+    let clicked = hit(t0() + Duration::hours(4));
+    let head = append(
+        &t,
+        "hits",
+        HitsRecorded {
+            views: vec![
+                hit(t0() + Duration::hours(2)),
+                hit(t0() + Duration::hours(5)),
+                hit(later),
+            ],
+            clicks: vec![WidgetClicked {
+                widget_id: w,
+                access: clicked.access,
+                clicked_at: clicked.viewed_at,
+            }],
+        }
+        .into(),
+    )
+    .await;
+    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
+        .with_batch_size(1)
+        .catch_up()
+        .await
+        .expect("catch up");
+    let incremental = t.docs(VIEW, None).await;
+    let clock_of = |key: &str| {
+        let doc = incremental.iter().find(|d| d.key == key).expect("bucket");
+        let facts: ItemFacts = serde_json::from_value(doc.doc["facts"].clone()).expect("facts");
+        facts.own_clock.expect("own clock")
+    };
+    let clock = clock_of(&bucket_key);
+    assert_eq!(
+        (clock.at, clock.position),
+        (t0() + Duration::hours(5), head)
+    );
+    let next_key = item_key(&Subject::access_log(w, later), Category::AccessLog);
+    let clock = clock_of(&next_key);
+    assert_eq!((clock.at, clock.position), (later, head));
+    let page = incremental
+        .iter()
+        .find(|d| d.key == items_page_key(a, 0))
+        .expect("the account's item list");
+    for key in [&bucket_key, &next_key] {
+        let listed = page.doc["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|k| k.as_str() == Some(key.as_str()))
+            .count();
+        assert_eq!(listed, 1, "{key} listed once");
+    }
 
     // The same documents from a rebuild, and as of the head.
     let as_of = evaluate_as_of(&*t.store, &*retention, head)
