@@ -192,7 +192,7 @@ async fn bench(backend: Backend, total: usize) {
         tasks.push(tokio::spawn(async move {
             for i in 0..PER_PRODUCER {
                 recorder
-                    .record(&view(&widgets, p * PER_PRODUCER + i), &Metadata::system())
+                    .record(view(&widgets, p * PER_PRODUCER + i), Metadata::system())
                     .await
                     .expect("record");
             }

@@ -64,7 +64,7 @@ impl HitRecorder {
 
     /// Stores a `WidgetViewed` or `WidgetClicked`; returns the log position of the event
     /// that holds it. Hits are anonymous: a batch carries the metadata of its first hit.
-    pub async fn record(&self, event: &DomainEvent, meta: &Metadata) -> Result<u64, StoreError> {
+    pub async fn record(&self, event: DomainEvent, meta: Metadata) -> Result<u64, StoreError> {
         if !matches!(
             event,
             DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
@@ -75,7 +75,7 @@ impl HitRecorder {
         }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((event.clone(), meta.clone(), reply))
+            .send((event, meta, reply))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer

@@ -297,7 +297,7 @@ async fn hits_are_counted_exactly(backend: Backend) {
                     .into()
                 };
                 recorder
-                    .record(&e, &Metadata::system())
+                    .record(e, Metadata::system())
                     .await
                     .expect("recorded");
             }

@@ -634,7 +634,7 @@ pub async fn public_page(
         viewed_at: now,
     }
     .into();
-    app.hits.record(&event, &app.meta(None)).await?;
+    app.hits.record(event, app.meta(None)).await?;
     Ok(Html(html).into_response())
 }
 
@@ -660,7 +660,7 @@ pub async fn click(
         clicked_at: now,
     }
     .into();
-    app.hits.record(&event, &app.meta(None)).await?;
+    app.hits.record(event, app.meta(None)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
