@@ -10,12 +10,12 @@ use lightwidget_domain::{
 };
 use lightwidget_projections::{evaluate_as_of, rebuild, Projection, Runner};
 use lightwidget_retention::projection::{
-    account_key, item_key, items_page_key, ItemFacts, Retention, ITEMS_PER_PAGE, VIEW,
+    account_key, item_key, items_page_key, ItemFacts, Retention, Started, ITEMS_PER_PAGE, VIEW,
 };
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock,
+    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock, ViewDoc,
 };
 use std::sync::Arc;
 
@@ -39,6 +39,40 @@ async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
 
 fn viewed(w: WidgetId, at: DateTime<Utc>) -> DomainEvent {
     lightwidget_store::test_support::bench::view_at(w, at, 4)
+}
+
+/// The retention view after a runner that takes one event per batch has caught up: each
+/// hit finds its bucket stored by an earlier commit.
+async fn one_by_one(t: &TestStore, retention: &Arc<dyn Projection>) -> Vec<ViewDoc> {
+    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
+        .with_batch_size(1)
+        .catch_up()
+        .await
+        .expect("catch up");
+    t.docs(VIEW, None).await
+}
+
+fn doc<'a>(docs: &'a [ViewDoc], key: &str) -> &'a ViewDoc {
+    docs.iter()
+        .find(|d| d.key == key)
+        .unwrap_or_else(|| panic!("no document {key}"))
+}
+
+/// The clock an item runs on.
+fn clock_of(docs: &[ViewDoc], key: &str) -> Started {
+    let facts: ItemFacts =
+        serde_json::from_value(doc(docs, key).doc["facts"].clone()).expect("facts");
+    facts.own_clock.expect("the item runs on its own clock")
+}
+
+/// How often `key` is listed on the first page of `a`'s item list.
+fn listed(docs: &[ViewDoc], a: AccountId, key: &str) -> usize {
+    doc(docs, &items_page_key(a, 0)).doc["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|k| k.as_str() == Some(key))
+        .count()
 }
 
 async fn hits_move_the_bucket_clock_only(backend: Backend) {
@@ -73,24 +107,14 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
 
     let retention: Arc<dyn Projection> =
         Arc::new(Retention::new(Arc::new(RetentionPolicy::defaults())));
-    // One event per batch: each hit finds its bucket stored by an earlier commit.
-    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
-        .with_batch_size(1)
-        .catch_up()
-        .await
-        .expect("catch up");
-    let incremental = t.docs(VIEW, None).await;
+    let incremental = one_by_one(&t, &retention).await;
 
     let bucket_key = item_key(
         &Subject::access_log(w, t0() + Duration::minutes(5)),
         Category::AccessLog,
     );
-    let bucket = incremental
-        .iter()
-        .find(|d| d.key == bucket_key)
-        .expect("the bucket");
-    let facts: ItemFacts = serde_json::from_value(bucket.doc["facts"].clone()).expect("facts");
-    let clock = facts.own_clock.expect("the bucket runs on its own clock");
+    let bucket = doc(&incremental, &bucket_key);
+    let clock = clock_of(&incremental, &bucket_key);
     assert_eq!(
         clock.at,
         t0() + Duration::hours(3),
@@ -105,17 +129,11 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
         Some(t0() + Duration::hours(3) + Duration::days(365)),
         "kept 12 months from its latest entry (R1)"
     );
-    let page = incremental
-        .iter()
-        .find(|d| d.key == items_page_key(a, 0))
-        .expect("the account's item list");
-    let listed = page.doc["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|k| k.as_str() == Some(bucket_key.as_str()))
-        .count();
-    assert_eq!(listed, 1, "the bucket is listed once on its account");
+    assert_eq!(
+        listed(&incremental, a, &bucket_key),
+        1,
+        "the bucket is listed once on its account"
+    );
 
     // The recorder's batch: views at +2 h and +5 h and a click at +4 h in the same bucket,
     // and a view 40 days on (next month's bucket). The bucket's clock moves to the batch's
@@ -144,37 +162,17 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
         .into(),
     )
     .await;
-    Runner::new(t.store.clone(), t.views.clone(), retention.clone())
-        .with_batch_size(1)
-        .catch_up()
-        .await
-        .expect("catch up");
-    let incremental = t.docs(VIEW, None).await;
-    let clock_of = |key: &str| {
-        let doc = incremental.iter().find(|d| d.key == key).expect("bucket");
-        let facts: ItemFacts = serde_json::from_value(doc.doc["facts"].clone()).expect("facts");
-        facts.own_clock.expect("own clock")
-    };
-    let clock = clock_of(&bucket_key);
+    let incremental = one_by_one(&t, &retention).await;
+    let clock = clock_of(&incremental, &bucket_key);
     assert_eq!(
         (clock.at, clock.position),
         (t0() + Duration::hours(5), head)
     );
     let next_key = item_key(&Subject::access_log(w, later), Category::AccessLog);
-    let clock = clock_of(&next_key);
+    let clock = clock_of(&incremental, &next_key);
     assert_eq!((clock.at, clock.position), (later, head));
-    let page = incremental
-        .iter()
-        .find(|d| d.key == items_page_key(a, 0))
-        .expect("the account's item list");
     for key in [&bucket_key, &next_key] {
-        let listed = page.doc["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter(|k| k.as_str() == Some(key.as_str()))
-            .count();
-        assert_eq!(listed, 1, "{key} listed once");
+        assert_eq!(listed(&incremental, a, key), 1, "{key} listed once");
     }
 
     // The same documents from a rebuild, and as of the head.
