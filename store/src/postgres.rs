@@ -1019,9 +1019,10 @@ impl ViewStore for PgEventStore {
             });
         }
         if !owners.is_empty() {
+            // Not prepared, like `get_many`: planned for its arguments, never a generic plan
+            // from the days the table was small.
             tx.execute(
-                &tx.prepare_cached("DELETE FROM views WHERE view = $1 AND owner = ANY($2)")
-                    .await?,
+                "DELETE FROM views WHERE view = $1 AND owner = ANY($2)",
                 &[&view, &owners],
             )
             .await?;
@@ -1060,8 +1061,7 @@ impl ViewStore for PgEventStore {
         }
         if !deletes.is_empty() {
             tx.execute(
-                &tx.prepare_cached("DELETE FROM views WHERE view = $1 AND key = ANY($2)")
-                    .await?,
+                "DELETE FROM views WHERE view = $1 AND key = ANY($2)",
                 &[&view, &deletes],
             )
             .await?;
@@ -1090,13 +1090,17 @@ impl ViewStore for PgEventStore {
                 .await?;
             client.query(&stmt, &[&view, key]).await?
         } else {
-            let stmt = client
-                .prepare_cached(
+            // Not prepared: planned for its arguments each time (once per projection batch).
+            // A prepared statement's generic plan, made while the table was small, scanned
+            // the whole view and compared every key with the array as the table grew — over
+            // half the machine under `POST /v1/widgets`.
+            client
+                .query(
                     "SELECT key, doc, owner, state, due_at FROM views \
                      WHERE view = $1 AND key = ANY($2)",
+                    &[&view, &keys],
                 )
-                .await?;
-            client.query(&stmt, &[&view, &keys]).await?
+                .await?
         };
         Ok(rows.iter().map(view_doc).collect())
     }
