@@ -33,6 +33,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "views",
         sql: include_str!("../sql/postgres/0003_views.sql"),
     },
+    Migration {
+        version: 4,
+        name: "lz4",
+        sql: include_str!("../sql/postgres/0004_lz4.sql"),
+    },
 ];
 
 /// SQLite migrations, in order.
