@@ -56,6 +56,8 @@ impl Default for PgOptions {
 #[derive(Debug)]
 pub struct PgEventStore {
     pool: Pool,
+    /// For the read models' commits only: see [`views_pool_for`].
+    views_pool: Pool,
     master: MasterKey,
     appends: mpsc::Sender<Pending>,
     head: watch::Receiver<u64>,
@@ -70,10 +72,33 @@ impl Drop for PgEventStore {
     }
 }
 
+/// Connections for the read models' commits: one per projection runner writing at once.
+const VIEWS_POOL_SIZE: usize = 8;
+
 /// Builds a connection pool for a `postgres://` URL.
 pub fn pool_for(url: &str, size: usize) -> Result<Pool, StoreError> {
     let cfg = tokio_postgres::Config::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+    pool_of(cfg, size)
+}
+
+/// Connections whose commits do not wait for the disk (`synchronous_commit = off`): atomic
+/// and in order, on disk with the next flush of the write-ahead log. For the read models
+/// only, which a crash could only set back to an earlier checkpoint together with its
+/// documents — the log, replayed, brings them forward again. The embedded store makes the
+/// same choice (`synchronous = NORMAL` for the views).
+fn views_pool_for(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let mut cfg = tokio_postgres::Config::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+    let options = match cfg.get_options() {
+        Some(o) => format!("{o} -c synchronous_commit=off"),
+        None => "-c synchronous_commit=off".to_owned(),
+    };
+    cfg.options(&options);
+    pool_of(cfg, size)
+}
+
+fn pool_of(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
     let mgr = Manager::from_config(
         cfg,
         NoTls,
@@ -130,6 +155,7 @@ impl PgEventStore {
         options: PgOptions,
     ) -> Result<Self, StoreError> {
         let pool = pool_for(url, options.pool_size)?;
+        let views_pool = views_pool_for(url, VIEWS_POOL_SIZE)?;
         migrate(&pool).await?;
         let start = read_head(&pool).await?.position;
         let (head_tx, head_rx) = watch::channel(start);
@@ -161,6 +187,7 @@ impl PgEventStore {
         };
         Ok(PgEventStore {
             pool,
+            views_pool,
             master,
             appends: tx,
             head: head_rx,
@@ -171,6 +198,11 @@ impl PgEventStore {
     /// The connection pool, for the views and tests of the same database.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// The pool the read models commit through (`synchronous_commit = off`).
+    pub fn views_pool(&self) -> &Pool {
+        &self.views_pool
     }
 }
 
@@ -977,7 +1009,7 @@ impl ViewStore for PgEventStore {
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
         let (owners, changes) = crate::views::commit_order(changes);
-        let mut client = self.pool.get().await?;
+        let mut client = self.views_pool.get().await?;
         if owners.is_empty() && changes.is_empty() && from > 0 {
             // Only the checkpoint moves (a batch of events this view does not handle): one
             // compare-and-set statement instead of a transaction of five round trips.

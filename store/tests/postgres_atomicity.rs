@@ -107,3 +107,28 @@ async fn postgres_errors_do_not_carry_input_values() {
     drop(client);
     let _ = driver.await;
 }
+
+/// The log's commits wait for the disk; the read models' commits do not (they are derived
+/// from the log and roll back together with their checkpoint): each pool says so itself.
+#[tokio::test]
+async fn only_the_read_models_commit_without_waiting_for_the_disk() {
+    let db = lightwidget_store::test_support::TestDatabase::create().await;
+    let store = lightwidget_store::postgres::PgEventStore::connect(
+        &db.url,
+        lightwidget_store::MasterKey::generate(),
+        Arc::new(SystemClock),
+        lightwidget_store::postgres::PgOptions::default(),
+    )
+    .await
+    .expect("connect");
+    async fn setting(pool: &deadpool_postgres::Pool) -> String {
+        let client = pool.get().await.expect("connection");
+        client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .expect("show")
+            .get(0)
+    }
+    assert_eq!(setting(store.pool()).await, "on");
+    assert_eq!(setting(store.views_pool()).await, "off");
+}
