@@ -11,6 +11,10 @@
 //! request when the previous one is answered (closed loop), for `LW_BENCH_SECONDS` (default
 //! 10) after a 1-second warm-up.
 //!
+//! Beside each row, the CPU time the whole machine spent per request (load client, server
+//! and database, from `/proc/stat`): steadier than requests/s on a machine whose speed
+//! varies from run to run, and it counts what the database does for the server.
+//!
 //! `cargo bench -p lightwidget-tests --bench http` (`LW_BENCH_BACKEND=postgres|sqlite` runs
 //! one backend).
 
@@ -26,6 +30,25 @@ struct Result {
     seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU time the whole machine spent (load client, server, database) per request, in
+    /// µs; None where `/proc/stat` cannot be read.
+    cpu_us: Option<f64>,
+}
+
+/// The machine's busy CPU time so far, in seconds (user, nice, system, irq and softirq of
+/// every core; idle, I/O wait and time stolen by the hypervisor left out).
+fn busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?;
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …, in USER_HZ ticks (100 per second).
+    let busy =
+        fields.first()? + fields.get(1)? + fields.get(2)? + fields.get(5)? + fields.get(6)?;
+    Some(busy / 100.0)
 }
 
 #[derive(Clone)]
@@ -38,6 +61,13 @@ enum Load {
 async fn run(load: Load, token: Option<String>, seconds: f64) -> Result {
     let start_at = Instant::now() + Duration::from_secs(1);
     let end_at = start_at + Duration::from_secs_f64(seconds);
+    // Busy CPU time over the measured window, sampled beside the load.
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(start_at.into()).await;
+        let before = busy_seconds();
+        tokio::time::sleep_until(end_at.into()).await;
+        Some(busy_seconds()? - before?)
+    });
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
         let (load, token) = (load.clone(), token.clone());
@@ -93,12 +123,16 @@ async fn run(load: Load, token: Option<String>, seconds: f64) -> Result {
             .map(|us| *us as f64 / 1000.0)
             .unwrap_or(f64::NAN)
     };
+    let busy = cpu.await.ok().flatten();
     Result {
         requests: all.len(),
         errors,
         seconds,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
+        cpu_us: busy
+            .filter(|_| !all.is_empty())
+            .map(|b| b * 1e6 / all.len() as f64),
     }
 }
 
@@ -107,8 +141,12 @@ fn row(name: &str, r: &Result, hello: Option<f64>) {
     let ratio = hello
         .map(|h| format!("{:.0}%", 100.0 * rps / h))
         .unwrap_or_else(|| "—".into());
+    let cpu = r
+        .cpu_us
+        .map(|c| format!("{c:.0}"))
+        .unwrap_or_else(|| "—".into());
     println!(
-        "| {name} | {rps:.0} | {:.2} | {:.2} | {ratio} | {} |",
+        "| {name} | {rps:.0} | {:.2} | {:.2} | {ratio} | {cpu} | {} |",
         r.p50_ms, r.p99_ms, r.errors
     );
 }
@@ -205,8 +243,10 @@ fn main() {
         }
         let (address, token, widgets, stop) = server(backend);
         println!("### {name}\n");
-        println!("| endpoint | requests/s | p50 ms | p99 ms | vs hello world | errors |");
-        println!("|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| endpoint | requests/s | p50 ms | p99 ms | vs hello world | machine CPU µs/request | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
         let h = client.block_on(run(Load::Get(vec![hello.clone()]), None, seconds));
         let hello_rps = h.requests as f64 / h.seconds;
         row("axum hello world (same run)", &h, None);
