@@ -61,6 +61,18 @@ pub struct Loaded<A> {
     pub position: u64,
 }
 
+impl<A: Default> Loaded<A> {
+    /// A stream that does not exist yet: what a create with a fresh id decides on, without
+    /// reading it (see [`execute_guessed`]).
+    pub fn new_stream() -> Self {
+        Loaded {
+            state: A::default(),
+            version: 0,
+            position: 0,
+        }
+    }
+}
+
 /// Folds a stream into its aggregate, reading it in pages.
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
@@ -137,10 +149,71 @@ where
     A::Command: Clone,
     A::Error: std::fmt::Display,
 {
+    decide_and_append::<A>(store, clock, stream, command, meta, None, &[], max_attempts).await
+}
+
+/// Like [`execute`], with what the caller already knows, so that nothing is read that the
+/// append checks anyway:
+///
+/// * `guess`: the state to decide on first instead of loading the stream — a create's fresh
+///   stream ([`Loaded::new_stream`]). The append expects the guessed version; when the
+///   stream is elsewhere it conflicts, and the stream is loaded and the command decided
+///   again, as after any conflict.
+/// * `fences`: other streams the command read, at the versions it read them
+///   ([`StreamWrite::fence`]); the append is refused unless each is still there. When a
+///   fence conflicts the command is not decided again (what it read is stale, and only the
+///   caller can read it again): the error is [`CommandError::Conflict`] naming the fenced
+///   stream.
+pub async fn execute_guessed<A>(
+    store: &dyn EventStore,
+    clock: &dyn Clock,
+    stream: &str,
+    command: A::Command,
+    meta: &Metadata,
+    guess: Option<Loaded<A>>,
+    fences: &[StreamWrite],
+) -> Result<Outcome, CommandError<A::Error>>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: std::fmt::Display,
+{
+    decide_and_append::<A>(
+        store,
+        clock,
+        stream,
+        command,
+        meta,
+        guess,
+        fences,
+        DEFAULT_MAX_ATTEMPTS,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decide_and_append<A>(
+    store: &dyn EventStore,
+    clock: &dyn Clock,
+    stream: &str,
+    command: A::Command,
+    meta: &Metadata,
+    mut guess: Option<Loaded<A>>,
+    fences: &[StreamWrite],
+    max_attempts: u32,
+) -> Result<Outcome, CommandError<A::Error>>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: std::fmt::Display,
+{
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let loaded = load::<A>(store, stream).await?;
+        let loaded = match guess.take() {
+            Some(guessed) => guessed,
+            None => load::<A>(store, stream).await?,
+        };
         let events = loaded
             .state
             .decide(command.clone(), clock.now())
@@ -154,13 +227,15 @@ where
                 replayed: false,
             });
         }
+        let mut writes = vec![StreamWrite::of(
+            stream,
+            ExpectedVersion::Exact(loaded.version),
+            &events,
+            meta,
+        )];
+        writes.extend(fences.iter().cloned());
         let request = AppendRequest {
-            writes: vec![StreamWrite::of(
-                stream,
-                ExpectedVersion::Exact(loaded.version),
-                &events,
-                meta,
-            )],
+            writes,
             shred: vec![],
         };
         match store.append(request).await {
@@ -171,6 +246,14 @@ where
                     position: r.last_position,
                     attempts,
                     replayed: false,
+                })
+            }
+            Err(StoreError::Conflict { stream: fenced, .. })
+                if fences.iter().any(|f| f.stream == fenced) =>
+            {
+                return Err(CommandError::Conflict {
+                    stream: fenced,
+                    attempts,
                 })
             }
             Err(StoreError::Conflict { .. }) if attempts < max_attempts => {

@@ -1,7 +1,9 @@
 //! Command handling against both real backends.
 
 use chrono::{TimeZone, Utc};
-use lightwidget_commands::{execute, execute_with_attempts, load, CommandError};
+use lightwidget_commands::{
+    execute, execute_guessed, execute_with_attempts, load, CommandError, Loaded,
+};
 use lightwidget_domain::account::OwnerStatus;
 use lightwidget_domain::event::{BillingDetails, Layout, WidgetSettings};
 use lightwidget_domain::invoice::{InvoiceBook, IssueInvoice};
@@ -10,7 +12,7 @@ use lightwidget_domain::{
     invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
 };
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{ManualClock, Metadata};
+use lightwidget_store::{ManualClock, Metadata, StreamWrite};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -187,6 +189,80 @@ async fn a_conflict_is_reported_when_attempts_run_out(backend: Backend) {
     assert_eq!(stored.len(), ok, "every success, and only those, is stored");
 }
 
+/// A guessed new stream and a fence: appended without reading when both hold; a wrong
+/// guess is decided again on the stream as stored; a stale fence refuses the command and
+/// names the fenced stream, with nothing appended.
+async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let meta = Metadata::system();
+    // Another stream the decision reads (an owner's account), at version 1.
+    let fenced = format!("account-{}", uuid::Uuid::new_v4());
+    let other = WidgetId::new();
+    execute::<Widget>(&*t.store, &*clock, &fenced, create(other), &meta)
+        .await
+        .expect("the fenced stream");
+
+    let widget_id = WidgetId::new();
+    let stream = widget_id.stream();
+    let out = execute_guessed::<Widget>(
+        &*t.store,
+        &*clock,
+        &stream,
+        create(widget_id),
+        &meta,
+        Some(Loaded::new_stream()),
+        &[StreamWrite::fence(&fenced, 1)],
+    )
+    .await
+    .expect("guessed right, fence current");
+    assert_eq!((out.version, out.attempts), (1, 1));
+
+    // The stream exists: the guess is wrong, the command decided again on what is stored.
+    let again = execute_guessed::<Widget>(
+        &*t.store,
+        &*clock,
+        &stream,
+        create(widget_id),
+        &meta,
+        Some(Loaded::new_stream()),
+        &[StreamWrite::fence(&fenced, 1)],
+    )
+    .await;
+    assert!(
+        matches!(
+            again,
+            Err(CommandError::Rejected(WidgetError::AlreadyExists))
+        ),
+        "{again:?}"
+    );
+
+    // The fenced stream is at 1, not 0: refused at once, naming it; nothing appended.
+    let fresh = WidgetId::new();
+    let stale = execute_guessed::<Widget>(
+        &*t.store,
+        &*clock,
+        &fresh.stream(),
+        create(fresh),
+        &meta,
+        Some(Loaded::new_stream()),
+        &[StreamWrite::fence(&fenced, 0)],
+    )
+    .await;
+    match stale {
+        Err(CommandError::Conflict { stream, attempts }) => {
+            assert_eq!((stream.as_str(), attempts), (fenced.as_str(), 1));
+        }
+        other => panic!("expected the fence's conflict, got {other:?}"),
+    }
+    let stored = t
+        .store
+        .read_stream(&fresh.stream(), 0, 10)
+        .await
+        .expect("read");
+    assert!(stored.is_empty(), "a refused command appends nothing");
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
@@ -197,5 +273,6 @@ macro_rules! both {
 both!(
     decides_appends_and_carries_metadata,
     concurrent_commands_retry_until_they_fit,
-    a_conflict_is_reported_when_attempts_run_out
+    a_conflict_is_reported_when_attempts_run_out,
+    a_guess_and_a_fence_are_checked_by_the_append
 );
