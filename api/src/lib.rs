@@ -379,6 +379,7 @@ impl Application {
             clock: storage.clock,
             manual_clock: storage.manual_clock,
             tokens: Arc::new(auth::TokenCache::default()),
+            owners: Arc::default(),
             instagram,
             identity_key: Arc::new(storage.identity_key),
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),

@@ -4,6 +4,8 @@ use crate::auth::{Caller, TokenCache};
 use crate::instagram::Instagram;
 use crate::problem::Problem;
 use lightwidget_commands::{CommandError, HitRecorder};
+use lightwidget_domain::account::OwnerStatus;
+use lightwidget_domain::AccountId;
 use lightwidget_store::{Clock, EventStore, ManualClock, Metadata, ViewStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,9 @@ pub struct AppState {
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
     /// How long a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Owners' account status as last read, with the account stream's version (see
+    /// [`OwnerCache`]).
+    pub owners: Arc<OwnerCache>,
     /// Widgets whose Instagram media this process is fetching (R7).
     pub media_fetches:
         Arc<std::sync::Mutex<std::collections::HashSet<lightwidget_domain::WidgetId>>>,
@@ -136,5 +141,33 @@ pub fn command_problem<E: std::fmt::Debug + std::fmt::Display>(
             tracing::error!(error = %e, "stored event could not be decoded");
             Problem::internal()
         }
+    }
+}
+
+/// Owners' account status as this process last read it, with the version of the account
+/// stream it was read at. A command that decides on an entry fences the account stream at
+/// that version, so an entry gone stale (the account changed here or in another process)
+/// costs a conflict and a fresh read, never a decision on an old status. Bounded by
+/// clearing it when full.
+#[derive(Debug, Default)]
+pub struct OwnerCache(std::sync::Mutex<std::collections::HashMap<AccountId, (OwnerStatus, u64)>>);
+
+const OWNER_CACHE_LIMIT: usize = 100_000;
+
+impl OwnerCache {
+    pub fn get(&self, account: AccountId) -> Option<(OwnerStatus, u64)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .copied()
+    }
+
+    pub fn put(&self, account: AccountId, status: OwnerStatus, version: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= OWNER_CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(account, (status, version));
     }
 }

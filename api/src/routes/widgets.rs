@@ -85,10 +85,90 @@ impl SettingsBody {
 }
 
 async fn owner_status(app: &AppState, account: AccountId) -> ApiResult<OwnerStatus> {
-    Ok(load_or_500::<Account>(app, &account.stream())
-        .await?
-        .state
-        .status())
+    Ok(owner_status_read(app, account).await?.0)
+}
+
+/// The owner's status read from the account stream, with the version it was read at (and
+/// kept in the process's [`crate::state::OwnerCache`]).
+async fn owner_status_read(app: &AppState, account: AccountId) -> ApiResult<(OwnerStatus, u64)> {
+    let loaded = load_or_500::<Account>(app, &account.stream()).await?;
+    let status = loaded.state.status();
+    app.owners.put(account, status, loaded.version);
+    Ok((status, loaded.version))
+}
+
+/// Creates a stream with a fresh id, on a decision that reads the owner's status. With an
+/// Idempotency-Key it goes the keyed way ([`run`]: the status read, the stream loaded).
+/// Without one nothing is read that the append checks anyway: the stream is taken to be new
+/// (the append expects it so), and the status comes from the process's cache with the
+/// account stream fenced at the version it was read at. When the account moved on since
+/// (the fence refused the append), or the command was refused on a cached status (a refusal
+/// appends nothing for a fence to check) and the account has moved on, the status is read
+/// again and the command decided again, once. A new stream that exists after all is loaded
+/// and decided again like any conflict.
+#[allow(clippy::too_many_arguments)]
+async fn create_as_owner<A>(
+    app: &AppState,
+    caller: &Caller,
+    account: AccountId,
+    stream: &str,
+    command: impl Fn(OwnerStatus) -> A::Command,
+    key: Option<&str>,
+    fingerprint: &str,
+    rejected: fn(A::Error) -> Problem,
+) -> ApiResult<lightwidget_commands::Outcome>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: std::fmt::Display,
+{
+    if key.is_some() {
+        let owner = owner_status(app, account).await?;
+        return run::<A>(app, caller, stream, command(owner), key, fingerprint)
+            .await
+            .map_err(|e| command_problem(e, rejected));
+    }
+    use lightwidget_commands::CommandError;
+    let account_stream = account.stream();
+    let cached = app.owners.get(account);
+    let mut from_cache = cached.is_some();
+    let (mut owner, mut version) = match cached {
+        Some(cached) => cached,
+        None => owner_status_read(app, account).await?,
+    };
+    let meta = app.meta(Some(caller));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let outcome = lightwidget_commands::execute_guessed::<A>(
+            &*app.store,
+            &*app.clock,
+            stream,
+            command(owner),
+            &meta,
+            Some(lightwidget_commands::Loaded::new_stream()),
+            &[lightwidget_store::StreamWrite::fence(
+                &account_stream,
+                version,
+            )],
+        )
+        .await;
+        // What the status may have got wrong: an append the fence refused, or a refusal
+        // decided on a cached status (a refusal appends nothing, so no fence checks it).
+        let rejected_on_cache = from_cache && matches!(outcome, Err(CommandError::Rejected(_)));
+        let fence_moved = matches!(
+            &outcome,
+            Err(CommandError::Conflict { stream: fenced, .. }) if *fenced == account_stream
+        );
+        if attempt == 1 && (rejected_on_cache || fence_moved) {
+            let (fresh, at) = owner_status_read(app, account).await?;
+            if !(rejected_on_cache && at == version) {
+                (owner, version, from_cache) = (fresh, at, false);
+                continue;
+            }
+        }
+        return outcome.map_err(|e| command_problem(e, rejected));
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -114,22 +194,26 @@ pub async fn create_preview(
     let account_id = caller.owner()?;
     let settings = body.value.validate()?;
     let preview_id = PreviewId(new_id(&caller, key.as_deref(), "preview"));
-    let owner = owner_status(&app, account_id).await?;
-    let outcome = run::<Preview>(
+    let outcome = create_as_owner::<Preview>(
         &app,
         &caller,
+        account_id,
         &preview_id.stream(),
-        PreviewCommand::Create {
+        |owner| PreviewCommand::Create {
             preview_id,
             account_id,
-            settings: Personal::new(Subject::preview(preview_id), Category::Preview, settings),
+            settings: Personal::new(
+                Subject::preview(preview_id),
+                Category::Preview,
+                settings.clone(),
+            ),
             owner,
         },
         key.as_deref(),
         &format!("POST /v1/previews {}", body.digest),
+        widget_problem,
     )
-    .await
-    .map_err(|e| command_problem(e, widget_problem))?;
+    .await?;
     let created = outcome.events.iter().find_map(|e| match e {
         DomainEvent::PreviewCreated(p) => Some(p.expires_at),
         _ => None,
@@ -200,26 +284,26 @@ pub async fn create_widget(
     let account_id = caller.owner()?;
     let settings = body.value.validate()?;
     let widget_id = WidgetId(new_id(&caller, key.as_deref(), "widget"));
-    let owner = owner_status(&app, account_id).await?;
-    let outcome = run::<Widget>(
+    let outcome = create_as_owner::<Widget>(
         &app,
         &caller,
+        account_id,
         &widget_id.stream(),
-        WidgetCommand::Create {
+        |owner| WidgetCommand::Create {
             widget_id,
             account_id,
             settings: Personal::new(
                 Subject::widget(widget_id),
                 Category::WidgetContent,
-                settings,
+                settings.clone(),
             ),
             owner,
         },
         key.as_deref(),
         &format!("POST /v1/widgets {}", body.digest),
+        widget_problem,
     )
-    .await
-    .map_err(|e| command_problem(e, widget_problem))?;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(WidgetCreatedBody {
