@@ -361,16 +361,19 @@ async fn own_widget_doc(
     app: &AppState,
     caller: &Caller,
     id: &str,
-) -> ApiResult<lightwidget_store::ViewDoc> {
+    min: Option<u64>,
+) -> ApiResult<Arc<lightwidget_store::ViewDoc>> {
     let account_id = caller.owner()?;
     let id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
     let owner = account_id.to_string();
-    let key = [id.to_string()];
-    let find = |docs: Vec<lightwidget_store::ViewDoc>| {
-        docs.into_iter()
-            .find(|d| d.owner.as_deref() == Some(owner.as_str()))
+    let key = id.to_string();
+    // Through the widget documents held in memory (as the public page reads them): never
+    // older than what their follower has read, and read from the view once it has read
+    // `min`.
+    let find = |doc: Option<Arc<lightwidget_store::ViewDoc>>| {
+        doc.filter(|d| d.owner.as_deref() == Some(owner.as_str()))
     };
-    if let Some(doc) = find(app.views.get_many(widgets::VIEW, &key).await?) {
+    if let Some(doc) = find(app.widget_docs.get(&key, min).await?) {
         return Ok(doc);
     }
     // Not in the read model: if the log says the caller created it a moment ago, wait for
@@ -380,7 +383,8 @@ async fn own_widget_doc(
         return Err(Problem::not_found("widget"));
     }
     app.wait_for(widgets::VIEW, Some(loaded.position)).await?;
-    find(app.views.get_many(widgets::VIEW, &key).await?).ok_or_else(|| Problem::not_found("widget"))
+    find(app.widget_docs.get(&key, Some(loaded.position)).await?)
+        .ok_or_else(|| Problem::not_found("widget"))
 }
 
 /// One of the caller's widgets.
@@ -397,7 +401,7 @@ pub async fn get_widget(
 ) -> ApiResult<Response> {
     caller.owner()?;
     app.wait_for(widgets::VIEW, min).await?;
-    let doc = own_widget_doc(&app, &caller, &id).await?;
+    let doc = own_widget_doc(&app, &caller, &id, min).await?;
     let view = widget_summary(&doc);
     let etag = format!("\"{}\"", view.version);
     let mut response = Json(view).into_response();
@@ -776,7 +780,7 @@ pub async fn stats(
 ) -> ApiResult<Json<Stats>> {
     caller.owner()?;
     app.wait_for(statistics::VIEW, min).await?;
-    let doc = own_widget_doc(&app, &caller, &id).await?;
+    let doc = own_widget_doc(&app, &caller, &id, None).await?;
     let months = docs_of(&app, statistics::VIEW, Some(&doc.key)).await?;
     let s = statistics::summarize(&months);
     let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
