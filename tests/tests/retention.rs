@@ -358,6 +358,23 @@ async fn account_deletion_keeps_billing_to_the_end_of_the_fifth_year(backend: Ba
 
 async fn previews_go_after_15_minutes_and_access_logs_after_12_months(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
+    // Start at noon on the 1st of next month: the view a day later must land in the same
+    // month's access-log bucket whatever the date the test runs on (run on the 30th of
+    // November, it fell into December's bucket).
+    {
+        use chrono::Datelike;
+        use lightwidget_store::Clock;
+        let now = app.clock.now();
+        let (year, month) = match now.month() {
+            12 => (now.year() + 1, 1),
+            m => (now.year(), m + 1),
+        };
+        let noon = chrono::NaiveDate::from_ymd_opt(year, month, 1)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .expect("a date")
+            .and_utc();
+        app.advance(noon - now).await;
+    }
     let (token, account, _) = app.sign_in("dave").await;
     let p = app
         .post(
