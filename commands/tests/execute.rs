@@ -203,32 +203,31 @@ async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
         .await
         .expect("the fenced stream");
 
+    // Creates `widget` on a guessed new stream, fencing `fenced` at `version`.
+    let create_guessed = |widget: WidgetId, version: u64| {
+        let (store, clock, meta, fence) =
+            (t.store.clone(), clock.clone(), meta.clone(), fenced.clone());
+        async move {
+            execute_guessed::<Widget>(
+                &*store,
+                &*clock,
+                &widget.stream(),
+                create(widget),
+                &meta,
+                Some(Loaded::new_stream()),
+                &[StreamWrite::fence(&fence, version)],
+            )
+            .await
+        }
+    };
     let widget_id = WidgetId::new();
-    let stream = widget_id.stream();
-    let out = execute_guessed::<Widget>(
-        &*t.store,
-        &*clock,
-        &stream,
-        create(widget_id),
-        &meta,
-        Some(Loaded::new_stream()),
-        &[StreamWrite::fence(&fenced, 1)],
-    )
-    .await
-    .expect("guessed right, fence current");
+    let out = create_guessed(widget_id, 1)
+        .await
+        .expect("guessed right, fence current");
     assert_eq!((out.version, out.attempts), (1, 1));
 
     // The stream exists: the guess is wrong, the command decided again on what is stored.
-    let again = execute_guessed::<Widget>(
-        &*t.store,
-        &*clock,
-        &stream,
-        create(widget_id),
-        &meta,
-        Some(Loaded::new_stream()),
-        &[StreamWrite::fence(&fenced, 1)],
-    )
-    .await;
+    let again = create_guessed(widget_id, 1).await;
     assert!(
         matches!(
             again,
@@ -239,17 +238,7 @@ async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
 
     // The fenced stream is at 1, not 0: refused at once, naming it; nothing appended.
     let fresh = WidgetId::new();
-    let stale = execute_guessed::<Widget>(
-        &*t.store,
-        &*clock,
-        &fresh.stream(),
-        create(fresh),
-        &meta,
-        Some(Loaded::new_stream()),
-        &[StreamWrite::fence(&fenced, 0)],
-    )
-    .await;
-    match stale {
+    match create_guessed(fresh, 0).await {
         Err(CommandError::Conflict { stream, attempts }) => {
             assert_eq!((stream.as_str(), attempts), (fenced.as_str(), 1));
         }
