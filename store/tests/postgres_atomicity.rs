@@ -132,3 +132,55 @@ async fn only_the_read_models_commit_without_waiting_for_the_disk() {
     assert_eq!(setting(store.pool()).await, "on");
     assert_eq!(setting(store.views_pool()).await, "off");
 }
+
+/// A write that shreds a key on the optimistic path (its own statement, see
+/// `SQL_WRITE_IF_HEAD_NO_SHRED`): the key goes with the events' commit, and a write that
+/// shreds nothing leaves every key in place.
+#[tokio::test]
+async fn a_shred_on_the_optimistic_path_deletes_its_key_and_only_it() {
+    let t = TestStore::new(Backend::Postgres, Arc::new(SystemClock)).await;
+    let (kept, gone) = (
+        Subject::new("account", Uuid::new_v4()),
+        Subject::new("account", Uuid::new_v4()),
+    );
+    for (version, subject) in [(0, &kept), (1, &gone)] {
+        t.store
+            .append(AppendRequest::single(
+                "s-1",
+                ExpectedVersion::Exact(version),
+                vec![personal(subject)],
+            ))
+            .await
+            .expect("append");
+    }
+    let keys = |subject: &Subject| {
+        let subject = subject.clone();
+        let url = t.db.as_ref().expect("postgres").url.clone();
+        async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let driver = tokio::spawn(conn);
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM data_keys WHERE subject = $1",
+                    &[&subject.as_str()],
+                )
+                .await
+                .expect("count")
+                .get(0);
+            drop(client);
+            let _ = driver.await;
+            n
+        }
+    };
+    assert_eq!((keys(&kept).await, keys(&gone).await), (1, 1));
+    let mut shred = AppendRequest::single("s-1", ExpectedVersion::Exact(2), vec![]);
+    shred.writes[0].events.push(NewEvent {
+        data: json!({"erased": gone.as_str()}),
+        ..personal(&gone)
+    });
+    shred.shred = vec![(gone.clone(), lightwidget_domain::Category::Profile)];
+    t.store.append(shred).await.expect("shred");
+    assert_eq!((keys(&kept).await, keys(&gone).await), (1, 0));
+}
