@@ -11,10 +11,7 @@ use lightwidget_projections::cache::ViewCache;
 use lightwidget_projections::models::Widgets;
 use lightwidget_projections::Runner;
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{
-    AppendRequest, DocChange, ExpectedVersion, Metadata, NewEvent, StoreError, SystemClock,
-    ViewDoc, ViewQuery, ViewStore,
-};
+use lightwidget_store::{DocChange, StoreError, SystemClock, ViewDoc, ViewQuery, ViewStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -95,15 +92,7 @@ fn deleted(w: WidgetId, a: AccountId) -> DomainEvent {
 }
 
 async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
-    t.store
-        .append(AppendRequest::single(
-            stream,
-            ExpectedVersion::Any,
-            vec![NewEvent::from_domain(&e, &Metadata::system())],
-        ))
-        .await
-        .expect("append")
-        .last_position
+    t.append_events(stream, &[e]).await
 }
 
 async fn a_cached_document_follows_the_log(backend: Backend) {

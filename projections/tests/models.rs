@@ -24,15 +24,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 async fn append(t: &TestStore, stream: &str, events: Vec<DomainEvent>) -> u64 {
-    let new = events
-        .iter()
-        .map(|e| NewEvent::from_domain(e, &Metadata::system()))
-        .collect();
-    t.store
-        .append(AppendRequest::single(stream, ExpectedVersion::Any, new))
-        .await
-        .expect("append")
-        .last_position
+    t.append_events(stream, &events).await
 }
 
 async fn erase(

@@ -15,7 +15,7 @@ use lightwidget_retention::projection::{
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, NewEvent, StreamWrite, SystemClock, ViewDoc,
+    AppendRequest, ExpectedVersion, Metadata, StreamWrite, SystemClock, ViewDoc,
 };
 use std::sync::Arc;
 
@@ -26,15 +26,7 @@ fn t0() -> DateTime<Utc> {
 }
 
 async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
-    t.store
-        .append(AppendRequest::single(
-            stream,
-            ExpectedVersion::Any,
-            vec![NewEvent::from_domain(&e, &Metadata::system())],
-        ))
-        .await
-        .expect("append")
-        .last_position
+    t.append_events(stream, &[e]).await
 }
 
 fn viewed(w: WidgetId, at: DateTime<Utc>) -> DomainEvent {

@@ -121,6 +121,28 @@ impl std::fmt::Debug for TestStore {
 }
 
 impl TestStore {
+    /// Appends domain events to `stream` (any version) with system metadata; the position
+    /// of the last.
+    pub async fn append_events(
+        &self,
+        stream: &str,
+        events: &[lightwidget_domain::DomainEvent],
+    ) -> u64 {
+        let meta = crate::Metadata::system();
+        self.store
+            .append(crate::AppendRequest::single(
+                stream,
+                crate::ExpectedVersion::Any,
+                events
+                    .iter()
+                    .map(|e| crate::NewEvent::from_domain(e, &meta))
+                    .collect(),
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("append to {stream}: {e}"))
+            .last_position
+    }
+
     /// Every document of `view` (up to 10,000), in key order; with `owner`, only that owner's.
     pub async fn docs(&self, view: &str, owner: Option<&str>) -> Vec<crate::ViewDoc> {
         self.views
