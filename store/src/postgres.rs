@@ -343,46 +343,47 @@ const SQL_NOTIFY: &str = "SELECT pg_notify('lw_events', $1)";
 /// The optimistic write as one statement, hence one implicit transaction and one round trip:
 /// the head row moves only if it is still where this writer left it (an UPDATE waiting on
 /// another writer's lock re-checks that condition on the row that writer committed), and
-/// every other part writes only if it moved.
-const SQL_WRITE_IF_HEAD: &str = "WITH upd AS ( \
-       UPDATE log_head SET position = $1, hash = $2, key_epoch = $3 \
-       WHERE id = 1 AND position = $4 AND key_epoch = $5 RETURNING position), \
-     del AS ( \
-       DELETE FROM data_keys WHERE key_id = ANY($6::uuid[]) AND EXISTS (SELECT 1 FROM upd) \
-       RETURNING 1), \
-     keys AS ( \
-       INSERT INTO data_keys (key_id, subject, category, wrapped) \
-       SELECT k, s, c, w FROM unnest($7::uuid[], $8::text[], $9::text[], $10::bytea[]) AS t(k, s, c, w) \
-       WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
-     ev AS ( \
-       INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
-       SELECT * FROM unnest($11::bigint[], $12::text[], $13::bigint[], $14::uuid[], $15::text[], \
-         $16::int[], $17::timestamptz[], $18::text[], $19::uuid[], $20::uuid[], $21::text[], \
-         $22::bytea[], $23::bytea[]) WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
-     SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), (SELECT count(*) FROM del), \
-       (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $24) FROM upd)";
-/// [`SQL_WRITE_IF_HEAD`] for a write that shreds no key (nearly every one), without the
-/// delete. The statement is prepared once per connection; a generic plan for `DELETE … WHERE
-/// key_id = ANY($n)` made while `data_keys` is small scans every key and keeps doing so as
-/// the table grows (reproduced on a table of 3 keys grown to 50,000: 3.5 ms for an empty
-/// array). Every append ran that delete; now only one that shreds does. Parameters as
-/// there, without `$6`.
-const SQL_WRITE_IF_HEAD_NO_SHRED: &str = "WITH upd AS ( \
-       UPDATE log_head SET position = $1, hash = $2, key_epoch = $3 \
-       WHERE id = 1 AND position = $4 AND key_epoch = $5 RETURNING position), \
-     keys AS ( \
-       INSERT INTO data_keys (key_id, subject, category, wrapped) \
-       SELECT k, s, c, w FROM unnest($6::uuid[], $7::text[], $8::text[], $9::bytea[]) AS t(k, s, c, w) \
-       WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
-     ev AS ( \
-       INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash) \
-       SELECT * FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::uuid[], $14::text[], \
-         $15::int[], $16::timestamptz[], $17::text[], $18::uuid[], $19::uuid[], $20::text[], \
-         $21::bytea[], $22::bytea[]) WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
-     SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), 0::bigint, \
-       (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $23) FROM upd)";
+/// every other part writes only if it moved. `$1`–`$5` the head, `$6`–`$9` new keys,
+/// `$10`–`$22` the events, `$23` the notification; a write that shreds adds `$24`, the keys
+/// to delete. `$del` is that delete (or nothing), `$deleted` what it counts.
+macro_rules! write_if_head {
+    ($del:literal, $deleted:literal) => {
+        concat!(
+            "WITH upd AS ( \
+               UPDATE log_head SET position = $1, hash = $2, key_epoch = $3 \
+               WHERE id = 1 AND position = $4 AND key_epoch = $5 RETURNING position), ",
+            $del,
+            "keys AS ( \
+               INSERT INTO data_keys (key_id, subject, category, wrapped) \
+               SELECT k, s, c, w FROM unnest($6::uuid[], $7::text[], $8::text[], $9::bytea[]) \
+               AS t(k, s, c, w) WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
+             ev AS ( \
+               INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, recorded_at, actor, correlation_id, causation_id, data, \
+                 prev_hash, hash) \
+               SELECT * FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::uuid[], \
+                 $14::text[], $15::int[], $16::timestamptz[], $17::text[], $18::uuid[], \
+                 $19::uuid[], $20::text[], $21::bytea[], $22::bytea[]) \
+               WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
+             SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), ",
+            $deleted,
+            ", (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $23) FROM upd)"
+        )
+    };
+}
+/// The optimistic write of an append that shreds keys.
+const SQL_WRITE_IF_HEAD: &str = write_if_head!(
+    "del AS ( \
+       DELETE FROM data_keys WHERE key_id = ANY($24::uuid[]) AND EXISTS (SELECT 1 FROM upd) \
+       RETURNING 1), ",
+    "(SELECT count(*) FROM del)"
+);
+/// The optimistic write of an append that shreds nothing (nearly every one): no delete. The
+/// statement is prepared once per connection; a generic plan for `DELETE … WHERE key_id =
+/// ANY($n)` made while `data_keys` is small scans every key and keeps doing so as the table
+/// grows (reproduced on a table of 3 keys grown to 50,000: 3.5 ms for an empty array). Every
+/// append ran that delete; now only one that shreds does.
+const SQL_WRITE_IF_HEAD_NO_SHRED: &str = write_if_head!("", "0::bigint");
 const EVENT_COLUMNS: &str = "position, stream, version, event_id, event_type, schema_version, \
      recorded_at, actor, correlation_id, causation_id, data, prev_hash, hash";
 
@@ -530,13 +531,16 @@ impl PgTx<'_> {
             &key_epoch,
             &expected_position,
             &expected_epoch,
+            &key_ids,
+            &subjects,
+            &cats,
+            &wrapped,
         ];
+        params.extend(cols.params());
+        params.push(&payload);
         if shreds {
             params.push(&w.delete_keys);
         }
-        params.extend([&key_ids as &(dyn ToSql + Sync), &subjects, &cats, &wrapped]);
-        params.extend(cols.params());
-        params.push(&payload);
         let row = c.query_one(&stmt, &params).await?;
         let (moved, events, deleted, keys): (i64, i64, i64, i64) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
