@@ -6,6 +6,12 @@ use clap::{Parser, Subcommand};
 use lightwidget_api::{open_store, shutdown_signal, Application, Settings};
 use std::process::ExitCode;
 
+/// mimalloc rather than glibc's malloc: the server allocates and frees many small JSON
+/// values across its threads; measured in the HTTP bench (BENCHMARKS.md), ~12% less CPU per
+/// request on PostgreSQL.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lightwidget",

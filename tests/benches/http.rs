@@ -19,6 +19,10 @@
 //! one backend).
 
 use lightwidget_tests::{spawn_app_with, Backend, TestConfig};
+
+// The server's allocator, as in the `lightwidget` binary (the server runs in this process).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
