@@ -78,7 +78,7 @@ async fn plan(t: &TestStore, backend: Backend, now: chrono::DateTime<Utc>) -> St
                 .join("\n    ")
         }
         Backend::Sqlite => {
-            let path = t.dir.as_ref().expect("dir").path().join("ledger.db");
+            let path = t.dir.as_ref().expect("dir").path().join("views.db");
             let c = open_connection(&path).expect("open");
             let mut stmt = c
                 .prepare(&format!("EXPLAIN QUERY PLAN {DUE_QUERY_SQLITE}"))

@@ -40,7 +40,9 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// SQLite migrations, in order.
+/// SQLite migrations of the log's database file, in order. The read models had their tables
+/// here until they moved to a file of their own ([`SQLITE_VIEW_MIGRATIONS`]); migration 3
+/// still creates them, and the store moves what they hold when it opens.
 pub const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -119,3 +121,10 @@ pub fn decode_str(
         None => Err(EventDecodeError::UnknownType(event_type.to_owned())),
     }
 }
+
+/// SQLite migrations of the read models' own database file, in order.
+pub const SQLITE_VIEW_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "views",
+    sql: include_str!("../sql/sqlite/0003_views.sql"),
+}];

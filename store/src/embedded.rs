@@ -1,5 +1,6 @@
 //! The embedded adapter: SQLite through rusqlite (bundled), in WAL mode with
-//! `secure_delete=ON` and `synchronous=FULL`, in one file of the data directory.
+//! `secure_delete=ON`, in two files of the data directory: the log (`synchronous=FULL`) and
+//! the read models (`synchronous=NORMAL`).
 //!
 //! A dedicated writer thread owns the write connection and runs the same group-commit logic
 //! as the PostgreSQL adapter; `BEGIN IMMEDIATE` takes SQLite's write lock, which plays the
@@ -16,6 +17,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use lightwidget_domain::{Category, Subject};
+use lightwidget_schemas::Migration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,8 +26,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-/// The database file inside the data directory.
+/// The log's database file inside the data directory: events, data keys, the head.
 pub const DB_FILE: &str = "ledger.db";
+
+/// The read models' database file inside the data directory: documents and checkpoints. A
+/// file of its own, so that the projections' write transactions never hold the lock the
+/// log's writer needs, and the log's flush to disk carries only the log.
+pub const VIEWS_FILE: &str = "views.db";
 const MAX_REQUESTS_PER_BATCH: usize = 256;
 
 #[derive(Clone, Debug, Default)]
@@ -115,15 +122,20 @@ fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreE
     Ok(())
 }
 
-/// Applies the SQLite migrations of `lightwidget-schemas` that are not yet applied.
+/// Applies the SQLite migrations of the log's file that are not yet applied.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    apply(conn, lightwidget_schemas::SQLITE_MIGRATIONS)
+}
+
+/// Applies `migrations` that are not yet applied to the database of `conn`.
+fn apply(conn: &mut Connection, migrations: &[Migration]) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY, name TEXT NOT NULL,
              applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));",
     )?;
-    for m in lightwidget_schemas::SQLITE_MIGRATIONS {
+    for m in migrations {
         let done: Option<i32> = tx
             .query_row(
                 "SELECT version FROM schema_migrations WHERE version = ?1",
@@ -142,6 +154,44 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Moves the read models' documents and checkpoints out of the log's file, where data
+/// directories made before they had a file of their own keep them, into `views`; then drops
+/// them there. Each step is one transaction: a stop between the two copies them again on
+/// the next start (the same rows), and documents always move with their checkpoints.
+fn move_views(ledger: &Connection, views: &Path) -> Result<(), StoreError> {
+    let there: i64 = ledger.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'views'",
+        [],
+        |r| r.get(0),
+    )?;
+    if there == 0 {
+        return Ok(());
+    }
+    let views = views
+        .to_str()
+        .ok_or_else(|| StoreError::Internal("the data directory's path is not UTF-8".into()))?;
+    ledger.execute("ATTACH DATABASE ?1 AS moved", [views])?;
+    let moved = (|| -> Result<(), StoreError> {
+        write_tx(ledger, || {
+            ledger.execute_batch(
+                "INSERT OR REPLACE INTO moved.views (view, key, doc, owner, state, due_at) \
+                 SELECT view, key, doc, owner, state, due_at FROM main.views; \
+                 INSERT OR REPLACE INTO moved.view_checkpoints (view, position) \
+                 SELECT view, position FROM main.view_checkpoints;",
+            )?;
+            Ok(())
+        })?;
+        write_tx(ledger, || {
+            ledger.execute_batch("DROP TABLE main.views; DROP TABLE main.view_checkpoints;")?;
+            Ok(())
+        })
+    })();
+    ledger.execute_batch("DETACH DATABASE moved")?;
+    moved?;
+    tracing::info!("moved the read models into their own database file");
     Ok(())
 }
 
@@ -213,6 +263,12 @@ impl SqliteEventStore {
         let path = dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
         migrate(&mut conn)?;
+        let views_path = dir.join(VIEWS_FILE);
+        apply(
+            &mut open_connection(&views_path)?,
+            lightwidget_schemas::SQLITE_VIEW_MIGRATIONS,
+        )?;
+        move_views(&conn, &views_path)?;
         let start: i64 = conn.query_row("SELECT position FROM log_head WHERE id = 1", [], |r| {
             r.get(0)
         })?;
@@ -241,7 +297,7 @@ impl SqliteEventStore {
                 idle: Mutex::new(Vec::new()),
             }),
             views: Arc::new(ReadPool {
-                path,
+                path: views_path,
                 sync: Durability::Normal,
                 idle: Mutex::new(Vec::new()),
             }),
@@ -743,12 +799,15 @@ impl EventStore for SqliteEventStore {
 
     async fn scrub(&self) -> Result<bool, StoreError> {
         // TRUNCATE waits (busy timeout) for readers of older snapshots, copies every page
-        // back into the database file, over the old versions, and empties the log.
-        self.read(|c| {
+        // back into the database file, over the old versions, and empties the log; in both
+        // files (the read models' documents are where erased data was in the clear).
+        let truncate = |c: &Connection| -> Result<bool, StoreError> {
             let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
             Ok(busy == 0)
-        })
-        .await
+        };
+        let views = self.view_io(truncate).await?;
+        let log = self.read(truncate).await?;
+        Ok(views && log)
     }
 
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
