@@ -283,7 +283,7 @@ fn main() {
             let h = client.block_on(run(Load::Get(vec![hello.clone()]), None, seconds));
             row(
                 &format!(
-                    "axum hello world, before {row_name} (read models idle after {waited:.0} s)"
+                    "axum hello world, before {row_name} (read models idle after {waited:.1} s)"
                 ),
                 &h,
                 None,
