@@ -174,24 +174,34 @@ fn move_views(ledger: &Connection, views: &Path) -> Result<(), StoreError> {
         .to_str()
         .ok_or_else(|| StoreError::Internal("the data directory's path is not UTF-8".into()))?;
     ledger.execute("ATTACH DATABASE ?1 AS moved", [views])?;
-    let moved = (|| -> Result<(), StoreError> {
-        write_tx(ledger, || {
-            ledger.execute_batch(
+    let moved = (|| -> Result<usize, StoreError> {
+        let documents = write_tx(ledger, || {
+            let documents = ledger.execute(
                 "INSERT OR REPLACE INTO moved.views (view, key, doc, owner, state, due_at) \
-                 SELECT view, key, doc, owner, state, due_at FROM main.views; \
-                 INSERT OR REPLACE INTO moved.view_checkpoints (view, position) \
-                 SELECT view, position FROM main.view_checkpoints;",
+                 SELECT view, key, doc, owner, state, due_at FROM main.views",
+                [],
             )?;
-            Ok(())
+            ledger.execute(
+                "INSERT OR REPLACE INTO moved.view_checkpoints (view, position) \
+                 SELECT view, position FROM main.view_checkpoints",
+                [],
+            )?;
+            Ok(documents)
         })?;
         write_tx(ledger, || {
             ledger.execute_batch("DROP TABLE main.views; DROP TABLE main.view_checkpoints;")?;
             Ok(())
-        })
+        })?;
+        Ok(documents)
     })();
     ledger.execute_batch("DETACH DATABASE moved")?;
-    moved?;
-    tracing::info!("moved the read models into their own database file");
+    let documents = moved?;
+    if documents > 0 {
+        tracing::info!(
+            documents,
+            "moved the read models into their own database file"
+        );
+    }
     Ok(())
 }
 
