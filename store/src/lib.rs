@@ -108,7 +108,9 @@ pub struct NewEvent {
 impl NewEvent {
     pub fn from_domain(event: &DomainEvent, meta: &Metadata) -> Self {
         NewEvent {
-            event_id: Uuid::new_v4(),
+            // Time-ordered (v7): the `event_id` index takes each new id at its right edge
+            // instead of at a random page (the time is in the event's `recorded_at` anyway).
+            event_id: Uuid::now_v7(),
             event_type: event.event_type().to_owned(),
             schema_version: event.schema_version(),
             data: event.to_data(),

@@ -266,7 +266,9 @@ impl<'a> Batch<'a> {
                         None => match created.iter().find(|c| c.0 == r) {
                             Some(c) => (c.1, c.2.clone()),
                             None => {
-                                let key_id = Uuid::new_v4();
+                                // Time-ordered, as event ids: new keys land at the
+                                // right edge of the key table's index.
+                                let key_id = Uuid::now_v7();
                                 let key = DataKey::generate();
                                 let wrapped =
                                     self.master.wrap(&key, &key_context(&r.0, r.1, key_id));
