@@ -20,12 +20,12 @@
 //! one backend).
 
 use lightwidget_tests::{spawn_app_with, Backend, TestConfig};
+use serde_json::json;
+use std::time::{Duration, Instant};
 
 // The server's allocator, as in the `lightwidget` binary (the server runs in this process).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use serde_json::json;
-use std::time::{Duration, Instant};
 
 const CONNECTIONS: usize = 64;
 
