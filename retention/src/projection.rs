@@ -473,6 +473,15 @@ fn read_item(view: &dyn ViewReader, key: &str) -> Option<ItemFacts> {
         .and_then(|d| ItemFacts::deserialize(&d.doc["facts"]).ok())
 }
 
+/// The account of an item, read from its document without decoding the rest of it (a
+/// runner asks this for every view and click, in every round of its reads).
+fn account_of(view: &dyn ViewReader, key: &str) -> Option<AccountId> {
+    view.get(key)?.doc["facts"]["account_id"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 fn read_account(view: &dyn ViewReader, id: AccountId) -> Option<AccountFacts> {
     view.get(&account_key(id))
         .and_then(|d| AccountFacts::deserialize(&d.doc).ok())
@@ -616,13 +625,15 @@ impl Projection for Retention {
     }
 
     fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
-        let DomainEvent::HitsRecorded(h) = d else {
+        let DomainEvent::HitsRecorded(_) = d else {
             return self.reads_one(e, d, loaded);
         };
-        // Each view and click as if it came alone.
-        let mut keys: Vec<String> = h
-            .singles()
-            .flat_map(|one| self.reads_one(e, &one, loaded))
+        // Each view and click as if it came alone; hits in one bucket (its subject names the
+        // widget and the month) read the same documents, so the first of each stands for all.
+        let mut seen = std::collections::HashSet::new();
+        let mut keys: Vec<String> = hits_of(d)
+            .filter(|h| seen.insert(h.subject()))
+            .flat_map(|h| self.reads_one(e, &h.single(), loaded))
             .collect();
         keys.sort_unstable();
         keys.dedup();
@@ -637,6 +648,74 @@ impl Projection for Retention {
             _ => self.handle_one(e, d, view),
         }
     }
+
+    /// Runs of views and clicks are folded per access-log bucket: see [`Retention::handle_hits`].
+    fn handle_batch(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
+        let mut i = 0;
+        while i < domain.len() {
+            let run = domain[i..]
+                .iter()
+                .take_while(|d| hits_of(d).next().is_some())
+                .count();
+            if run == 0 {
+                self.handle(&events[i], &domain[i], view);
+                i += 1;
+            } else {
+                self.handle_hits(&events[i..i + run], &domain[i..i + run], view);
+                i += run;
+            }
+        }
+    }
+}
+
+/// A hit and the index of its event in a run.
+type HitIn<'a> = (usize, Hit<'a>);
+
+/// A view or a click, borrowed from the event that holds it.
+#[derive(Clone, Copy)]
+enum Hit<'a> {
+    View(&'a lightwidget_domain::event::WidgetViewed),
+    Click(&'a lightwidget_domain::event::WidgetClicked),
+}
+
+impl<'a> Hit<'a> {
+    fn subject(self) -> &'a Subject {
+        match self {
+            Hit::View(v) => v.access.subject(),
+            Hit::Click(c) => c.access.subject(),
+        }
+    }
+
+    fn at(self) -> DateTime<Utc> {
+        match self {
+            Hit::View(v) => v.viewed_at,
+            Hit::Click(c) => c.clicked_at,
+        }
+    }
+
+    /// The hit as the event it stands for alone.
+    fn single(self) -> DomainEvent {
+        match self {
+            Hit::View(v) => DomainEvent::WidgetViewed(v.clone()),
+            Hit::Click(c) => DomainEvent::WidgetClicked(c.clone()),
+        }
+    }
+}
+
+/// The views and clicks an event holds, in the order `handle` applies them (a
+/// `HitsRecorded`'s views, then its clicks); none for any other event.
+fn hits_of(d: &DomainEvent) -> Box<dyn Iterator<Item = Hit<'_>> + '_> {
+    match d {
+        DomainEvent::WidgetViewed(v) => Box::new(std::iter::once(Hit::View(v))),
+        DomainEvent::WidgetClicked(c) => Box::new(std::iter::once(Hit::Click(c))),
+        DomainEvent::HitsRecorded(h) => Box::new(
+            h.views
+                .iter()
+                .map(Hit::View)
+                .chain(h.clicks.iter().map(Hit::Click)),
+        ),
+        _ => Box::new(std::iter::empty()),
+    }
 }
 
 impl Retention {
@@ -648,20 +727,20 @@ impl Retention {
     ) -> Vec<String> {
         let (mut keys, account) = direct(d);
         // The account is named by the event, or by the item it concerns.
-        let account = account.or_else(|| {
-            keys.iter()
-                .filter_map(|k| read_item(loaded, k))
-                .find_map(|i| i.account_id)
-        });
+        let account = account.or_else(|| keys.iter().find_map(|k| account_of(loaded, k)));
         if let Some(a) = account {
-            if let Some(facts) = read_account(loaded, a) {
-                if is_account_wide(d) {
+            if is_account_wide(d) {
+                if let Some(facts) = read_account(loaded, a) {
                     // Every page, then (next round) every item they list.
                     keys.extend((0..facts.item_pages).map(|n| items_page_key(a, n)));
                     keys.extend(all_items(loaded, a, &facts));
-                } else if keys.iter().any(|k| loaded.get(k).is_none()) {
-                    // An item this event may create is listed on the last page.
-                    keys.push(items_page_key(a, facts.item_pages.saturating_sub(1)));
+                }
+            } else if keys.iter().any(|k| loaded.get(k).is_none()) {
+                // An item this event may create is listed on the last page (the count of
+                // pages read alone: the rest of the account's facts is not needed here).
+                if let Some(account_doc) = loaded.get(&account_key(a)) {
+                    let pages = account_doc.doc["item_pages"].as_u64().unwrap_or(0) as u32;
+                    keys.push(items_page_key(a, pages.saturating_sub(1)));
                 }
             }
             keys.push(account_key(a));
@@ -669,15 +748,53 @@ impl Retention {
         keys
     }
 
+    /// A run of consecutive events that hold only views and clicks, applied as one at a time
+    /// would leave the documents, with two hits per access-log bucket instead of all of them.
+    ///
+    /// One at a time, a hit into a bucket that does not exist yet creates it (dated by that
+    /// hit and its event, listed on the widget's item and the account's item pages); every
+    /// later hit whose time is not before the bucket's clock moves the clock to itself; a
+    /// bucket already erased takes nothing. So a bucket ends up as its first hit of the run
+    /// made it, then moved by the last of the run's hits at the latest time (a later one at
+    /// the same time replaces an earlier one). Hits change no account, and a bucket's
+    /// document reads nothing but its own facts and its account; so the first hits are
+    /// applied in log order (buckets are created and listed in the same order), then each
+    /// bucket's latest hit.
+    fn handle_hits(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
+        // Per bucket, in the order of their first hits: (event, first hit, latest hit).
+        let mut buckets: Vec<(usize, Hit<'_>, Option<HitIn<'_>>)> = Vec::new();
+        let mut index: std::collections::HashMap<&Subject, usize> =
+            std::collections::HashMap::new();
+        for (n, d) in domain.iter().enumerate() {
+            for hit in hits_of(d) {
+                match index.get(hit.subject()) {
+                    None => {
+                        index.insert(hit.subject(), buckets.len());
+                        buckets.push((n, hit, None));
+                    }
+                    Some(&b) => {
+                        let (_, first, latest) = &mut buckets[b];
+                        let at_latest = latest.map_or(first.at(), |(_, l)| l.at());
+                        if hit.at() >= at_latest {
+                            *latest = Some((n, hit));
+                        }
+                    }
+                }
+            }
+        }
+        for (n, first, _) in &buckets {
+            self.handle_one(&events[*n], &first.single(), view);
+        }
+        for (n, latest) in buckets.iter().filter_map(|(_, _, l)| l.as_ref()) {
+            self.handle_one(&events[*n], &latest.single(), view);
+        }
+    }
+
     /// One event's changes; a `HitsRecorded` comes here one view or click at a time.
     fn handle_one(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
         use DomainEvent as E;
         let (keys, named) = direct(d);
-        let account_id = named.or_else(|| {
-            keys.iter()
-                .filter_map(|k| read_item(view, k))
-                .find_map(|i| i.account_id)
-        });
+        let account_id = named.or_else(|| keys.iter().find_map(|k| account_of(view, k)));
         let account_before = account_id.and_then(|a| read_account(view, a));
         let mut account = account_id.map(|_| account_before.clone().unwrap_or_default());
         let started = |at: DateTime<Utc>, not_before: Option<DateTime<Utc>>| Started {
@@ -965,6 +1082,7 @@ impl Retention {
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
+    use lightwidget_domain::event::AccessLog;
 
     fn t0() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 10, 9, 0, 0)
@@ -994,6 +1112,211 @@ mod tests {
             at,
             position,
             not_before: None,
+        }
+    }
+
+    /// A stored event at `position`, recorded at `at`, for the projection alone.
+    fn recorded(position: u64, at: DateTime<Utc>, d: &DomainEvent) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream: format!("s-{position}"),
+            version: 1,
+            event_id: uuid::Uuid::from_u128(position as u128),
+            event_type: d.event_type().to_owned(),
+            schema_version: 1,
+            recorded_at: at,
+            actor: "test".into(),
+            correlation_id: uuid::Uuid::from_u128(1),
+            causation_id: None,
+            data: serde_json::Value::Null,
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        }
+    }
+
+    fn access(w: WidgetId, at: DateTime<Utc>) -> lightwidget_domain::Personal<AccessLog> {
+        lightwidget_domain::Personal::new(
+            Subject::access_log(w, at),
+            Category::AccessLog,
+            AccessLog {
+                ip: "198.51.100.7".into(),
+                user_agent: None,
+                browser: None,
+                os: None,
+                device_id: None,
+                referrer: None,
+            },
+        )
+    }
+
+    /// Folding runs of hits per bucket (`handle_batch`) leaves every document exactly as
+    /// applying each event alone (`handle`) does: over buckets new and old, several months,
+    /// times out of order and tied, single hits beside batches, a bucket erased in the middle
+    /// of a run, a legal hold between runs, and a widget the view knows nothing of; in one
+    /// batch and in batches of several sizes.
+    #[test]
+    fn folded_hits_leave_the_documents_as_hits_one_at_a_time() {
+        use lightwidget_domain::event::*;
+        use lightwidget_domain::{HoldId, Personal, StaffId};
+        let a = account();
+        let widgets: Vec<WidgetId> = (1..=4)
+            .map(|i| WidgetId(uuid::Uuid::from_u128(100 + i)))
+            .collect();
+        let mut history: Vec<DomainEvent> = vec![AccountRegistered {
+            account_id: a,
+            profile: Personal::new(
+                Subject::account(a),
+                Category::Profile,
+                InstagramProfile {
+                    instagram_user_id: "1".into(),
+                    username: "fold".into(),
+                    profile_picture_url: None,
+                    account_type: "PERSONAL".into(),
+                },
+            ),
+            registered_at: t0(),
+        }
+        .into()];
+        // The last widget is never created: its buckets have no account.
+        for w in &widgets[..3] {
+            history.push(
+                WidgetCreated {
+                    widget_id: *w,
+                    account_id: a,
+                    settings: Personal::new(
+                        Subject::widget(*w),
+                        Category::WidgetContent,
+                        WidgetSettings {
+                            title: "t".into(),
+                            layout: Layout::Grid,
+                            columns: 3,
+                        },
+                    ),
+                    created_at: t0(),
+                }
+                .into(),
+            );
+        }
+        // Times over about two months, in minutes that repeat (ties) and go back and forth.
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let hit = |next: &mut dyn FnMut(u64) -> u64| {
+            let w = widgets[next(4) as usize];
+            let at = t0() + Duration::hours(next(60) as i64 * 24);
+            (w, at)
+        };
+        let mut erased = None;
+        for round in 0..60 {
+            let event: DomainEvent = match next(5) {
+                0 => {
+                    let (w, at) = hit(&mut next);
+                    WidgetViewed {
+                        widget_id: w,
+                        access: access(w, at),
+                        viewed_at: at,
+                    }
+                    .into()
+                }
+                1 => {
+                    let (w, at) = hit(&mut next);
+                    WidgetClicked {
+                        widget_id: w,
+                        access: access(w, at),
+                        clicked_at: at,
+                    }
+                    .into()
+                }
+                _ => {
+                    let mut views = Vec::new();
+                    let mut clicks = Vec::new();
+                    for _ in 0..next(12) {
+                        let (w, at) = hit(&mut next);
+                        views.push(WidgetViewed {
+                            widget_id: w,
+                            access: access(w, at),
+                            viewed_at: at,
+                        });
+                    }
+                    for _ in 0..next(4) {
+                        let (w, at) = hit(&mut next);
+                        clicks.push(WidgetClicked {
+                            widget_id: w,
+                            access: access(w, at),
+                            clicked_at: at,
+                        });
+                    }
+                    HitsRecorded { views, clicks }.into()
+                }
+            };
+            if round == 25 {
+                // Erase the bucket of the first hit so far: later hits into it change nothing.
+                let subject = hits_of(&event)
+                    .next()
+                    .map(|h| h.subject().clone())
+                    .unwrap_or_else(|| Subject::access_log(widgets[0], t0()));
+                erased = Some(subject.clone());
+                history.push(
+                    PersonalDataErased {
+                        subject,
+                        category: Category::AccessLog,
+                        account_id: Some(a),
+                        rule: "access_log:12 months".into(),
+                        due_at: t0(),
+                        erased_at: t0(),
+                    }
+                    .into(),
+                );
+            }
+            if round == 40 {
+                history.push(
+                    LegalHoldPlaced {
+                        hold_id: HoldId(uuid::Uuid::from_u128(9)),
+                        account_id: a,
+                        reason: "court order".into(),
+                        case_ref: "KR-1".into(),
+                        placed_by: StaffId(uuid::Uuid::from_u128(8)),
+                        placed_at: t0(),
+                    }
+                    .into(),
+                );
+            }
+            history.push(event);
+        }
+        let events: Vec<RecordedEvent> = history
+            .iter()
+            .enumerate()
+            .map(|(n, d)| recorded(n as u64 + 1, t0() + Duration::seconds(n as i64), d))
+            .collect();
+        let retention = Retention::new(Arc::new(RetentionPolicy::defaults()));
+
+        let mut alone = Overlay::default();
+        for (e, d) in events.iter().zip(&history) {
+            retention.handle(e, d, &mut alone);
+        }
+        let alone = alone.into_docs();
+        let buckets = alone
+            .values()
+            .filter(|d| d.doc["category"] == "access_log")
+            .count();
+        assert!(buckets >= 8, "the history makes many buckets ({buckets})");
+        let erased_key = item_key(&erased.expect("a bucket erased"), Category::AccessLog);
+        assert_eq!(alone[&erased_key].doc["state"], "purged");
+
+        for size in [1, 3, 7, events.len()] {
+            let mut folded = Overlay::default();
+            for (e, d) in events.chunks(size).zip(history.chunks(size)) {
+                retention.handle_batch(e, d, &mut folded);
+            }
+            let folded = folded.into_docs();
+            assert_eq!(folded.len(), alone.len(), "batches of {size}");
+            for (key, doc) in &alone {
+                assert_eq!(folded.get(key), Some(doc), "{key} in batches of {size}");
+            }
         }
     }
 
