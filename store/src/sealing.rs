@@ -70,30 +70,7 @@ pub fn plaintext_refs(data: &Value, out: &mut BTreeSet<KeyRef>) -> Result<(), St
 /// seals.
 pub fn seal(data: &Value, keys: &HashMap<KeyRef, (Uuid, DataKey)>) -> Result<Value, StoreError> {
     if let Some(inner) = personal_inner(data) {
-        if inner.contains_key("sealed") || inner.contains_key("key_id") {
-            return Err(StoreError::InvalidPayload(
-                "a personal field arrived already sealed".into(),
-            ));
-        }
-        let Some(value) = inner.get("value") else {
-            // An erased field stays erased.
-            return Ok(data.clone());
-        };
-        let (subject, category) = key_ref(inner)?;
-        let (key_id, key) = keys.get(&(subject.clone(), category)).ok_or_else(|| {
-            StoreError::Internal("no data key prepared for a personal field".into())
-        })?;
-        let plaintext = serde_json::to_vec(value)
-            .map_err(|e| StoreError::Internal(format!("serialize personal value: {e}")))?;
-        let sealed = key.seal(&plaintext, &aad(&subject, category, *key_id));
-        let mut m = Map::new();
-        m.insert("subject".into(), Value::String(subject.to_string()));
-        m.insert("category".into(), Value::String(category.to_string()));
-        m.insert("key_id".into(), Value::String(key_id.to_string()));
-        m.insert("sealed".into(), Value::String(B64.encode(sealed)));
-        let mut outer = Map::new();
-        outer.insert(PERSONAL_MARKER.into(), Value::Object(m));
-        return Ok(Value::Object(outer));
+        return seal_field(data, inner, keys);
     }
     Ok(match data {
         Value::Object(m) => Value::Object(
@@ -104,6 +81,95 @@ pub fn seal(data: &Value, keys: &HashMap<KeyRef, (Uuid, DataKey)>) -> Result<Val
         Value::Array(a) => Value::Array(a.iter().map(|v| seal(v, keys)).collect::<Result<_, _>>()?),
         other => other.clone(),
     })
+}
+
+/// [`seal`], written straight out as the JSON text `serde_json::to_string` would make of
+/// its result: the writer stores that text, and building the sealed tree first only to
+/// serialize it cost a copy of every payload (a profile of the page under load).
+pub fn seal_to_string(
+    data: &Value,
+    keys: &HashMap<KeyRef, (Uuid, DataKey)>,
+) -> Result<String, StoreError> {
+    let mut out = Vec::with_capacity(256);
+    seal_into(data, keys, &mut out)?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| StoreError::Internal(format!("payload text: {e}")))
+}
+
+fn seal_into(
+    data: &Value,
+    keys: &HashMap<KeyRef, (Uuid, DataKey)>,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    if let Some(inner) = personal_inner(data) {
+        return write_json(&seal_field(data, inner, keys)?, out);
+    }
+    match data {
+        Value::Object(m) => {
+            out.push(b'{');
+            for (n, (k, v)) in m.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_json(k, out)?;
+                out.push(b':');
+                seal_into(v, keys, out)?;
+            }
+            out.push(b'}');
+            Ok(())
+        }
+        Value::Array(a) => {
+            out.push(b'[');
+            for (n, v) in a.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                seal_into(v, keys, out)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        other => write_json(other, out),
+    }
+}
+
+/// JSON text of a key or a value, as serde_json writes it.
+fn write_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), StoreError> {
+    serde_json::to_writer(out, v)
+        .map_err(|e| StoreError::Internal(format!("serialize payload: {e}")))
+}
+
+/// One personal field (`data`, whose marker holds `inner`) sealed: its plaintext value
+/// replaced by `key_id` and `sealed`; an erased field stays as it is.
+fn seal_field(
+    data: &Value,
+    inner: &Map<String, Value>,
+    keys: &HashMap<KeyRef, (Uuid, DataKey)>,
+) -> Result<Value, StoreError> {
+    if inner.contains_key("sealed") || inner.contains_key("key_id") {
+        return Err(StoreError::InvalidPayload(
+            "a personal field arrived already sealed".into(),
+        ));
+    }
+    let Some(value) = inner.get("value") else {
+        // An erased field stays erased.
+        return Ok(data.clone());
+    };
+    let (subject, category) = key_ref(inner)?;
+    let (key_id, key) = keys
+        .get(&(subject.clone(), category))
+        .ok_or_else(|| StoreError::Internal("no data key prepared for a personal field".into()))?;
+    let plaintext = serde_json::to_vec(value)
+        .map_err(|e| StoreError::Internal(format!("serialize personal value: {e}")))?;
+    let sealed = key.seal(&plaintext, &aad(&subject, category, *key_id));
+    let mut m = Map::new();
+    m.insert("subject".into(), Value::String(subject.to_string()));
+    m.insert("category".into(), Value::String(category.to_string()));
+    m.insert("key_id".into(), Value::String(key_id.to_string()));
+    m.insert("sealed".into(), Value::String(B64.encode(sealed)));
+    let mut outer = Map::new();
+    outer.insert(PERSONAL_MARKER.into(), Value::Object(m));
+    Ok(Value::Object(outer))
 }
 
 /// The key ids a stored payload's sealed fields need to be opened.
@@ -209,6 +275,46 @@ mod tests {
             opened["list"][0],
             json!({"$personal": {"subject": "order:o1", "category": "billing", "erased": true}})
         );
+    }
+
+    /// The text written while sealing is the text of the sealed tree: the same canonical
+    /// JSON (a parse and a fresh `to_string` give it back byte for byte), with every field
+    /// sealed and opening to the original payload.
+    #[test]
+    fn sealed_text_is_the_sealed_tree_as_text() {
+        let mut data = payload();
+        data["nested"] =
+            json!({"z": [1, 2.5, null, true, "tab\tand \"quote\" é"], "a": {}, "m": []});
+        data["erased"] =
+            json!({"$personal": {"subject": "account:a1", "category": "profile", "erased": true}});
+        let mut refs = BTreeSet::new();
+        plaintext_refs(&data, &mut refs).expect("refs");
+        let keys: HashMap<KeyRef, (Uuid, DataKey)> = refs
+            .into_iter()
+            .map(|r| (r, (Uuid::new_v4(), DataKey::generate())))
+            .collect();
+        let text = seal_to_string(&data, &keys).expect("seal");
+        assert!(!text.contains("MARKER"), "{text}");
+        let parsed: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(serde_json::to_string(&parsed).expect("text"), text);
+        // The same tree as `seal` makes, but for the ciphertexts (each seal draws a nonce).
+        let blank = |v: &Value| {
+            let mut t = v.to_string();
+            for sealed in v.to_string().split("\"sealed\":\"").skip(1) {
+                let end = sealed.find('"').expect("end");
+                t = t.replace(&sealed[..end], "");
+            }
+            t
+        };
+        assert_eq!(blank(&parsed), blank(&seal(&data, &keys).expect("seal")));
+        let by_id: HashMap<Uuid, DataKey> = keys.values().map(|(id, k)| (*id, k.clone())).collect();
+        assert_eq!(open(&parsed, &by_id), data);
+        // Refused as `seal` refuses.
+        let pre = json!({"x": [{"$personal": {"subject": "a:1", "category": "profile", "key_id": "x", "sealed": "y"}}]});
+        assert!(matches!(
+            seal_to_string(&pre, &HashMap::new()),
+            Err(StoreError::InvalidPayload(_))
+        ));
     }
 
     #[test]

@@ -285,9 +285,7 @@ impl<'a> Batch<'a> {
                     };
                     key_map.insert(r, k);
                 }
-                let sealed = sealing::seal(&e.data, &key_map)?;
-                let data = serde_json::to_string(&sealed)
-                    .map_err(|e| StoreError::Internal(format!("serialize payload: {e}")))?;
+                let data = sealing::seal_to_string(&e.data, &key_map)?;
                 if data.len() > MAX_EVENT_DATA_BYTES {
                     return Err(StoreError::EventTooLarge {
                         bytes: data.len(),
