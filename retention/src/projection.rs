@@ -1179,25 +1179,14 @@ mod tests {
         .into()];
         // The last widget is never created: its buckets have no account.
         for w in &widgets[..3] {
-            history.push(
-                WidgetCreated {
-                    widget_id: *w,
-                    account_id: a,
-                    settings: Personal::new(
-                        Subject::widget(*w),
-                        Category::WidgetContent,
-                        WidgetSettings {
-                            title: "t".into(),
-                            layout: Layout::Grid,
-                            columns: 3,
-                        },
-                    ),
-                    created_at: t0(),
-                }
-                .into(),
-            );
+            history.push(lightwidget_store::test_support::bench::widget_created(
+                a,
+                *w,
+                t0(),
+            ));
         }
-        // Times over about two months, in minutes that repeat (ties) and go back and forth.
+        // Whole days over two months: the same bucket and the same time (ties) come again,
+        // and times go back and forth.
         let mut seed = 7u64;
         let mut next = |n: u64| {
             seed = seed
@@ -1205,53 +1194,33 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (seed >> 33) % n
         };
-        let hit = |next: &mut dyn FnMut(u64) -> u64| {
+        let view = |next: &mut dyn FnMut(u64) -> u64| {
             let w = widgets[next(4) as usize];
-            let at = t0() + Duration::hours(next(60) as i64 * 24);
-            (w, at)
+            let at = t0() + Duration::days(next(60) as i64);
+            WidgetViewed {
+                widget_id: w,
+                access: access(w, at),
+                viewed_at: at,
+            }
+        };
+        let click = |next: &mut dyn FnMut(u64) -> u64| {
+            let v = view(next);
+            WidgetClicked {
+                widget_id: v.widget_id,
+                access: v.access,
+                clicked_at: v.viewed_at,
+            }
         };
         let mut erased = None;
         for round in 0..60 {
             let event: DomainEvent = match next(5) {
-                0 => {
-                    let (w, at) = hit(&mut next);
-                    WidgetViewed {
-                        widget_id: w,
-                        access: access(w, at),
-                        viewed_at: at,
-                    }
-                    .into()
+                0 => view(&mut next).into(),
+                1 => click(&mut next).into(),
+                _ => HitsRecorded {
+                    views: (0..next(12)).map(|_| view(&mut next)).collect(),
+                    clicks: (0..next(4)).map(|_| click(&mut next)).collect(),
                 }
-                1 => {
-                    let (w, at) = hit(&mut next);
-                    WidgetClicked {
-                        widget_id: w,
-                        access: access(w, at),
-                        clicked_at: at,
-                    }
-                    .into()
-                }
-                _ => {
-                    let mut views = Vec::new();
-                    let mut clicks = Vec::new();
-                    for _ in 0..next(12) {
-                        let (w, at) = hit(&mut next);
-                        views.push(WidgetViewed {
-                            widget_id: w,
-                            access: access(w, at),
-                            viewed_at: at,
-                        });
-                    }
-                    for _ in 0..next(4) {
-                        let (w, at) = hit(&mut next);
-                        clicks.push(WidgetClicked {
-                            widget_id: w,
-                            access: access(w, at),
-                            clicked_at: at,
-                        });
-                    }
-                    HitsRecorded { views, clicks }.into()
-                }
+                .into(),
             };
             if round == 25 {
                 // Erase the bucket of the first hit so far: later hits into it change nothing.

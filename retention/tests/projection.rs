@@ -181,21 +181,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
 }
 
 fn created(a: AccountId, w: WidgetId) -> DomainEvent {
-    WidgetCreated {
-        widget_id: w,
-        account_id: a,
-        settings: Personal::new(
-            Subject::widget(w),
-            Category::WidgetContent,
-            WidgetSettings {
-                title: "t".into(),
-                layout: Layout::Grid,
-                columns: 3,
-            },
-        ),
-        created_at: t0(),
-    }
-    .into()
+    lightwidget_store::test_support::bench::widget_created(a, w, t0())
 }
 
 /// An account with more items than a page holds: the list runs over several pages, each

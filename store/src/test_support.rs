@@ -261,6 +261,31 @@ pub mod bench {
         view_at(w, at, n)
     }
 
+    /// Widget `w` of account `a` created at `at` (title "t", a grid of three columns).
+    pub fn widget_created(
+        a: lightwidget_domain::AccountId,
+        w: lightwidget_domain::WidgetId,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> lightwidget_domain::DomainEvent {
+        use lightwidget_domain::event::{Layout, WidgetCreated, WidgetSettings};
+        use lightwidget_domain::{Category, Personal, Subject};
+        WidgetCreated {
+            widget_id: w,
+            account_id: a,
+            settings: Personal::new(
+                Subject::widget(w),
+                Category::WidgetContent,
+                WidgetSettings {
+                    title: "t".into(),
+                    layout: Layout::Grid,
+                    columns: 3,
+                },
+            ),
+            created_at: at,
+        }
+        .into()
+    }
+
     /// A view of widget `w` at `at`, its access log (of realistic size) varied by `n`.
     pub fn view_at(
         w: lightwidget_domain::WidgetId,
