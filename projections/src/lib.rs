@@ -168,6 +168,14 @@ pub trait Projection: Send + Sync {
     fn needs_personal_data(&self) -> bool {
         true
     }
+    /// Whether `handle` reads personal fields of events of this type: by default
+    /// [`Projection::needs_personal_data`] for every type. The runner opens only the events
+    /// of types that say yes; the others it decodes as for a projection that needs none (every
+    /// personal field erased, `event.data` null), with no key looked up or unwrapped.
+    fn opens(&self, event_type: &str) -> bool {
+        let _ = event_type;
+        self.needs_personal_data()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,20 +217,29 @@ async fn read_decoded(
         }
     };
     let full = raw.len() >= limit;
-    if projection.needs_personal_data() {
-        let batch = lightwidget_store::open_events(store, raw).await?;
-        let decoded = batch.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        return Ok((batch, decoded, end, full));
+    // The events to open (one key look-up for all of them), and where each goes.
+    let (sealed, to_open): (Vec<_>, Vec<_>) = raw
+        .into_iter()
+        .enumerate()
+        .partition(|(_, e)| !projection.opens(&e.event_type));
+    let (places, to_open): (Vec<usize>, Vec<_>) = to_open.into_iter().unzip();
+    let mut slots: Vec<Option<(RecordedEvent, DomainEvent)>> =
+        (0..sealed.len() + places.len()).map(|_| None).collect();
+    if !to_open.is_empty() {
+        let opened = lightwidget_store::open_events(store, to_open).await?;
+        for (n, e) in places.into_iter().zip(opened) {
+            let d = decode(&e)?;
+            slots[n] = Some((e, d));
+        }
     }
-    let mut decoded = Vec::with_capacity(raw.len());
-    let mut batch = Vec::with_capacity(raw.len());
-    for e in raw {
-        decoded.push(e.decode_sealed().map_err(|err| ProjectionError::Decode {
+    for (n, e) in sealed {
+        let d = e.decode_sealed().map_err(|err| ProjectionError::Decode {
             position: e.position,
             message: err.to_string(),
-        })?);
-        batch.push(e.into_envelope());
+        })?;
+        slots[n] = Some((e.into_envelope(), d));
     }
+    let (batch, decoded) = slots.into_iter().flatten().unzip();
     Ok((batch, decoded, end, full))
 }
 

@@ -470,6 +470,122 @@ async fn statistics(backend: Backend) {
     assert_eq!(of(w1).await, json!({"views": 0, "clicks": 0, "by_day": []}));
 }
 
+/// Records what the runner hands it: for each event, its position, whether its envelope
+/// carries the opened payload, and the registration's username as decoded.
+struct Probe {
+    opens: &'static str,
+    seen: std::sync::Mutex<Vec<(u64, bool, Option<String>)>>,
+}
+
+impl Projection for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn reads(
+        &self,
+        _e: &lightwidget_store::RecordedEvent,
+        _d: &DomainEvent,
+        _loaded: &dyn lightwidget_projections::ViewReader,
+    ) -> Vec<String> {
+        vec![]
+    }
+    fn handle(
+        &self,
+        e: &lightwidget_store::RecordedEvent,
+        d: &DomainEvent,
+        _view: &mut lightwidget_projections::Overlay,
+    ) {
+        let username = match d {
+            DomainEvent::AccountRegistered(r) => Some(
+                r.profile
+                    .value()
+                    .map(|p| p.username.clone())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        };
+        let mut seen = self.seen.lock().expect("lock");
+        seen.push((e.position, !e.data.is_null(), username));
+    }
+    fn opens(&self, event_type: &str) -> bool {
+        event_type == self.opens
+    }
+}
+
+/// The runner opens the events of the types a projection opens (their personal fields
+/// readable) and decodes the others sealed, without their payload: the accounts projection
+/// looks up no widget's key for a new widget. Mixed in one batch, they reach `handle` in log
+/// order.
+async fn only_the_types_a_projection_opens_are_opened(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let (a, w) = (AccountId::new(), WidgetId::new());
+    let registered = |name: &str| -> DomainEvent {
+        AccountRegistered {
+            account_id: a,
+            profile: Personal::new(
+                Subject::account(a),
+                Category::Profile,
+                InstagramProfile {
+                    instagram_user_id: "1".into(),
+                    username: name.into(),
+                    profile_picture_url: None,
+                    account_type: "PERSONAL".into(),
+                },
+            ),
+            registered_at: t0(),
+        }
+        .into()
+    };
+    append(
+        &t,
+        &format!("w-{w}"),
+        vec![lightwidget_store::test_support::bench::widget_created(
+            a,
+            w,
+            t0(),
+        )],
+    )
+    .await;
+    append(&t, &a.stream(), vec![registered("ada")]).await;
+    append(
+        &t,
+        &format!("w2-{w}"),
+        vec![lightwidget_store::test_support::bench::widget_created(
+            a,
+            WidgetId::new(),
+            t0(),
+        )],
+    )
+    .await;
+    let head = append(
+        &t,
+        &format!("{}-again", a.stream()),
+        vec![registered("bea")],
+    )
+    .await;
+
+    let probe = Arc::new(Probe {
+        opens: "AccountRegistered",
+        seen: Default::default(),
+    });
+    Runner::new(t.store.clone(), t.views.clone(), probe.clone())
+        .catch_up()
+        .await
+        .expect("catch up");
+    let seen = probe.seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![
+            (head - 3, false, None),
+            (head - 2, true, Some("ada".into())),
+            (head - 1, false, None),
+            (head, true, Some("bea".into())),
+        ]
+    );
+    assert!(Accounts.opens("AccountRegistered"));
+    assert!(!Accounts.opens("WidgetCreated"));
+}
+
 #[test]
 fn html_escapes_everything_from_the_user() {
     let s = WidgetSettings {
@@ -492,4 +608,9 @@ macro_rules! both {
     };
 }
 
-both!(accounts_and_widgets, invoices, statistics);
+both!(
+    accounts_and_widgets,
+    invoices,
+    statistics,
+    only_the_types_a_projection_opens_are_opened
+);

@@ -77,6 +77,12 @@ impl Projection for Accounts {
         false
     }
 
+    /// Only a registration's profile is read; every other event (a new widget above all: one
+    /// per `POST /v1/widgets`) is applied without looking up or unwrapping its keys.
+    fn opens(&self, event_type: &str) -> bool {
+        event_type == "AccountRegistered"
+    }
+
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, _loaded: &dyn ViewReader) -> Vec<String> {
         account_key(d).into_iter().collect()
     }
