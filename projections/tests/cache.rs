@@ -49,6 +49,9 @@ impl ViewStore for Counted {
     async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError> {
         self.inner.swap(building, live).await
     }
+    fn live_batch_size(&self) -> usize {
+        self.inner.live_batch_size()
+    }
 }
 
 /// Waits until the cache's follower has read up to `position`.

@@ -1265,10 +1265,8 @@ impl ViewStore for PgEventStore {
 
     /// 250 rather than 1,000 events. A runner's batch is handled on a runtime thread and its
     /// documents upserted at once; under `POST /v1/widgets` a batch of 1,000 widgets (three
-    /// documents each) held a core long enough to show in the requests' p99. Five
-    /// interleaved pairs of POST rows: p99 24.8–32.9 ms with 1,000, 21.6–23.5 ms with 250, at
-    /// the same throughput and CPU per request (BENCHMARKS.md). On SQLite 250 cost ~10% more
-    /// CPU and did not help the p99, so it keeps the default.
+    /// documents each) held a core long enough to show in the requests' p99. SQLite keeps
+    /// the default. The measurements are in BENCHMARKS.md ("live runners take 250 events").
     fn live_batch_size(&self) -> usize {
         250
     }
