@@ -519,23 +519,8 @@ impl Projection for Probe {
 async fn only_the_types_a_projection_opens_are_opened(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let (a, w) = (AccountId::new(), WidgetId::new());
-    let registered = |name: &str| -> DomainEvent {
-        AccountRegistered {
-            account_id: a,
-            profile: Personal::new(
-                Subject::account(a),
-                Category::Profile,
-                InstagramProfile {
-                    instagram_user_id: "1".into(),
-                    username: name.into(),
-                    profile_picture_url: None,
-                    account_type: "PERSONAL".into(),
-                },
-            ),
-            registered_at: t0(),
-        }
-        .into()
-    };
+    let registered =
+        |name: &str| lightwidget_store::test_support::bench::account_registered(a, name, t0());
     append(
         &t,
         &format!("w-{w}"),

@@ -1157,26 +1157,17 @@ mod tests {
     #[test]
     fn folded_hits_leave_the_documents_as_hits_one_at_a_time() {
         use lightwidget_domain::event::*;
-        use lightwidget_domain::{HoldId, Personal, StaffId};
+        use lightwidget_domain::{HoldId, StaffId};
         let a = account();
         let widgets: Vec<WidgetId> = (1..=4)
             .map(|i| WidgetId(uuid::Uuid::from_u128(100 + i)))
             .collect();
-        let mut history: Vec<DomainEvent> = vec![AccountRegistered {
-            account_id: a,
-            profile: Personal::new(
-                Subject::account(a),
-                Category::Profile,
-                InstagramProfile {
-                    instagram_user_id: "1".into(),
-                    username: "fold".into(),
-                    profile_picture_url: None,
-                    account_type: "PERSONAL".into(),
-                },
-            ),
-            registered_at: t0(),
-        }
-        .into()];
+        let mut history: Vec<DomainEvent> =
+            vec![lightwidget_store::test_support::bench::account_registered(
+                a,
+                "fold",
+                t0(),
+            )];
         // The last widget is never created: its buckets have no account.
         for w in &widgets[..3] {
             history.push(lightwidget_store::test_support::bench::widget_created(

@@ -5,9 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lightwidget_domain::event::*;
-use lightwidget_domain::{
-    AccountId, Category, DomainEvent, HoldId, Personal, StaffId, Subject, WidgetId,
-};
+use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, StaffId, Subject, WidgetId};
 use lightwidget_projections::{evaluate_as_of, rebuild, Projection, Runner};
 use lightwidget_retention::projection::{
     account_key, item_key, items_page_key, ItemFacts, Retention, Started, ITEMS_PER_PAGE, VIEW,
@@ -73,21 +71,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
     append(
         &t,
         &a.stream(),
-        AccountRegistered {
-            account_id: a,
-            profile: Personal::new(
-                Subject::account(a),
-                Category::Profile,
-                InstagramProfile {
-                    instagram_user_id: "1".into(),
-                    username: "bucket-test".into(),
-                    profile_picture_url: None,
-                    account_type: "PERSONAL".into(),
-                },
-            ),
-            registered_at: t0(),
-        }
-        .into(),
+        lightwidget_store::test_support::bench::account_registered(a, "bucket-test", t0()),
     )
     .await;
     append(&t, &w.stream(), created(a, w)).await;

@@ -261,6 +261,31 @@ pub mod bench {
         view_at(w, at, n)
     }
 
+    /// Account `a` registered at `at` with the Instagram user name `username`.
+    pub fn account_registered(
+        a: lightwidget_domain::AccountId,
+        username: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> lightwidget_domain::DomainEvent {
+        use lightwidget_domain::event::{AccountRegistered, InstagramProfile};
+        use lightwidget_domain::{Category, Personal, Subject};
+        AccountRegistered {
+            account_id: a,
+            profile: Personal::new(
+                Subject::account(a),
+                Category::Profile,
+                InstagramProfile {
+                    instagram_user_id: "1".into(),
+                    username: username.into(),
+                    profile_picture_url: None,
+                    account_type: "PERSONAL".into(),
+                },
+            ),
+            registered_at: at,
+        }
+        .into()
+    }
+
     /// Widget `w` of account `a` created at `at` (title "t", a grid of three columns).
     pub fn widget_created(
         a: lightwidget_domain::AccountId,
