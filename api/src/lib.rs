@@ -427,8 +427,7 @@ impl Application {
                 self.state.store.clone(),
                 self.state.views.clone(),
                 projection,
-            )
-            .with_batch_size(self.state.views.live_batch_size());
+            );
             let mut stop = stop_rx.clone();
             runners.push(tokio::spawn(async move {
                 let name = runner.view().to_owned();

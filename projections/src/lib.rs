@@ -358,12 +358,14 @@ impl Runner {
         projection: Arc<dyn Projection>,
     ) -> Self {
         let view = projection.name().to_owned();
+        // What the storage says suits a runner that follows the log (rebuilds ask for more).
+        let batch_size = views.live_batch_size();
         Runner {
             events,
             views,
             projection,
             view,
-            batch_size: 1000,
+            batch_size,
             cache: std::sync::Mutex::new(None),
         }
     }

@@ -18,7 +18,7 @@ use lightwidget_projections::{rebuild, Overlay, Projection, ViewReader};
 use lightwidget_retention::projection::{Retention, VIEW};
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::bench::{
-    account_registered, backends, count, widget_created, widget_view,
+    account_registered, backends, count, create_widgets, widget_view,
 };
 use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
@@ -68,26 +68,7 @@ async fn seed(t: &TestStore, views: usize) {
     let widgets: Vec<WidgetId> = (0..WIDGETS)
         .map(|i| WidgetId(uuid::Uuid::from_u128(i as u128 + 100)))
         .collect();
-    for chunk in widgets.chunks(100) {
-        let writes = chunk
-            .iter()
-            .map(|w| {
-                StreamWrite::of(
-                    w.stream(),
-                    ExpectedVersion::NoStream,
-                    &[widget_created(a, *w, at)],
-                    &Metadata::system(),
-                )
-            })
-            .collect();
-        t.store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-            .expect("append widgets");
-    }
+    create_widgets(&*t.store, a, &widgets, at).await;
     // The recorder's events: 256 views each, ten events an append.
     let mut n = 0;
     while n < views {

@@ -653,10 +653,7 @@ impl Projection for Retention {
     fn handle_batch(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
         let mut i = 0;
         while i < domain.len() {
-            let run = domain[i..]
-                .iter()
-                .take_while(|d| hits_of(d).next().is_some())
-                .count();
+            let run = domain[i..].iter().take_while(|d| is_hit(d)).count();
             if run == 0 {
                 self.handle(&events[i], &domain[i], view);
                 i += 1;
@@ -700,6 +697,14 @@ impl<'a> Hit<'a> {
             Hit::Click(c) => DomainEvent::WidgetClicked(c.clone()),
         }
     }
+}
+
+/// Whether the event holds only views and clicks (any number, none included).
+fn is_hit(d: &DomainEvent) -> bool {
+    matches!(
+        d,
+        DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_) | DomainEvent::HitsRecorded(_)
+    )
 }
 
 /// The views and clicks an event holds, in the order `handle` applies them (a

@@ -12,9 +12,7 @@ use lightwidget_retention::projection::{
 };
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{
-    AppendRequest, ExpectedVersion, Metadata, StreamWrite, SystemClock, ViewDoc,
-};
+use lightwidget_store::{SystemClock, ViewDoc};
 use std::sync::Arc;
 
 fn t0() -> DateTime<Utc> {
@@ -176,26 +174,7 @@ async fn item_lists_run_over_pages(backend: Backend) {
     let a = AccountId::new();
     let widgets: Vec<WidgetId> = (0..700).map(|_| WidgetId::new()).collect();
     // 700 widgets, two items each, in appends of 100 widgets.
-    for chunk in widgets.chunks(100) {
-        let writes = chunk
-            .iter()
-            .map(|w| {
-                StreamWrite::of(
-                    w.stream(),
-                    ExpectedVersion::NoStream,
-                    &[created(a, *w)],
-                    &Metadata::system(),
-                )
-            })
-            .collect();
-        t.store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-            .expect("append");
-    }
+    lightwidget_store::test_support::bench::create_widgets(&*t.store, a, &widgets, t0()).await;
     let hold = HoldId(uuid::Uuid::from_u128(5));
     append(
         &t,

@@ -65,27 +65,11 @@ pub fn plaintext_refs(data: &Value, out: &mut BTreeSet<KeyRef>) -> Result<(), St
     }
 }
 
-/// Replaces every plaintext personal value by its ciphertext under the key of its
-/// (subject, category). A payload that already carries ciphertext is refused: only the store
-/// seals.
-pub fn seal(data: &Value, keys: &HashMap<KeyRef, (Uuid, DataKey)>) -> Result<Value, StoreError> {
-    if let Some(inner) = personal_inner(data) {
-        return seal_field(data, inner, keys);
-    }
-    Ok(match data {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| Ok((k.clone(), seal(v, keys)?)))
-                .collect::<Result<_, StoreError>>()?,
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(|v| seal(v, keys)).collect::<Result<_, _>>()?),
-        other => other.clone(),
-    })
-}
-
-/// [`seal`], written straight out as the JSON text `serde_json::to_string` would make of
-/// its result: the writer stores that text, and building the sealed tree first only to
-/// serialize it cost a copy of every payload (a profile of the page under load).
+/// The stored text of a payload: every plaintext personal value replaced by its ciphertext
+/// under the key of its (subject, category), written as `serde_json::to_string` writes JSON.
+/// A payload that already carries ciphertext is refused: only the store seals. The text is
+/// written while the payload is walked: building a sealed tree first only to serialize it
+/// cost a copy of every payload (a profile of the page under load).
 pub fn seal_to_string(
     data: &Value,
     keys: &HashMap<KeyRef, (Uuid, DataKey)>,
@@ -252,7 +236,8 @@ mod tests {
             .into_iter()
             .map(|r| (r, (Uuid::new_v4(), DataKey::generate())))
             .collect();
-        let sealed = seal(&data, &keys).expect("seal");
+        let sealed: Value =
+            serde_json::from_str(&seal_to_string(&data, &keys).expect("seal")).expect("json");
         let text = sealed.to_string();
         assert!(!text.contains("MARKER"), "{text}");
 
@@ -277,9 +262,9 @@ mod tests {
         );
     }
 
-    /// The text written while sealing is the text of the sealed tree: the same canonical
-    /// JSON (a parse and a fresh `to_string` give it back byte for byte), with every field
-    /// sealed and opening to the original payload.
+    /// The text written while sealing is canonical JSON (a parse and a fresh `to_string`
+    /// give it back byte for byte), the payload's tree with each plaintext field replaced by
+    /// its key id and ciphertext, and it opens back to the payload.
     #[test]
     fn sealed_text_is_the_sealed_tree_as_text() {
         let mut data = payload();
@@ -297,19 +282,42 @@ mod tests {
         assert!(!text.contains("MARKER"), "{text}");
         let parsed: Value = serde_json::from_str(&text).expect("json");
         assert_eq!(serde_json::to_string(&parsed).expect("text"), text);
-        // The same tree as `seal` makes, but for the ciphertexts (each seal draws a nonce).
-        let blank = |v: &Value| {
-            let mut t = v.to_string();
-            for sealed in v.to_string().split("\"sealed\":\"").skip(1) {
-                let end = sealed.find('"').expect("end");
-                t = t.replace(&sealed[..end], "");
+        // The payload's tree, but for each plaintext field: subject, category, key id and
+        // ciphertext in its place (each seal draws a nonce, so the ciphertext is not compared).
+        fn each_field(v: &Value, f: &dyn Fn(&mut Map<String, Value>)) -> Value {
+            if let Some(inner) = personal_inner(v) {
+                let mut m = inner.clone();
+                f(&mut m);
+                let mut outer = Map::new();
+                outer.insert(PERSONAL_MARKER.into(), Value::Object(m));
+                return Value::Object(outer);
             }
-            t
-        };
-        assert_eq!(blank(&parsed), blank(&seal(&data, &keys).expect("seal")));
+            match v {
+                Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), each_field(v, f)))
+                    .collect(),
+                Value::Array(a) => a.iter().map(|v| each_field(v, f)).collect(),
+                other => other.clone(),
+            }
+        }
+        let stored = each_field(&parsed, &|m| {
+            for k in ["key_id", "sealed"] {
+                if m.get(k).is_some_and(Value::is_string) {
+                    m.insert(k.into(), Value::Bool(true));
+                }
+            }
+        });
+        let expected = each_field(&data, &|m| {
+            if m.remove("value").is_some() {
+                m.insert("key_id".into(), Value::Bool(true));
+                m.insert("sealed".into(), Value::Bool(true));
+            }
+        });
+        assert_eq!(stored, expected);
         let by_id: HashMap<Uuid, DataKey> = keys.values().map(|(id, k)| (*id, k.clone())).collect();
         assert_eq!(open(&parsed, &by_id), data);
-        // Refused as `seal` refuses.
+        // A field already sealed, deep inside, is refused.
         let pre = json!({"x": [{"$personal": {"subject": "a:1", "category": "profile", "key_id": "x", "sealed": "y"}}]});
         assert!(matches!(
             seal_to_string(&pre, &HashMap::new()),
@@ -321,7 +329,7 @@ mod tests {
     fn refuses_pre_sealed_and_malformed_fields() {
         let pre = json!({"$personal": {"subject": "a:1", "category": "profile", "key_id": "x", "sealed": "y"}});
         assert!(matches!(
-            seal(&pre, &HashMap::new()),
+            seal_to_string(&pre, &HashMap::new()),
             Err(StoreError::InvalidPayload(_))
         ));
         let bad = json!({"$personal": {"subject": "nocolon", "category": "profile", "value": 1}});

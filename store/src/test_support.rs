@@ -311,6 +311,36 @@ pub mod bench {
         .into()
     }
 
+    /// Creates `widgets` for account `a` at `at` ([`widget_created`]), each on its new stream,
+    /// 100 streams an append.
+    pub async fn create_widgets(
+        store: &dyn crate::EventStore,
+        a: lightwidget_domain::AccountId,
+        widgets: &[lightwidget_domain::WidgetId],
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        for chunk in widgets.chunks(100) {
+            let writes = chunk
+                .iter()
+                .map(|w| {
+                    crate::StreamWrite::of(
+                        w.stream(),
+                        crate::ExpectedVersion::NoStream,
+                        &[widget_created(a, *w, at)],
+                        &crate::Metadata::system(),
+                    )
+                })
+                .collect();
+            store
+                .append(crate::AppendRequest {
+                    writes,
+                    shred: vec![],
+                })
+                .await
+                .expect("create widgets");
+        }
+    }
+
     /// A view of widget `w` at `at`, its access log (of realistic size) varied by `n`.
     pub fn view_at(
         w: lightwidget_domain::WidgetId,

@@ -97,9 +97,9 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// Atomically replaces `live` by `building` (documents and checkpoint); `building` is
     /// gone afterwards. Readers see either the old or the new view, never a mix.
     async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError>;
-    /// How many events a server's live projection runner takes per batch on this storage
-    /// (rebuilds take much larger ones): fewer documents written per commit against fewer
-    /// commits.
+    /// How many events a projection runner takes per batch on this storage unless told
+    /// otherwise (`Runner::new`; rebuilds take much larger ones): fewer documents written per
+    /// commit against fewer commits.
     fn live_batch_size(&self) -> usize {
         1000
     }
