@@ -217,29 +217,42 @@ async fn read_decoded(
         }
     };
     let full = raw.len() >= limit;
-    // The events to open (one key look-up for all of them), and where each goes.
-    let (sealed, to_open): (Vec<_>, Vec<_>) = raw
+    // The events of types the projection opens are opened together (one key look-up), the
+    // others decoded sealed; then both go back into log order.
+    let opens: Vec<bool> = raw
+        .iter()
+        .map(|e| projection.opens(&e.event_type))
+        .collect();
+    let (to_open, sealed): (Vec<_>, Vec<_>) = raw
         .into_iter()
-        .enumerate()
-        .partition(|(_, e)| !projection.opens(&e.event_type));
-    let (places, to_open): (Vec<usize>, Vec<_>) = to_open.into_iter().unzip();
-    let mut slots: Vec<Option<(RecordedEvent, DomainEvent)>> =
-        (0..sealed.len() + places.len()).map(|_| None).collect();
-    if !to_open.is_empty() {
-        let opened = lightwidget_store::open_events(store, to_open).await?;
-        for (n, e) in places.into_iter().zip(opened) {
-            let d = decode(&e)?;
-            slots[n] = Some((e, d));
-        }
+        .partition(|e| projection.opens(&e.event_type));
+    let mut opened = if to_open.is_empty() {
+        Vec::new()
+    } else {
+        lightwidget_store::open_events(store, to_open).await?
     }
-    for (n, e) in sealed {
-        let d = e.decode_sealed().map_err(|err| ProjectionError::Decode {
-            position: e.position,
-            message: err.to_string(),
-        })?;
-        slots[n] = Some((e.into_envelope(), d));
+    .into_iter();
+    let mut sealed = sealed.into_iter();
+    let mut batch = Vec::with_capacity(opens.len());
+    let mut decoded = Vec::with_capacity(opens.len());
+    for open in opens {
+        let next = if open {
+            opened.next().map(|e| decode(&e).map(|d| (e, d)))
+        } else {
+            sealed.next().map(|e| {
+                let d = e.decode_sealed().map_err(|err| ProjectionError::Decode {
+                    position: e.position,
+                    message: err.to_string(),
+                })?;
+                Ok((e.into_envelope(), d))
+            })
+        };
+        // Each flag has its event in one of the two lists.
+        let Some(next) = next else { break };
+        let (e, d) = next?;
+        batch.push(e);
+        decoded.push(d);
     }
-    let (batch, decoded) = slots.into_iter().flatten().unzip();
     Ok((batch, decoded, end, full))
 }
 
