@@ -365,7 +365,7 @@ impl Application {
             storage.clock.clone(),
             policy.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             sweeper,
             media_fetches: Arc::default(),
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
@@ -385,7 +385,7 @@ impl Application {
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
             metrics: routes::ops::prometheus(),
             policy,
-        };
+        });
         let admin_token = auth::bootstrap_admin(&state, settings.admin_token.as_deref())
             .await
             .context("registering the admin token")?;

@@ -13,8 +13,28 @@ use std::time::Duration;
 /// How long a query waits for `min_position` before answering 503.
 pub const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
 
+/// What every handler can reach: one `Arc` around [`Shared`], so that the copies the
+/// extractors and middleware take of it per request cost one reference count, not one per
+/// field (measured: BENCHMARKS.md, "The request's shared state and the allocator").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The server's shared parts, behind [`AppState`].
+pub struct Shared {
     pub store: Arc<dyn EventStore>,
     pub views: Arc<dyn ViewStore>,
     pub clock: Arc<dyn Clock>,
