@@ -38,6 +38,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "lz4",
         sql: include_str!("../sql/postgres/0004_lz4.sql"),
     },
+    Migration {
+        version: 5,
+        name: "view_docs_text",
+        sql: include_str!("../sql/postgres/0005_view_docs_text.sql"),
+    },
 ];
 
 /// SQLite migrations of the log's database file, in order. The read models had their tables

@@ -1020,14 +1020,22 @@ impl EventStore for PgEventStore {
     }
 }
 
-fn view_doc(r: &Row) -> ViewDoc {
-    ViewDoc {
-        key: r.get(0),
-        doc: r.get(1),
+/// A read-model document from its row (`key, doc, owner, state, due_at`); the document is
+/// stored as JSON text.
+fn view_doc(r: &Row) -> Result<ViewDoc, StoreError> {
+    let key: String = r.get(0);
+    let doc = r
+        .try_get::<_, &str>(1)
+        .ok()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("view document {key} is not JSON text")))?;
+    Ok(ViewDoc {
+        key,
+        doc,
         owner: r.get(2),
         state: r.get(3),
         due_at: r.get(4),
-    }
+    })
 }
 
 #[async_trait]
@@ -1115,14 +1123,14 @@ impl ViewStore for PgEventStore {
             .collect();
         if !puts.is_empty() {
             let keys: Vec<&str> = puts.iter().map(|d| d.key.as_str()).collect();
-            let docs: Vec<&serde_json::Value> = puts.iter().map(|d| &d.doc).collect();
+            let docs: Vec<String> = puts.iter().map(|d| d.doc.to_string()).collect();
             let owners: Vec<Option<&str>> = puts.iter().map(|d| d.owner.as_deref()).collect();
             let states: Vec<Option<&str>> = puts.iter().map(|d| d.state.as_deref()).collect();
             let dues: Vec<Option<DateTime<Utc>>> = puts.iter().map(|d| d.due_at).collect();
             let upsert = tx
                 .prepare_cached(
                     "INSERT INTO views (view, key, doc, owner, state, due_at) \
-                     SELECT $1, * FROM unnest($2::text[], $3::jsonb[], $4::text[], $5::text[], \
+                     SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], \
                      $6::timestamptz[]) \
                      ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, \
                      owner = excluded.owner, state = excluded.state, due_at = excluded.due_at",
@@ -1182,7 +1190,7 @@ impl ViewStore for PgEventStore {
                 .await?;
             client.query(&stmt, &[&view, &unique]).await?
         };
-        Ok(rows.iter().map(view_doc).collect())
+        rows.iter().map(view_doc).collect()
     }
 
     async fn query(&self, view: &str, q: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
@@ -1215,7 +1223,7 @@ impl ViewStore for PgEventStore {
         params.push((&limit, Type::INT8));
         sql.push_str(&format!(" LIMIT ${}", params.len()));
         let rows = client.query_typed(&sql, &params).await?;
-        Ok(rows.iter().map(view_doc).collect())
+        rows.iter().map(view_doc).collect()
     }
 
     async fn drop_view(&self, view: &str) -> Result<(), StoreError> {

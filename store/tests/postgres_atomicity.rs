@@ -184,3 +184,57 @@ async fn a_shred_on_the_optimistic_path_deletes_its_key_and_only_it() {
     t.store.append(shred).await.expect("shred");
     assert_eq!((keys(&kept).await, keys(&gone).await), (1, 0));
 }
+
+/// A database migrated before read-model documents were stored as text (migration 5): its
+/// jsonb documents are carried over and read back as they were written.
+#[tokio::test]
+async fn documents_stored_as_jsonb_read_back_after_the_text_migration() {
+    let db = lightwidget_store::test_support::TestDatabase::create().await;
+    let (client, driver) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(driver);
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .expect("migrations table");
+    for m in lightwidget_schemas::POSTGRES_MIGRATIONS
+        .iter()
+        .take_while(|m| m.version < 5)
+    {
+        client.batch_execute(m.sql).await.expect("old migration");
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .await
+            .expect("record");
+    }
+    let written = json!({"title": "née \"Zoë\"", "n": 3, "list": [1, {"a": null}]});
+    client
+        .execute(
+            "INSERT INTO views (view, key, doc, owner) VALUES ('w', 'k', $1, 'o')",
+            &[&written],
+        )
+        .await
+        .expect("old document");
+    drop(client);
+    let _ = driver.await;
+    let store = lightwidget_store::postgres::PgEventStore::connect(
+        &db.url,
+        lightwidget_store::MasterKey::generate(),
+        Arc::new(SystemClock),
+        lightwidget_store::postgres::PgOptions::default(),
+    )
+    .await
+    .expect("connect and migrate");
+    use lightwidget_store::ViewStore;
+    let docs = store.get_many("w", &["k".into()]).await.expect("read");
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].doc, written);
+    assert_eq!(docs[0].owner.as_deref(), Some("o"));
+}
