@@ -20,7 +20,7 @@ use lightwidget_store::embedded::open_connection;
 use lightwidget_store::postgres::pool_for;
 use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{Metadata, SystemClock};
+use lightwidget_store::SystemClock;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -192,7 +192,7 @@ async fn bench(backend: Backend, total: usize) {
         tasks.push(tokio::spawn(async move {
             for i in 0..PER_PRODUCER {
                 recorder
-                    .record(view(&widgets, p * PER_PRODUCER + i), Metadata::system())
+                    .record(view(&widgets, p * PER_PRODUCER + i))
                     .await
                     .expect("record");
             }

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
+/// The actor every batch of hits is recorded under: hits carry no caller.
+pub const HITS_ACTOR: &str = "anonymous";
+
 /// How long the recorder waits for more events before appending a batch.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
 
@@ -34,7 +37,7 @@ pub const APPENDS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct HitRecorder {
-    queue: mpsc::Sender<(DomainEvent, Metadata, Reply)>,
+    queue: mpsc::Sender<(DomainEvent, Reply)>,
 }
 
 impl HitRecorder {
@@ -63,8 +66,9 @@ impl HitRecorder {
     }
 
     /// Stores a `WidgetViewed` or `WidgetClicked`; returns the log position of the event
-    /// that holds it. Hits are anonymous: a batch carries the metadata of its first hit.
-    pub async fn record(&self, event: DomainEvent, meta: Metadata) -> Result<u64, StoreError> {
+    /// that holds it. Hits are anonymous: each batch gets one envelope ([`HITS_ACTOR`], a
+    /// correlation id of its own), drawn once per batch rather than once per hit.
+    pub async fn record(&self, event: DomainEvent) -> Result<u64, StoreError> {
         if !matches!(
             event,
             DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
@@ -75,7 +79,7 @@ impl HitRecorder {
         }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((event, meta, reply))
+            .send((event, reply))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer
@@ -86,7 +90,7 @@ impl HitRecorder {
 
 async fn run(
     store: Arc<dyn EventStore>,
-    mut rx: mpsc::Receiver<(DomainEvent, Metadata, Reply)>,
+    mut rx: mpsc::Receiver<(DomainEvent, Reply)>,
     max: usize,
     linger: Duration,
 ) {
@@ -117,7 +121,10 @@ async fn run(
                 }
             }
         }
-        let meta = batch[0].1.clone();
+        let meta = Metadata {
+            actor: HITS_ACTOR.into(),
+            ..Metadata::system()
+        };
         // Hits in order, HITS_PER_EVENT to an event; each reply learns its event's index.
         let mut events = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
@@ -128,7 +135,7 @@ async fn run(
                 clicks: Vec::new(),
             };
             let index = events.len() as u64;
-            for (event, _, reply) in queued.by_ref().take(HITS_PER_EVENT) {
+            for (event, reply) in queued.by_ref().take(HITS_PER_EVENT) {
                 match event {
                     DomainEvent::WidgetViewed(v) => hits.views.push(v),
                     DomainEvent::WidgetClicked(c) => hits.clicks.push(c),

@@ -296,10 +296,7 @@ async fn hits_are_counted_exactly(backend: Backend) {
                     }
                     .into()
                 };
-                recorder
-                    .record(e, Metadata::system())
-                    .await
-                    .expect("recorded");
+                recorder.record(e).await.expect("recorded");
             }
         }));
     }
@@ -323,7 +320,11 @@ async fn hits_are_counted_exactly(backend: Backend) {
     let log = t.store.read_all_raw(0, 10_000).await.expect("read");
     assert_eq!(log.last().map(|e| e.position), Some(head));
     let mut stored = 0;
+    let mut appends = std::collections::HashSet::new();
     for e in &log {
+        // Hits have no caller: every batch is recorded as anonymous.
+        assert_eq!(e.actor, lightwidget_commands::recorder::HITS_ACTOR);
+        appends.insert(e.correlation_id);
         match e.decode_sealed().expect("decode") {
             DomainEvent::HitsRecorded(h) => {
                 assert!(!h.is_empty() && h.len() <= lightwidget_commands::recorder::HITS_PER_EVENT);
@@ -333,6 +334,8 @@ async fn hits_are_counted_exactly(backend: Backend) {
         }
     }
     assert_eq!(stored, 64 * 25);
+    // One envelope per append (events of one append share it), not one for the whole run.
+    assert!(appends.len() > 1, "{} correlation ids", appends.len());
     for w in &widgets {
         let s = summarize(&t.docs("statistics", Some(&w.to_string())).await);
         assert_eq!(

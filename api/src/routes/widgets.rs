@@ -722,7 +722,7 @@ pub async fn public_page(
         viewed_at: now,
     }
     .into();
-    app.hits.record(event, app.meta(None)).await?;
+    app.hits.record(event).await?;
     Ok(Html(html).into_response())
 }
 
@@ -748,7 +748,7 @@ pub async fn click(
         clicked_at: now,
     }
     .into();
-    app.hits.record(event, app.meta(None)).await?;
+    app.hits.record(event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
