@@ -11,6 +11,18 @@ use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// A store on the database at `url` (migrated on connect), with a new master key.
+async fn connect(url: &str) -> lightwidget_store::postgres::PgEventStore {
+    lightwidget_store::postgres::PgEventStore::connect(
+        url,
+        lightwidget_store::MasterKey::generate(),
+        Arc::new(SystemClock),
+        lightwidget_store::postgres::PgOptions::default(),
+    )
+    .await
+    .expect("connect and migrate")
+}
+
 fn personal(subject: &Subject) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
@@ -113,14 +125,7 @@ async fn postgres_errors_do_not_carry_input_values() {
 #[tokio::test]
 async fn only_the_read_models_commit_without_waiting_for_the_disk() {
     let db = lightwidget_store::test_support::TestDatabase::create().await;
-    let store = lightwidget_store::postgres::PgEventStore::connect(
-        &db.url,
-        lightwidget_store::MasterKey::generate(),
-        Arc::new(SystemClock),
-        lightwidget_store::postgres::PgOptions::default(),
-    )
-    .await
-    .expect("connect");
+    let store = connect(&db.url).await;
     async fn setting(pool: &deadpool_postgres::Pool) -> String {
         let client = pool.get().await.expect("connection");
         client
@@ -224,14 +229,7 @@ async fn documents_stored_as_jsonb_read_back_after_the_text_migration() {
         .expect("old document");
     drop(client);
     let _ = driver.await;
-    let store = lightwidget_store::postgres::PgEventStore::connect(
-        &db.url,
-        lightwidget_store::MasterKey::generate(),
-        Arc::new(SystemClock),
-        lightwidget_store::postgres::PgOptions::default(),
-    )
-    .await
-    .expect("connect and migrate");
+    let store = connect(&db.url).await;
     use lightwidget_store::ViewStore;
     let docs = store.get_many("w", &["k".into()]).await.expect("read");
     assert_eq!(docs.len(), 1);
