@@ -115,6 +115,15 @@ fn pool_of(cfg: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError>
 /// Applies the PostgreSQL migrations of `lightwidget-schemas` that are not yet applied.
 /// Concurrent starts serialize on an advisory lock.
 pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
+    apply(pool, lightwidget_schemas::POSTGRES_MIGRATIONS).await
+}
+
+/// Applies those of `migrations` that are not yet applied to the database of `pool`, in
+/// order (a test builds an older schema with a prefix of the list).
+pub async fn apply(
+    pool: &Pool,
+    migrations: &[lightwidget_schemas::Migration],
+) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.batch_execute(
@@ -130,7 +139,7 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for m in lightwidget_schemas::POSTGRES_MIGRATIONS {
+    for m in migrations {
         if applied.contains(&m.version) {
             continue;
         }

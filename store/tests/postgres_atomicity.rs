@@ -195,30 +195,16 @@ async fn a_shred_on_the_optimistic_path_deletes_its_key_and_only_it() {
 #[tokio::test]
 async fn documents_stored_as_jsonb_read_back_after_the_text_migration() {
     let db = lightwidget_store::test_support::TestDatabase::create().await;
-    let (client, driver) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let driver = tokio::spawn(driver);
-    client
-        .batch_execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
-             applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .await
-        .expect("migrations table");
-    for m in lightwidget_schemas::POSTGRES_MIGRATIONS
+    let pool = lightwidget_store::postgres::pool_for(&db.url, 1).expect("pool");
+    let all = lightwidget_schemas::POSTGRES_MIGRATIONS;
+    let text = all
         .iter()
-        .take_while(|m| m.version < 5)
-    {
-        client.batch_execute(m.sql).await.expect("old migration");
-        client
-            .execute(
-                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                &[&m.version, &m.name],
-            )
-            .await
-            .expect("record");
-    }
+        .position(|m| m.version == 5)
+        .expect("migration 5");
+    lightwidget_store::postgres::apply(&pool, &all[..text])
+        .await
+        .expect("the migrations before 5");
+    let client = pool.get().await.expect("connection");
     let written = json!({"title": "née \"Zoë\"", "n": 3, "list": [1, {"a": null}]});
     client
         .execute(
@@ -228,7 +214,7 @@ async fn documents_stored_as_jsonb_read_back_after_the_text_migration() {
         .await
         .expect("old document");
     drop(client);
-    let _ = driver.await;
+    drop(pool);
     let store = connect(&db.url).await;
     use lightwidget_store::ViewStore;
     let docs = store.get_many("w", &["k".into()]).await.expect("read");
