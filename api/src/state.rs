@@ -64,11 +64,12 @@ pub struct Shared {
 impl AppState {
     /// The envelope metadata of what `caller` does.
     pub fn meta(&self, caller: Option<&Caller>) -> Metadata {
-        Metadata {
-            actor: caller
-                .map(Caller::actor)
-                .unwrap_or_else(|| "anonymous".into()),
-            ..Metadata::system()
+        match caller {
+            Some(c) => Metadata {
+                actor: c.actor(),
+                ..Metadata::system()
+            },
+            None => Metadata::anonymous(),
         }
     }
 

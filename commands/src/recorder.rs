@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
 /// The actor every batch of hits is recorded under: hits carry no caller.
-pub const HITS_ACTOR: &str = "anonymous";
+pub const HITS_ACTOR: &str = lightwidget_store::ANONYMOUS_ACTOR;
 
 /// How long the recorder waits for more events before appending a batch.
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
@@ -121,10 +121,7 @@ async fn run(
                 }
             }
         }
-        let meta = Metadata {
-            actor: HITS_ACTOR.into(),
-            ..Metadata::system()
-        };
+        let meta = Metadata::anonymous();
         // Hits in order, HITS_PER_EVENT to an event; each reply learns its event's index.
         let mut events = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());

@@ -82,12 +82,24 @@ pub struct Metadata {
     pub causation_id: Option<Uuid>,
 }
 
+/// The actor of what nobody signed in did: a page view, a click, a comment, a ticket.
+pub const ANONYMOUS_ACTOR: &str = "anonymous";
+
 impl Metadata {
     pub fn system() -> Self {
         Metadata {
             actor: "system".into(),
             correlation_id: Uuid::new_v4(),
             causation_id: None,
+        }
+    }
+
+    /// The envelope of what nobody signed in did ([`ANONYMOUS_ACTOR`]), with a correlation
+    /// id of its own.
+    pub fn anonymous() -> Self {
+        Metadata {
+            actor: ANONYMOUS_ACTOR.into(),
+            ..Metadata::system()
         }
     }
 }
