@@ -20,7 +20,7 @@ macro_rules! id_type {
             }
             /// The stream that holds this thing's events.
             pub fn stream(&self) -> String {
-                format!(concat!($prefix, "-{}"), self.0)
+                crate::streams::of($prefix, self.0)
             }
         }
 
@@ -89,7 +89,7 @@ id_type!(
 
 /// The stream of a calendar year's invoices; its version orders the invoice numbers.
 pub fn invoice_stream(year: i32) -> String {
-    format!("invoices-{year}")
+    crate::streams::invoices(year)
 }
 
 /// Who caused an event: recorded in every envelope.

@@ -9,12 +9,17 @@ pub mod account;
 pub mod aggregate;
 pub mod event;
 pub mod hold;
+pub mod identity;
 pub mod ids;
 pub mod invoice;
 pub mod order;
 pub mod personal;
 pub mod preview;
 pub mod retention;
+pub mod staff;
+pub mod streams;
+pub mod support;
+pub mod values;
 pub mod widget;
 
 pub use aggregate::Aggregate;

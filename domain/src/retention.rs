@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 /// The stream that records a subject's erasures.
 pub fn retention_stream(subject: &Subject) -> String {
-    format!("retention-{subject}")
+    crate::streams::retention(subject)
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
