@@ -1,38 +1,12 @@
-//! The Instagram port of sign-in (R5): exchange an OAuth code for an access token, then read
-//! the user's profile. Two adapters: HTTP against `LW_INSTAGRAM_URL`, and the demo adapter
-//! (`demo:<username>`) used when no Instagram settings are given.
-//!
-//! What Instagram returns is read into [`InstagramProfile`], which has no field for an
-//! e-mail address or a password: they cannot be stored (R5).
+//! The Instagram adapters of the port in `lightwidget_commands::instagram`: HTTP against
+//! `LW_INSTAGRAM_URL`, and the demo adapter (`demo:<username>`) used when no Instagram
+//! settings are given.
 
 use async_trait::async_trait;
+pub use lightwidget_commands::instagram::{Instagram, InstagramError, SignedIn};
 use lightwidget_domain::event::{InstagramProfile, MediaItem};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-
-/// A successful exchange: who signed in, and the token Instagram gave us for them.
-#[derive(Clone)]
-pub struct SignedIn {
-    pub profile: InstagramProfile,
-    pub access_token: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InstagramError {
-    /// Instagram refused the code (expired, used, forged).
-    #[error("Instagram refused the code")]
-    Refused,
-    /// Instagram could not be reached or answered nonsense.
-    #[error("Instagram is unavailable: {0}")]
-    Unavailable(String),
-}
-
-#[async_trait]
-pub trait Instagram: Send + Sync {
-    async fn exchange(&self, code: &str) -> Result<SignedIn, InstagramError>;
-    /// The user's recent media, read with their access token (R7: cached at most 24 hours).
-    async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError>;
-}
 
 /// At most this many media items are shown in a widget.
 pub const MEDIA_LIMIT: usize = 24;

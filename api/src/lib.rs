@@ -10,7 +10,6 @@ pub mod auth;
 pub mod extract;
 pub mod instagram;
 pub mod media;
-pub mod metered;
 pub mod problem;
 pub mod routes;
 pub mod settings;
@@ -279,7 +278,53 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         deadline,
     ))
+    // Outermost first: the request id is set (or kept), then the span opened with it.
+    .layer(
+        tower_http::trace::TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            .on_request(())
+            .on_response(answered)
+            .on_failure(()),
+    )
+    .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+    .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+        tower_http::request_id::MakeRequestUuid,
+    ))
     .with_state(state)
+}
+
+/// The span of a request: its method, route (the template, never the path: a path may
+/// name a subject) and request id, with its status and latency recorded when it is
+/// answered. What a handler logs is logged inside it.
+fn request_span(request: &axum::extract::Request) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id = id,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+fn answered(
+    response: &axum::response::Response,
+    latency: std::time::Duration,
+    span: &tracing::Span,
+) {
+    span.record("status", response.status().as_u16());
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    tracing::debug!("answered");
 }
 
 /// Answers 408 as a problem when a request takes longer than the server's request timeout;
@@ -358,16 +403,27 @@ impl Application {
             )),
             None => Arc::new(instagram::DemoInstagram),
         };
-        let events: Arc<dyn EventStore> = Arc::new(metered::MeteredStore(storage.events));
-        let sweeper = Arc::new(Sweeper::new(
+        let events: Arc<dyn EventStore> =
+            Arc::new(lightwidget_store::metered::MeteredStore(storage.events));
+        let sweeper = Arc::new(
+            Sweeper::new(
+                events.clone(),
+                storage.views.clone(),
+                storage.clock.clone(),
+                policy.clone(),
+            )
+            .scrubbing_after(read_models(&policy).iter().map(|p| p.name().to_owned())),
+        );
+        let commands = Arc::new(lightwidget_commands::Context::new(
             events.clone(),
             storage.views.clone(),
             storage.clock.clone(),
-            policy.clone(),
+            instagram,
+            storage.identity_key,
         ));
         let state = AppState::new(state::Shared {
             sweeper,
-            media_fetches: Arc::default(),
+            commands,
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
             widget_docs: Arc::new(lightwidget_projections::cache::ViewCache::new(
@@ -379,16 +435,16 @@ impl Application {
             clock: storage.clock,
             manual_clock: storage.manual_clock,
             tokens: Arc::new(auth::TokenCache::default()),
-            owners: Arc::default(),
-            instagram,
-            identity_key: Arc::new(storage.identity_key),
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
             metrics: routes::ops::prometheus(),
             policy,
         });
-        let admin_token = auth::bootstrap_admin(&state, settings.admin_token.as_deref())
-            .await
-            .context("registering the admin token")?;
+        let admin_token = lightwidget_commands::tokens::bootstrap_admin(
+            &state.commands,
+            settings.admin_token.as_deref(),
+        )
+        .await
+        .context("registering the admin token")?;
         Ok(Application {
             listener,
             state,
@@ -462,7 +518,7 @@ impl Application {
                         _ = stop.wait_for(|s| *s) => break,
                         _ = tokio::time::sleep(interval) => {}
                     }
-                    match app.sweep().await {
+                    match app.sweeper.sweep().await {
                         Ok(r) if !r.purged.is_empty() => {
                             tracing::info!(
                                 purged = r.purged.len(),

@@ -4,6 +4,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use lightwidget_commands::{CommandError, Rejection};
+use lightwidget_domain::account::AccountError;
+use lightwidget_domain::hold::HoldError;
+use lightwidget_domain::order::OrderError;
+use lightwidget_domain::staff::StaffError;
+use lightwidget_domain::values::Invalid;
+use lightwidget_domain::widget::WidgetError;
+use lightwidget_store::StoreError;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
@@ -131,11 +139,104 @@ impl IntoResponse for Problem {
     }
 }
 
-/// A store failure: logged by kind only, answered 500 (503 when the store is unreachable).
-impl From<lightwidget_store::StoreError> for Problem {
-    fn from(e: lightwidget_store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error");
-        Problem::internal()
+/// A store failure: an unreachable store is 503 with `Retry-After` (logged as a warning), a
+/// conflict 409, anything else 500 (logged once, without data).
+impl From<StoreError> for Problem {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "store unavailable");
+                Problem::unavailable("the store is unavailable; try again", 1)
+            }
+            StoreError::Conflict { .. } => {
+                Problem::conflict("the resource kept changing; try again")
+            }
+            e => {
+                tracing::error!(error = %e, "store error");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// A value refused by its parser: 422 naming the field.
+impl From<Invalid> for Problem {
+    fn from(i: Invalid) -> Self {
+        Problem::invalid(&i.field, i.message)
+    }
+}
+
+/// A use case's failure, mapped once for every handler.
+impl From<CommandError> for Problem {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Invalid(i) => i.into(),
+            CommandError::NotFound(what) => Problem::not_found(what),
+            CommandError::Rejected(r) => rejection(r),
+            CommandError::Stale { stream, current } => {
+                let what = stream.split('-').next().unwrap_or("resource");
+                Problem::conflict(format!("the {what} changed: its version is now {current}"))
+                    .field("If-Match")
+            }
+            CommandError::Conflict { .. } => {
+                Problem::conflict("the resource kept changing; try again")
+            }
+            CommandError::Busy { .. } => Problem::unavailable("busy; try again", 1),
+            CommandError::Unreachable(name) => Problem::new(
+                StatusCode::BAD_GATEWAY,
+                &format!("{name}-unavailable"),
+                format!("{name} could not be reached; try again"),
+            ),
+            CommandError::KeyReused => Problem::invalid(
+                "Idempotency-Key",
+                "this Idempotency-Key was used for another request",
+            ),
+            CommandError::Store(e) => e.into(),
+            CommandError::Decode(e) => {
+                tracing::error!(error = %e, "stored event could not be decoded");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+/// An aggregate's refusal: 404 for what does not exist, 403 for an owner who may not act,
+/// 422 for a value the aggregate refuses, 409 for a state that does not allow it.
+fn rejection(r: Rejection) -> Problem {
+    match r {
+        Rejection::Account(e) => match e {
+            AccountError::NotFound => Problem::not_found("account"),
+            AccountError::Blocked => Problem::forbidden("the account is blocked"),
+            AccountError::Purged => Problem::gone("the account was purged"),
+            other => Problem::conflict(other.to_string()),
+        },
+        Rejection::Widget(e) => match e {
+            WidgetError::NotFound => Problem::not_found("widget"),
+            WidgetError::AccountBlocked => Problem::forbidden("the account is blocked"),
+            WidgetError::AccountQuarantined => Problem::forbidden("the account is in quarantine"),
+            other => Problem::conflict(other.to_string()),
+        },
+        Rejection::Order(e) => match e {
+            OrderError::NotFound => Problem::not_found("order"),
+            OrderError::AccountBlocked => Problem::forbidden("the account is blocked"),
+            OrderError::AccountNotActive => Problem::forbidden("the account is not active"),
+            OrderError::NonPositiveAmount | OrderError::PaymentMismatch => {
+                Problem::invalid("amount", e.to_string())
+            }
+            other => Problem::conflict(other.to_string()),
+        },
+        Rejection::Hold(e) => match e {
+            HoldError::NotFound => Problem::not_found("hold"),
+            HoldError::NoAccount => Problem::not_found("account").field("account_id"),
+            HoldError::MissingCaseRef => Problem::invalid("case_ref", e.to_string()),
+            other => Problem::conflict(other.to_string()),
+        },
+        Rejection::Staff(StaffError::AlreadyExists) => Problem::conflict(
+            "this Idempotency-Key already added a staff member; its token was shown then",
+        )
+        .field("Idempotency-Key"),
+        Rejection::TransactionReused => Problem::conflict(r.to_string()).field("transaction_id"),
+        other => Problem::conflict(other.to_string()),
     }
 }
 

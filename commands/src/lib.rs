@@ -1,20 +1,31 @@
-//! Command handling: load an aggregate's stream, `decide`, append the new events with the
-//! version the decision was based on, and on a conflict reload and decide again — a bounded
-//! number of times, then report the conflict. Correlation and causation ids flow from the
-//! caller's [`Metadata`] into every envelope; every outcome carries the position of its last
-//! event.
+//! The application layer: every use case of the ledger. Each runs as one unit of work
+//! ([`unit::transact`]): it loads the aggregates it needs, decides through them, and appends
+//! their events atomically with the versions read, deciding again on a conflict — a bounded
+//! number of times, then reporting it. Correlation and causation ids flow from the caller's
+//! [`Metadata`] into every envelope; every outcome carries the position of its last event.
 
+pub mod accounts;
+pub mod context;
+pub mod error;
 pub mod idempotency;
+pub mod instagram;
+pub mod media;
 pub mod payment;
 pub mod recorder;
+pub mod staff;
+pub mod tokens;
+pub mod unit;
+pub mod visitors;
+pub mod widgets;
 
+pub use context::{Context, Invocation};
+pub use error::{CommandError, Rejection};
 pub use idempotency::execute_once;
 pub use recorder::HitRecorder;
+pub use unit::{transact, Done, Keyed, Unit, UseCase};
 
-use lightwidget_domain::{Aggregate, DomainEvent, EventDecodeError};
-use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
-};
+use lightwidget_domain::{Aggregate, DomainEvent};
+use lightwidget_store::{Clock, EventStore, Metadata};
 
 /// How many times a command is decided before a conflict is reported.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 32;
@@ -34,23 +45,6 @@ pub struct Outcome {
     /// True when an idempotency key matched an earlier command: nothing was appended and
     /// `version`/`position` are that command's.
     pub replayed: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError<E: std::fmt::Debug + std::fmt::Display> {
-    /// The aggregate refused the command.
-    #[error("{0}")]
-    Rejected(E),
-    /// Other writers kept changing the stream; every attempt conflicted.
-    #[error("stream `{stream}` kept changing; gave up after {attempts} attempts")]
-    Conflict { stream: String, attempts: u32 },
-    /// The idempotency key was used before for another request.
-    #[error("the idempotency key was already used for another request")]
-    KeyReused,
-    #[error(transparent)]
-    Store(StoreError),
-    #[error("stored event could not be decoded: {0}")]
-    Decode(#[from] EventDecodeError),
 }
 
 /// A loaded aggregate: its state, version, and the position of its last event.
@@ -77,10 +71,7 @@ impl<A: Default> Loaded<A> {
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
-) -> Result<Loaded<A>, CommandError<A::Error>>
-where
-    A::Error: std::fmt::Display,
-{
+) -> Result<Loaded<A>, CommandError> {
     let mut state = A::default();
     let mut version = 0;
     let mut position = 0;
@@ -88,19 +79,13 @@ where
         // An aggregate that reads no personal values is folded from the stored text as it
         // is: no key is looked up and nothing is decrypted.
         let (count, last) = if A::READS_PERSONAL_DATA {
-            let page = store
-                .read_stream(stream, version, 1000)
-                .await
-                .map_err(CommandError::Store)?;
+            let page = store.read_stream(stream, version, LOAD_PAGE).await?;
             for e in &page {
                 state = state.evolve(&e.to_domain()?);
             }
             (page.len(), page.last().map(|e| (e.version, e.position)))
         } else {
-            let page = store
-                .read_stream_raw(stream, version, 1000)
-                .await
-                .map_err(CommandError::Store)?;
+            let page = store.read_stream_raw(stream, version, LOAD_PAGE).await?;
             for e in &page {
                 state = state.evolve(&e.decode_sealed()?);
             }
@@ -109,7 +94,7 @@ where
         let Some((v, p)) = last else { break };
         version = v;
         position = p;
-        if count < 1000 {
+        if count < LOAD_PAGE {
             break;
         }
     }
@@ -120,22 +105,27 @@ where
     })
 }
 
-/// Runs `command` against the aggregate in `stream`.
+/// How many events of a stream are read at a time when an aggregate is loaded.
+pub const LOAD_PAGE: usize = 1000;
+
+/// Runs `command` against the aggregate in `stream`: the use case of one aggregate.
 pub async fn execute<A>(
     store: &dyn EventStore,
     clock: &dyn Clock,
     stream: &str,
     command: A::Command,
     meta: &Metadata,
-) -> Result<Outcome, CommandError<A::Error>>
+) -> Result<Outcome, CommandError>
 where
-    A: Aggregate,
-    A::Command: Clone,
+    A: Aggregate + Send + Sync,
+    A::Command: Clone + Send + Sync,
     A::Error: std::fmt::Display,
+    CommandError: From<A::Error>,
 {
     execute_with_attempts::<A>(store, clock, stream, command, meta, DEFAULT_MAX_ATTEMPTS).await
 }
 
+/// [`execute`] with another bound on the attempts.
 pub async fn execute_with_attempts<A>(
     store: &dyn EventStore,
     clock: &dyn Clock,
@@ -143,129 +133,52 @@ pub async fn execute_with_attempts<A>(
     command: A::Command,
     meta: &Metadata,
     max_attempts: u32,
-) -> Result<Outcome, CommandError<A::Error>>
+) -> Result<Outcome, CommandError>
 where
-    A: Aggregate,
-    A::Command: Clone,
+    A: Aggregate + Send + Sync,
+    A::Command: Clone + Send + Sync,
     A::Error: std::fmt::Display,
+    CommandError: From<A::Error>,
 {
-    decide_and_append::<A>(store, clock, stream, command, meta, None, &[], max_attempts).await
-}
-
-/// Like [`execute`], with what the caller already knows, so that nothing is read that the
-/// append checks anyway:
-///
-/// * `guess`: the state to decide on first instead of loading the stream — a create's fresh
-///   stream ([`Loaded::new_stream`]). The append expects the guessed version; when the
-///   stream is elsewhere it conflicts, and the stream is loaded and the command decided
-///   again, as after any conflict.
-/// * `fences`: other streams the command read, at the versions it read them
-///   ([`StreamWrite::fence`]); the append is refused unless each is still there. When a
-///   fence conflicts the command is not decided again (what it read is stale, and only the
-///   caller can read it again): the error is [`CommandError::Conflict`] naming the fenced
-///   stream.
-pub async fn execute_guessed<A>(
-    store: &dyn EventStore,
-    clock: &dyn Clock,
-    stream: &str,
-    command: A::Command,
-    meta: &Metadata,
-    guess: Option<Loaded<A>>,
-    fences: &[StreamWrite],
-) -> Result<Outcome, CommandError<A::Error>>
-where
-    A: Aggregate,
-    A::Command: Clone,
-    A::Error: std::fmt::Display,
-{
-    decide_and_append::<A>(
-        store,
-        clock,
-        stream,
+    let work = Decide::<A> {
+        stream: stream.to_owned(),
         command,
-        meta,
-        guess,
-        fences,
-        DEFAULT_MAX_ATTEMPTS,
-    )
-    .await
+    };
+    let done = unit::transact_with_attempts(store, clock, meta, None, max_attempts, &work).await?;
+    Ok(Outcome::from(done))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn decide_and_append<A>(
-    store: &dyn EventStore,
-    clock: &dyn Clock,
-    stream: &str,
-    command: A::Command,
-    meta: &Metadata,
-    mut guess: Option<Loaded<A>>,
-    fences: &[StreamWrite],
-    max_attempts: u32,
-) -> Result<Outcome, CommandError<A::Error>>
+/// The use case of one aggregate: load `stream`, decide `command`, append what it decides.
+#[derive(Debug)]
+pub struct Decide<A: Aggregate> {
+    pub stream: String,
+    pub command: A::Command,
+}
+
+#[async_trait::async_trait]
+impl<A> UseCase for Decide<A>
 where
-    A: Aggregate,
-    A::Command: Clone,
+    A: Aggregate + Send + Sync,
+    A::Command: Clone + Send + Sync,
     A::Error: std::fmt::Display,
+    CommandError: From<A::Error>,
 {
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let loaded = match guess.take() {
-            Some(guessed) => guessed,
-            None => load::<A>(store, stream).await?,
-        };
-        let events = loaded
-            .state
-            .decide(command.clone(), clock.now())
-            .map_err(CommandError::Rejected)?;
-        if events.is_empty() {
-            return Ok(Outcome {
-                events,
-                version: loaded.version,
-                position: loaded.position,
-                attempts,
-                replayed: false,
-            });
-        }
-        let mut writes = vec![StreamWrite::of(
-            stream,
-            ExpectedVersion::Exact(loaded.version),
-            &events,
-            meta,
-        )];
-        writes.extend(fences.iter().cloned());
-        let request = AppendRequest {
-            writes,
-            shred: vec![],
-        };
-        match store.append(request).await {
-            Ok(r) => {
-                return Ok(Outcome {
-                    events,
-                    version: r.versions.first().map(|v| v.1).unwrap_or(loaded.version),
-                    position: r.last_position,
-                    attempts,
-                    replayed: false,
-                })
-            }
-            Err(StoreError::Conflict { stream: fenced, .. })
-                if fences.iter().any(|f| f.stream == fenced) =>
-            {
-                return Err(CommandError::Conflict {
-                    stream: fenced,
-                    attempts,
-                })
-            }
-            Err(StoreError::Conflict { .. }) if attempts < max_attempts => {
-                tracing::debug!(stream, attempts, "conflict; deciding again");
-            }
-            Err(StoreError::Conflict { .. }) => {
-                return Err(CommandError::Conflict {
-                    stream: stream.to_owned(),
-                    attempts,
-                })
-            }
-            Err(e) => return Err(CommandError::Store(e)),
+    type Output = Vec<DomainEvent>;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Vec<DomainEvent>, CommandError> {
+        let loaded = u.load::<A>(&self.stream).await?;
+        u.decide(&self.stream, &loaded, self.command.clone())
+    }
+}
+
+impl From<Done<Vec<DomainEvent>>> for Outcome {
+    fn from(done: Done<Vec<DomainEvent>>) -> Self {
+        Outcome {
+            replayed: done.replayed(),
+            events: done.value.unwrap_or_default(),
+            version: done.version,
+            position: done.position,
+            attempts: done.attempts,
         }
     }
 }

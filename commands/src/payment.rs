@@ -1,22 +1,20 @@
-//! A completed PayPal payment: the order is paid, the year's invoice book issues the next
-//! number, the widget is upgraded — in one atomic append across the three streams, so a
+//! Orders (R10) and their payment. A completed PayPal payment: the order is paid, the year's invoice book issues the next
+//! number, the widget is upgraded — in one unit of work across the three streams, so a
 //! number is never taken without its payment or paid twice (R10). The PayPal transaction id
-//! is recorded as an idempotency key: the same transaction again answers with the same
-//! invoice and appends nothing.
+//! is the idempotency key: the same transaction again answers with the same invoice and
+//! appends nothing.
 
-use crate::idempotency::{key_stream, recorded, sha256_hex};
-use crate::load;
+use crate::unit::{transact, Keyed, Unit, UseCase};
+use crate::{load, CommandError, Rejection};
 use chrono::Datelike;
-use lightwidget_domain::event::CommandRecorded;
-use lightwidget_domain::invoice::{InvoiceBook, InvoiceError, IssueInvoice};
+use lightwidget_domain::event::{BillingDetails, Plan};
+use lightwidget_domain::invoice::{InvoiceBook, IssueInvoice};
 use lightwidget_domain::order::{Order, OrderCommand, OrderError};
 use lightwidget_domain::widget::{Widget, WidgetCommand};
 use lightwidget_domain::{
-    invoice_stream, Aggregate, Category, DomainEvent, OrderId, Personal, Subject,
+    invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
 };
-use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
-};
+use lightwidget_store::{Clock, EventStore, Metadata, StoreError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Paid {
@@ -26,36 +24,20 @@ pub struct Paid {
     pub replayed: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PaymentError {
-    #[error("{0}")]
-    Order(#[from] OrderError),
-    #[error("{0}")]
-    Invoice(#[from] InvoiceError),
-    #[error("the transaction id was already used for another order or amount")]
-    TransactionReused,
-    #[error("the invoice book kept changing; gave up")]
-    Conflict,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("a stored event could not be decoded: {0}")]
-    Decode(String),
-}
-
-impl<E: std::fmt::Debug + std::fmt::Display> From<crate::CommandError<E>> for PaymentError {
-    fn from(e: crate::CommandError<E>) -> Self {
-        match e {
-            crate::CommandError::Store(s) => PaymentError::Store(s),
-            other => PaymentError::Decode(other.to_string()),
-        }
-    }
+/// A payment as PayPal reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Payment<'a> {
+    pub order_id: OrderId,
+    pub transaction_id: &'a str,
+    pub amount_minor: i64,
+    pub currency: &'a str,
 }
 
 /// The invoice number issued for a paid order.
 pub async fn invoice_of(
     store: &dyn EventStore,
     order_id: OrderId,
-) -> Result<Option<String>, PaymentError> {
+) -> Result<Option<String>, CommandError> {
     let order = load::<Order>(store, &order_id.stream()).await?;
     let Some(paid) = order.state.paid else {
         return Ok(None);
@@ -67,58 +49,83 @@ pub async fn invoice_of(
 pub async fn pay_order(
     store: &dyn EventStore,
     clock: &dyn Clock,
-    order_id: OrderId,
-    transaction_id: &str,
-    amount_minor: i64,
-    currency: &str,
+    payment: Payment<'_>,
     meta: &Metadata,
-) -> Result<Paid, PaymentError> {
+) -> Result<Paid, CommandError> {
+    let Payment {
+        order_id,
+        transaction_id,
+        amount_minor,
+        currency,
+    } = payment;
     let key = format!("paypal-transaction:{transaction_id}");
-    let fingerprint = sha256_hex(&format!("{order_id}|{amount_minor}|{currency}"));
-    for _ in 0..crate::DEFAULT_MAX_ATTEMPTS {
-        if let Some(r) = recorded(store, &key).await? {
-            if r.fingerprint != fingerprint {
-                return Err(PaymentError::TransactionReused);
-            }
-            let number = invoice_of(store, order_id).await?.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "order {order_id} is recorded paid without an invoice"
-                ))
-            })?;
-            return Ok(Paid {
-                invoice_number: number,
-                position: r.position,
-                replayed: true,
-            });
-        }
-        let now = clock.now();
-        let order = load::<Order>(store, &order_id.stream()).await?;
-        let pay = order.state.decide(
-            OrderCommand::Pay {
-                transaction_id: Personal::new(
-                    Subject::order(order_id),
-                    Category::Billing,
-                    transaction_id.to_owned(),
-                ),
-                amount_minor,
-                currency: currency.to_owned(),
-            },
-            now,
-        )?;
+    let fingerprint = format!("{order_id}|{amount_minor}|{currency}");
+    let keyed = Keyed {
+        key: &key,
+        fingerprint: &fingerprint,
+    };
+    let done = transact(store, clock, meta, Some(keyed), &PayOrder(payment))
+        .await
+        .map_err(|e| match e {
+            CommandError::KeyReused => CommandError::Rejected(Rejection::TransactionReused),
+            CommandError::Conflict { stream, attempts } => CommandError::Busy { stream, attempts },
+            other => other,
+        })?;
+    let replayed = done.replayed();
+    let invoice_number = match done.value {
+        Some(number) => number,
+        None => invoice_of(store, order_id).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "order {order_id} is recorded paid without an invoice"
+            ))
+        })?,
+    };
+    Ok(Paid {
+        invoice_number,
+        replayed,
+        position: done.position,
+    })
+}
+
+/// The unit of work of a payment: pay the order, issue the invoice, upgrade the widget.
+struct PayOrder<'a>(Payment<'a>);
+
+#[async_trait::async_trait]
+impl UseCase for PayOrder<'_> {
+    /// The invoice number.
+    type Output = String;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<String, CommandError> {
+        let Payment {
+            order_id,
+            transaction_id,
+            amount_minor,
+            currency,
+        } = self.0;
+        let now = u.now();
+        let order = u.load::<Order>(&order_id.stream()).await?;
+        let pay = OrderCommand::Pay {
+            transaction_id: Personal::new(
+                Subject::order(order_id),
+                Category::Billing,
+                transaction_id.to_owned(),
+            ),
+            amount_minor,
+            currency: currency.to_owned(),
+        };
+        u.decide(&order_id.stream(), &order, pay)?;
         let placed = order.state.placed.clone().ok_or(OrderError::NotFound)?;
         let book_stream = invoice_stream(now.year());
-        let book = load::<InvoiceBook>(store, &book_stream).await?;
-        let issued = book.state.decide(
-            IssueInvoice {
-                order_id,
-                widget_id: placed.widget_id,
-                account_id: placed.account_id,
-                amount_minor,
-                currency: currency.to_owned(),
-                billing: placed.billing.clone(),
-            },
-            now,
-        )?;
+        let book = u.load::<InvoiceBook>(&book_stream).await?;
+        let issue = IssueInvoice {
+            order_id,
+            widget_id: placed.widget_id,
+            account_id: placed.account_id,
+            amount_minor,
+            currency: currency.to_owned(),
+            billing: placed.billing.clone(),
+        };
+        let issued = u.decide(&book_stream, &book, issue)?;
         let number = issued
             .iter()
             .find_map(|e| match e {
@@ -126,67 +133,98 @@ pub async fn pay_order(
                 _ => None,
             })
             .or_else(|| book.state.by_order.get(&order_id).cloned())
-            .ok_or_else(|| PaymentError::Decode("no invoice number".into()))?;
-        let widget = load::<Widget>(store, &placed.widget_id.stream()).await?;
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("order {order_id} has no invoice number"))
+            })?;
+        let widget_stream = placed.widget_id.stream();
+        let widget = u.load::<Widget>(&widget_stream).await?;
         // An upgrade the widget refuses (already pro, in quarantine) does not stop the payment
         // and its invoice: the money was received and accounting law wants the invoice.
-        let upgrade = widget
-            .state
-            .decide(
-                WidgetCommand::Upgrade {
-                    order_id,
-                    plan: placed.plan,
-                },
-                now,
-            )
-            .unwrap_or_default();
-        let record: DomainEvent = CommandRecorded {
-            key_hash: sha256_hex(&key),
-            fingerprint: fingerprint.clone(),
-            stream: order_id.stream(),
-            events: pay.len() as u32,
-            version: order.version + pay.len() as u64,
-        }
-        .into();
-        let mut writes = Vec::new();
-        for (stream, version, events) in [
-            (order_id.stream(), order.version, &pay),
-            (book_stream.clone(), book.version, &issued),
-            (placed.widget_id.stream(), widget.version, &upgrade),
-        ] {
-            if !events.is_empty() {
-                writes.push(StreamWrite::of(
-                    stream,
-                    ExpectedVersion::Exact(version),
-                    events,
-                    meta,
-                ));
-            }
-        }
-        // The record goes last: the position before it is the payment's last event.
-        writes.push(StreamWrite::of(
-            key_stream(&key),
-            ExpectedVersion::NoStream,
-            &[record],
-            meta,
-        ));
-        match store
-            .append(AppendRequest {
-                writes,
-                shred: vec![],
-            })
-            .await
-        {
-            Ok(r) => {
-                return Ok(Paid {
-                    invoice_number: number,
-                    position: r.last_position.saturating_sub(1),
-                    replayed: false,
-                })
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
+        let upgrade = WidgetCommand::Upgrade {
+            order_id,
+            plan: placed.plan,
+        };
+        let _refused = u.try_decide(&widget_stream, &widget, upgrade);
+        Ok(number)
     }
-    Err(PaymentError::Conflict)
+}
+
+/// An order placed for a paid plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub position: u64,
+}
+
+/// What the plan costs.
+#[derive(Clone, Copy, Debug)]
+pub struct Price<'a> {
+    pub amount_minor: i64,
+    pub currency: &'a str,
+}
+
+/// Orders a paid plan for one of the caller's widgets with the billing form (R10).
+pub async fn place_order(
+    cx: &crate::Context,
+    inv: crate::Invocation<'_>,
+    account_id: AccountId,
+    widget_id: WidgetId,
+    plan: Plan,
+    price: Price<'_>,
+    billing: BillingDetails,
+) -> Result<OrderPlaced, CommandError> {
+    let order_id = OrderId(inv.new_id("order"));
+    let work = PlaceOrder {
+        cx,
+        order_id,
+        account_id,
+        widget_id,
+        plan,
+        price,
+        billing,
+    };
+    let done = crate::widgets::run_keyed(cx, inv, &work).await?;
+    Ok(OrderPlaced {
+        order_id,
+        position: done.position,
+    })
+}
+
+struct PlaceOrder<'a> {
+    cx: &'a crate::Context,
+    order_id: OrderId,
+    account_id: AccountId,
+    widget_id: WidgetId,
+    plan: Plan,
+    price: Price<'a>,
+    billing: BillingDetails,
+}
+
+#[async_trait::async_trait]
+impl UseCase for PlaceOrder<'_> {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let (widget, owner) =
+            crate::widgets::own_widget(self.cx, u, self.account_id, self.widget_id).await?;
+        let stream = self.order_id.stream();
+        let order = u.load::<Order>(&stream).await?;
+        let place = OrderCommand::Place {
+            order_id: self.order_id,
+            widget_id: self.widget_id,
+            account_id: self.account_id,
+            plan: self.plan,
+            current_plan: widget.state.plan,
+            amount_minor: self.price.amount_minor,
+            currency: self.price.currency.to_owned(),
+            billing: Personal::new(
+                Subject::order(self.order_id),
+                Category::Billing,
+                self.billing.clone(),
+            ),
+            owner,
+        };
+        u.decide(&stream, &order, place)?;
+        Ok(())
+    }
 }

@@ -1,8 +1,9 @@
 //! Command handling against both real backends.
 
 use chrono::{TimeZone, Utc};
+use lightwidget_commands::unit::transact_with_attempts;
 use lightwidget_commands::{
-    execute, execute_guessed, execute_with_attempts, load, CommandError, Loaded,
+    execute, execute_with_attempts, load, transact, CommandError, Rejection, Unit, UseCase,
 };
 use lightwidget_domain::account::OwnerStatus;
 use lightwidget_domain::event::{BillingDetails, Layout, WidgetSettings};
@@ -12,9 +13,9 @@ use lightwidget_domain::{
     invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
 };
 use lightwidget_store::test_support::{Backend, TestStore};
-use lightwidget_store::{ManualClock, Metadata, StreamWrite};
+use lightwidget_store::{EventStore, ManualClock, Metadata};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(
@@ -80,7 +81,10 @@ async fn decides_appends_and_carries_metadata(backend: Backend) {
     .await
     .expect_err("exists");
     assert!(
-        matches!(err, CommandError::Rejected(WidgetError::AlreadyExists)),
+        matches!(
+            err,
+            CommandError::Rejected(Rejection::Widget(WidgetError::AlreadyExists))
+        ),
         "{err:?}"
     );
     let loaded = load::<Widget>(&*t.store, &widget_id.stream())
@@ -189,10 +193,10 @@ async fn a_conflict_is_reported_when_attempts_run_out(backend: Backend) {
     assert_eq!(stored.len(), ok, "every success, and only those, is stored");
 }
 
-/// A guessed new stream and a fence: appended without reading when both hold; a wrong
-/// guess is decided again on the stream as stored; a stale fence refuses the command and
-/// names the fenced stream, with nothing appended.
-async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
+/// A unit of work that assumes a stream new and fences another: appended without reading
+/// when both hold; a wrong assumption is decided again on the stream as stored; a fence that
+/// stays stale is retried and then reported, naming the fenced stream, with nothing appended.
+async fn an_assumption_and_a_fence_are_checked_by_the_append(backend: Backend) {
     let clock = clock();
     let t = TestStore::new(backend, clock.clone()).await;
     let meta = Metadata::system();
@@ -203,44 +207,39 @@ async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
         .await
         .expect("the fenced stream");
 
-    // Creates `widget` on a guessed new stream, fencing `fenced` at `version`.
-    let create_guessed = |widget: WidgetId, version: u64| {
-        let (store, clock, meta, fence) =
-            (t.store.clone(), clock.clone(), meta.clone(), fenced.clone());
-        async move {
-            execute_guessed::<Widget>(
-                &*store,
-                &*clock,
-                &widget.stream(),
-                create(widget),
-                &meta,
-                Some(Loaded::new_stream()),
-                &[StreamWrite::fence(&fence, version)],
-            )
-            .await
-        }
+    // Creates `widget` on a stream assumed new, fencing `fenced` at `version`.
+    let create_assumed = |widget: WidgetId, version: u64| {
+        let (store, clock, meta) = (t.store.clone(), clock.clone(), meta.clone());
+        let work = CreateAssumed {
+            widget,
+            fence: fenced.clone(),
+            version,
+        };
+        async move { transact_with_attempts(&*store, &*clock, &meta, None, 3, &work).await }
     };
     let widget_id = WidgetId::new();
-    let out = create_guessed(widget_id, 1)
+    let out = create_assumed(widget_id, 1)
         .await
-        .expect("guessed right, fence current");
+        .expect("assumed right, fence current");
     assert_eq!((out.version, out.attempts), (1, 1));
 
-    // The stream exists: the guess is wrong, the command decided again on what is stored.
-    let again = create_guessed(widget_id, 1).await;
+    // The stream exists: the assumption is wrong, the command decided again on what is stored.
+    let again = create_assumed(widget_id, 1).await;
     assert!(
         matches!(
             again,
-            Err(CommandError::Rejected(WidgetError::AlreadyExists))
+            Err(CommandError::Rejected(Rejection::Widget(
+                WidgetError::AlreadyExists
+            )))
         ),
         "{again:?}"
     );
 
-    // The fenced stream is at 1, not 0: refused at once, naming it; nothing appended.
+    // The fenced stream is at 1, not 0, at every attempt: reported, naming it; nothing appended.
     let fresh = WidgetId::new();
-    match create_guessed(fresh, 0).await {
+    match create_assumed(fresh, 0).await {
         Err(CommandError::Conflict { stream, attempts }) => {
-            assert_eq!((stream.as_str(), attempts), (fenced.as_str(), 1));
+            assert_eq!((stream.as_str(), attempts), (fenced.as_str(), 3));
         }
         other => panic!("expected the fence's conflict, got {other:?}"),
     }
@@ -250,6 +249,87 @@ async fn a_guess_and_a_fence_are_checked_by_the_append(backend: Backend) {
         .await
         .expect("read");
     assert!(stored.is_empty(), "a refused command appends nothing");
+}
+
+struct CreateAssumed {
+    widget: WidgetId,
+    fence: String,
+    version: u64,
+}
+
+#[async_trait::async_trait]
+impl UseCase for CreateAssumed {
+    type Output = Vec<DomainEvent>;
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Vec<DomainEvent>, CommandError> {
+        u.fence(&self.fence, self.version);
+        let stream = self.widget.stream();
+        let loaded = u.assume_new::<Widget>(&stream).await?;
+        u.decide(&stream, &loaded, create(self.widget))
+    }
+}
+
+/// Decides on the invoice book (read only) and writes a widget; on its first attempt another
+/// writer issues an invoice between the read and the append.
+struct ReadBookWriteWidget {
+    book: String,
+    widget_id: WidgetId,
+    other_writer: (Arc<dyn EventStore>, Arc<ManualClock>),
+    seen: Mutex<Vec<u64>>,
+}
+
+#[async_trait::async_trait]
+impl UseCase for ReadBookWriteWidget {
+    type Output = Vec<DomainEvent>;
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Vec<DomainEvent>, CommandError> {
+        let loaded = u.load::<InvoiceBook>(&self.book).await?;
+        self.seen.lock().expect("seen").push(loaded.version);
+        if u.attempt() == 1 {
+            let (store, clock) = &self.other_writer;
+            execute::<InvoiceBook>(
+                &**store,
+                &**clock,
+                &self.book,
+                issue(1),
+                &Metadata::system(),
+            )
+            .await?;
+        }
+        let stream = self.widget_id.stream();
+        let widget = u.load::<Widget>(&stream).await?;
+        u.decide(&stream, &widget, create(self.widget_id))
+    }
+}
+
+/// A stream the unit read, changed by another writer between the read and the append: the
+/// append is refused, and the use case runs again on the fresh read.
+async fn a_write_between_read_and_append_is_decided_again(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let meta = Metadata::system();
+    let book = invoice_stream(2026);
+    let widget_id = WidgetId::new();
+    let work = ReadBookWriteWidget {
+        book: book.clone(),
+        widget_id,
+        other_writer: (t.store.clone(), clock.clone()),
+        seen: Mutex::new(Vec::new()),
+    };
+    let done = transact(&*t.store, &*clock, &meta, None, &work)
+        .await
+        .expect("decided again");
+    let seen = work.seen.lock().expect("seen").clone();
+    assert_eq!(
+        seen,
+        vec![0, 1],
+        "the second attempt read the book as changed"
+    );
+    assert_eq!((done.attempts, done.version), (2, 1));
+    let stored = t
+        .store
+        .read_stream(&widget_id.stream(), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 1, "written once, by the second attempt");
 }
 
 macro_rules! both {
@@ -263,5 +343,6 @@ both!(
     decides_appends_and_carries_metadata,
     concurrent_commands_retry_until_they_fit,
     a_conflict_is_reported_when_attempts_run_out,
-    a_guess_and_a_fence_are_checked_by_the_append
+    an_assumption_and_a_fence_are_checked_by_the_append,
+    a_write_between_read_and_append_is_decided_again
 );

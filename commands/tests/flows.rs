@@ -2,8 +2,8 @@
 //! path for views — on both real backends.
 
 use chrono::{TimeZone, Utc};
-use lightwidget_commands::payment::{pay_order, PaymentError};
-use lightwidget_commands::{execute, execute_once, CommandError, HitRecorder};
+use lightwidget_commands::payment::{pay_order, Payment};
+use lightwidget_commands::{execute, execute_once, CommandError, HitRecorder, Rejection};
 use lightwidget_domain::account::OwnerStatus;
 use lightwidget_domain::event::*;
 use lightwidget_domain::order::{Order, OrderCommand};
@@ -191,10 +191,12 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
             pay_order(
                 &*store,
                 &*clock,
-                o,
-                &format!("TX-{i}"),
-                4900,
-                "PLN",
+                Payment {
+                    order_id: o,
+                    transaction_id: &format!("TX-{i}"),
+                    amount_minor: 4900,
+                    currency: "PLN",
+                },
                 &Metadata::system(),
             )
             .await
@@ -217,10 +219,12 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
     let again = pay_order(
         &*other_process,
         &*clock,
-        orders[3].0,
-        "TX-3",
-        4900,
-        "PLN",
+        Payment {
+            order_id: orders[3].0,
+            transaction_id: "TX-3",
+            amount_minor: 4900,
+            currency: "PLN",
+        },
         &Metadata::system(),
     )
     .await
@@ -231,27 +235,37 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
     let err = pay_order(
         &*t.store,
         &*clock,
-        orders[4].0,
-        "TX-3",
-        4900,
-        "PLN",
+        Payment {
+            order_id: orders[4].0,
+            transaction_id: "TX-3",
+            amount_minor: 4900,
+            currency: "PLN",
+        },
         &Metadata::system(),
     )
     .await
     .expect_err("reused");
-    assert!(matches!(err, PaymentError::TransactionReused), "{err:?}");
+    assert!(
+        matches!(err, CommandError::Rejected(Rejection::TransactionReused)),
+        "{err:?}"
+    );
     let err = pay_order(
         &*t.store,
         &*clock,
-        OrderId::new(),
-        "TX-new",
-        4900,
-        "PLN",
+        Payment {
+            order_id: OrderId::new(),
+            transaction_id: "TX-new",
+            amount_minor: 4900,
+            currency: "PLN",
+        },
         &Metadata::system(),
     )
     .await
     .expect_err("no such order");
-    assert!(matches!(err, PaymentError::Order(_)), "{err:?}");
+    assert!(
+        matches!(err, CommandError::Rejected(Rejection::Order(_))),
+        "{err:?}"
+    );
     assert!(t.store.verify().await.expect("verify").ok);
 }
 

@@ -125,21 +125,34 @@ impl WidgetSettings {
         })
     }
 
-    /// These settings with the fields a patch names replaced (each checked as in
-    /// [`WidgetSettings::parse`]).
-    pub fn patched(
-        self,
+    /// These settings with the fields `patch` names replaced.
+    pub fn patched(self, patch: SettingsPatch) -> Self {
+        WidgetSettings {
+            title: patch.title.unwrap_or(self.title),
+            layout: patch.layout.unwrap_or(self.layout),
+            columns: patch.columns.unwrap_or(self.columns),
+        }
+    }
+}
+
+/// The settings a patch changes, each checked as in [`WidgetSettings::parse`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    title: Option<String>,
+    layout: Option<Layout>,
+    columns: Option<u8>,
+}
+
+impl SettingsPatch {
+    pub fn parse(
         title: Option<&str>,
         layout: Option<&str>,
         columns: Option<i64>,
     ) -> Result<Self, Invalid> {
-        Ok(WidgetSettings {
-            title: title.map(self::title).transpose()?.unwrap_or(self.title),
-            layout: layout.map(self::layout).transpose()?.unwrap_or(self.layout),
-            columns: columns
-                .map(self::columns)
-                .transpose()?
-                .unwrap_or(self.columns),
+        Ok(SettingsPatch {
+            title: title.map(self::title).transpose()?,
+            layout: layout.map(self::layout).transpose()?,
+            columns: columns.map(self::columns).transpose()?,
         })
     }
 }
@@ -334,18 +347,14 @@ mod tests {
     fn a_patch_keeps_what_it_does_not_name() {
         let s = WidgetSettings::parse(" Feed ", "grid", 3).expect("accepted");
         assert_eq!(s.title, "Feed");
-        let p = s
-            .clone()
-            .patched(None, Some("list"), None)
-            .expect("accepted");
+        let patch = SettingsPatch::parse(None, Some("list"), None).expect("accepted");
+        let p = s.patched(patch);
         assert_eq!(
             (p.title.as_str(), p.layout, p.columns),
             ("Feed", Layout::List, 3)
         );
-        assert_eq!(
-            s.patched(None, None, Some(0)).expect_err("refused").field,
-            "columns"
-        );
+        let refused = SettingsPatch::parse(None, None, Some(0)).expect_err("refused");
+        assert_eq!(refused.field, "columns");
     }
 
     #[test]

@@ -19,16 +19,14 @@ use crate::policy::RetentionPolicy;
 use crate::projection::{self, ItemFacts, Retention};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use lightwidget_commands::{load, CommandError};
+use lightwidget_commands::unit::transact_with_attempts;
+use lightwidget_commands::{CommandError, Unit, UseCase};
 use lightwidget_domain::account::{Account, AccountCommand};
 use lightwidget_domain::retention::{retention_stream, Erase, ErasureError, SubjectErasures};
 use lightwidget_domain::widget::{Widget, WidgetCommand};
-use lightwidget_domain::{AccountId, Aggregate, Category, Subject, WidgetId};
+use lightwidget_domain::{AccountId, Category, Subject, WidgetId};
 use lightwidget_projections::{ProjectionError, Runner};
-use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
-    ViewQuery, ViewStore,
-};
+use lightwidget_store::{Clock, EventStore, Metadata, StoreError, ViewQuery, ViewStore};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -76,10 +74,13 @@ pub enum SweepError {
     Contended(String),
 }
 
-fn decode_err<E: std::fmt::Debug + std::fmt::Display>(e: CommandError<E>) -> SweepError {
-    match e {
-        CommandError::Store(s) => SweepError::Store(s),
-        other => SweepError::Decode(other.to_string()),
+impl From<CommandError> for SweepError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Store(s) => SweepError::Store(s),
+            CommandError::Conflict { stream, .. } => SweepError::Contended(stream),
+            other => SweepError::Decode(other.to_string()),
+        }
     }
 }
 
@@ -91,21 +92,28 @@ pub struct Sweeper {
     /// One sweep at a time in this process; other processes are kept out by the streams'
     /// versions.
     running: tokio::sync::Mutex<()>,
+    /// The read models that apply a sweep's purges before the store is scrubbed.
+    scrub_after: Vec<String>,
 }
 
-/// A unit's writes, decided against the streams as read.
-struct Unit {
-    writes: Vec<StreamWrite>,
-    shred: Vec<(Subject, Category)>,
-    erased: Vec<(Subject, Category)>,
-}
+/// How long a sweep waits for the read models to apply its purges before the scrub.
+const READ_MODELS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What one unit of purge came to.
 enum Decided {
-    Append(Unit),
+    /// These erasures were appended (with their purge events and the keys shredded).
+    Erased(Vec<(Subject, Category)>),
     /// Nothing left to do (another sweep did it).
     Done,
     /// A domain rule refuses the purge now.
     Refused(String),
+}
+
+/// The unit of purge of one due item: see the module docs.
+struct PurgeUnit<'a> {
+    item: &'a ItemFacts,
+    rule: &'a str,
+    due_at: DateTime<Utc>,
 }
 
 impl Sweeper {
@@ -126,11 +134,69 @@ impl Sweeper {
             clock,
             runner,
             running: tokio::sync::Mutex::new(()),
+            scrub_after: Vec::new(),
         }
     }
 
-    /// One sweep: everything due now and not held is purged, exactly once.
+    /// After a sweep that purged anything, waits (bounded) until these read models have
+    /// applied the purges, then scrubs what the store's engine may still hold of the erased
+    /// data (R23). Without it, a sweep scrubs at once.
+    pub fn scrubbing_after(mut self, read_models: impl IntoIterator<Item = String>) -> Self {
+        self.scrub_after = read_models.into_iter().collect();
+        self
+    }
+
+    /// One sweep: everything due now and not held is purged, exactly once; then, when
+    /// anything was purged, the clean-up of R23 (see [`Sweeper::scrubbing_after`]).
     pub async fn sweep(&self) -> Result<SweepReport, SweepError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!("sweep", purged = tracing::field::Empty);
+        async {
+            let report = self.purge_due().await?;
+            tracing::Span::current().record("purged", report.purged.len());
+            if !report.purged.is_empty() {
+                self.scrub(report.position).await;
+            }
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Every read model applies the purges (waited on together, bounded), then the store
+    /// scrubs: a scrub that finds the store busy is tried again, three times at most.
+    async fn scrub(&self, position: u64) {
+        let waits = self.scrub_after.iter().map(|view| {
+            lightwidget_projections::wait_for_position(
+                &*self.views,
+                view,
+                position,
+                READ_MODELS_WAIT,
+            )
+        });
+        for (view, r) in self
+            .scrub_after
+            .iter()
+            .zip(futures::future::join_all(waits).await)
+        {
+            if let Err(e) = r {
+                tracing::warn!(projection = %view, error = %e, "read model behind after a sweep");
+            }
+        }
+        for _ in 0..3 {
+            match self.store.scrub().await {
+                Ok(true) => break,
+                Ok(false) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scrubbing the store after a sweep");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Everything due now and not held, purged exactly once.
+    async fn purge_due(&self) -> Result<SweepReport, SweepError> {
         let _one = self.running.lock().await;
         let now = self.clock.now();
         let correlation = Uuid::new_v4();
@@ -224,235 +290,167 @@ impl Sweeper {
         due_at: DateTime<Utc>,
         meta: &Metadata,
     ) -> Result<Option<Vec<PurgedItem>>, SweepError> {
-        for _ in 0..ATTEMPTS {
-            let decided = self.decide(item, rule, due_at, meta).await?;
-            let unit = match decided {
-                Decided::Append(u) => u,
-                Decided::Done => return Ok(Some(vec![])),
-                Decided::Refused(why) => {
-                    tracing::info!(
-                        subject = %item.subject_id,
-                        category = %item.category,
-                        reason = %why,
-                        "purge refused"
-                    );
-                    return Ok(None);
-                }
-            };
-            let request = AppendRequest {
-                writes: unit.writes,
-                shred: unit.shred,
-            };
-            match self.store.append(request).await {
-                Ok(r) => {
-                    return Ok(Some(
-                        unit.erased
-                            .into_iter()
-                            .map(|(subject_id, category)| PurgedItem {
-                                subject_id,
-                                category,
-                                account_id: item.account_id,
-                                rule: rule.to_owned(),
-                                due_at,
-                                position: r.last_position,
-                            })
-                            .collect(),
-                    ))
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+        let work = PurgeUnit { item, rule, due_at };
+        let done =
+            transact_with_attempts(&*self.store, &*self.clock, meta, None, ATTEMPTS, &work).await?;
+        match done.value {
+            Some(Decided::Erased(erased)) => Ok(Some(
+                erased
+                    .into_iter()
+                    .map(|(subject_id, category)| PurgedItem {
+                        subject_id,
+                        category,
+                        account_id: item.account_id,
+                        rule: rule.to_owned(),
+                        due_at,
+                        position: done.position,
+                    })
+                    .collect(),
+            )),
+            Some(Decided::Done) | None => Ok(Some(vec![])),
+            Some(Decided::Refused(why)) => {
+                tracing::info!(
+                    subject = %item.subject_id,
+                    category = %item.category,
+                    reason = %why,
+                    "purge refused"
+                );
+                Ok(None)
             }
         }
-        Err(SweepError::Contended(format!(
-            "{} ({})",
-            item.subject_id, item.category
-        )))
+    }
+}
+
+#[async_trait::async_trait]
+impl UseCase for PurgeUnit<'_> {
+    type Output = Decided;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Decided, CommandError> {
+        let decided = self.decide(u).await?;
+        if !matches!(decided, Decided::Erased(_)) {
+            // Nothing of a refused or finished unit is appended.
+            u.discard();
+        }
+        Ok(decided)
+    }
+}
+
+impl PurgeUnit<'_> {
+    async fn decide(&self, u: &mut Unit<'_>) -> Result<Decided, CommandError> {
+        let Some(erased) = self.erase_unit(u).await? else {
+            return Ok(Decided::Done);
+        };
+        let item = self.item;
+        // Every purge of an account's data depends on the account's stream, where its legal
+        // holds live: loaded, it is fenced, so a hold placed after this decision makes the
+        // append conflict and the retry sees the hold (R21). The profile unit decided on that
+        // stream already (an account under a legal hold refuses its purge).
+        let profile =
+            item.category == Category::Profile && item.subject_id.as_str().starts_with("account:");
+        if let (Some(account), false) = (item.account_id, profile) {
+            let loaded = u.load::<Account>(&account.stream()).await?;
+            if !loaded.state.legal_holds.is_empty() {
+                return Ok(Decided::Refused("the account is under a legal hold".into()));
+            }
+        }
+        Ok(erased)
     }
 
-    async fn decide(
-        &self,
-        item: &ItemFacts,
-        rule: &str,
-        due_at: DateTime<Utc>,
-        meta: &Metadata,
-    ) -> Result<Decided, SweepError> {
-        let now = self.clock.now();
-        let mut unit = Unit {
-            writes: vec![],
-            shred: vec![],
-            erased: vec![],
-        };
+    /// Decides the unit's erasures and purge events: `None` when everything was erased
+    /// before, else what was erased (or the refusal).
+    async fn erase_unit(&self, u: &mut Unit<'_>) -> Result<Option<Decided>, CommandError> {
+        let item = self.item;
         let subject = item.subject_id.as_str();
+        let mut erased = Vec::new();
         match item.category {
             Category::Profile if subject.starts_with("account:") => {
                 let Some(account) = item.account_id else {
-                    return Ok(Decided::Refused("no account".into()));
+                    return Ok(Some(Decided::Refused("no account".into())));
                 };
                 if !self
-                    .erase(
-                        &mut unit,
-                        &item.subject_id,
-                        Category::Profile,
-                        item.account_id,
-                        rule,
-                        due_at,
-                        meta,
-                    )
+                    .erase(u, &item.subject_id, Category::Profile, &mut erased)
                     .await?
                 {
-                    return Ok(Decided::Done);
+                    return Ok(None);
                 }
-                match self
-                    .decide_on::<Account>(&account.stream(), AccountCommand::Purge, now, meta)
-                    .await?
-                {
-                    Ok(w) => unit.writes.push(w),
-                    Err(lightwidget_domain::account::AccountError::Purged) => {}
-                    Err(e) => return Ok(Decided::Refused(e.to_string())),
+                let stream = account.stream();
+                let loaded = u.load::<Account>(&stream).await?;
+                match u.try_decide(&stream, &loaded, AccountCommand::Purge) {
+                    Ok(_) | Err(lightwidget_domain::account::AccountError::Purged) => {}
+                    Err(e) => return Ok(Some(Decided::Refused(e.to_string()))),
                 }
             }
             Category::WidgetContent | Category::Statistics => {
                 let Some(widget) = item.widget_id.or_else(|| widget_of(&item.subject_id)) else {
-                    return Ok(Decided::Refused("no widget".into()));
+                    return Ok(Some(Decided::Refused("no widget".into())));
                 };
                 let subject = Subject::widget(widget);
-                let mut any = false;
                 for c in [Category::WidgetContent, Category::Statistics] {
-                    any |= self
-                        .erase(&mut unit, &subject, c, item.account_id, rule, due_at, meta)
-                        .await?;
-                }
-                for log in &item.access_logs {
-                    any |= self
-                        .erase(
-                            &mut unit,
-                            log,
-                            Category::AccessLog,
-                            item.account_id,
-                            rule,
-                            due_at,
-                            meta,
-                        )
-                        .await?;
+                    self.erase(u, &subject, c, &mut erased).await?;
                 }
                 // The access-log buckets the projection saw when this item was read; a bucket
                 // the item does not list yet is a view recorded after the widget went out of
                 // service, and it goes under its own rule.
-                if !any {
-                    return Ok(Decided::Done);
+                for log in &item.access_logs {
+                    self.erase(u, log, Category::AccessLog, &mut erased).await?;
+                }
+                if erased.is_empty() {
+                    return Ok(None);
                 }
                 let command = if item.deletion.is_some() {
                     WidgetCommand::Purge
                 } else {
                     WidgetCommand::PurgeWithAccount
                 };
-                match self
-                    .decide_on::<Widget>(&widget.stream(), command, now, meta)
-                    .await?
-                {
-                    Ok(w) => unit.writes.push(w),
-                    Err(lightwidget_domain::widget::WidgetError::Purged) => {}
-                    Err(e) => return Ok(Decided::Refused(e.to_string())),
+                let stream = widget.stream();
+                let loaded = u.load::<Widget>(&stream).await?;
+                match u.try_decide(&stream, &loaded, command) {
+                    Ok(_) | Err(lightwidget_domain::widget::WidgetError::Purged) => {}
+                    Err(e) => return Ok(Some(Decided::Refused(e.to_string()))),
                 }
             }
             category => {
                 if !self
-                    .erase(
-                        &mut unit,
-                        &item.subject_id,
-                        category,
-                        item.account_id,
-                        rule,
-                        due_at,
-                        meta,
-                    )
+                    .erase(u, &item.subject_id, category, &mut erased)
                     .await?
                 {
-                    return Ok(Decided::Done);
+                    return Ok(None);
                 }
             }
         }
-        // Every purge of an account's data fences on the account's stream, where its legal
-        // holds live: a hold placed after this decision makes the append conflict, and the
-        // retry sees the hold (R21). The profile unit writes that stream already.
-        if let Some(account) = item.account_id {
-            let stream = account.stream();
-            if !unit.writes.iter().any(|w| w.stream == stream) {
-                let loaded = load::<Account>(&*self.store, &stream)
-                    .await
-                    .map_err(decode_err)?;
-                if !loaded.state.legal_holds.is_empty() {
-                    return Ok(Decided::Refused("the account is under a legal hold".into()));
-                }
-                unit.writes.push(StreamWrite::fence(stream, loaded.version));
-            }
-        }
-        Ok(Decided::Append(unit))
+        Ok(Some(Decided::Erased(erased)))
     }
 
-    /// Adds the erasure of (subject, category) to the unit; false when it was erased before.
-    #[allow(clippy::too_many_arguments)]
+    /// Decides the erasure of (subject, category) and shreds its key in the same append;
+    /// false when it was erased before.
     async fn erase(
         &self,
-        unit: &mut Unit,
+        u: &mut Unit<'_>,
         subject: &Subject,
         category: Category,
-        account_id: Option<AccountId>,
-        rule: &str,
-        due_at: DateTime<Utc>,
-        meta: &Metadata,
-    ) -> Result<bool, SweepError> {
+        erased: &mut Vec<(Subject, Category)>,
+    ) -> Result<bool, CommandError> {
         let stream = retention_stream(subject);
         let command = Erase {
             subject: subject.clone(),
             category,
-            account_id,
-            rule: rule.to_owned(),
-            due_at,
+            account_id: self.item.account_id,
+            rule: self.rule.to_owned(),
+            due_at: self.due_at,
         };
-        match self
-            .decide_on::<SubjectErasures>(&stream, command, self.clock.now(), meta)
-            .await?
-        {
-            Ok(w) => {
-                // Several erasures of one subject in one unit share its stream, appended
-                // with the version read first.
-                match unit.writes.iter_mut().find(|x| x.stream == stream) {
-                    Some(x) => x.events.extend(w.events),
-                    None => unit.writes.push(w),
-                }
-                unit.shred.push((subject.clone(), category));
-                unit.erased.push((subject.clone(), category));
+        // Several erasures of one subject in one unit share its stream, appended with the
+        // version read first.
+        let loaded = u.load::<SubjectErasures>(&stream).await?;
+        match u.try_decide(&stream, &loaded, command) {
+            Ok(_) => {
+                u.shred([(subject.clone(), category)]);
+                erased.push((subject.clone(), category));
                 Ok(true)
             }
             Err(ErasureError::AlreadyErased) => Ok(false),
             // The rule's date came from the projection; the sweeper's clock is the same.
             Err(ErasureError::NotDue(_)) => Ok(false),
         }
-    }
-
-    /// Loads an aggregate and decides a command: the write to append (with the version read),
-    /// or the aggregate's refusal.
-    async fn decide_on<A>(
-        &self,
-        stream: &str,
-        command: A::Command,
-        now: DateTime<Utc>,
-        meta: &Metadata,
-    ) -> Result<Result<StreamWrite, A::Error>, SweepError>
-    where
-        A: Aggregate,
-        A::Error: std::fmt::Display,
-    {
-        let loaded = load::<A>(&*self.store, stream).await.map_err(decode_err)?;
-        Ok(loaded.state.decide(command, now).map(|events| {
-            StreamWrite::of(
-                stream,
-                ExpectedVersion::Exact(loaded.version),
-                &events,
-                meta,
-            )
-        }))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod crypto;
 pub mod embedded;
 mod error;
+pub mod metered;
 pub mod postgres;
 pub mod sealing;
 pub mod subscription;
@@ -38,6 +39,8 @@ use std::fmt;
 use std::time::Duration;
 use uuid::Uuid;
 
+/// How many events of one stream a whole-stream read takes at a time.
+pub const STREAM_PAGE: usize = 1000;
 /// At most this many events in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 /// At most this many bytes of sealed data in one event.
@@ -396,6 +399,34 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let raw = self.read_stream_raw(stream, after_version, limit).await?;
         open_events(self, raw).await
+    }
+
+    /// A whole stream, opened, read [`STREAM_PAGE`] events at a time.
+    async fn read_whole_stream(&self, stream: &str) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut out: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let after = out.last().map(|e| e.version).unwrap_or(0);
+            let page = self.read_stream(stream, after, STREAM_PAGE).await?;
+            let done = page.len() < STREAM_PAGE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// A whole stream as stored (sealed), read [`STREAM_PAGE`] events at a time.
+    async fn read_whole_stream_raw(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out: Vec<StoredEvent> = Vec::new();
+        loop {
+            let after = out.last().map(|e| e.version).unwrap_or(0);
+            let page = self.read_stream_raw(stream, after, STREAM_PAGE).await?;
+            let done = page.len() < STREAM_PAGE;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
     }
 
     /// Events after a position, opened.

@@ -73,6 +73,9 @@ pub struct ViewQuery {
     pub limit: usize,
 }
 
+/// How many documents a whole-view query reads at a time.
+pub const QUERY_PAGE: usize = 500;
+
 #[async_trait]
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// The log position `view` reflects (0 when it has never been built).
@@ -92,6 +95,25 @@ pub trait ViewStore: Send + Sync + std::fmt::Debug {
     /// The documents among `keys` that exist.
     async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError>;
     async fn query(&self, view: &str, query: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError>;
+    /// Every document of `view` the query's owner and state select, in key order, read
+    /// [`QUERY_PAGE`] at a time (`due_before`, `after_key` and `limit` are set here).
+    async fn query_all(&self, view: &str, query: ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
+        let mut out: Vec<ViewDoc> = Vec::new();
+        loop {
+            let page = ViewQuery {
+                after_key: out.last().map(|d| d.key.clone()),
+                limit: QUERY_PAGE,
+                due_before: None,
+                ..query.clone()
+            };
+            let docs = self.query(view, &page).await?;
+            let done = docs.len() < QUERY_PAGE;
+            out.extend(docs);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
     /// Removes every document and the checkpoint of `view`.
     async fn drop_view(&self, view: &str) -> Result<(), StoreError>;
     /// Atomically replaces `live` by `building` (documents and checkpoint); `building` is

@@ -41,7 +41,7 @@ async fn sign_in_registers_once_and_me_shows_the_account(backend: Backend) {
     assert!(!all.contains(&token), "a token was stored in clear");
     assert!(all.contains(&format!(
         "token-{}",
-        lightwidget_api::auth::token_hash(&token)
+        lightwidget_commands::tokens::token_hash(&token)
     )));
 }
 

@@ -1,16 +1,17 @@
 //! Staff tokens and the manual clock.
 
-use super::new_id;
-use crate::auth::{self, Caller};
+use super::Call;
+use crate::auth::Caller;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use lightwidget_domain::event::{Principal, Role, StaffAdded};
-use lightwidget_domain::{Category, DomainEvent, Personal, StaffId, Subject};
-use lightwidget_store::{AppendRequest, ExpectedVersion, StoreError, StreamWrite};
+use lightwidget_commands::{staff, tokens};
+use lightwidget_domain::event::{Principal, Role};
+use lightwidget_domain::values::StaffName;
+use lightwidget_domain::StaffId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -44,7 +45,7 @@ pub async fn add_staff(
     body: JsonBody<NewStaff>,
 ) -> ApiResult<(StatusCode, Json<StaffCreated>)> {
     let admin = caller.staff(Role::Admin)?;
-    let name = crate::extract::text_field("name", &body.value.name, 200)?;
+    let name = StaffName::parse(&body.value.name)?;
     let role = match body.value.role.as_str() {
         "security" => Role::Security,
         "compliance" => Role::Compliance,
@@ -57,52 +58,23 @@ pub async fn add_staff(
             ))
         }
     };
-    // Under an Idempotency-Key the staff id is derived from it: a repeat finds the stream
-    // taken and is told so (the token, shown once, cannot be shown again).
-    let staff_id = StaffId(new_id(&caller, key.as_deref(), "staff"));
-    let meta = app.meta(Some(&caller));
-    let now = app.clock.now();
-    let added: DomainEvent = StaffAdded {
-        staff_id,
-        name: Personal::new(Subject::staff(staff_id), Category::Profile, name),
-        role,
-        added_by: Some(admin),
-        added_at: now,
-    }
-    .into();
-    let token = auth::generate_token();
-    let principal = Principal::Staff { staff_id };
-    let request = AppendRequest {
-        writes: vec![
-            StreamWrite::of(
-                staff_id.stream(),
-                ExpectedVersion::NoStream,
-                &[added],
-                &meta,
-            ),
-            auth::issue(&token, principal, role, now, &meta),
-        ],
-        shred: vec![],
+    let call = Call::new(&app, Some(&caller), key, String::new());
+    let created = staff::add_staff(&app.commands, call.invocation(), admin, name, role).await?;
+    let principal = Principal::Staff {
+        staff_id: created.staff_id,
     };
-    match app.store.append(request).await {
-        Ok(r) => {
-            app.tokens
-                .put(auth::token_hash(&token), Caller { principal, role });
-            Ok((
-                StatusCode::CREATED,
-                Json(StaffCreated {
-                    staff_id,
-                    token,
-                    position: r.last_position,
-                }),
-            ))
-        }
-        Err(StoreError::Conflict { .. }) => Err(Problem::conflict(
-            "this Idempotency-Key already added a staff member; its token was shown then",
-        )
-        .field("Idempotency-Key")),
-        Err(e) => Err(e.into()),
-    }
+    app.tokens.put(
+        tokens::token_hash(&created.token),
+        Caller { principal, role },
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(StaffCreated {
+            staff_id: created.staff_id,
+            token: created.token,
+            position: created.position,
+        }),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -184,16 +184,6 @@ pub struct Export {
     pub categories: Vec<CategoryExport>,
 }
 
-/// The stream that records a subject's data.
-fn stream_of(subject: &str) -> Option<String> {
-    let (kind, id) = subject.split_once(':')?;
-    match kind {
-        "account" | "widget" | "preview" | "order" => Some(format!("{kind}-{id}")),
-        "media" => Some(format!("media-{}", id.split_once(':')?.0)),
-        _ => None,
-    }
-}
-
 /// Every opened personal field of `subject` and `category` in `data`.
 fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
     match data {
@@ -261,11 +251,11 @@ pub async fn export(
             "due_at": item.doc["due_at"],
             "explanation": item.doc["explanation"],
         }));
-        let Some(stream) = stream_of(subject) else {
+        let Some(stream) = lightwidget_domain::streams::of_subject(subject) else {
             continue;
         };
         if !streams.contains_key(&stream) {
-            let events = super::read_whole_stream(&app, &stream).await?;
+            let events = app.store.read_whole_stream(&stream).await?;
             streams.insert(stream.clone(), events);
         }
         for e in &streams[&stream] {

@@ -1,23 +1,20 @@
 //! What anyone may send: comments on articles (R6) and support tickets (R4).
 
-use super::orders::valid_email;
-use crate::extract::{text_field, IdempotencyKey, JsonBody};
+use super::Call;
+use crate::extract::{IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use lightwidget_domain::event::{CommentPosted, SupportRequest, TicketOpened};
-use lightwidget_domain::{Category, CommentId, DomainEvent, Personal, Subject, TicketId};
-use lightwidget_store::{format_time, AppendRequest, ExpectedVersion, StreamWrite};
+use lightwidget_commands::visitors;
+use lightwidget_domain::event::SupportRequest;
+use lightwidget_domain::values::CommentText;
+use lightwidget_domain::{streams, CommentId, DomainEvent, TicketId};
+use lightwidget_store::format_time;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use utoipa::ToSchema;
-
-/// The stream of an article's comments.
-fn article_stream(slug: &str) -> String {
-    format!("article-{slug}")
-}
 
 /// An article's slug: 1 to 100 of `a-z`, `0-9` and `-`; anything else names no article.
 fn slug_of(slug: &str) -> ApiResult<&str> {
@@ -28,53 +25,6 @@ fn slug_of(slug: &str) -> ApiResult<&str> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     ok.then_some(slug)
         .ok_or_else(|| Problem::not_found("article"))
-}
-
-/// An optional text field: absent or blank is not filled in (and not kept).
-fn optional(field: &str, value: Option<&str>, max: usize) -> ApiResult<Option<String>> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => text_field(field, v, max).map(Some),
-    }
-}
-
-/// Appends the event; under an `Idempotency-Key` once per key (anonymous callers share one
-/// scope, so a key should be a fresh UUID).
-async fn append(
-    app: &AppState,
-    stream: &str,
-    event: DomainEvent,
-    key: Option<&str>,
-    fingerprint: &str,
-) -> ApiResult<u64> {
-    let meta = app.meta(None);
-    let Some(key) = key else {
-        let r = app
-            .store
-            .append(AppendRequest {
-                writes: vec![StreamWrite::of(
-                    stream,
-                    ExpectedVersion::Any,
-                    &[event],
-                    &meta,
-                )],
-                shred: vec![],
-            })
-            .await?;
-        return Ok(r.last_position);
-    };
-    let scoped = format!("anonymous|{key}");
-    lightwidget_commands::idempotency::append_once(
-        &*app.store,
-        stream,
-        &[event],
-        &meta,
-        &scoped,
-        fingerprint,
-    )
-    .await
-    .map(|o| o.position)
-    .map_err(|e| crate::state::command_problem(e, |never| match never {}))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -106,35 +56,26 @@ pub async fn post_comment(
     body: JsonBody<CommentBody>,
 ) -> ApiResult<(StatusCode, Json<CommentCreated>)> {
     let slug = slug_of(&slug)?;
-    let author = text_field("author", &body.value.author, 100)?;
-    let text = text_field("text", &body.value.text, 5000)?;
-    let comment_id = CommentId(super::keyed_id("anonymous", key.as_deref(), "comment"));
-    let event = CommentPosted {
-        comment_id,
-        article: slug.to_owned(),
-        author,
-        text,
-        ip: Personal::new(
-            Subject::comment(comment_id),
-            Category::CommentIp,
-            peer.ip().to_string(),
-        ),
-        posted_at: app.clock.now(),
-    }
-    .into();
-    let position = append(
+    let comment = CommentText::parse(&body.value.author, &body.value.text)?;
+    let call = Call::new(
         &app,
-        &article_stream(slug),
-        event,
-        key.as_deref(),
-        &format!("POST /v1/articles/{slug}/comments {}", body.digest),
+        None,
+        key,
+        format!("POST /v1/articles/{slug}/comments {}", body.digest),
+    );
+    let created = visitors::post_comment(
+        &app.commands,
+        call.invocation(),
+        slug,
+        comment,
+        peer.ip().to_string(),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(CommentCreated {
-            comment_id,
-            position,
+            comment_id: created.id,
+            position: created.position,
         }),
     ))
 }
@@ -163,24 +104,20 @@ pub async fn list_comments(
 ) -> ApiResult<Json<Comments>> {
     let slug = slug_of(&slug)?;
     // The stream is the read model; read sealed, so no IP is ever opened here.
-    let stream = article_stream(slug);
-    let mut comments = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = app.store.read_stream_raw(&stream, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.version;
-        for e in &page {
-            if let Ok(DomainEvent::CommentPosted(c)) = e.decode_sealed() {
-                comments.push(Comment {
-                    comment_id: c.comment_id,
-                    author: c.author,
-                    text: c.text,
-                    posted_at: format_time(c.posted_at),
-                });
-            }
-        }
-    }
+    let stream = streams::article(slug);
+    let events = app.store.read_whole_stream_raw(&stream).await?;
+    let comments = events
+        .iter()
+        .filter_map(|e| match e.decode_sealed() {
+            Ok(DomainEvent::CommentPosted(c)) => Some(Comment {
+                comment_id: c.comment_id,
+                author: c.author,
+                text: c.text,
+                posted_at: format_time(c.posted_at),
+            }),
+            _ => None,
+        })
+        .collect();
     Ok(Json(Comments { comments }))
 }
 
@@ -208,40 +145,24 @@ pub async fn open_ticket(
     IdempotencyKey(key): IdempotencyKey,
     body: JsonBody<TicketBody>,
 ) -> ApiResult<(StatusCode, Json<TicketCreated>)> {
-    let fingerprint = format!("POST /v1/support/tickets {}", body.digest);
-    let b = body.value;
-    let email = b.email.as_deref().map(str::trim).unwrap_or_default();
-    if email.is_empty() {
-        return Err(Problem::invalid("email", "email is required"));
-    }
-    if !valid_email(email) {
-        return Err(Problem::invalid("email", "email is not an e-mail address"));
-    }
-    let request = SupportRequest {
-        email: email.to_owned(),
-        subject: optional("subject", b.subject.as_deref(), 200)?,
-        message: optional("message", b.message.as_deref(), 10_000)?,
-    };
-    let ticket_id = TicketId(super::keyed_id("anonymous", key.as_deref(), "ticket"));
-    let event = TicketOpened {
-        ticket_id,
-        request: Personal::new(Subject::ticket(ticket_id), Category::Support, request),
-        opened_at: app.clock.now(),
-    }
-    .into();
-    let position = append(
+    let b = &body.value;
+    let request = SupportRequest::parse(
+        b.email.as_deref(),
+        b.subject.as_deref(),
+        b.message.as_deref(),
+    )?;
+    let call = Call::new(
         &app,
-        &ticket_id.stream(),
-        event,
-        key.as_deref(),
-        &fingerprint,
-    )
-    .await?;
+        None,
+        key,
+        format!("POST /v1/support/tickets {}", body.digest),
+    );
+    let created = visitors::open_ticket(&app.commands, call.invocation(), request).await?;
     Ok((
         StatusCode::CREATED,
         Json(TicketCreated {
-            ticket_id,
-            position,
+            ticket_id: created.id,
+            position: created.position,
         }),
     ))
 }

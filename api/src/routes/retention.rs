@@ -349,7 +349,7 @@ pub struct SweepDone {
     security(("bearer" = [])))]
 pub async fn run_sweep(State(app): State<AppState>, caller: Caller) -> ApiResult<Json<SweepDone>> {
     caller.staff(Role::Compliance)?;
-    let report = app.sweep().await.map_err(|e| {
+    let report = app.sweeper.sweep().await.map_err(|e| {
         tracing::error!(error = %e, "retention sweep");
         Problem::internal()
     })?;

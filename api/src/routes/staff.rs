@@ -1,19 +1,18 @@
 //! Staff actions on accounts: blocking by security staff (R17, R24) and legal holds by
 //! compliance staff (R21).
 
-use super::{load_or_500, new_id, run};
+use super::Call;
 use crate::auth::Caller;
 use crate::extract::{text_field, IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
-use crate::routes::accounts::{account_problem, Position};
-use crate::state::{command_problem, AppState};
+use crate::routes::accounts::Position;
+use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use lightwidget_domain::account::{Account, AccountCommand};
+use lightwidget_commands::{accounts as usecases, staff};
 use lightwidget_domain::event::Role;
-use lightwidget_domain::hold::{HoldCommand, HoldError, LegalHolds};
-use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, Personal, Subject};
+use lightwidget_domain::{AccountId, DomainEvent, HoldId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -32,17 +31,11 @@ pub struct Blocked {
 }
 
 /// An existing account, or 404.
-async fn existing_account(app: &AppState, id: &str) -> ApiResult<AccountId> {
-    let id: AccountId = id.parse().map_err(|_| Problem::not_found("account"))?;
-    let account = load_or_500::<Account>(app, &id.stream()).await?;
-    if !account.state.exists() {
-        return Err(Problem::not_found("account"));
-    }
-    Ok(id)
+/// An account id in a path: anything else names no account.
+fn account_id(id: &str) -> ApiResult<AccountId> {
+    id.parse().map_err(|_| Problem::not_found("account"))
 }
 
-/// Blocks an account for abuse (security): it can do nothing more, and its data is kept at
-/// least 12 months from now, also if deletion is requested (R17, R24).
 #[utoipa::path(post, path = "/v1/security/accounts/{id}/block", tag = "staff",
     request_body = BlockBody,
     params(("id" = String, Path, description = "a UUID")),
@@ -59,39 +52,23 @@ pub async fn block(
 ) -> ApiResult<Json<Blocked>> {
     let by = caller.staff(Role::Security)?;
     let reason = text_field("reason", &body.value.reason, 2000)?;
-    let account_id = existing_account(&app, &id).await?;
-    let outcome = run::<Account>(
+    let account_id = account_id(&id)?;
+    let call = Call::new(
         &app,
-        &caller,
-        &account_id.stream(),
-        AccountCommand::Block {
-            by,
-            reason: Personal::new(Subject::account(account_id), Category::Security, reason),
-        },
-        key.as_deref(),
-        &format!(
+        Some(&caller),
+        key,
+        format!(
             "POST /v1/security/accounts/{account_id}/block {}",
             body.digest
         ),
-    )
-    .await
-    .map_err(|e| command_problem(e, account_problem))?;
-    let hold_until = match outcome.events.first() {
-        Some(DomainEvent::AccountBlocked(b)) => b.hold_until,
-        // A replayed key: the hold date is the account's.
-        _ => load_or_500::<Account>(&app, &account_id.stream())
-            .await?
-            .state
-            .security_hold_until
-            .ok_or_else(Problem::internal)?,
-    };
+    );
+    let blocked = usecases::block(&app.commands, call.invocation(), account_id, by, reason).await?;
     Ok(Json(Blocked {
-        hold_until: lightwidget_store::format_time(hold_until),
-        position: outcome.position,
+        hold_until: lightwidget_store::format_time(blocked.hold_until),
+        position: blocked.position,
     }))
 }
 
-/// Lifts a block (security). The 12-month hold of R24 stays.
 #[utoipa::path(post, path = "/v1/security/accounts/{id}/unblock", tag = "staff",
     params(("id" = String, Path, description = "a UUID")),
     responses((status = 200, body = Position), (status = 401, body = Problem),
@@ -104,20 +81,10 @@ pub async fn unblock(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Position>> {
     let by = caller.staff(Role::Security)?;
-    let account_id = existing_account(&app, &id).await?;
-    let outcome = run::<Account>(
-        &app,
-        &caller,
-        &account_id.stream(),
-        AccountCommand::Unblock { by },
-        None,
-        "",
-    )
-    .await
-    .map_err(|e| command_problem(e, account_problem))?;
-    Ok(Json(Position {
-        position: outcome.position,
-    }))
+    let account_id = account_id(&id)?;
+    let meta = app.meta(Some(&caller));
+    let position = usecases::unblock(&app.commands, &meta, account_id, by).await?;
+    Ok(Json(Position { position }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -151,17 +118,6 @@ async fn account_of_hold(app: &AppState, hold_id: HoldId) -> ApiResult<AccountId
         .ok_or_else(|| Problem::not_found("hold"))
 }
 
-fn hold_problem(e: HoldError) -> Problem {
-    match e {
-        HoldError::NotFound => Problem::not_found("hold"),
-        HoldError::NoAccount => Problem::not_found("account").field("account_id"),
-        HoldError::MissingCaseRef => Problem::invalid("case_ref", e.to_string()),
-        other => Problem::conflict(other.to_string()),
-    }
-}
-
-/// Places a legal hold on an account (compliance): nothing of it is purged while the hold
-/// is in force (R21).
 #[utoipa::path(post, path = "/v1/compliance/holds", tag = "staff", request_body = HoldBody,
     responses((status = 201, body = HoldPlaced), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem),
@@ -181,37 +137,30 @@ pub async fn place_hold(
     } = body.value;
     let reason = text_field("reason", &reason, 2000)?;
     let case_ref = text_field("case_ref", &case_ref, 200)?;
-    let account_id = existing_account(&app, &account_id.to_string())
-        .await
-        .map_err(|p| p.field("account_id"))?;
-    let hold_id = HoldId(new_id(&caller, key.as_deref(), "hold"));
-    // On the account's stream: a purge of the account cannot pass a hold placed meanwhile.
-    let outcome = run::<LegalHolds>(
+    let call = Call::new(
         &app,
-        &caller,
-        &account_id.stream(),
-        HoldCommand::Place {
-            hold_id,
-            account_id,
-            reason,
-            case_ref,
-            by,
-        },
-        key.as_deref(),
-        &format!("POST /v1/compliance/holds {}", body.digest),
+        Some(&caller),
+        key,
+        format!("POST /v1/compliance/holds {}", body.digest),
+    );
+    let placed = usecases::place_hold(
+        &app.commands,
+        call.invocation(),
+        account_id,
+        by,
+        reason,
+        case_ref,
     )
-    .await
-    .map_err(|e| command_problem(e, hold_problem))?;
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(HoldPlaced {
-            hold_id,
-            position: outcome.position,
+            hold_id: placed.hold_id,
+            position: placed.position,
         }),
     ))
 }
 
-/// Releases a legal hold (compliance); what became due meanwhile goes at the next sweep.
 #[utoipa::path(delete, path = "/v1/compliance/holds/{hold_id}", tag = "staff",
     params(("hold_id" = String, Path, description = "a UUID")),
     responses((status = 200, body = Position), (status = 401, body = Problem),
@@ -226,22 +175,11 @@ pub async fn release_hold(
     let by = caller.staff(Role::Compliance)?;
     let hold_id: HoldId = hold_id.parse().map_err(|_| Problem::not_found("hold"))?;
     let account_id = account_of_hold(&app, hold_id).await?;
-    let outcome = run::<LegalHolds>(
-        &app,
-        &caller,
-        &account_id.stream(),
-        HoldCommand::Release { hold_id, by },
-        None,
-        "",
-    )
-    .await
-    .map_err(|e| command_problem(e, hold_problem))?;
-    Ok(Json(Position {
-        position: outcome.position,
-    }))
+    let meta = app.meta(Some(&caller));
+    let position = usecases::release_hold(&app.commands, &meta, account_id, hold_id, by).await?;
+    Ok(Json(Position { position }))
 }
 
-/// A profile as security staff read it.
 #[derive(Serialize, ToSchema)]
 pub struct SecurityView {
     pub account_id: String,
@@ -291,36 +229,19 @@ pub async fn read_account(
         .ok_or_else(|| {
             Problem::bad_parameter("reason", "reason is required: 1 to 500 characters")
         })?;
-    let account_id = existing_account(&app, &id).await?;
+    let account_id = account_id(&id)?;
     // Recorded first: no read goes unrecorded.
-    let now = app.clock.now();
-    let record: DomainEvent = lightwidget_domain::event::AccountDataRead {
-        account_id,
-        read_by: by,
-        reason: Personal::new(Subject::account(account_id), Category::Profile, reason),
-        read_at: now,
-    }
-    .into();
-    let appended = app
-        .store
-        .append(lightwidget_store::AppendRequest {
-            writes: vec![lightwidget_store::StreamWrite::of(
-                format!("access-{account_id}"),
-                lightwidget_store::ExpectedVersion::Any,
-                &[record],
-                &app.meta(Some(&caller)),
-            )],
-            shred: vec![],
-        })
-        .await?;
+    let call = Call::new(&app, Some(&caller), None, String::new());
+    let read =
+        staff::read_account(&app.commands, call.invocation(), account_id, by, reason).await?;
     let mut view = SecurityView {
         account_id: account_id.to_string(),
         profile: None,
         logins: vec![],
         blocks: vec![],
-        position: appended.last_position,
+        position: read.position,
     };
-    for e in super::read_whole_stream(&app, &account_id.stream()).await? {
+    for e in read.events {
         match e.to_domain() {
             Ok(DomainEvent::AccountRegistered(r)) => {
                 view.profile = r.profile.value().and_then(|p| serde_json::to_value(p).ok());

@@ -1,40 +1,26 @@
 //! Previews (R8), widgets (R9, R18), the public widget page with its views and clicks (R1,
 //! R2), and statistics.
 
-use super::{docs_of, load_or_500, new_id, run, widget_summary};
+use super::{docs_of, load, widget_summary, Call};
 use crate::auth::Caller;
 use crate::extract::{IdempotencyKey, IfMatch, JsonBody, MinPosition};
 use crate::problem::{ApiResult, Problem};
-use crate::state::{command_problem, AppState};
+use crate::state::AppState;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use lightwidget_domain::account::{Account, OwnerStatus};
-use lightwidget_domain::event::{
-    AccessLog, DeletionCause, Layout, WidgetClicked, WidgetSettings, WidgetViewed,
-};
-use lightwidget_domain::preview::{Preview, PreviewCommand};
-use lightwidget_domain::widget::{Widget, WidgetCommand, WidgetError};
-use lightwidget_domain::{
-    AccountId, Aggregate, Category, DomainEvent, Personal, PreviewId, Subject, WidgetId,
-};
+use lightwidget_commands::{visitors, widgets as usecases};
+use lightwidget_domain::event::{AccessLog, WidgetSettings};
+use lightwidget_domain::values::SettingsPatch;
+use lightwidget_domain::widget::Widget;
+use lightwidget_domain::{DomainEvent, PreviewId, WidgetId};
 use lightwidget_projections::models::{statistics, widgets};
-use lightwidget_store::{format_time, ExpectedVersion};
+use lightwidget_store::format_time;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use utoipa::ToSchema;
-
-pub fn widget_problem(e: WidgetError) -> Problem {
-    match e {
-        WidgetError::NotFound => Problem::not_found("widget"),
-        WidgetError::AccountBlocked => Problem::forbidden("the account is blocked"),
-        WidgetError::AccountQuarantined => Problem::forbidden("the account is in quarantine"),
-        WidgetError::Purged => Problem::conflict("the widget was purged"),
-        other => Problem::conflict(other.to_string()),
-    }
-}
 
 /// The settings of a widget or preview as clients send them.
 #[derive(Deserialize, ToSchema)]
@@ -47,128 +33,19 @@ pub struct SettingsBody {
     pub columns: i64,
 }
 
-fn layout(s: &str) -> Result<Layout, Problem> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
-        Problem::invalid(
-            "layout",
-            "layout must be one of grid, slider, masonry, list",
-        )
-    })
-}
-
-fn title(s: &str) -> Result<String, Problem> {
-    let t = s.trim();
-    if t.is_empty() || t.chars().count() > 200 {
-        return Err(Problem::invalid(
-            "title",
-            "title must be 1 to 200 characters",
-        ));
-    }
-    Ok(t.to_owned())
-}
-
-fn columns(n: i64) -> Result<u8, Problem> {
-    if !(1..=12).contains(&n) {
-        return Err(Problem::invalid("columns", "columns must be 1 to 12"));
-    }
-    Ok(n as u8)
-}
-
 impl SettingsBody {
-    fn validate(&self) -> Result<WidgetSettings, Problem> {
-        Ok(WidgetSettings {
-            title: title(&self.title)?,
-            layout: layout(&self.layout)?,
-            columns: columns(self.columns)?,
-        })
+    fn parse(&self) -> ApiResult<WidgetSettings> {
+        Ok(WidgetSettings::parse(
+            &self.title,
+            &self.layout,
+            self.columns,
+        )?)
     }
 }
 
-async fn owner_status(app: &AppState, account: AccountId) -> ApiResult<OwnerStatus> {
-    Ok(owner_status_read(app, account).await?.0)
-}
-
-/// The owner's status read from the account stream, with the version it was read at (and
-/// kept in the process's [`crate::state::OwnerCache`]).
-async fn owner_status_read(app: &AppState, account: AccountId) -> ApiResult<(OwnerStatus, u64)> {
-    let loaded = load_or_500::<Account>(app, &account.stream()).await?;
-    let status = loaded.state.status();
-    app.owners.put(account, status, loaded.version);
-    Ok((status, loaded.version))
-}
-
-/// Creates a stream with a fresh id, on a decision that reads the owner's status. With an
-/// Idempotency-Key it goes the keyed way ([`run`]: the status read, the stream loaded).
-/// Without one nothing is read that the append checks anyway: the stream is taken to be new
-/// (the append expects it so), and the status comes from the process's cache with the
-/// account stream fenced at the version it was read at. When the account moved on since
-/// (the fence refused the append), or the command was refused on a cached status (a refusal
-/// appends nothing for a fence to check) and the account has moved on, the status is read
-/// again and the command decided again, once. A new stream that exists after all is loaded
-/// and decided again like any conflict.
-#[allow(clippy::too_many_arguments)]
-async fn create_as_owner<A>(
-    app: &AppState,
-    caller: &Caller,
-    account: AccountId,
-    stream: &str,
-    command: impl Fn(OwnerStatus) -> A::Command,
-    key: Option<&str>,
-    fingerprint: &str,
-    rejected: fn(A::Error) -> Problem,
-) -> ApiResult<lightwidget_commands::Outcome>
-where
-    A: Aggregate,
-    A::Command: Clone,
-    A::Error: std::fmt::Display,
-{
-    if key.is_some() {
-        let owner = owner_status(app, account).await?;
-        return run::<A>(app, caller, stream, command(owner), key, fingerprint)
-            .await
-            .map_err(|e| command_problem(e, rejected));
-    }
-    use lightwidget_commands::CommandError;
-    let account_stream = account.stream();
-    let cached = app.owners.get(account);
-    let mut from_cache = cached.is_some();
-    let (mut owner, mut version) = match cached {
-        Some(cached) => cached,
-        None => owner_status_read(app, account).await?,
-    };
-    let meta = app.meta(Some(caller));
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let outcome = lightwidget_commands::execute_guessed::<A>(
-            &*app.store,
-            &*app.clock,
-            stream,
-            command(owner),
-            &meta,
-            Some(lightwidget_commands::Loaded::new_stream()),
-            &[lightwidget_store::StreamWrite::fence(
-                &account_stream,
-                version,
-            )],
-        )
-        .await;
-        // What the status may have got wrong: an append the fence refused, or a refusal
-        // decided on a cached status (a refusal appends nothing, so no fence checks it).
-        let rejected_on_cache = from_cache && matches!(outcome, Err(CommandError::Rejected(_)));
-        let fence_moved = matches!(
-            &outcome,
-            Err(CommandError::Conflict { stream: fenced, .. }) if *fenced == account_stream
-        );
-        if attempt == 1 && (rejected_on_cache || fence_moved) {
-            let (fresh, at) = owner_status_read(app, account).await?;
-            if !(rejected_on_cache && at == version) {
-                (owner, version, from_cache) = (fresh, at, false);
-                continue;
-            }
-        }
-        return outcome.map_err(|e| command_problem(e, rejected));
-    }
+/// A widget id in a path: anything else names no widget.
+fn widget_id(id: &str) -> ApiResult<WidgetId> {
+    id.parse().map_err(|_| Problem::not_found("widget"))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -192,48 +69,23 @@ pub async fn create_preview(
     body: JsonBody<SettingsBody>,
 ) -> ApiResult<(StatusCode, Json<PreviewCreatedBody>)> {
     let account_id = caller.owner()?;
-    let settings = body.value.validate()?;
-    let preview_id = PreviewId(new_id(&caller, key.as_deref(), "preview"));
-    let outcome = create_as_owner::<Preview>(
+    let settings = body.value.parse()?;
+    let call = Call::new(
         &app,
-        &caller,
-        account_id,
-        &preview_id.stream(),
-        |owner| PreviewCommand::Create {
-            preview_id,
-            account_id,
-            settings: Personal::new(
-                Subject::preview(preview_id),
-                Category::Preview,
-                settings.clone(),
-            ),
-            owner,
-        },
-        key.as_deref(),
-        &format!("POST /v1/previews {}", body.digest),
-        widget_problem,
-    )
-    .await?;
-    let created = outcome.events.iter().find_map(|e| match e {
-        DomainEvent::PreviewCreated(p) => Some(p.expires_at),
-        _ => None,
-    });
-    // A replayed Idempotency-Key appended nothing: the expiry is the stored preview's.
-    let expires_at = match created {
-        Some(at) => at,
-        None => load_or_500::<Preview>(&app, &preview_id.stream())
-            .await?
-            .state
-            .expires_at
-            .ok_or_else(Problem::internal)?,
-    };
+        Some(&caller),
+        key,
+        format!("POST /v1/previews {}", body.digest),
+    );
+    let created =
+        usecases::create_preview(&app.commands, call.invocation(), account_id, settings).await?;
+    let preview_id = created.preview_id;
     Ok((
         StatusCode::CREATED,
         Json(PreviewCreatedBody {
             preview_id,
             url: format!("/v1/previews/{preview_id}"),
-            expires_at: format_time(expires_at),
-            position: outcome.position,
+            expires_at: format_time(created.expires_at),
+            position: created.position,
         }),
     ))
 }
@@ -282,34 +134,21 @@ pub async fn create_widget(
     body: JsonBody<SettingsBody>,
 ) -> ApiResult<(StatusCode, Json<WidgetCreatedBody>)> {
     let account_id = caller.owner()?;
-    let settings = body.value.validate()?;
-    let widget_id = WidgetId(new_id(&caller, key.as_deref(), "widget"));
-    let outcome = create_as_owner::<Widget>(
+    let settings = body.value.parse()?;
+    let call = Call::new(
         &app,
-        &caller,
-        account_id,
-        &widget_id.stream(),
-        |owner| WidgetCommand::Create {
-            widget_id,
-            account_id,
-            settings: Personal::new(
-                Subject::widget(widget_id),
-                Category::WidgetContent,
-                settings.clone(),
-            ),
-            owner,
-        },
-        key.as_deref(),
-        &format!("POST /v1/widgets {}", body.digest),
-        widget_problem,
-    )
-    .await?;
+        Some(&caller),
+        key,
+        format!("POST /v1/widgets {}", body.digest),
+    );
+    let created =
+        usecases::create_widget(&app.commands, call.invocation(), account_id, settings).await?;
     Ok((
         StatusCode::CREATED,
         Json(WidgetCreatedBody {
-            widget_id,
-            version: outcome.version,
-            position: outcome.position,
+            widget_id: created.widget_id,
+            version: created.version,
+            position: created.position,
         }),
     ))
 }
@@ -378,7 +217,7 @@ async fn own_widget_doc(
     }
     // Not in the read model: if the log says the caller created it a moment ago, wait for
     // the read model to catch up rather than answer 404.
-    let loaded = load_or_500::<Widget>(app, &id.stream()).await?;
+    let loaded = load::<Widget>(app, &id.stream()).await?;
     if loaded.state.account_id != Some(account_id) {
         return Err(Problem::not_found("widget"));
     }
@@ -411,43 +250,6 @@ pub async fn get_widget(
     Ok(response)
 }
 
-/// The caller's widget aggregate and the owner's status, or 404 (also for another owner's
-/// widget).
-pub(crate) async fn own_widget(
-    app: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> ApiResult<(WidgetId, lightwidget_commands::Loaded<Widget>, OwnerStatus)> {
-    let account_id = caller.owner()?;
-    let id: WidgetId = id.parse().map_err(|_| Problem::not_found("widget"))?;
-    let loaded = load_or_500::<Widget>(app, &id.stream()).await?;
-    if loaded.state.account_id != Some(account_id) {
-        return Err(Problem::not_found("widget"));
-    }
-    let owner = owner_status(app, account_id).await?;
-    Ok((id, loaded, owner))
-}
-
-/// The settings a widget has now, from its stream.
-async fn current_settings(app: &AppState, id: WidgetId) -> ApiResult<Option<WidgetSettings>> {
-    let mut settings = None;
-    let mut from = 0;
-    loop {
-        let page = app.store.read_stream(&id.stream(), from, 500).await?;
-        for e in &page {
-            match e.to_domain() {
-                Ok(DomainEvent::WidgetCreated(w)) => settings = w.settings.into_value(),
-                Ok(DomainEvent::WidgetUpdated(w)) => settings = w.settings.into_value(),
-                _ => {}
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() == 500 => from = last.version,
-            _ => return Ok(settings),
-        }
-    }
-}
-
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
@@ -476,7 +278,7 @@ pub async fn patch_widget(
     IfMatch(if_match): IfMatch,
     body: JsonBody<PatchBody>,
 ) -> ApiResult<Json<VersionBody>> {
-    let (id, loaded, owner) = own_widget(&app, &caller, &id).await?;
+    let account_id = caller.owner()?;
     let expected = if_match.ok_or_else(|| {
         Problem::new(
             StatusCode::PRECONDITION_REQUIRED,
@@ -485,59 +287,20 @@ pub async fn patch_widget(
         )
         .field("If-Match")
     })?;
-    let current = current_settings(&app, id)
-        .await?
-        .ok_or_else(|| widget_problem(WidgetError::Purged))?;
-    let patch = body.value;
-    let settings = WidgetSettings {
-        title: match &patch.title {
-            Some(t) => title(t)?,
-            None => current.title,
-        },
-        layout: match &patch.layout {
-            Some(l) => layout(l)?,
-            None => current.layout,
-        },
-        columns: match patch.columns {
-            Some(c) => columns(c)?,
-            None => current.columns,
-        },
-    };
-    if loaded.version != expected {
-        return Err(stale(loaded.version));
-    }
-    let events = loaded
-        .state
-        .decide(
-            WidgetCommand::Update {
-                settings: Personal::new(Subject::widget(id), Category::WidgetContent, settings),
-                owner,
-            },
-            app.clock.now(),
-        )
-        .map_err(widget_problem)?;
+    let patch = &body.value;
+    let patch = SettingsPatch::parse(
+        patch.title.as_deref(),
+        patch.layout.as_deref(),
+        patch.columns,
+    )?;
     let meta = app.meta(Some(&caller));
-    let request = lightwidget_store::AppendRequest {
-        writes: vec![lightwidget_store::StreamWrite::of(
-            id.stream(),
-            ExpectedVersion::Exact(expected),
-            &events,
-            &meta,
-        )],
-        shred: vec![],
-    };
-    match app.store.append(request).await {
-        Ok(r) => Ok(Json(VersionBody {
-            version: r.versions.first().map(|v| v.1).unwrap_or(expected + 1),
-            position: r.last_position,
-        })),
-        Err(lightwidget_store::StoreError::Conflict { actual, .. }) => Err(stale(actual)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn stale(current: u64) -> Problem {
-    Problem::conflict(format!("the widget changed: its version is now {current}")).field("If-Match")
+    let id = widget_id(&id)?;
+    let done =
+        usecases::patch_widget(&app.commands, &meta, account_id, id, expected, patch).await?;
+    Ok(Json(VersionBody {
+        version: done.version,
+        position: done.position,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -558,38 +321,15 @@ pub async fn delete_widget(
     Path(id): Path<String>,
     IfMatch(if_match): IfMatch,
 ) -> ApiResult<(StatusCode, Json<QuarantineBody>)> {
-    let (id, loaded, owner) = own_widget(&app, &caller, &id).await?;
-    if let Some(expected) = if_match {
-        if loaded.version != expected {
-            return Err(stale(loaded.version));
-        }
-    }
-    let outcome = run::<Widget>(
-        &app,
-        &caller,
-        &id.stream(),
-        WidgetCommand::RequestDeletion {
-            cause: DeletionCause::Owner,
-            owner,
-        },
-        None,
-        "",
-    )
-    .await
-    .map_err(|e| command_problem(e, widget_problem))?;
-    let until = outcome
-        .events
-        .iter()
-        .find_map(|e| match e {
-            DomainEvent::WidgetDeletionRequested(d) => Some(d.quarantine_until),
-            _ => None,
-        })
-        .ok_or_else(Problem::internal)?;
+    let account_id = caller.owner()?;
+    let meta = app.meta(Some(&caller));
+    let id = widget_id(&id)?;
+    let done = usecases::delete_widget(&app.commands, &meta, account_id, id, if_match).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(QuarantineBody {
-            quarantine_until: format_time(until),
-            position: outcome.position,
+            quarantine_until: format_time(done.until),
+            position: done.position,
         }),
     ))
 }
@@ -606,20 +346,18 @@ pub async fn restore_widget(
     Path(id): Path<String>,
     IdempotencyKey(key): IdempotencyKey,
 ) -> ApiResult<Json<VersionBody>> {
-    let (id, _, owner) = own_widget(&app, &caller, &id).await?;
-    let outcome = run::<Widget>(
+    let account_id = caller.owner()?;
+    let id = widget_id(&id)?;
+    let call = Call::new(
         &app,
-        &caller,
-        &id.stream(),
-        WidgetCommand::Restore { owner },
-        key.as_deref(),
-        &format!("POST /v1/widgets/{id}/restore"),
-    )
-    .await
-    .map_err(|e| command_problem(e, widget_problem))?;
+        Some(&caller),
+        key,
+        format!("POST /v1/widgets/{id}/restore"),
+    );
+    let done = usecases::restore_widget(&app.commands, call.invocation(), account_id, id).await?;
     Ok(Json(VersionBody {
-        version: outcome.version,
-        position: outcome.position,
+        version: done.version,
+        position: done.position,
     }))
 }
 
@@ -711,18 +449,7 @@ pub async fn public_page(
         .ok_or_else(|| Problem::not_found("widget"))?
         .to_owned();
     crate::media::refresh_if_stale(&app, id, &doc);
-    let now = app.clock.now();
-    let event: DomainEvent = WidgetViewed {
-        widget_id: id,
-        access: Personal::new(
-            Subject::access_log(id, now),
-            Category::AccessLog,
-            access_log(&headers, peer),
-        ),
-        viewed_at: now,
-    }
-    .into();
-    app.hits.record(event).await?;
+    visitors::record_view(&app.commands, &app.hits, id, access_log(&headers, peer)).await?;
     Ok(Html(html).into_response())
 }
 
@@ -737,18 +464,7 @@ pub async fn click(
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let (id, _) = public_widget(&app, &id, None).await?;
-    let now = app.clock.now();
-    let event: DomainEvent = WidgetClicked {
-        widget_id: id,
-        access: Personal::new(
-            Subject::access_log(id, now),
-            Category::AccessLog,
-            access_log(&headers, peer),
-        ),
-        clicked_at: now,
-    }
-    .into();
-    app.hits.record(event).await?;
+    visitors::record_click(&app.commands, &app.hits, id, access_log(&headers, peer)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -2,11 +2,11 @@
 //! each takes, how many events it stored, and refusals by kind. Everything else is passed
 //! through unchanged.
 
-use async_trait::async_trait;
-use lightwidget_domain::{Category, Subject};
-use lightwidget_store::{
+use crate::{
     AppendRequest, AppendResult, DataKey, EventStore, Head, KeyStore, StoreError, StoredEvent,
 };
+use async_trait::async_trait;
+use lightwidget_domain::{Category, Subject};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,9 +42,11 @@ impl KeyStore for MeteredStore {
 #[async_trait]
 impl EventStore for MeteredStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+        use tracing::Instrument;
         let events = request.event_count() as u64;
+        let span = tracing::debug_span!("append", events, streams = request.writes.len());
         let start = std::time::Instant::now();
-        let result = self.0.append(request).await;
+        let result = self.0.append(request).instrument(span).await;
         metrics::histogram!("lw_store_append_seconds").record(start.elapsed().as_secs_f64());
         match &result {
             Ok(r) if !r.duplicate => {
@@ -82,7 +84,7 @@ impl EventStore for MeteredStore {
     ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
         self.0.read_all_light_of(after, limit, types).await
     }
-    async fn import(&self, events: &[lightwidget_store::StoredEvent]) -> Result<Head, StoreError> {
+    async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
         self.0.import(events).await
     }
     async fn scrub(&self) -> Result<bool, StoreError> {

@@ -1,0 +1,141 @@
+//! What every use case runs with: the ports, the process's caches, and who is asking.
+
+use crate::instagram::Instagram;
+use lightwidget_domain::account::OwnerStatus;
+use lightwidget_domain::{AccountId, WidgetId};
+use lightwidget_store::{Clock, EventStore, Metadata, ViewStore};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// The application layer's handle: the ports every use case reaches, and what this process
+/// remembers between them.
+pub struct Context {
+    pub store: Arc<dyn EventStore>,
+    /// The read models, for what a use case needs to find (an account's widgets).
+    pub views: Arc<dyn ViewStore>,
+    pub clock: Arc<dyn Clock>,
+    pub instagram: Arc<dyn Instagram>,
+    /// Keys Instagram identities (HMAC of the Instagram user id).
+    pub identity_key: [u8; 32],
+    /// Owners' account status as last read (see [`OwnerCache`]).
+    pub owners: OwnerCache,
+    /// Widgets whose Instagram media this process is fetching (R7).
+    pub media_fetches: Mutex<HashSet<WidgetId>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        views: Arc<dyn ViewStore>,
+        clock: Arc<dyn Clock>,
+        instagram: Arc<dyn Instagram>,
+        identity_key: [u8; 32],
+    ) -> Self {
+        Context {
+            store,
+            views,
+            clock,
+            instagram,
+            identity_key,
+            owners: OwnerCache::default(),
+            media_fetches: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The keyed HMAC of an Instagram user id: what the log knows of an identity.
+    pub fn identity(&self, instagram_user_id: &str) -> String {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.identity_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(instagram_user_id.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// Who asks, under which idempotency key, and what identifies the request.
+#[derive(Clone, Copy, Debug)]
+pub struct Invocation<'a> {
+    /// The envelope metadata of what the caller does; its actor scopes the key.
+    pub meta: &'a Metadata,
+    /// The `Idempotency-Key`, if the caller sent one.
+    pub key: Option<&'a str>,
+    /// What identifies the request (for HTTP: method, path and the SHA-256 of the body).
+    pub fingerprint: &'a str,
+}
+
+impl<'a> Invocation<'a> {
+    /// A call without an idempotency key.
+    pub fn once(meta: &'a Metadata) -> Self {
+        Invocation {
+            meta,
+            key: None,
+            fingerprint: "",
+        }
+    }
+
+    /// The key scoped to the caller (`<actor>|<key>`), so that two callers' keys never meet.
+    pub fn scoped_key(&self) -> Option<String> {
+        self.key.map(|k| format!("{}|{k}", self.meta.actor))
+    }
+
+    /// The id a new thing of `kind` gets: random, or — under a key — derived from the
+    /// caller and the key, so that a repeat addresses the same stream and is recognised.
+    pub fn new_id(&self, kind: &str) -> uuid::Uuid {
+        keyed_id(&self.meta.actor, self.key, kind)
+    }
+}
+
+/// [`Invocation::new_id`] for a caller named by `scope`.
+pub fn keyed_id(scope: &str, key: Option<&str>, kind: &str) -> uuid::Uuid {
+    match key {
+        None => uuid::Uuid::new_v4(),
+        Some(key) => {
+            let digest = Sha256::digest(format!("{scope}|{kind}|{key}").as_bytes());
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&digest[..16]);
+            uuid::Builder::from_random_bytes(bytes).into_uuid()
+        }
+    }
+}
+
+/// An owner's account status as this process last read it, with the version of the
+/// account stream it was read at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedOwner {
+    pub status: OwnerStatus,
+    pub version: u64,
+}
+
+/// Owners' account status as this process last read it. A command that decides on an
+/// entry fences the account stream at that version, so an entry gone stale (the account
+/// changed here or in another process) costs a conflict and a fresh read, never a decision
+/// on an old status. Bounded by clearing it when full.
+#[derive(Debug, Default)]
+pub struct OwnerCache(Mutex<HashMap<AccountId, CachedOwner>>);
+
+const OWNER_CACHE_LIMIT: usize = 100_000;
+
+impl OwnerCache {
+    pub fn get(&self, account: AccountId) -> Option<CachedOwner> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&account)
+            .copied()
+    }
+
+    pub fn put(&self, account: AccountId, owner: CachedOwner) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= OWNER_CACHE_LIMIT {
+            map.clear();
+        }
+        map.insert(account, owner);
+    }
+}

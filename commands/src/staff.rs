@@ -1,0 +1,119 @@
+//! Staff: members added by an admin with their token, and the recorded reads of an
+//! account's personal data by security staff (R22).
+
+use crate::context::Invocation;
+use crate::tokens;
+use crate::unit::{transact, Unit, UseCase};
+use crate::{CommandError, Context};
+use lightwidget_domain::account::Account;
+use lightwidget_domain::event::{Principal, Role};
+use lightwidget_domain::staff::{AccountReads, AddStaff, RecordRead, StaffMember};
+use lightwidget_domain::values::StaffName;
+use lightwidget_domain::{streams, AccountId, StaffId};
+use lightwidget_store::RecordedEvent;
+
+/// A new staff member and their token (shown once).
+#[derive(Clone, Debug)]
+pub struct StaffCreated {
+    pub staff_id: StaffId,
+    pub token: String,
+    pub position: u64,
+}
+
+/// Adds a staff member with a role and issues their token (an admin's act). Under an
+/// idempotency key the staff id is derived from it: a repeat finds the member there and is
+/// refused (the token, shown once, cannot be shown again).
+pub async fn add_staff(
+    cx: &Context,
+    inv: Invocation<'_>,
+    admin: StaffId,
+    name: StaffName,
+    role: Role,
+) -> Result<StaffCreated, CommandError> {
+    let staff_id = StaffId(inv.new_id("staff"));
+    let token = tokens::generate_token();
+    let work = Add {
+        add: AddStaff {
+            staff_id,
+            name,
+            role,
+            added_by: Some(admin),
+        },
+        token: &token,
+    };
+    let done = transact(&*cx.store, &*cx.clock, inv.meta, None, &work).await?;
+    Ok(StaffCreated {
+        staff_id,
+        token,
+        position: done.position,
+    })
+}
+
+struct Add<'a> {
+    add: AddStaff,
+    token: &'a str,
+}
+
+#[async_trait::async_trait]
+impl UseCase for Add<'_> {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let stream = self.add.staff_id.stream();
+        let member = u.load::<StaffMember>(&stream).await?;
+        u.decide(&stream, &member, self.add.clone())?;
+        let principal = Principal::Staff {
+            staff_id: self.add.staff_id,
+        };
+        tokens::issue(u, self.token, principal, self.add.role).await
+    }
+}
+
+/// What a recorded read found.
+#[derive(Clone, Debug)]
+pub struct AccountRead {
+    /// The account's stream, opened.
+    pub events: Vec<RecordedEvent>,
+    /// The position of the access record.
+    pub position: u64,
+}
+
+/// Reads an account's stream for security staff, case by case: the read is recorded, with
+/// its reason, before anything is read (R22). `NotFound` for an account that does not exist.
+pub async fn read_account(
+    cx: &Context,
+    inv: Invocation<'_>,
+    account_id: AccountId,
+    read_by: StaffId,
+    reason: String,
+) -> Result<AccountRead, CommandError> {
+    let work = Record(RecordRead {
+        account_id,
+        read_by,
+        reason,
+    });
+    let done = transact(&*cx.store, &*cx.clock, inv.meta, None, &work).await?;
+    let events = cx.store.read_whole_stream(&account_id.stream()).await?;
+    Ok(AccountRead {
+        events,
+        position: done.position,
+    })
+}
+
+struct Record(RecordRead);
+
+#[async_trait::async_trait]
+impl UseCase for Record {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let account_id = self.0.account_id;
+        // Not fenced: a read of an account need not wait for it to stand still.
+        let account = crate::load::<Account>(u.store(), &account_id.stream()).await?;
+        if !account.state.exists() {
+            return Err(CommandError::NotFound("account"));
+        }
+        u.decide_unversioned::<AccountReads>(&streams::account_access(account_id), self.0.clone())?;
+        Ok(())
+    }
+}

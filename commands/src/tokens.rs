@@ -1,0 +1,144 @@
+//! API tokens: random, shown once, stored only as their SHA-256 (on the stream
+//! `token-<hash>`, in a `TokenIssued` event), each carrying a role; and the first admin of
+//! an installation.
+
+use crate::unit::{transact, Unit, UseCase};
+use crate::{CommandError, Context};
+use base64::Engine;
+use lightwidget_domain::event::{Principal, Role};
+use lightwidget_domain::staff::{AddStaff, IssueToken, StaffMember, Token};
+use lightwidget_domain::values::StaffName;
+use lightwidget_domain::{streams, StaffId};
+use lightwidget_store::{Metadata, StoreError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// A new random token: 32 bytes, base64url.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!(
+        "lw_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// How a token is kept: hex SHA-256 (a token has 256 random bits; no salt is needed).
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Decides the issue of `token` in a unit: its stream is new (a token is random).
+pub async fn issue(
+    u: &mut Unit<'_>,
+    token: &str,
+    principal: Principal,
+    role: Role,
+) -> Result<(), CommandError> {
+    let token_hash = token_hash(token);
+    let stream = streams::token(&token_hash);
+    let loaded = u.assume_new::<Token>(&stream).await?;
+    u.decide(
+        &stream,
+        &loaded,
+        IssueToken {
+            token_hash,
+            principal,
+            role,
+        },
+    )?;
+    Ok(())
+}
+
+/// The admin every installation starts with. Its id is fixed so that a restart finds it.
+pub const BOOTSTRAP_ADMIN: StaffId = StaffId(uuid::Uuid::from_u128(1));
+
+/// Makes sure an admin token exists. With a configured token that token is registered (if
+/// it is not yet); without one, the first start generates one and returns it to be printed
+/// once. Another process bootstrapping at the same moment wins; its token stands.
+pub async fn bootstrap_admin(
+    cx: &Context,
+    configured: Option<&str>,
+) -> Result<Option<String>, CommandError> {
+    let (token, print) = match configured {
+        Some(t) => (t.to_owned(), false),
+        None => (generate_token(), true),
+    };
+    let work = Bootstrap {
+        token: &token,
+        configured: configured.is_some(),
+    };
+    let meta = Metadata {
+        actor: "system".into(),
+        ..Metadata::system()
+    };
+    match transact(&*cx.store, &*cx.clock, &meta, None, &work).await {
+        Ok(done) => Ok((print && done.value == Some(true)).then_some(token)),
+        Err(CommandError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+struct Bootstrap<'a> {
+    token: &'a str,
+    /// A configured token is registered even when the admin exists; a generated one only
+    /// with a new admin.
+    configured: bool,
+}
+
+#[async_trait::async_trait]
+impl UseCase for Bootstrap<'_> {
+    /// Whether the token was issued now.
+    type Output = bool;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<bool, CommandError> {
+        let staff_stream = BOOTSTRAP_ADMIN.stream();
+        let admin = u.load::<StaffMember>(&staff_stream).await?;
+        let exists = admin.state.role.is_some();
+        if exists && !self.configured {
+            return Ok(false);
+        }
+        if !exists {
+            let name = StaffName::parse("admin")?;
+            u.decide(
+                &staff_stream,
+                &admin,
+                AddStaff {
+                    staff_id: BOOTSTRAP_ADMIN,
+                    name,
+                    role: Role::Admin,
+                    added_by: None,
+                },
+            )?;
+        }
+        let stream = streams::token(&token_hash(self.token));
+        let known = u.load::<Token>(&stream).await?;
+        if known.state.issued.is_some() {
+            return Ok(false);
+        }
+        let principal = Principal::Staff {
+            staff_id: BOOTSTRAP_ADMIN,
+        };
+        issue(u, self.token, principal, Role::Admin).await?;
+        Ok(true)
+    }
+}
+
+/// The caller a token stands for, from the log: `None` when it was never issued.
+pub async fn lookup(
+    store: &dyn lightwidget_store::EventStore,
+    token_hash: &str,
+) -> Result<Option<(Principal, Role)>, CommandError> {
+    let events = store.read_stream(&streams::token(token_hash), 0, 1).await?;
+    let Some(e) = events.first() else {
+        return Ok(None);
+    };
+    match e.to_domain()? {
+        lightwidget_domain::DomainEvent::TokenIssued(t) => Ok(Some((t.principal, t.role))),
+        _ => Err(StoreError::Corrupt(format!(
+            "a token stream holds another event at position {}",
+            e.position
+        ))
+        .into()),
+    }
+}

@@ -1,0 +1,108 @@
+//! What anyone may send: comments on articles (R6), support tickets (R4), and the views
+//! and clicks of widgets (R1, R2).
+
+use crate::context::Invocation;
+use crate::unit::{Unit, UseCase};
+use crate::widgets::run_keyed;
+use crate::{CommandError, Context, HitRecorder};
+use lightwidget_domain::event::{AccessLog, SupportRequest};
+use lightwidget_domain::support::{self, Article, OpenTicket, PostComment, Ticket};
+use lightwidget_domain::values::CommentText;
+use lightwidget_domain::{streams, CommentId, TicketId, WidgetId};
+use lightwidget_store::StoreError;
+
+/// Something a visitor created, with the position of its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Created<Id> {
+    pub id: Id,
+    pub position: u64,
+}
+
+/// Posts a comment on the article `slug`. The client's IP is kept with it for abuse
+/// prevention only, 12 months (R6).
+pub async fn post_comment(
+    cx: &Context,
+    inv: Invocation<'_>,
+    slug: &str,
+    comment: CommentText,
+    ip: String,
+) -> Result<Created<CommentId>, CommandError> {
+    let comment_id = CommentId(inv.new_id("comment"));
+    let work = Post(PostComment {
+        comment_id,
+        article: slug.to_owned(),
+        comment,
+        ip,
+    });
+    let done = run_keyed(cx, inv, &work).await?;
+    Ok(Created {
+        id: comment_id,
+        position: done.position,
+    })
+}
+
+struct Post(PostComment);
+
+#[async_trait::async_trait]
+impl UseCase for Post {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let stream = streams::article(&self.0.article);
+        u.decide_unversioned::<Article>(&stream, self.0.clone())?;
+        Ok(())
+    }
+}
+
+/// Opens a support ticket (R4): only the fields filled in are kept, 24 months.
+pub async fn open_ticket(
+    cx: &Context,
+    inv: Invocation<'_>,
+    request: SupportRequest,
+) -> Result<Created<TicketId>, CommandError> {
+    let ticket_id = TicketId(inv.new_id("ticket"));
+    let work = Open(OpenTicket { ticket_id, request });
+    let done = run_keyed(cx, inv, &work).await?;
+    Ok(Created {
+        id: ticket_id,
+        position: done.position,
+    })
+}
+
+struct Open(OpenTicket);
+
+#[async_trait::async_trait]
+impl UseCase for Open {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let stream = self.0.ticket_id.stream();
+        let ticket = u.assume_new::<Ticket>(&stream).await?;
+        u.decide(&stream, &ticket, self.0.clone())?;
+        Ok(())
+    }
+}
+
+/// Records a view of a widget's public page (R1, R2), through the batching recorder.
+pub async fn record_view(
+    cx: &Context,
+    hits: &HitRecorder,
+    widget_id: WidgetId,
+    access: AccessLog,
+) -> Result<(), StoreError> {
+    hits.record(support::viewed(widget_id, access, cx.clock.now()))
+        .await
+        .map(|_| ())
+}
+
+/// Records a click in a widget (R1, R2), durable before the answer.
+pub async fn record_click(
+    cx: &Context,
+    hits: &HitRecorder,
+    widget_id: WidgetId,
+    access: AccessLog,
+) -> Result<(), StoreError> {
+    hits.record(support::clicked(widget_id, access, cx.clock.now()))
+        .await
+        .map(|_| ())
+}
