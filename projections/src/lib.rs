@@ -253,7 +253,12 @@ async fn read_decoded(
         batch.push(e);
         decoded.push(d);
     }
-    Ok((batch, decoded, end, full))
+    Ok(Batch {
+        events: batch,
+        decoded,
+        scanned_to: end,
+        full,
+    })
 }
 
 fn decode(e: &RecordedEvent) -> Result<DomainEvent, ProjectionError> {
@@ -274,9 +279,13 @@ pub async fn evaluate_as_of(
     let mut after = 0;
     while after < at {
         let limit = (at - after).min(1000) as usize;
-        let (mut batch, mut decoded, end, _) =
-            read_decoded(store, projection, after, limit).await?;
-        let Some(end) = end else { break };
+        let Batch {
+            events: mut batch,
+            mut decoded,
+            scanned_to,
+            ..
+        } = read_decoded(store, projection, after, limit).await?;
+        let Some(end) = scanned_to else { break };
         // A read of some types scans to the head: keep what is at or before `at`.
         let keep = batch.iter().take_while(|e| e.position <= at).count();
         batch.truncate(keep);
@@ -345,10 +354,17 @@ pub const PASSED_OVER_LINGER: Duration = Duration::from_millis(20);
 /// Past this many documents the runner's cache starts over.
 const DOC_CACHE_LIMIT: usize = 200_000;
 
-/// A batch of events with their decoded domain events.
-/// Events, their decoded form, the position the read scanned to (`None`: nothing new), and
-/// whether it stopped at its limit (more may follow at once).
-type Batch = (Vec<RecordedEvent>, Vec<DomainEvent>, Option<u64>, bool);
+/// A batch of events read for a runner.
+struct Batch {
+    /// The events the projection handles, in log order.
+    events: Vec<RecordedEvent>,
+    /// Their decoded form, one for each event.
+    decoded: Vec<DomainEvent>,
+    /// The position the read scanned to, handled or not (`None`: nothing new).
+    scanned_to: Option<u64>,
+    /// Whether the read stopped at its limit (more may follow at once).
+    full: bool,
+}
 
 /// Documents by key as a runner knows them (`None` = known absent).
 type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
@@ -411,8 +427,8 @@ impl Runner {
             None => self.views.checkpoint(&self.view).await?,
         };
         let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
-        let more = batch.3;
-        let Some(to) = batch.2 else {
+        let more = batch.full;
+        let Some(to) = batch.scanned_to else {
             return Ok((Step::CaughtUp { checkpoint: from }, false));
         };
         let mut cached = self.take_cache(from);
@@ -422,7 +438,7 @@ impl Runner {
                 self.keep_cache(to, cached);
                 Ok((
                     Step::Applied {
-                        events: batch.0.len(),
+                        events: batch.events.len(),
                         checkpoint: to,
                     },
                     more,
@@ -447,7 +463,7 @@ impl Runner {
                 None;
             loop {
                 let batch = join(reading).await??;
-                let Some(to) = batch.2 else {
+                let Some(to) = batch.scanned_to else {
                     if let Some((done, commit)) = committing.take() {
                         match join(commit).await? {
                             Ok(()) => self.keep_cache(done, cached),
@@ -521,7 +537,11 @@ impl Runner {
         batch: &Batch,
         cached: &mut DocMap,
     ) -> Result<Vec<DocChange>, ProjectionError> {
-        let (batch, decoded, _, _) = batch;
+        let Batch {
+            events: batch,
+            decoded,
+            ..
+        } = batch;
         let mut view = Overlay::default();
         let mut requested = std::collections::HashSet::new();
         let mut absent = Vec::new();
@@ -564,7 +584,9 @@ impl Runner {
         }
         // Handling a large batch is CPU work of milliseconds: on a multi-threaded runtime
         // the worker hands its other tasks (requests) to another thread meanwhile.
+        let span = tracing::debug_span!("runner batch", view = %self.view, events = batch.len());
         let handle_all = || {
+            let _in = span.enter();
             self.projection.handle_batch(batch, decoded, &mut view);
             view.into_changes()
         };
