@@ -3,14 +3,15 @@
 //! `lightwidget_commands::media::refresh`.
 
 use crate::state::AppState;
-use lightwidget_domain::{AccountId, Category, WidgetId};
-use lightwidget_store::ViewDoc;
+use lightwidget_domain::{Category, WidgetId};
+use lightwidget_projections::models::widgets::PageDoc;
 
 /// Whether the page's cached media must be fetched (again).
-fn stale(app: &AppState, doc: &ViewDoc) -> bool {
-    let fetched = doc.doc["media"]["fetched_at"]
-        .as_str()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+fn stale(app: &AppState, page: &PageDoc) -> bool {
+    let fetched = page
+        .media
+        .as_ref()
+        .and_then(|m| chrono::DateTime::parse_from_rfc3339(m.fetched_at).ok());
     match fetched {
         None => true,
         Some(t) => {
@@ -23,16 +24,12 @@ fn stale(app: &AppState, doc: &ViewDoc) -> bool {
 }
 
 /// Starts a fetch when the widget's media is missing or too old and none is running here.
-pub fn refresh_if_stale(app: &AppState, widget: WidgetId, doc: &ViewDoc) {
-    if !stale(app, doc) {
+pub fn refresh_if_stale(app: &AppState, widget: WidgetId, page: &PageDoc) {
+    if !stale(app, page) {
         return;
     }
-    let Some(owner) = doc.doc["account_id"]
-        .as_str()
-        .and_then(|a| a.parse::<AccountId>().ok())
-    else {
+    let Some(owner) = page.account_id else {
         return;
     };
-    let version = doc.doc["media_version"].as_u64().unwrap_or(0);
-    lightwidget_commands::media::refresh(&app.commands, widget, owner, version);
+    lightwidget_commands::media::refresh(&app.commands, widget, owner, page.media_version);
 }

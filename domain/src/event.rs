@@ -45,6 +45,18 @@ pub enum Layout {
     List,
 }
 
+impl Layout {
+    /// The name clients send and see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Grid => "grid",
+            Layout::Slider => "slider",
+            Layout::Masonry => "masonry",
+            Layout::List => "list",
+        }
+    }
+}
+
 /// The settings a user gives a widget or preview.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -63,6 +75,16 @@ pub enum Plan {
     #[default]
     Free,
     Pro,
+}
+
+impl Plan {
+    /// The name clients see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Free => "free",
+            Plan::Pro => "pro",
+        }
+    }
 }
 
 /// Why a widget entered quarantine.

@@ -346,7 +346,8 @@ async fn invoices(backend: Backend) {
 }
 
 async fn of_w(t: &TestStore, w: WidgetId) -> Value {
-    summarize(&t.docs("statistics", Some(&w.to_string())).await)
+    let summary = summarize(&t.docs("statistics", Some(&w.to_string())).await);
+    serde_json::to_value(summary.expect("statistics documents read")).expect("json")
 }
 
 async fn statistics(backend: Backend) {
@@ -432,7 +433,8 @@ async fn statistics(backend: Backend) {
     );
     let store = &t;
     let of = |w: WidgetId| async move {
-        summarize(&store.docs("statistics", Some(&w.to_string())).await)
+        let summary = summarize(&store.docs("statistics", Some(&w.to_string())).await);
+        serde_json::to_value(summary.expect("statistics documents read")).expect("json")
     };
     // Views at +0,10,20,30,40,50,60 h from 10:00 on 1 March; clicks at +0,20,40 h, and
     // one of the batch 40 days on (another month's document).

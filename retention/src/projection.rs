@@ -22,7 +22,7 @@
 
 use crate::policy::RetentionPolicy;
 use chrono::{DateTime, Timelike, Utc};
-use lightwidget_domain::{AccountId, Category, DomainEvent, Subject, WidgetId};
+use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, Subject, WidgetId};
 use lightwidget_projections::{Overlay, Projection, ViewReader};
 use lightwidget_store::{format_time, RecordedEvent, ViewDoc};
 use serde::{Deserialize, Serialize};
@@ -165,6 +165,38 @@ pub struct AccountFacts {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// An item's document (`item:<subject>|<category>`): its facts, what they mean under the
+/// policy, and the holds that keep it. `due_at` is RFC 3339 text as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemDoc {
+    pub subject_id: Subject,
+    pub account_id: Option<AccountId>,
+    pub category: Category,
+    pub rule: String,
+    pub due_at: Option<String>,
+    pub state: String,
+    pub holds: Vec<HoldRef>,
+    pub explanation: String,
+    pub cause_position: Option<u64>,
+    pub facts: ItemFacts,
+}
+
+/// Whether a document of the retention view is an item.
+pub fn is_item(doc: &ViewDoc) -> bool {
+    doc.key.starts_with("item:")
+}
+
+/// A hold's document (`hold:<id>`): which account it is on, for its release by id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldDoc {
+    pub account_id: AccountId,
+}
+
+/// The key of a hold's document.
+pub fn hold_key(hold: HoldId) -> String {
+    format!("hold:{hold}")
 }
 
 /// A security staff read of the account (R22): who, when, where in the log.
@@ -517,22 +549,23 @@ impl Retention {
     /// fields (owner = the account; the due date only while the item may be purged).
     pub fn item_doc(&self, key: &str, item: &ItemFacts, account: Option<&AccountFacts>) -> ViewDoc {
         let v = evaluate(item, account, &self.policy);
-        let holds: Vec<&HoldRef> = match (&item.purged, account) {
-            (None, Some(a)) => a.holds.iter().collect(),
+        let holds: Vec<HoldRef> = match (&item.purged, account) {
+            (None, Some(a)) => a.holds.clone(),
             _ => vec![],
         };
-        let doc = serde_json::json!({
-            "subject_id": item.subject_id,
-            "account_id": item.account_id,
-            "category": item.category,
-            "rule": v.rule,
-            "due_at": v.due_at.map(format_time),
-            "state": v.state,
-            "holds": holds,
-            "explanation": v.explanation,
-            "cause_position": v.cause_position,
-            "facts": item,
-        });
+        let doc = ItemDoc {
+            subject_id: item.subject_id.clone(),
+            account_id: item.account_id,
+            category: item.category,
+            rule: v.rule,
+            due_at: v.due_at.map(format_time),
+            state: v.state.clone(),
+            holds,
+            explanation: v.explanation,
+            cause_position: v.cause_position,
+            facts: item.clone(),
+        };
+        let doc = serde_json::to_value(&doc).unwrap_or_default();
         let mut out = ViewDoc::new(key, doc).state(v.state.clone());
         if let Some(a) = item.account_id {
             out = out.owner(a.to_string());
@@ -875,9 +908,12 @@ impl Retention {
             }
             E::LegalHoldPlaced(h) => {
                 // Which account a hold is on, for its release by id.
+                let hold = HoldDoc {
+                    account_id: h.account_id,
+                };
                 view.put(ViewDoc::new(
-                    format!("hold:{}", h.hold_id),
-                    serde_json::json!({"account_id": h.account_id}),
+                    hold_key(h.hold_id),
+                    serde_json::to_value(&hold).unwrap_or_default(),
                 ));
                 if let Some(a) = account.as_mut() {
                     a.holds.push(HoldRef {

@@ -16,7 +16,7 @@
 //! its causation.
 
 use crate::policy::RetentionPolicy;
-use crate::projection::{self, ItemFacts, Retention};
+use crate::projection::{self, ItemDoc, ItemFacts, Retention};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use lightwidget_commands::unit::transact_with_attempts;
@@ -225,14 +225,14 @@ impl Sweeper {
             }
             report.examined += fresh.len();
             let units = fresh.into_iter().filter_map(|doc| {
-                let Ok(facts) = serde_json::from_value::<ItemFacts>(doc.doc["facts"].clone())
-                else {
-                    tracing::warn!(key = %doc.key, "retention item without readable facts");
-                    return None;
+                let item = match doc.read::<ItemDoc>() {
+                    Ok(item) => item,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention item that does not read");
+                        return None;
+                    }
                 };
-                let rule = doc.doc["rule"].as_str().unwrap_or_default().to_owned();
-                let cause = doc.doc["cause_position"].as_u64();
-                Some((facts, rule, doc.due_at?, cause))
+                Some((item.facts, item.rule, doc.due_at?, item.cause_position))
             });
             // Several units in flight, so that the store's writer commits them together;
             // two units that share a stream conflict and the second finds the work done.

@@ -40,6 +40,25 @@ impl ViewDoc {
         self.due_at = Some(due_at);
         self
     }
+
+    /// A document written from its typed form (a read model's document struct).
+    pub fn typed<T: serde::Serialize>(key: impl Into<String>, doc: &T) -> Result<Self, StoreError> {
+        let doc = serde_json::to_value(doc)
+            .map_err(|e| StoreError::InvalidPayload(format!("a document: {e}")))?;
+        Ok(ViewDoc::new(key, doc))
+    }
+
+    /// The document read as its typed form; `T` may borrow strings from it. A document that
+    /// does not fit is `Corrupt`: the message names the key and the field, never a value.
+    pub fn read<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, StoreError> {
+        serde_path_to_error::deserialize(&self.doc).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "document `{}`: the field `{}` does not fit its type",
+                self.key,
+                e.path()
+            ))
+        })
+    }
 }
 
 /// A change to a view's documents.

@@ -1,6 +1,6 @@
 //! Sign-in (R5) and the owner's account: read, delete into quarantine (R20), restore.
 
-use super::{created_at, docs_of, widget_summary};
+use super::{docs_of, widget_summary};
 use crate::auth::Caller;
 use crate::extract::{JsonBody, MinPosition};
 use crate::problem::{ApiResult, Problem};
@@ -101,14 +101,14 @@ pub async fn me(
         .await?
         .iter()
         .map(widget_summary)
-        .collect();
-    let d = &doc.doc;
+        .collect::<ApiResult<_>>()?;
+    let d: accounts::AccountDoc = doc.read()?;
     Ok(Json(Me {
         account_id,
-        username: d["username"].as_str().map(str::to_owned),
-        status: d["status"].as_str().unwrap_or("active").to_owned(),
-        quarantine_until: d["quarantine_until"].as_str().map(str::to_owned),
-        registered_at: created_at(d, "registered_at"),
+        username: d.username,
+        status: d.status.as_str().to_owned(),
+        quarantine_until: d.quarantine_until,
+        registered_at: d.registered_at,
         widgets,
     }))
 }

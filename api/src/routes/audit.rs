@@ -13,7 +13,8 @@ use axum::response::Response;
 use axum::Json;
 use lightwidget_domain::event::Role;
 use lightwidget_domain::personal::PERSONAL_MARKER;
-use lightwidget_retention::projection::VIEW as RETENTION;
+use lightwidget_domain::Category;
+use lightwidget_retention::projection::{is_item, ItemDoc, VIEW as RETENTION};
 use lightwidget_store::{validate_stream, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
@@ -227,16 +228,12 @@ pub async fn export(
     let items = docs_of(&app, RETENTION, Some(&account.to_string())).await?;
     let mut by_category: BTreeMap<String, CategoryExport> = BTreeMap::new();
     let mut streams: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
-    for item in items.iter().filter(|d| d.key.starts_with("item:")) {
-        let (Some(subject), Some(category)) = (
-            item.doc["subject_id"].as_str(),
-            item.doc["category"].as_str(),
-        ) else {
-            continue;
-        };
-        if category == "access_log" {
+    for doc in items.iter().filter(|d| is_item(d)) {
+        let item: ItemDoc = doc.read()?;
+        if item.category == Category::AccessLog {
             continue;
         }
+        let (subject, category) = (item.subject_id.as_str(), item.category.as_str());
         let entry = by_category
             .entry(category.to_owned())
             .or_insert_with(|| CategoryExport {
@@ -246,10 +243,10 @@ pub async fn export(
             });
         entry.retention.push(serde_json::json!({
             "subject_id": subject,
-            "rule": item.doc["rule"],
-            "state": item.doc["state"],
-            "due_at": item.doc["due_at"],
-            "explanation": item.doc["explanation"],
+            "rule": item.rule,
+            "state": item.state,
+            "due_at": item.due_at,
+            "explanation": item.explanation,
         }));
         let Some(stream) = lightwidget_domain::streams::of_subject(subject) else {
             continue;

@@ -15,6 +15,7 @@ use crate::problem::ApiResult;
 use crate::state::AppState;
 use lightwidget_commands::{Invocation, Loaded};
 use lightwidget_domain::Aggregate;
+use lightwidget_projections::models::widgets::WidgetDoc;
 use lightwidget_store::{Metadata, ViewDoc, ViewQuery};
 
 /// Loads an aggregate, for a query.
@@ -34,26 +35,21 @@ pub async fn docs_of(app: &AppState, view: &str, owner: Option<&str>) -> ApiResu
     Ok(app.views.query_all(view, query).await?)
 }
 
-/// A time field of a read-model document, as it is stored (RFC 3339).
-pub fn created_at(doc: &serde_json::Value, field: &str) -> Option<String> {
-    doc[field].as_str().map(str::to_owned)
-}
-
 /// A widget as clients see it (API.md, Widgets).
-pub fn widget_summary(doc: &ViewDoc) -> widgets::WidgetView {
-    let d = &doc.doc;
-    widgets::WidgetView {
+pub fn widget_summary(doc: &ViewDoc) -> ApiResult<widgets::WidgetView> {
+    let d: WidgetDoc = doc.read()?;
+    Ok(widgets::WidgetView {
         widget_id: doc.key.clone(),
-        title: d["title"].as_str().map(str::to_owned),
-        layout: d["layout"].as_str().map(str::to_owned),
-        columns: d["columns"].as_u64().map(|c| c as u8),
-        plan: d["plan"].as_str().unwrap_or("free").to_owned(),
-        status: d["status"].as_str().unwrap_or("active").to_owned(),
-        version: d["version"].as_u64().unwrap_or(0),
-        quarantine_until: created_at(d, "quarantine_until"),
-        created_at: created_at(d, "created_at"),
-        upgraded_at: created_at(d, "upgraded_at"),
-    }
+        title: d.title,
+        layout: d.layout.map(|l| l.as_str().to_owned()),
+        columns: d.columns,
+        plan: d.plan.as_str().to_owned(),
+        status: d.status.as_str().to_owned(),
+        version: d.version,
+        quarantine_until: d.quarantine_until,
+        created_at: d.created_at,
+        upgraded_at: d.upgraded_at,
+    })
 }
 
 /// What a handler hands a use case of the caller: the envelope metadata, the

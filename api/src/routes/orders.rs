@@ -13,7 +13,7 @@ use lightwidget_commands::payment::{pay_order, place_order, Payment, Price};
 use lightwidget_domain::event::{BillingDetails, Plan, Role};
 use lightwidget_domain::values::{BillingForm, Invalid};
 use lightwidget_domain::{OrderId, WidgetId};
-use lightwidget_projections::models::invoices;
+use lightwidget_projections::models::invoices::{self, InvoiceDoc};
 use lightwidget_store::ViewDoc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -323,29 +323,24 @@ pub struct InvoiceList {
     pub invoices: Vec<InvoiceView>,
 }
 
-fn invoice_view(doc: &ViewDoc) -> InvoiceView {
-    let d = &doc.doc;
-    let s = |v: &Value| v.as_str().map(str::to_owned);
-    InvoiceView {
-        invoice_number: doc.key.clone(),
-        order_id: s(&d["order_id"]).unwrap_or_default(),
-        widget_id: s(&d["widget_id"]).unwrap_or_default(),
-        issued_at: s(&d["issued_at"]).unwrap_or_default(),
-        amount: format_amount(d["amount_minor"].as_i64().unwrap_or(0)),
-        currency: s(&d["currency"]).unwrap_or_default(),
+fn invoice_view(doc: &ViewDoc) -> ApiResult<InvoiceView> {
+    let d: InvoiceDoc = doc.read()?;
+    Ok(InvoiceView {
+        invoice_number: d.invoice_number,
+        order_id: d.order_id.to_string(),
+        widget_id: d.widget_id.to_string(),
+        issued_at: d.issued_at,
+        amount: format_amount(d.amount_minor),
+        currency: d.currency,
         billing: BillingView {
-            name: s(&d["billing"]["name"]),
-            address: s(&d["billing"]["address"]),
-            email: s(&d["billing"]["email"]),
-            vat_id: s(&d["billing"]["vat_id"]),
-            country: s(&d["billing"]["country"]),
+            name: d.billing.name,
+            address: d.billing.address,
+            email: d.billing.email,
+            vat_id: d.billing.vat_id,
+            country: d.billing.country,
         },
-        retain_until: s(&d["retain_until"]).unwrap_or_default(),
-    }
-}
-
-fn is_invoice(doc: &ViewDoc) -> bool {
-    doc.key.starts_with("FV/")
+        retain_until: d.retain_until,
+    })
 }
 
 /// Invoices: an owner's own, or — for compliance staff — all.
@@ -372,9 +367,9 @@ pub async fn list_invoices(
     Ok(Json(InvoiceList {
         invoices: docs
             .iter()
-            .filter(|d| is_invoice(d))
+            .filter(|d| invoices::is_invoice(d))
             .map(invoice_view)
-            .collect(),
+            .collect::<ApiResult<_>>()?,
     }))
 }
 
@@ -400,13 +395,13 @@ pub async fn get_invoice(
         .get_many(invoices::VIEW, &[number])
         .await?
         .into_iter()
-        .filter(is_invoice)
+        .filter(invoices::is_invoice)
         .find(|d| match owner {
             Some(a) => d.owner.as_deref() == Some(a.to_string().as_str()),
             None => true,
         })
         .ok_or_else(|| Problem::not_found("invoice"))?;
-    Ok(Json(invoice_view(&doc)))
+    Ok(Json(invoice_view(&doc)?))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use lightwidget_domain::event::Role;
 use lightwidget_domain::{AccountId, Category};
-use lightwidget_retention::projection::VIEW;
+use lightwidget_retention::projection::{is_item, AccountFacts, ItemDoc, VIEW};
 use lightwidget_retention::sweeper::PurgedItem;
 use lightwidget_store::{format_time, ViewDoc, ViewQuery};
 use serde::Serialize;
@@ -51,27 +51,22 @@ pub struct Subject {
 }
 
 /// The item as compliance reads it now: an item past its date and not held is `due`.
-fn item_view(doc: &ViewDoc, now: DateTime<Utc>) -> RetentionItem {
-    let d = &doc.doc;
-    let s = |f: &str| d[f].as_str().map(str::to_owned);
-    let mut state = s("state").unwrap_or_default();
-    if doc.due_at.is_some_and(|due| due <= now) {
-        state = "due".into();
-    }
-    RetentionItem {
-        subject_id: s("subject_id").unwrap_or_default(),
-        account_id: s("account_id"),
-        category: s("category").unwrap_or_default(),
-        rule: s("rule").unwrap_or_default(),
-        due_at: s("due_at"),
+fn item_view(doc: &ViewDoc, now: DateTime<Utc>) -> ApiResult<RetentionItem> {
+    let d: ItemDoc = doc.read()?;
+    let state = match doc.due_at {
+        Some(due) if due <= now => "due".to_owned(),
+        _ => d.state,
+    };
+    Ok(RetentionItem {
+        subject_id: d.subject_id.as_str().to_owned(),
+        account_id: d.account_id.map(|a| a.to_string()),
+        category: d.category.as_str().to_owned(),
+        rule: d.rule,
+        due_at: d.due_at,
         state,
-        holds: d["holds"].clone(),
-        explanation: s("explanation").unwrap_or_default(),
-    }
-}
-
-fn is_item(doc: &ViewDoc) -> bool {
-    doc.key.starts_with("item:")
+        holds: serde_json::to_value(&d.holds).unwrap_or_default(),
+        explanation: d.explanation,
+    })
 }
 
 #[derive(Default)]
@@ -171,18 +166,19 @@ pub async fn list(
     } else {
         docs_of(&app, VIEW, f.account_id.map(|a| a.to_string()).as_deref()).await?
     };
-    let items = docs
-        .iter()
-        .filter(|d| is_item(d))
-        .filter(|d| {
-            f.category
-                .is_none_or(|c| d.doc["category"].as_str() == Some(c.as_str()))
-        })
+    let mut items = Vec::new();
+    for d in docs.iter().filter(|d| is_item(d)) {
         // The index's date: set only while the item may be purged.
-        .filter(|d| due_before.is_none_or(|t| d.due_at.is_some_and(|due| due < t)))
-        .map(|d| item_view(d, now))
-        .filter(|i| f.state.as_deref().is_none_or(|s| i.state == s))
-        .collect();
+        if due_before.is_some_and(|t| d.due_at.is_none_or(|due| due >= t)) {
+            continue;
+        }
+        let item = item_view(d, now)?;
+        let category = f.category.is_none_or(|c| item.category == c.as_str());
+        let state = f.state.as_deref().is_none_or(|s| item.state == s);
+        if category && state {
+            items.push(item);
+        }
+    }
     Ok(Json(RetentionItems { items }))
 }
 
@@ -210,7 +206,7 @@ pub async fn subject(
         .iter()
         .filter(|d| is_item(d))
         .map(|d| item_view(d, now))
-        .collect();
+        .collect::<ApiResult<_>>()?;
     if categories.is_empty() {
         return Err(Problem::not_found("account"));
     }
@@ -224,8 +220,9 @@ pub async fn subject(
                 .iter(),
         )
         .find(|d| d.key == key)
-        .map(|d| d.doc["reads"].clone())
-        .filter(|r| r.is_array())
+        .map(|d| d.read::<AccountFacts>())
+        .transpose()?
+        .map(|a| serde_json::to_value(a.reads).unwrap_or_default())
         .unwrap_or_else(|| serde_json::json!([]));
     Ok(Json(Subject {
         account_id: id.to_string(),

@@ -106,16 +106,17 @@ pub struct HoldPlaced {
 /// The account a hold was placed on, from the retention view's `hold:<id>` document (read
 /// once the view has caught up with the log).
 async fn account_of_hold(app: &AppState, hold_id: HoldId) -> ApiResult<AccountId> {
-    use lightwidget_retention::projection::VIEW;
+    use lightwidget_retention::projection::{hold_key, HoldDoc, VIEW};
     let head = app.store.head().await?.position;
     app.wait_for(VIEW, Some(head)).await?;
-    app.views
-        .get_many(VIEW, &[format!("hold:{hold_id}")])
+    let doc = app
+        .views
+        .get_many(VIEW, &[hold_key(hold_id)])
         .await?
         .into_iter()
         .next()
-        .and_then(|d| d.doc["account_id"].as_str().and_then(|a| a.parse().ok()))
-        .ok_or_else(|| Problem::not_found("hold"))
+        .ok_or_else(|| Problem::not_found("hold"))?;
+    Ok(doc.read::<HoldDoc>()?.account_id)
 }
 
 #[utoipa::path(post, path = "/v1/compliance/holds", tag = "staff", request_body = HoldBody,

@@ -190,7 +190,7 @@ pub async fn list_widgets(
     app.wait_for(widgets::VIEW, min).await?;
     let docs = docs_of(&app, widgets::VIEW, Some(&account_id.to_string())).await?;
     Ok(Json(WidgetList {
-        widgets: docs.iter().map(widget_summary).collect(),
+        widgets: docs.iter().map(widget_summary).collect::<ApiResult<_>>()?,
     }))
 }
 
@@ -241,7 +241,7 @@ pub async fn get_widget(
     caller.owner()?;
     app.wait_for(widgets::VIEW, min).await?;
     let doc = own_widget_doc(&app, &caller, &id, min).await?;
-    let view = widget_summary(&doc);
+    let view = widget_summary(&doc)?;
     let etag = format!("\"{}\"", view.version);
     let mut response = Json(view).into_response();
     if let Ok(v) = header::HeaderValue::from_str(&etag) {
@@ -425,8 +425,11 @@ async fn public_widget(
         .widget_docs
         .get(&id.to_string(), min)
         .await?
-        .filter(|d| d.doc["status"] == "active")
         .ok_or_else(|| Problem::not_found("widget"))?;
+    let page: widgets::PageDoc = doc.read()?;
+    if page.status != widgets::WidgetState::Active {
+        return Err(Problem::not_found("widget"));
+    }
     Ok((id, doc))
 }
 
@@ -444,11 +447,12 @@ pub async fn public_page(
 ) -> ApiResult<Response> {
     app.wait_for(widgets::VIEW, min).await?;
     let (id, doc) = public_widget(&app, &id, min).await?;
-    let html = doc.doc["html"]
-        .as_str()
+    let page: widgets::PageDoc = doc.read()?;
+    let html = page
+        .html
         .ok_or_else(|| Problem::not_found("widget"))?
         .to_owned();
-    crate::media::refresh_if_stale(&app, id, &doc);
+    crate::media::refresh_if_stale(&app, id, &page);
     visitors::record_view(&app.commands, &app.hits, id, access_log(&headers, peer)).await?;
     Ok(Html(html).into_response())
 }
@@ -498,22 +502,18 @@ pub async fn stats(
     app.wait_for(statistics::VIEW, min).await?;
     let doc = own_widget_doc(&app, &caller, &id, None).await?;
     let months = docs_of(&app, statistics::VIEW, Some(&doc.key)).await?;
-    let s = statistics::summarize(&months);
-    let count = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let s = statistics::summarize(&months)?;
     Ok(Json(Stats {
-        views: count(&s["views"]),
-        clicks: count(&s["clicks"]),
-        by_day: s["by_day"]
-            .as_array()
-            .map(|days| {
-                days.iter()
-                    .map(|d| DayCount {
-                        date: d["date"].as_str().unwrap_or_default().to_owned(),
-                        views: count(&d["views"]),
-                        clicks: count(&d["clicks"]),
-                    })
-                    .collect()
+        views: s.views,
+        clicks: s.clicks,
+        by_day: s
+            .by_day
+            .into_iter()
+            .map(|d| DayCount {
+                date: d.date,
+                views: d.views,
+                clicks: d.clicks,
             })
-            .unwrap_or_default(),
+            .collect(),
     }))
 }

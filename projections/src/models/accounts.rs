@@ -1,11 +1,10 @@
 //! `accounts`: one document per account — profile (opened personal data), status, how many
 //! widgets it created (the widgets themselves are the `widgets` view by owner). Erasing the profile blanks it; a purged account is a tombstone.
 
-use super::time;
 use crate::{Overlay, Projection, ViewReader};
 use lightwidget_domain::{Category, DomainEvent};
-use lightwidget_store::{DocChange, RecordedEvent, ViewDoc};
-use serde_json::{json, Value};
+use lightwidget_store::{format_time, DocChange, RecordedEvent, ViewDoc};
+use serde::{Deserialize, Serialize};
 
 pub struct Accounts;
 
@@ -28,29 +27,76 @@ fn account_key(e: &DomainEvent) -> Option<String> {
     })
 }
 
-/// The status shown to clients: purged, then blocked, then quarantined, else active.
-fn status(doc: &Value) -> &'static str {
-    if doc["purged"] == json!(true) {
-        "purged"
-    } else if !doc["blocked_until"].is_null() {
-        "blocked"
-    } else if !doc["quarantine_until"].is_null() {
-        "quarantined"
-    } else {
-        "active"
+/// Where an account stands, as clients see it: purged, then blocked, then quarantined, else
+/// active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    #[default]
+    Active,
+    Blocked,
+    Quarantined,
+    Purged,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Active => "active",
+            AccountState::Blocked => "blocked",
+            AccountState::Quarantined => "quarantined",
+            AccountState::Purged => "purged",
+        }
     }
 }
 
-fn erase_profile(doc: &mut Value) {
-    for f in [
-        "username",
-        "instagram_user_id",
-        "profile_picture_url",
-        "account_type",
-    ] {
-        doc[f] = Value::Null;
+/// An account's document. Times are RFC 3339 text as stored; the profile fields are `None`
+/// once erased.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AccountDoc {
+    pub account_id: String,
+    pub username: Option<String>,
+    pub instagram_user_id: Option<String>,
+    pub profile_picture_url: Option<String>,
+    pub account_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sign_in_at: Option<String>,
+    pub quarantine_until: Option<String>,
+    pub blocked_until: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub purged: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub profile_erased: bool,
+    /// How many widgets the account created (they are the `widgets` view by owner).
+    pub widget_count: u64,
+    pub status: AccountState,
+}
+
+impl AccountDoc {
+    fn state(&self) -> AccountState {
+        if self.purged {
+            AccountState::Purged
+        } else if self.blocked_until.is_some() {
+            AccountState::Blocked
+        } else if self.quarantine_until.is_some() {
+            AccountState::Quarantined
+        } else {
+            AccountState::Active
+        }
     }
-    doc["profile_erased"] = json!(true);
+
+    fn erase_profile(&mut self) {
+        self.username = None;
+        self.instagram_user_id = None;
+        self.profile_picture_url = None;
+        self.account_type = None;
+        self.profile_erased = true;
+    }
 }
 
 impl Projection for Accounts {
@@ -94,49 +140,53 @@ impl Projection for Accounts {
 }
 
 fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<DocChange> {
-    {
-        let Some(key) = account_key(d) else {
+    let Some(key) = account_key(d) else {
+        return vec![];
+    };
+    let mut doc = match view.get(&key).map(ViewDoc::read::<AccountDoc>) {
+        None => AccountDoc {
+            account_id: key.clone(),
+            ..AccountDoc::default()
+        },
+        Some(Ok(doc)) => doc,
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "an account document does not read");
             return vec![];
-        };
-        let mut doc = view.get(&key).map(|v| v.doc.clone()).unwrap_or_else(|| {
-            json!({"account_id": key, "widget_count": 0, "quarantine_until": null, "blocked_until": null})
-        });
-        match d {
-            DomainEvent::AccountRegistered(e) => {
-                let p = e.profile.value();
-                doc["username"] = json!(p.map(|p| &p.username));
-                doc["instagram_user_id"] = json!(p.map(|p| &p.instagram_user_id));
-                doc["profile_picture_url"] = json!(p.and_then(|p| p.profile_picture_url.as_ref()));
-                doc["account_type"] = json!(p.map(|p| &p.account_type));
-                doc["registered_at"] = time(e.registered_at);
-                if e.profile.is_erased() {
-                    erase_profile(&mut doc);
-                }
-            }
-            DomainEvent::AccountSignedIn(e) => doc["last_sign_in_at"] = time(e.signed_in_at),
-            DomainEvent::AccountDeletionRequested(e) => {
-                doc["quarantine_until"] = time(e.quarantine_until)
-            }
-            DomainEvent::AccountRestored(_) => doc["quarantine_until"] = Value::Null,
-            DomainEvent::AccountBlocked(e) => doc["blocked_until"] = time(e.hold_until),
-            DomainEvent::AccountUnblocked(_) => doc["blocked_until"] = Value::Null,
-            DomainEvent::AccountPurged(e) => {
-                erase_profile(&mut doc);
-                doc["purged"] = json!(true);
-                doc["purged_at"] = time(e.purged_at);
-            }
-            // The count only: the account's widgets are the `widgets` view by owner (an
-            // indexed column); a list here would make this document grow with every widget.
-            DomainEvent::WidgetCreated(_) => {
-                doc["widget_count"] = json!(doc["widget_count"].as_u64().unwrap_or(0) + 1);
-            }
-            DomainEvent::PersonalDataErased(_) => erase_profile(&mut doc),
-            _ => {}
         }
-        let state = status(&doc);
-        doc["status"] = json!(state);
-        vec![DocChange::Put(
-            ViewDoc::new(key.clone(), doc).owner(key).state(state),
-        )]
+    };
+    match d {
+        DomainEvent::AccountRegistered(e) => {
+            let p = e.profile.value();
+            doc.username = p.map(|p| p.username.clone());
+            doc.instagram_user_id = p.map(|p| p.instagram_user_id.clone());
+            doc.profile_picture_url = p.and_then(|p| p.profile_picture_url.clone());
+            doc.account_type = p.map(|p| p.account_type.clone());
+            doc.registered_at = Some(format_time(e.registered_at));
+            if e.profile.is_erased() {
+                doc.erase_profile();
+            }
+        }
+        DomainEvent::AccountSignedIn(e) => doc.last_sign_in_at = Some(format_time(e.signed_in_at)),
+        DomainEvent::AccountDeletionRequested(e) => {
+            doc.quarantine_until = Some(format_time(e.quarantine_until))
+        }
+        DomainEvent::AccountRestored(_) => doc.quarantine_until = None,
+        DomainEvent::AccountBlocked(e) => doc.blocked_until = Some(format_time(e.hold_until)),
+        DomainEvent::AccountUnblocked(_) => doc.blocked_until = None,
+        DomainEvent::AccountPurged(e) => {
+            doc.erase_profile();
+            doc.purged = true;
+            doc.purged_at = Some(format_time(e.purged_at));
+        }
+        // The count only: the account's widgets are the `widgets` view by owner (an
+        // indexed column); a list here would make this document grow with every widget.
+        DomainEvent::WidgetCreated(_) => doc.widget_count += 1,
+        DomainEvent::PersonalDataErased(_) => doc.erase_profile(),
+        _ => {}
+    }
+    doc.status = doc.state();
+    match ViewDoc::typed(key.clone(), &doc) {
+        Ok(out) => vec![DocChange::Put(out.owner(key).state(doc.status.as_str()))],
+        Err(_) => vec![],
     }
 }

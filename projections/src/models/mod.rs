@@ -10,9 +10,3 @@ pub use accounts::Accounts;
 pub use invoices::Invoices;
 pub use statistics::Statistics;
 pub use widgets::Widgets;
-
-use chrono::{DateTime, Utc};
-
-pub(crate) fn time(t: DateTime<Utc>) -> serde_json::Value {
-    serde_json::Value::String(lightwidget_store::format_time(t))
-}
