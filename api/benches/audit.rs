@@ -10,15 +10,15 @@
 
 use lightwidget_api::archive;
 use lightwidget_domain::WidgetId;
-use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::SystemClock;
+use lightwidget_testkit::bench::{peak_mib, peak_reset};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 use std::time::Instant;
 
 async fn generate(t: &TestStore, total: usize) {
     let widgets: Vec<WidgetId> = (0..1000).map(|_| WidgetId::new()).collect();
-    lightwidget_store::test_support::bench::append_views(&*t.store, &widgets, 0, total).await
+    lightwidget_testkit::bench::append_views(&*t.store, &widgets, 0, total).await
 }
 
 async fn run(backend: Backend, total: usize) {
@@ -76,8 +76,8 @@ async fn run(backend: Backend, total: usize) {
 
 #[tokio::main]
 async fn main() {
-    let total = lightwidget_store::test_support::bench::count("LW_BENCH_EVENTS", 1_000_000);
-    for backend in lightwidget_store::test_support::bench::backends() {
+    let total = lightwidget_testkit::bench::count("LW_BENCH_EVENTS", 1_000_000);
+    for backend in lightwidget_testkit::bench::backends() {
         run(backend, total).await;
     }
 }

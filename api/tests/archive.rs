@@ -5,8 +5,8 @@
 
 use lightwidget_domain::event::{Layout, WidgetCreated, WidgetSettings, WidgetUpdated};
 use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, WidgetId};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, StreamWrite, SystemClock};
+use lightwidget_testkit::{Backend, TestStore};
 use std::process::{Command, Output};
 use std::sync::Arc;
 

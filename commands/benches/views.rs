@@ -18,9 +18,9 @@ use lightwidget_projections::models::Statistics;
 use lightwidget_projections::rebuild;
 use lightwidget_store::embedded::open_connection;
 use lightwidget_store::postgres::pool_for;
-use lightwidget_store::test_support::bench::{peak_mib, peak_reset};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::SystemClock;
+use lightwidget_testkit::bench::{peak_mib, peak_reset};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,11 +29,11 @@ const PRODUCERS: usize = 64;
 const PER_PRODUCER: usize = 500;
 
 fn view(widgets: &[WidgetId], n: usize) -> DomainEvent {
-    lightwidget_store::test_support::bench::widget_view(widgets, n)
+    lightwidget_testkit::bench::widget_view(widgets, n)
 }
 
 async fn generate(t: &TestStore, widgets: &[WidgetId], from: usize, to: usize) {
-    lightwidget_store::test_support::bench::append_views(&*t.store, widgets, from, to).await
+    lightwidget_testkit::bench::append_views(&*t.store, widgets, from, to).await
 }
 
 /// Raw scan of the same rows through the same driver, paging by position like the runner.

@@ -12,8 +12,8 @@ use lightwidget_domain::widget::{Widget, WidgetCommand, WidgetError};
 use lightwidget_domain::{
     invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
 };
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{EventStore, ManualClock, Metadata};
+use lightwidget_testkit::{Backend, TestStore};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
@@ -332,14 +332,7 @@ async fn a_write_between_read_and_append_is_decided_again(backend: Backend) {
     assert_eq!(stored.len(), 1, "written once, by the second attempt");
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(
+lightwidget_testkit::both!(
     decides_appends_and_carries_metadata,
     concurrent_commands_retry_until_they_fit,
     a_conflict_is_reported_when_attempts_run_out,

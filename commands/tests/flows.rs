@@ -12,8 +12,8 @@ use lightwidget_domain::{AccountId, Category, DomainEvent, OrderId, Personal, Su
 use lightwidget_projections::models::statistics::summarize;
 use lightwidget_projections::models::Statistics;
 use lightwidget_projections::{evaluate_as_of, Runner};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{Clock, ManualClock, Metadata};
+use lightwidget_testkit::{Backend, TestStore};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -365,14 +365,7 @@ async fn hits_are_counted_exactly(backend: Backend) {
     }
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(
+lightwidget_testkit::both!(
     idempotency_keys,
     payments_issue_gapless_invoices,
     hits_are_counted_exactly

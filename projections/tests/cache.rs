@@ -10,8 +10,8 @@ use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, Wi
 use lightwidget_projections::cache::ViewCache;
 use lightwidget_projections::models::Widgets;
 use lightwidget_projections::Runner;
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{DocChange, StoreError, SystemClock, ViewDoc, ViewQuery, ViewStore};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -194,11 +194,4 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     follower.await.expect("follower stops");
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(a_cached_document_follows_the_log);
+lightwidget_testkit::both!(a_cached_document_follows_the_log);

@@ -12,8 +12,8 @@ use lightwidget_projections::models::{
     widgets::render_html, Accounts, Invoices, Statistics, Widgets,
 };
 use lightwidget_projections::{rebuild, Projection, Runner};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent, SystemClock, ViewDoc};
+use lightwidget_testkit::{Backend, TestStore};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -521,23 +521,18 @@ impl Projection for Probe {
 async fn only_the_types_a_projection_opens_are_opened(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let (a, w) = (AccountId::new(), WidgetId::new());
-    let registered =
-        |name: &str| lightwidget_store::test_support::bench::account_registered(a, name, t0());
+    let registered = |name: &str| lightwidget_testkit::bench::account_registered(a, name, t0());
     append(
         &t,
         &format!("w-{w}"),
-        vec![lightwidget_store::test_support::bench::widget_created(
-            a,
-            w,
-            t0(),
-        )],
+        vec![lightwidget_testkit::bench::widget_created(a, w, t0())],
     )
     .await;
     append(&t, &a.stream(), vec![registered("ada")]).await;
     append(
         &t,
         &format!("w2-{w}"),
-        vec![lightwidget_store::test_support::bench::widget_created(
+        vec![lightwidget_testkit::bench::widget_created(
             a,
             WidgetId::new(),
             t0(),
@@ -588,14 +583,7 @@ fn html_escapes_everything_from_the_user() {
     assert!(!html.contains("<img"));
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(
+lightwidget_testkit::both!(
     accounts_and_widgets,
     invoices,
     statistics,

@@ -12,11 +12,11 @@ use lightwidget_projections::{
     evaluate_as_of, position_at_time, rebuild, wait_for_position, Overlay, Projection, Runner,
     ViewReader,
 };
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, DocChange, ExpectedVersion, Metadata, NewEvent, RecordedEvent, SystemClock,
     ViewDoc,
 };
+use lightwidget_testkit::{Backend, TestStore};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -389,14 +389,7 @@ async fn typed_projections_reach_the_head(backend: Backend) {
     );
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(
+lightwidget_testkit::both!(
     incremental_equals_as_of_and_rebuild,
     crashes_mid_run_lose_and_double_nothing,
     racing_runners_apply_each_batch_once,

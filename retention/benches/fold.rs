@@ -17,13 +17,13 @@ use lightwidget_domain::{AccountId, DomainEvent, WidgetId};
 use lightwidget_projections::{rebuild, Overlay, Projection, ViewReader};
 use lightwidget_retention::projection::{Retention, VIEW};
 use lightwidget_retention::RetentionPolicy;
-use lightwidget_store::test_support::bench::{
-    account_registered, backends, count, create_widgets, widget_view,
-};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, ExpectedVersion, Metadata, RecordedEvent, StreamWrite, SystemClock,
 };
+use lightwidget_testkit::bench::{
+    account_registered, backends, count, create_widgets, widget_view,
+};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -18,8 +18,8 @@ use lightwidget_retention::sweeper::Sweeper;
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::embedded::open_connection;
 use lightwidget_store::postgres::pool_for;
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{format_time, Clock, DocChange, ManualClock};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -143,8 +143,8 @@ async fn run(backend: Backend, items: usize) {
 
 #[tokio::main]
 async fn main() {
-    let items = lightwidget_store::test_support::bench::count("LW_BENCH_ITEMS", 1_000_000);
-    for backend in lightwidget_store::test_support::bench::backends() {
+    let items = lightwidget_testkit::bench::count("LW_BENCH_ITEMS", 1_000_000);
+    for backend in lightwidget_testkit::bench::backends() {
         run(backend, items).await;
     }
 }

@@ -1203,19 +1203,14 @@ mod tests {
         let widgets: Vec<WidgetId> = (1..=4)
             .map(|i| WidgetId(uuid::Uuid::from_u128(100 + i)))
             .collect();
-        let mut history: Vec<DomainEvent> =
-            vec![lightwidget_store::test_support::bench::account_registered(
-                a,
-                "fold",
-                t0(),
-            )];
+        let mut history: Vec<DomainEvent> = vec![lightwidget_testkit::bench::account_registered(
+            a,
+            "fold",
+            t0(),
+        )];
         // The last widget is never created: its buckets have no account.
         for w in &widgets[..3] {
-            history.push(lightwidget_store::test_support::bench::widget_created(
-                a,
-                *w,
-                t0(),
-            ));
+            history.push(lightwidget_testkit::bench::widget_created(a, *w, t0()));
         }
         // Whole days over two months: the same bucket and the same time (ties) come again,
         // and times go back and forth.

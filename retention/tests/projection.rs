@@ -11,8 +11,8 @@ use lightwidget_retention::projection::{
     account_key, item_key, items_page_key, ItemFacts, Retention, Started, ITEMS_PER_PAGE, VIEW,
 };
 use lightwidget_retention::RetentionPolicy;
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{SystemClock, ViewDoc};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 
 fn t0() -> DateTime<Utc> {
@@ -26,7 +26,7 @@ async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
 }
 
 fn viewed(w: WidgetId, at: DateTime<Utc>) -> DomainEvent {
-    lightwidget_store::test_support::bench::view_at(w, at, 4)
+    lightwidget_testkit::bench::view_at(w, at, 4)
 }
 
 /// The retention view after a runner that takes one event per batch has caught up: each
@@ -69,7 +69,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
     append(
         &t,
         &a.stream(),
-        lightwidget_store::test_support::bench::account_registered(a, "bucket-test", t0()),
+        lightwidget_testkit::bench::account_registered(a, "bucket-test", t0()),
     )
     .await;
     append(&t, &w.stream(), created(a, w)).await;
@@ -163,7 +163,7 @@ async fn hits_move_the_bucket_clock_only(backend: Backend) {
 }
 
 fn created(a: AccountId, w: WidgetId) -> DomainEvent {
-    lightwidget_store::test_support::bench::widget_created(a, w, t0())
+    lightwidget_testkit::bench::widget_created(a, w, t0())
 }
 
 /// An account with more items than a page holds: the list runs over several pages, each
@@ -174,7 +174,7 @@ async fn item_lists_run_over_pages(backend: Backend) {
     let a = AccountId::new();
     let widgets: Vec<WidgetId> = (0..700).map(|_| WidgetId::new()).collect();
     // 700 widgets, two items each, in appends of 100 widgets.
-    lightwidget_store::test_support::bench::create_widgets(&*t.store, a, &widgets, t0()).await;
+    lightwidget_testkit::bench::create_widgets(&*t.store, a, &widgets, t0()).await;
     let hold = HoldId(uuid::Uuid::from_u128(5));
     append(
         &t,

@@ -8,8 +8,8 @@ use lightwidget_domain::{Category, PreviewId, Subject};
 use lightwidget_retention::projection::{item_key, ItemFacts, Retention, VIEW};
 use lightwidget_retention::sweeper::Sweeper;
 use lightwidget_retention::RetentionPolicy;
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{DocChange, ManualClock, ViewQuery};
+use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 
 const ITEMS: usize = 600;
@@ -53,23 +53,40 @@ async fn interrupted_and_concurrent_sweeps_purge_each_item_once(backend: Backend
             policy.clone(),
         )
     };
-    // Cut off: dropped after a few milliseconds, mid-way.
-    let first = sweeper();
-    let cut = tokio::time::timeout(std::time::Duration::from_millis(30), first.sweep()).await;
-    assert!(
-        cut.is_err(),
-        "the first sweep was cut off before it finished"
-    );
+    // Cut off mid-way: dropped as soon as the log shows its first purges, long before the
+    // last (the watch is polled first, and it wakes on every commit).
+    let due = (0..ITEMS).filter(|i| i % 3 != 0).count();
+    const CUT_AT: u64 = 20;
+    {
+        let first = sweeper();
+        let sweep = first.sweep();
+        tokio::pin!(sweep);
+        let watch = async {
+            loop {
+                let head = t.store.head().await.expect("head").position;
+                if head >= CUT_AT {
+                    return;
+                }
+                t.store
+                    .wait_for(head, std::time::Duration::from_secs(5))
+                    .await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = watch => {}
+            r = &mut sweep => panic!("the first sweep finished before it was cut: {r:?}"),
+        }
+    }
     let done_before = t.store.head().await.expect("head").position;
     assert!(
-        done_before < (ITEMS * 2 / 3) as u64,
-        "it was cut off mid-way: {done_before}"
+        (CUT_AT..due as u64).contains(&done_before),
+        "it was cut off mid-way: {done_before} of {due}"
     );
 
     let (a, b) = (sweeper(), sweeper());
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
     let (ra, rb) = (ra.expect("sweep"), rb.expect("sweep"));
-    let due = (0..ITEMS).filter(|i| i % 3 != 0).count();
     // Appends in flight when the first sweep was dropped may still have landed after
     // `done_before` was read: count what the log holds, one erasure event per purge.
     let total = t.store.head().await.expect("head").position as usize;
@@ -197,27 +214,99 @@ async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
     assert_eq!(released.purged.len(), 1, "{released:?}");
 }
 
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hold_the_view_missed_still_stops_the_purge() {
-        super::a_hold_the_view_missed_still_stops_the_purge(super::Backend::Postgres).await
+/// A hold placed between the sweeper's reads and its append (another writer, at that
+/// moment): the append conflicts on the account's stream, the unit is decided again, sees
+/// the hold, and purges nothing.
+async fn a_hold_placed_between_load_and_append_stops_the_purge(backend: Backend) {
+    use lightwidget_domain::event::{AccountRegistered, LegalHoldPlaced};
+    use lightwidget_domain::{AccountId, DomainEvent, HoldId, Personal, StaffId};
+    use lightwidget_store::{AppendRequest, EventStore, ExpectedVersion, Metadata, StreamWrite};
+    use lightwidget_testkit::BeforeFirstAppend;
+    let now = Utc
+        .with_ymd_and_hms(2027, 1, 10, 12, 0, 0)
+        .single()
+        .expect("time");
+    let clock = Arc::new(ManualClock::new(now));
+    let t = TestStore::new(backend, clock.clone()).await;
+    let policy = Arc::new(RetentionPolicy::defaults());
+    let account = AccountId::new();
+    let on_account = move |events: Vec<DomainEvent>, expected| AppendRequest {
+        writes: vec![StreamWrite::of(
+            account.stream(),
+            expected,
+            &events,
+            &Metadata::system(),
+        )],
+        shred: vec![],
+    };
+    let registered: DomainEvent = AccountRegistered {
+        account_id: account,
+        profile: Personal::erased(Subject::account(account), Category::Profile),
+        registered_at: now,
     }
+    .into();
+    let head = t
+        .store
+        .append(on_account(vec![registered], ExpectedVersion::NoStream))
+        .await
+        .expect("append")
+        .last_position;
+    // The view: one due preview of the account, seen up to the registration.
+    let retention = Retention::new(policy.clone());
+    let facts = ItemFacts {
+        account_id: Some(account),
+        ..ItemFacts::on_own_clock(preview(1), Category::Preview, now - Duration::hours(1), 0)
+    };
+    let doc = retention.item_doc(&item_key(&preview(1), Category::Preview), &facts, None);
+    t.views
+        .commit(VIEW, 0, head, &[DocChange::Put(doc)])
+        .await
+        .expect("seed");
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn interrupted_and_concurrent_sweeps() {
-        super::interrupted_and_concurrent_sweeps_purge_each_item_once(super::Backend::Postgres)
-            .await
+    let hold: DomainEvent = LegalHoldPlaced {
+        hold_id: HoldId::new(),
+        account_id: account,
+        reason: "court order".into(),
+        case_ref: "KR-10".into(),
+        placed_by: StaffId::new(),
+        placed_at: now,
     }
+    .into();
+    let hook: lightwidget_testkit::AppendHook = Box::new(move |store| {
+        Box::pin(async move {
+            store
+                .append(on_account(vec![hold], ExpectedVersion::Exact(1)))
+                .await
+                .expect("the hold");
+        })
+    });
+    let racing: Arc<dyn EventStore> = Arc::new(BeforeFirstAppend::new(t.store.clone(), hook));
+    let sweeper = Sweeper::new(racing, t.views.clone(), clock.clone(), policy);
+    let report = sweeper.sweep().await.expect("sweep");
+    assert_eq!((report.purged.len(), report.refused), (0, 1), "{report:?}");
+    let account_events = t
+        .store
+        .read_stream_raw(&account.stream(), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        account_events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        vec!["AccountRegistered", "LegalHoldPlaced"],
+        "the hold landed between the sweeper's read and its append"
+    );
+    assert!(t
+        .store
+        .read_stream_raw(&retention_stream(&preview(1)), 0, 10)
+        .await
+        .expect("read")
+        .is_empty());
 }
 
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hold_the_view_missed_still_stops_the_purge() {
-        super::a_hold_the_view_missed_still_stops_the_purge(super::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn interrupted_and_concurrent_sweeps() {
-        super::interrupted_and_concurrent_sweeps_purge_each_item_once(super::Backend::Sqlite).await
-    }
-}
+lightwidget_testkit::both!(
+    a_hold_the_view_missed_still_stops_the_purge,
+    a_hold_placed_between_load_and_append_stops_the_purge,
+    interrupted_and_concurrent_sweeps_purge_each_item_once
+);

@@ -12,10 +12,10 @@
 
 use lightwidget_store::embedded::{open_connection, SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{pool_for, PgEventStore, PgOptions};
-use lightwidget_store::test_support::TestDatabase;
 use lightwidget_store::{
     AppendRequest, EventStore, ExpectedVersion, MasterKey, NewEvent, SystemClock,
 };
+use lightwidget_testkit::TestDatabase;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

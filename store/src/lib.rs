@@ -18,8 +18,6 @@ mod error;
 pub mod metered;
 pub mod postgres;
 pub mod sealing;
-pub mod subscription;
-pub mod test_support;
 pub mod views;
 mod writer;
 
@@ -27,7 +25,6 @@ pub use chain::{Hash, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{DataKey, MasterKey};
 pub use error::StoreError;
-pub use subscription::Subscription;
 pub use views::{DocChange, ViewDoc, ViewQuery, ViewStore};
 
 use async_trait::async_trait;

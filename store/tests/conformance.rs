@@ -5,22 +5,17 @@ use lightwidget_domain::personal::PERSONAL_MARKER;
 use lightwidget_domain::{Category, Subject};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
-use lightwidget_store::test_support::TestDatabase;
 use lightwidget_store::{
-    AppendRequest, EventStore, ExpectedVersion, MasterKey, NewEvent, StoreError, StreamWrite,
-    Subscription, SystemClock, MAX_EVENTS_PER_APPEND,
+    AppendRequest, EventStore, ExpectedVersion, MasterKey, NewEvent, RecordedEvent, StoreError,
+    StreamWrite, SystemClock, MAX_EVENTS_PER_APPEND,
 };
+use lightwidget_testkit::Backend;
+use lightwidget_testkit::TestDatabase;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Postgres,
-    Sqlite,
-}
 
 /// One test's storage: a database or a directory, and the master key.
 struct Ctx {
@@ -217,13 +212,14 @@ async fn concurrent_writers_and_a_subscriber(backend: Backend) {
 
     let sub_store = a.clone();
     let subscriber = tokio::spawn(async move {
-        let mut sub = Subscription::new(sub_store, 0).with_batch_size(700);
-        let mut seen = Vec::with_capacity(TOTAL);
+        let mut seen: Vec<(u64, Uuid)> = Vec::with_capacity(TOTAL);
         while seen.len() < TOTAL {
-            let batch = tokio::time::timeout(Duration::from_secs(60), sub.next_batch())
-                .await
-                .expect("subscriber stalled")
-                .expect("read");
+            let after = seen.last().map(|e| e.0).unwrap_or(0);
+            let batch =
+                tokio::time::timeout(Duration::from_secs(60), next_batch(&*sub_store, after))
+                    .await
+                    .expect("subscriber stalled")
+                    .expect("read");
             seen.extend(batch.into_iter().map(|e| (e.position, e.event_id)));
         }
         seen
@@ -602,6 +598,32 @@ async fn verify_names_a_deleted_row(backend: Backend) {
     assert_eq!(report.first_bad_position, Some(4), "{report:?}");
 }
 
+/// The log's last events gone (a file or table cut at its tail, a partial restore): every
+/// remaining link is sound, and only the head row can tell. Verify names the first missing
+/// position.
+async fn verify_names_a_log_truncated_at_its_tail(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    for n in 1..=6 {
+        s.append(single("t-1", ExpectedVersion::Any, vec![event(n)]))
+            .await
+            .expect("append");
+    }
+    assert!(s.verify().await.expect("verify").ok, "whole");
+    ctx.tamper("DELETE FROM events WHERE position > 4").await;
+    let report = s.verify().await.expect("verify");
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.events_checked, 4, "{report:?}");
+    assert_eq!(report.first_bad_position, Some(5), "{report:?}");
+    assert!(
+        report
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("the head says 6, the log ends at 4")),
+        "{report:?}"
+    );
+}
+
 async fn verify_names_one_changed_byte_and_two_swapped_rows(backend: Backend) {
     let ctx = Ctx::new(backend).await;
     let s = ctx.open().await;
@@ -852,48 +874,54 @@ async fn reopening_keeps_everything_acknowledged(backend: Backend) {
     assert_eq!(r.first_position, 21);
 }
 
+/// A subscriber: the events after `after` (up to 700), waiting for the store's notification
+/// (or half a second) while there are none.
+async fn next_batch(store: &dyn EventStore, after: u64) -> Result<Vec<RecordedEvent>, StoreError> {
+    loop {
+        let batch = store.read_all(after, 700).await?;
+        if !batch.is_empty() {
+            return Ok(batch);
+        }
+        store.wait_for(after, Duration::from_millis(500)).await;
+    }
+}
+
+/// `wait_for` returns when the head moves past what the caller saw: at once in the process
+/// that appended (its own writer moves the head), and across processes on PostgreSQL by
+/// `LISTEN/NOTIFY`. Nothing else moves a store's head, so a wait of 30 s that returns within
+/// 5 s was woken by the notification, whichever of the append and the wait came first.
+/// SQLite's notifier is in-process: another store on the same file finds the event by
+/// reading again.
 async fn subscriber_wakes_on_append(backend: Backend) {
     let ctx = Ctx::new(backend).await;
     let writer = ctx.open().await;
     let reader = ctx.open().await;
-    let mut sub = Subscription::new(reader, 0).with_poll_interval(Duration::from_secs(30));
-    let waiting = tokio::spawn(async move { sub.next_batch().await.map(|b| b.len()) });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wake = |store: Arc<dyn EventStore>| {
+        tokio::spawn(async move { store.wait_for(0, Duration::from_secs(30)).await })
+    };
+    let (in_process, other) = (wake(writer.clone()), wake(reader.clone()));
     writer
         .append(single("w-1", ExpectedVersion::Any, vec![event(1)]))
         .await
         .expect("append");
-    // With a 30 s poll interval only a notification can wake the subscriber this fast — on
-    // PostgreSQL across two separate stores (LISTEN/NOTIFY).
-    let n = match backend {
-        Backend::Postgres => tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("not woken by NOTIFY")
-            .expect("task")
-            .expect("read"),
-        // SQLite's notifier is in-process: another store on the same file is found by polling.
-        Backend::Sqlite => {
-            waiting.abort();
-            1
+    tokio::time::timeout(Duration::from_secs(5), in_process)
+        .await
+        .expect("not woken in-process")
+        .expect("task");
+    match backend {
+        Backend::Postgres => {
+            tokio::time::timeout(Duration::from_secs(5), other)
+                .await
+                .expect("not woken by NOTIFY")
+                .expect("task");
         }
-    };
-    assert_eq!(n, 1);
-    if let Backend::Sqlite = backend {
-        let mut sub =
-            Subscription::new(writer.clone(), 1).with_poll_interval(Duration::from_secs(30));
-        let waiting = tokio::spawn(async move { sub.next_batch().await.map(|b| b.len()) });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        writer
-            .append(single("w-1", ExpectedVersion::Any, vec![event(2)]))
-            .await
-            .expect("append");
-        let n = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("not woken in-process")
-            .expect("task")
-            .expect("read");
-        assert_eq!(n, 1);
+        Backend::Sqlite => other.abort(),
     }
+    let seen = tokio::time::timeout(Duration::from_secs(5), next_batch(&*reader, 0))
+        .await
+        .expect("the other store finds the event")
+        .expect("read");
+    assert_eq!(seen.len(), 1);
 }
 
 /// Each writer remembers the head, stream versions and keys of its last commit and appends
@@ -1090,28 +1118,7 @@ async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
     assert!(none.is_empty());
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+lightwidget_testkit::both!(
     concurrent_writers_and_a_subscriber,
     optimistic_concurrency,
     racing_appenders_one_wins,
@@ -1121,6 +1128,7 @@ conformance!(
     unknown_streams_and_reads_past_the_head,
     verify_names_a_tampered_row,
     verify_names_a_deleted_row,
+    verify_names_a_log_truncated_at_its_tail,
     verify_names_one_changed_byte_and_two_swapped_rows,
     a_large_untouched_log_verifies_clean,
     a_write_without_events_fences_on_a_version,

@@ -5,8 +5,8 @@
 
 use lightwidget_domain::personal::PERSONAL_MARKER;
 use lightwidget_domain::Subject;
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{AppendRequest, ExpectedVersion, NewEvent, SystemClock};
+use lightwidget_testkit::{Backend, TestStore};
 use serde_json::json;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -124,7 +124,7 @@ async fn postgres_errors_do_not_carry_input_values() {
 /// from the log and roll back together with their checkpoint): each pool says so itself.
 #[tokio::test]
 async fn only_the_read_models_commit_without_waiting_for_the_disk() {
-    let db = lightwidget_store::test_support::TestDatabase::create().await;
+    let db = lightwidget_testkit::TestDatabase::create().await;
     let store = connect(&db.url).await;
     async fn setting(pool: &deadpool_postgres::Pool) -> String {
         let client = pool.get().await.expect("connection");
@@ -194,7 +194,7 @@ async fn a_shred_on_the_optimistic_path_deletes_its_key_and_only_it() {
 /// jsonb documents are carried over and read back as they were written.
 #[tokio::test]
 async fn documents_stored_as_jsonb_read_back_after_the_text_migration() {
-    let db = lightwidget_store::test_support::TestDatabase::create().await;
+    let db = lightwidget_testkit::TestDatabase::create().await;
     let pool = lightwidget_store::postgres::pool_for(&db.url, 1).expect("pool");
     let all = lightwidget_schemas::POSTGRES_MIGRATIONS;
     let text = all

@@ -5,10 +5,10 @@
 use lightwidget_store::embedded::{
     migrate, open_connection, SqliteEventStore, SqliteOptions, DB_FILE, VIEWS_FILE,
 };
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{
     AppendRequest, DocChange, ExpectedVersion, MasterKey, NewEvent, SystemClock, ViewDoc, ViewStore,
 };
+use lightwidget_testkit::{Backend, TestStore};
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! cannot be reached, the helper fails the test with a message naming that variable. This is
 //! its own test binary because it changes the process environment.
 
-use lightwidget_store::test_support::{TestDatabase, TEST_DATABASE_URL_VAR};
+use lightwidget_testkit::{TestDatabase, TEST_DATABASE_URL_VAR};
 
 #[tokio::test]
 async fn an_unreachable_server_fails_naming_the_variable() {

@@ -2,8 +2,8 @@
 //! one transaction, queries on the indexed fields, drop and swap.
 
 use chrono::{Duration, TimeZone, Utc};
-use lightwidget_store::test_support::{Backend, TestStore};
 use lightwidget_store::{DocChange, StoreError, SystemClock, ViewDoc, ViewQuery};
+use lightwidget_testkit::{Backend, TestStore};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -194,14 +194,7 @@ async fn swap_replaces_the_live_view_whole(backend: Backend) {
         .is_empty());
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod postgres { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })* }
-        mod sqlite { $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-    };
-}
-
-both!(
+lightwidget_testkit::both!(
     checkpoints_are_conditional_and_atomic,
     queries_filter_on_indexed_fields,
     swap_replaces_the_live_view_whole

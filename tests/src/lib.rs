@@ -5,16 +5,12 @@ use lightwidget_api::settings::InstagramSettings;
 use lightwidget_api::{Application, ClockSetting, Settings, Storage};
 use lightwidget_store::embedded::{SqliteEventStore, SqliteOptions};
 use lightwidget_store::postgres::{PgEventStore, PgOptions};
-use lightwidget_store::test_support::TestDatabase;
 use lightwidget_store::{EventStore, ManualClock, MasterKey, ViewStore};
+use lightwidget_testkit::TestDatabase;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
+pub use lightwidget_testkit::{both, Backend};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const PAYPAL_SECRET: &str = "test-paypal-secret";
@@ -29,6 +25,8 @@ pub struct TestConfig {
     pub system_clock: bool,
     /// `LW_REQUEST_TIMEOUT_SECONDS` (default 30 s).
     pub request_timeout: Option<std::time::Duration>,
+    /// `LW_SWEEP_INTERVAL_SECONDS` (default 60 s; a test may take less than a second).
+    pub sweep_every: Option<std::time::Duration>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -93,6 +91,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         instagram: config.instagram.clone(),
         paypal_webhook_secret: (!config.no_paypal).then(|| PAYPAL_SECRET.into()),
         request_timeout: config.request_timeout,
+        sweep_every: config.sweep_every,
         ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());
@@ -328,24 +327,4 @@ impl TestApp {
             .await
             .expect(200)
     }
-}
-
-/// Runs an async test body once per backend.
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident => $body:path;)*) => {
-        $(
-            mod $name {
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    $body($crate::Backend::Postgres).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    $body($crate::Backend::Sqlite).await
-                }
-            }
-        )*
-    };
 }

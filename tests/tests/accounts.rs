@@ -1,7 +1,7 @@
 //! Sign-in (R5), the owner's account, deletion into quarantine (R20) and restore, through
 //! real HTTP on both backends.
 
-use lightwidget_tests::{both_backends, Backend, TestApp};
+use lightwidget_tests::{both, Backend, TestApp};
 use serde_json::json;
 
 fn min(position: u64) -> String {
@@ -172,7 +172,7 @@ impl ClockNow for TestApp {
     }
 }
 
-both_backends! {
+both! {
     sign_in => sign_in_registers_once_and_me_shows_the_account;
     bad_sign_in => bad_sign_ins_store_nothing;
     tokens => tokens_are_checked;

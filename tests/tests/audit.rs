@@ -2,7 +2,7 @@
 //! (`GET /v1/me/export`, R26), through real HTTP on both backends.
 
 use chrono::Duration;
-use lightwidget_tests::{billing, both_backends, Backend, TestApp, ADMIN_TOKEN};
+use lightwidget_tests::{billing, both, Backend, TestApp, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 async fn ndjson(app: &TestApp, query: &str, token: &str) -> Vec<Value> {
@@ -320,7 +320,7 @@ async fn auditors_verify_the_chain_and_replay_projections(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+both! {
     verify_and_replay => auditors_verify_the_chain_and_replay_projections;
     audit_events => auditors_read_the_log_in_order_with_erased_fields_marked;
     export => an_owner_exports_every_category_held;

@@ -5,7 +5,7 @@
 use lightwidget_domain::event::AccountBlocked;
 use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, StaffId, Subject};
 use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent};
-use lightwidget_tests::{both_backends, Backend, TestApp, TestConfig, ADMIN_TOKEN};
+use lightwidget_tests::{both, Backend, TestApp, TestConfig, ADMIN_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -228,6 +228,9 @@ async fn blocked_accounts_cannot_act(backend: Backend) {
             .status,
         403
     );
+    // Nothing refused was appended.
+    let appended = appended_since(&app, position).await;
+    assert!(appended.is_empty(), "refused, yet appended {appended:?}");
     // Reading stays possible, and says blocked.
     let me = app
         .get(&format!("/v1/me?min_position={position}"), Some(&token))
@@ -425,12 +428,33 @@ async fn the_role_matrix(backend: Backend) {
     ];
     for (method, path, body, expected) in cases {
         for (who, want) in EVERYONE.iter().zip(expected) {
+            let before = app.store.head().await.expect("head").position;
             let r = app
                 .call(method.clone(), &path, token(*who), body.clone())
                 .await;
             assert_eq!(r.status, want, "{method} {path} as {who:?}: {}", r.body);
+            if want >= 400 {
+                let appended = appended_since(&app, before).await;
+                assert!(
+                    appended.is_empty(),
+                    "{method} {path} as {who:?} was refused but appended {appended:?}"
+                );
+            }
         }
     }
+}
+
+/// What was appended after `after`, as (stream, type), leaving out what the server appends
+/// on its own in the background (a page view's media fetch).
+async fn appended_since(app: &TestApp, after: u64) -> Vec<(String, String)> {
+    app.store
+        .read_all_raw(after, 1000)
+        .await
+        .expect("read the log")
+        .into_iter()
+        .filter(|e| !e.stream.starts_with("media-"))
+        .map(|e| (e.stream, e.event_type))
+        .collect()
 }
 
 /// Every route of API.md that this server serves, as `METHOD path` with OpenAPI's braces.
@@ -606,7 +630,7 @@ async fn a_request_over_the_timeout_is_a_408_problem(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+both! {
     request_timeout => a_request_over_the_timeout_is_a_408_problem;
     bodies => bodies_are_checked;
     idempotency => idempotency_keys_replay_the_first_answer;

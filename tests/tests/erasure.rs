@@ -9,7 +9,7 @@
 //! support ticket, which go by their own rules (12 and 24 months) within the same run.
 
 use chrono::Duration;
-use lightwidget_tests::{both_backends, Backend, TestApp, ADMIN_TOKEN};
+use lightwidget_tests::{both, Backend, TestApp, ADMIN_TOKEN};
 use serde_json::json;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
@@ -369,6 +369,6 @@ async fn no_marker_survives_the_purge(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+both! {
     proof_of_erasure => no_marker_survives_the_purge;
 }

@@ -81,3 +81,57 @@ async fn postgres_health_readiness_and_projections() {
 async fn sqlite_health_readiness_and_projections() {
     health_readiness_and_projections(Backend::Sqlite).await
 }
+
+/// Runs statements on the test server's admin database (not the app's).
+async fn on_the_server(sql: &str) {
+    let (client, conn) =
+        tokio_postgres::connect(&lightwidget_testkit::admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the admin database");
+    let driver = tokio::spawn(conn);
+    client.batch_execute(sql).await.expect("admin statement");
+    drop(client);
+    let _ = driver.await;
+}
+
+/// `/readyz` says 503 (a problem with `Retry-After`) while the store does not answer, and
+/// ready again once it does; `/healthz` keeps answering. PostgreSQL only: the database is
+/// closed to connections and its sessions ended, then opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_the_store() {
+    let app = spawn_app(Backend::Postgres).await;
+    let client = reqwest::Client::new();
+    let ready = || async {
+        client
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .expect("request")
+    };
+    assert_eq!(ready().await.status(), 200);
+    let name = app.db.as_ref().expect("a test database").name.clone();
+    on_the_server(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+    ))
+    .await;
+    let down = ready().await;
+    assert_eq!(down.status(), 503);
+    assert!(down.headers().contains_key("retry-after"));
+    assert_eq!(
+        down.headers()["content-type"].to_str().expect("text"),
+        "application/problem+json"
+    );
+    let health = client
+        .get(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(health.status(), 200);
+    on_the_server(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true;")).await;
+    assert_eq!(
+        ready().await.status(),
+        200,
+        "ready again once the store answers"
+    );
+}

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use lightwidget_api::settings::InstagramSettings;
-use lightwidget_tests::{both_backends, Backend, TestConfig};
+use lightwidget_tests::{both, Backend, TestConfig};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -194,7 +194,7 @@ async fn an_unreachable_instagram_is_a_bad_gateway(backend: Backend) {
     assert_eq!(r.status, 502, "{}", r.body);
 }
 
-both_backends! {
+both! {
     http_adapter => sign_in_through_instagram_over_http;
     unreachable => an_unreachable_instagram_is_a_bad_gateway;
 }

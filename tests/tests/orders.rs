@@ -1,9 +1,7 @@
 //! Upgrade orders (R10), card data refused (R11), the PayPal webhook and invoices, through
 //! real HTTP on both backends.
 
-use lightwidget_tests::{
-    billing, both_backends, sign, Backend, TestApp, TestConfig, PAYPAL_SECRET,
-};
+use lightwidget_tests::{billing, both, sign, Backend, TestApp, TestConfig, PAYPAL_SECRET};
 use serde_json::{json, Value};
 
 async fn webhook(app: &TestApp, body: &Value, secret: &str) -> lightwidget_tests::Reply {
@@ -254,7 +252,7 @@ async fn payments_need_the_webhook_secret(backend: Backend) {
     assert_eq!(r.headers["content-type"], "application/problem+json");
 }
 
-both_backends! {
+both! {
     refused_orders => card_data_and_bad_billing_are_refused_and_store_nothing;
     payments => payments_issue_gapless_invoices_once;
     no_secret => payments_need_the_webhook_secret;

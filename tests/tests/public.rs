@@ -1,6 +1,6 @@
 //! Comments (R6) and support tickets (R4) through real HTTP on both backends.
 
-use lightwidget_tests::{both_backends, Backend};
+use lightwidget_tests::{both, Backend};
 use serde_json::json;
 
 async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
@@ -173,7 +173,7 @@ async fn anonymous_posts_honour_idempotency_keys(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+both! {
     idempotency => anonymous_posts_honour_idempotency_keys;
     comments => comments_keep_the_ip_but_never_show_it;
     tickets => tickets_need_an_email_and_keep_only_what_was_filled;

@@ -4,7 +4,7 @@
 //! exactly-once purge.
 
 use chrono::Duration;
-use lightwidget_tests::{billing, both_backends, Backend, TestApp, ADMIN_TOKEN};
+use lightwidget_tests::{billing, both, Backend, TestApp, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 /// The retention items of an account as compliance reads them, up to date with the log.
@@ -97,6 +97,19 @@ async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
         200
     );
     app.post(&format!("/w/{w}/click"), None, json!({})).await;
+    // Counted before the purge, so that "gone" below is not vacuous.
+    let head = app.store.head().await.expect("head").position;
+    let counted = app
+        .get(
+            &format!("/v1/widgets/{w}/stats?min_position={head}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (&counted["views"], &counted["clicks"]),
+        (&json!(1), &json!(1))
+    );
 
     let r = app
         .delete(&format!("/v1/widgets/{w}"), Some(&token))
@@ -167,10 +180,30 @@ async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
             Some(&token),
         )
         .await;
-    assert!(
-        stats.status == 404 || stats.body["views"] == 0,
+    // The widget was viewed and clicked before; its statistics are gone with it (R18): the
+    // tombstone answers, with nothing counted, and no statistics document is left.
+    assert_eq!(stats.status, 200, "{stats:?}");
+    assert_eq!(
+        (
+            &stats.body["views"],
+            &stats.body["clicks"],
+            &stats.body["by_day"]
+        ),
+        (&json!(0), &json!(0), &json!([])),
         "statistics are gone with the widget: {stats:?}"
     );
+    let left = app
+        .views
+        .query_all(
+            "statistics",
+            lightwidget_store::ViewQuery {
+                owner: Some(w.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("statistics documents");
+    assert!(left.is_empty(), "{} statistics documents left", left.len());
     let its = items(&app, &account).await;
     for category in ["widget_content", "statistics"] {
         let i = item(&its, &format!("widget:{w}"), category);
@@ -806,7 +839,58 @@ async fn a_purged_user_signs_up_again_as_a_new_account(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+/// The server sweeps on its own, every `LW_SWEEP_INTERVAL_SECONDS`: a preview past its 15
+/// minutes is erased with nobody asking (R8), and its page answers 410.
+async fn the_periodic_sweep_purges_on_its_own(backend: Backend) {
+    let config = lightwidget_tests::TestConfig {
+        sweep_every: Some(std::time::Duration::from_millis(100)),
+        ..Default::default()
+    };
+    let app = lightwidget_tests::spawn_app_with(backend, config).await;
+    let (token, _, _) = app.sign_in("erin").await;
+    let p = app
+        .post(
+            "/v1/previews",
+            Some(&token),
+            json!({"title": "Draft", "layout": "grid", "columns": 2}),
+        )
+        .await
+        .expect(201);
+    let preview = p["preview_id"].as_str().expect("id").to_owned();
+    app.advance(Duration::minutes(16)).await;
+    // Waits on the log (woken by each append) for the erasure, at most 20 s.
+    let stream = format!("retention-preview:{preview}");
+    let erased = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let head = app.store.head().await.expect("head").position;
+            let events = app
+                .store
+                .read_stream_raw(&stream, 0, 10)
+                .await
+                .expect("read");
+            if !events.is_empty() {
+                return events;
+            }
+            app.store
+                .wait_for(head, std::time::Duration::from_secs(1))
+                .await;
+        }
+    })
+    .await
+    .expect("the periodic sweep erased the preview");
+    assert_eq!(erased.len(), 1);
+    assert_eq!(erased[0].event_type, "PersonalDataErased");
+    assert_eq!(erased[0].actor, "system:retention");
+    assert_eq!(
+        app.get(&format!("/v1/previews/{preview}"), None)
+            .await
+            .status,
+        410
+    );
+}
+
+both! {
+    periodic_sweep => the_periodic_sweep_purges_on_its_own;
     purged_user_returns => a_purged_user_signs_up_again_as_a_new_account;
     media_cache => instagram_media_is_cached_at_most_24_hours;
     comment_ips_and_tickets => comment_ips_go_after_12_months_and_tickets_after_24;

@@ -1,7 +1,7 @@
 //! Staff actions through real HTTP on both backends: security blocks and unblocks accounts
 //! (R17, R24), compliance places and releases legal holds (R21).
 
-use lightwidget_tests::{both_backends, Backend, ADMIN_TOKEN};
+use lightwidget_tests::{both, Backend, ADMIN_TOKEN};
 use serde_json::json;
 
 async fn security_blocks_and_unblocks(backend: Backend) {
@@ -228,7 +228,7 @@ async fn security_reads_are_recorded(backend: Backend) {
     app.stop().await;
 }
 
-both_backends! {
+both! {
     block => security_blocks_and_unblocks;
     holds => compliance_places_and_releases_holds;
     security_reads => security_reads_are_recorded;

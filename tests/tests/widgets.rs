@@ -1,7 +1,7 @@
 //! Previews (R8), widgets, the public page with views and clicks (R1, R2, R9), statistics and
 //! quarantine (R18), through real HTTP on both backends.
 
-use lightwidget_tests::{both_backends, Backend};
+use lightwidget_tests::{both, Backend};
 use reqwest::Method;
 use serde_json::json;
 
@@ -343,7 +343,7 @@ async fn deleted_widgets_are_quarantined_and_restorable(backend: Backend) {
     assert_eq!(r.status, 409, "restore after the 90 days");
 }
 
-both_backends! {
+both! {
     previews => previews_live_fifteen_minutes;
     widgets_crud => widgets_are_created_listed_read_and_validated;
     patch => patch_needs_the_current_version;

@@ -1,4 +1,6 @@
-//! Helpers for tests that need a real PostgreSQL: a fresh database per test, dropped after.
+//! The test kit, for tests and benches only: the backends every storage test runs
+//! against, a fresh PostgreSQL database or SQLite directory per test (dropped after),
+//! fixtures, and [`both!`], which runs one test body on each backend.
 //!
 //! The server is found through `LW_TEST_DATABASE_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the helper
@@ -106,12 +108,12 @@ pub enum Backend {
 /// A store on fresh storage (a new PostgreSQL database or a new SQLite directory), removed
 /// when this is dropped.
 pub struct TestStore {
-    pub store: std::sync::Arc<dyn crate::EventStore>,
+    pub store: std::sync::Arc<dyn lightwidget_store::EventStore>,
     /// The same storage's views.
-    pub views: std::sync::Arc<dyn crate::ViewStore>,
+    pub views: std::sync::Arc<dyn lightwidget_store::ViewStore>,
     pub db: Option<TestDatabase>,
     pub dir: Option<tempfile::TempDir>,
-    pub master: crate::MasterKey,
+    pub master: lightwidget_store::MasterKey,
 }
 
 impl std::fmt::Debug for TestStore {
@@ -128,14 +130,14 @@ impl TestStore {
         stream: &str,
         events: &[lightwidget_domain::DomainEvent],
     ) -> u64 {
-        let meta = crate::Metadata::system();
+        let meta = lightwidget_store::Metadata::system();
         self.store
-            .append(crate::AppendRequest::single(
+            .append(lightwidget_store::AppendRequest::single(
                 stream,
-                crate::ExpectedVersion::Any,
+                lightwidget_store::ExpectedVersion::Any,
                 events
                     .iter()
-                    .map(|e| crate::NewEvent::from_domain(e, &meta))
+                    .map(|e| lightwidget_store::NewEvent::from_domain(e, &meta))
                     .collect(),
             ))
             .await
@@ -144,11 +146,11 @@ impl TestStore {
     }
 
     /// Every document of `view` (up to 10,000), in key order; with `owner`, only that owner's.
-    pub async fn docs(&self, view: &str, owner: Option<&str>) -> Vec<crate::ViewDoc> {
+    pub async fn docs(&self, view: &str, owner: Option<&str>) -> Vec<lightwidget_store::ViewDoc> {
         self.views
             .query(
                 view,
-                &crate::ViewQuery {
+                &lightwidget_store::ViewQuery {
                     owner: owner.map(str::to_owned),
                     limit: 10_000,
                     ..Default::default()
@@ -162,25 +164,25 @@ impl TestStore {
     /// process would have.
     pub async fn open_another(
         &self,
-        clock: std::sync::Arc<dyn crate::Clock>,
-    ) -> std::sync::Arc<dyn crate::EventStore> {
+        clock: std::sync::Arc<dyn lightwidget_store::Clock>,
+    ) -> std::sync::Arc<dyn lightwidget_store::EventStore> {
         match (&self.db, &self.dir) {
             (Some(db), _) => std::sync::Arc::new(
-                crate::postgres::PgEventStore::connect(
+                lightwidget_store::postgres::PgEventStore::connect(
                     &db.url,
                     self.master.clone(),
                     clock,
-                    crate::postgres::PgOptions::default(),
+                    lightwidget_store::postgres::PgOptions::default(),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("connect to the test database: {e}")),
             ),
             (None, Some(dir)) => std::sync::Arc::new(
-                crate::embedded::SqliteEventStore::open(
+                lightwidget_store::embedded::SqliteEventStore::open(
                     dir.path(),
                     self.master.clone(),
                     clock,
-                    crate::embedded::SqliteOptions::default(),
+                    lightwidget_store::embedded::SqliteOptions::default(),
                 )
                 .unwrap_or_else(|e| panic!("open the test store: {e}")),
             ),
@@ -188,16 +190,19 @@ impl TestStore {
         }
     }
 
-    pub async fn new(backend: Backend, clock: std::sync::Arc<dyn crate::Clock>) -> Self {
-        let master = crate::MasterKey::generate();
+    pub async fn new(
+        backend: Backend,
+        clock: std::sync::Arc<dyn lightwidget_store::Clock>,
+    ) -> Self {
+        let master = lightwidget_store::MasterKey::generate();
         match backend {
             Backend::Postgres => {
                 let db = TestDatabase::create().await;
-                let store = crate::postgres::PgEventStore::connect(
+                let store = lightwidget_store::postgres::PgEventStore::connect(
                     &db.url,
                     master.clone(),
                     clock,
-                    crate::postgres::PgOptions::default(),
+                    lightwidget_store::postgres::PgOptions::default(),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("connect to the test database: {e}"));
@@ -212,11 +217,11 @@ impl TestStore {
             }
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-                let store = crate::embedded::SqliteEventStore::open(
+                let store = lightwidget_store::embedded::SqliteEventStore::open(
                     dir.path(),
                     master.clone(),
                     clock,
-                    crate::embedded::SqliteOptions::default(),
+                    lightwidget_store::embedded::SqliteOptions::default(),
                 )
                 .unwrap_or_else(|e| panic!("open the test store: {e}"));
                 let store = std::sync::Arc::new(store);
@@ -314,7 +319,7 @@ pub mod bench {
     /// Creates `widgets` for account `a` at `at` ([`widget_created`]), each on its new stream,
     /// 100 streams an append.
     pub async fn create_widgets(
-        store: &dyn crate::EventStore,
+        store: &dyn lightwidget_store::EventStore,
         a: lightwidget_domain::AccountId,
         widgets: &[lightwidget_domain::WidgetId],
         at: chrono::DateTime<chrono::Utc>,
@@ -323,16 +328,16 @@ pub mod bench {
             let writes = chunk
                 .iter()
                 .map(|w| {
-                    crate::StreamWrite::of(
+                    lightwidget_store::StreamWrite::of(
                         w.stream(),
-                        crate::ExpectedVersion::NoStream,
+                        lightwidget_store::ExpectedVersion::NoStream,
                         &[widget_created(a, *w, at)],
-                        &crate::Metadata::system(),
+                        &lightwidget_store::Metadata::system(),
                     )
                 })
                 .collect();
             store
-                .append(crate::AppendRequest {
+                .append(lightwidget_store::AppendRequest {
                     writes,
                     shred: vec![],
                 })
@@ -371,36 +376,38 @@ pub mod bench {
     /// Appends views `from..to` (see [`widget_view`]) in appends of 1,000, one stream per
     /// widget.
     pub async fn append_views(
-        store: &dyn crate::EventStore,
+        store: &dyn lightwidget_store::EventStore,
         widgets: &[lightwidget_domain::WidgetId],
         from: usize,
         to: usize,
     ) {
-        let meta = crate::Metadata::system();
+        let meta = lightwidget_store::Metadata::system();
         let mut n = from;
         while n < to {
             let end = (n + 1000).min(to);
-            let mut by_stream: std::collections::BTreeMap<String, Vec<crate::NewEvent>> =
-                Default::default();
+            let mut by_stream: std::collections::BTreeMap<
+                String,
+                Vec<lightwidget_store::NewEvent>,
+            > = Default::default();
             for i in n..end {
                 let e = widget_view(widgets, i);
                 if let lightwidget_domain::DomainEvent::WidgetViewed(v) = &e {
                     by_stream
                         .entry(format!("views-{}", v.widget_id))
                         .or_default()
-                        .push(crate::NewEvent::from_domain(&e, &meta));
+                        .push(lightwidget_store::NewEvent::from_domain(&e, &meta));
                 }
             }
             let writes = by_stream
                 .into_iter()
-                .map(|(stream, events)| crate::StreamWrite {
+                .map(|(stream, events)| lightwidget_store::StreamWrite {
                     stream,
-                    expected: crate::ExpectedVersion::Any,
+                    expected: lightwidget_store::ExpectedVersion::Any,
                     events,
                 })
                 .collect();
             store
-                .append(crate::AppendRequest {
+                .append(lightwidget_store::AppendRequest {
                     writes,
                     shred: vec![],
                 })
@@ -435,5 +442,165 @@ pub mod bench {
             })
             .map(|kb| kb / 1024.0)
             .unwrap_or(f64::NAN)
+    }
+}
+
+/// Runs each async test body once per backend, on a multi-threaded runtime. Two forms:
+///
+/// * `both!(a, b)`: modules `postgres` and `sqlite`, each with the tests `a` and `b` calling
+///   `a(Backend::Postgres)` …;
+/// * `both! { a => body_a; }`: a module `a` with the tests `postgres` and `sqlite`.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+    ($($name:ident => $body:path;)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    $body($crate::Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    $body($crate::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+/// Work to run against the store right before an append (see [`BeforeFirstAppend`]).
+pub type AppendHook = Box<
+    dyn FnOnce(
+            std::sync::Arc<dyn lightwidget_store::EventStore>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send,
+>;
+
+/// A store that runs a hook once, right before the first append it is asked for, then
+/// passes everything through: another writer acting between a use case's reads and its
+/// append, at that exact moment.
+pub struct BeforeFirstAppend {
+    inner: std::sync::Arc<dyn lightwidget_store::EventStore>,
+    hook: std::sync::Mutex<Option<AppendHook>>,
+}
+
+impl BeforeFirstAppend {
+    pub fn new(inner: std::sync::Arc<dyn lightwidget_store::EventStore>, hook: AppendHook) -> Self {
+        BeforeFirstAppend {
+            inner,
+            hook: std::sync::Mutex::new(Some(hook)),
+        }
+    }
+
+    /// Whether the hook has run.
+    pub fn fired(&self) -> bool {
+        self.hook.lock().map(|h| h.is_none()).unwrap_or(true)
+    }
+}
+
+impl std::fmt::Debug for BeforeFirstAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BeforeFirstAppend")
+            .field("fired", &self.fired())
+            .finish()
+    }
+}
+
+mod forward {
+    use super::BeforeFirstAppend;
+    use lightwidget_domain::{Category, Subject};
+    use lightwidget_store::{
+        AppendRequest, AppendResult, DataKey, EventStore, Head, KeyStore, StoreError, StoredEvent,
+    };
+    use std::collections::HashMap;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    #[async_trait::async_trait]
+    impl KeyStore for BeforeFirstAppend {
+        async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+            self.inner.data_keys(ids).await
+        }
+        async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+            self.inner.shred(refs).await
+        }
+        async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {
+            self.inner.has_key(subject, category).await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl EventStore for BeforeFirstAppend {
+        async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
+            let hook = self.hook.lock().ok().and_then(|mut h| h.take());
+            if let Some(hook) = hook {
+                hook(self.inner.clone()).await;
+            }
+            self.inner.append(request).await
+        }
+        async fn read_stream_raw(
+            &self,
+            stream: &str,
+            after_version: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner
+                .read_stream_raw(stream, after_version, limit)
+                .await
+        }
+        async fn read_all_raw(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.read_all_raw(after, limit).await
+        }
+        async fn read_all_light(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<StoredEvent>, StoreError> {
+            self.inner.read_all_light(after, limit).await
+        }
+        async fn read_all_light_of(
+            &self,
+            after: u64,
+            limit: usize,
+            types: &[&str],
+        ) -> Result<(Vec<StoredEvent>, u64), StoreError> {
+            self.inner.read_all_light_of(after, limit, types).await
+        }
+        async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
+            self.inner.import(events).await
+        }
+        async fn scrub(&self) -> Result<bool, StoreError> {
+            self.inner.scrub().await
+        }
+        async fn head(&self) -> Result<Head, StoreError> {
+            self.inner.head().await
+        }
+        async fn wait_for(&self, after: u64, timeout: Duration) {
+            self.inner.wait_for(after, timeout).await
+        }
     }
 }
