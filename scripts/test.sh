@@ -8,10 +8,20 @@ cd "$(dirname "$0")/.."
 pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
 
 if [ -z "${LW_TEST_DATABASE_URL:-}" ] && ! pg_up; then
+    # A fresh machine without PostgreSQL gets it from Debian's packages (as root), with
+    # trust authentication on the loopback address as the tests expect.
+    if ! command -v pg_ctlcluster >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "PostgreSQL is not installed; installing it from Debian's packages" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+        for conf in /etc/postgresql/*/main/pg_hba.conf; do
+            [ -f "$conf" ] && sed -i -E 's/^(host|local)(.*)(scram-sha-256|md5|peer)$/\1\2trust/' "$conf"
+        done
+    fi
     if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
         echo "PostgreSQL is down on 127.0.0.1:5432; starting it" >&2
         for version in /etc/postgresql/*; do
             pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main start || true
+            pg_ctlcluster --skip-systemctl-redirect "$(basename "$version")" main reload || true
         done
         for _ in $(seq 1 30); do pg_up && break; sleep 1; done
     fi
