@@ -199,16 +199,3 @@ fn decode(s: &str) -> String {
         .decode_utf8_lossy()
         .into_owned()
 }
-
-/// A required text field, trimmed: 1 to `max` characters, or a 422 naming the field (the
-/// value is not echoed).
-pub fn text_field(field: &str, value: &str, max: usize) -> Result<String, Problem> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(Problem::invalid(
-            field,
-            format!("{field} must be 1 to {max} characters"),
-        ));
-    }
-    Ok(v.to_owned())
-}

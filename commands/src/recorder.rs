@@ -25,7 +25,7 @@ pub const HITS_ACTOR: &str = lightwidget_store::ANONYMOUS_ACTOR;
 pub const DEFAULT_LINGER: Duration = Duration::from_millis(2);
 
 /// The stream hits are recorded on.
-pub const HITS_STREAM: &str = "hits";
+pub const HITS_STREAM: &str = lightwidget_domain::streams::HITS;
 
 /// At most this many hits go into one `HitsRecorded`: with every access-log field at its
 /// longest (a sealed hit under 2 KiB) an event stays well within the store's 1 MiB.

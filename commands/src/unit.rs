@@ -15,9 +15,9 @@
 use crate::error::CommandError;
 use crate::idempotency::{record_write, recorded, sha256_hex, Recorded};
 use crate::{load, Loaded, DEFAULT_MAX_ATTEMPTS};
-use lightwidget_domain::{Aggregate, Category, DomainEvent, Now, Subject};
+use lightwidget_domain::{Aggregate, DomainEvent, Now};
 use lightwidget_store::{
-    AppendRequest, Clock, EventStore, ExpectedVersion, Metadata, StoreError, StreamWrite,
+    AppendRequest, Clock, EventStore, ExpectedVersion, KeyRef, Metadata, StoreError, StreamWrite,
 };
 use std::collections::BTreeSet;
 
@@ -87,7 +87,7 @@ pub struct Unit<'a> {
     existing: &'a BTreeSet<String>,
     reads: Vec<StreamRead>,
     writes: Vec<PendingWrite>,
-    shred: Vec<(Subject, Category)>,
+    shred: Vec<KeyRef>,
     /// The highest position among the events read.
     position: u64,
 }
@@ -211,7 +211,7 @@ impl<'a> Unit<'a> {
     }
 
     /// Shreds the data keys of these (subject, category) pairs in the same append.
-    pub fn shred(&mut self, refs: impl IntoIterator<Item = (Subject, Category)>) {
+    pub fn shred(&mut self, refs: impl IntoIterator<Item = KeyRef>) {
         self.shred.extend(refs);
     }
 

@@ -307,7 +307,9 @@ pub async fn position_at_time(
 ) -> Result<u64, ProjectionError> {
     let mut after = 0;
     loop {
-        let batch = store.read_all_raw(after, 1000).await?;
+        let batch = store
+            .read_all_raw(after, lightwidget_store::LOG_PAGE)
+            .await?;
         let Some(last) = batch.last() else {
             return Ok(after);
         };

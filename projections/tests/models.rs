@@ -47,7 +47,7 @@ async fn erase(
         ExpectedVersion::Any,
         vec![NewEvent::from_domain(&e, &Metadata::system())],
     );
-    req.shred = vec![(subject, category)];
+    req.shred = vec![lightwidget_store::KeyRef::new(subject, category)];
     t.store.append(req).await.expect("erase").last_position
 }
 

@@ -248,120 +248,19 @@ pub fn evaluate(
             explanation: format!("erased on {} under rule {}", day(p.at), p.rule),
         };
     }
-    // An order never invoiced has no accounting reason to stay: it goes with the profile.
-    let account_rule = match item.category {
-        Category::Billing => policy.rule(Category::Profile),
-        _ => rule,
+    // The earliest running clock decides.
+    let Some(clock) = clocks(item, account, policy)
+        .into_iter()
+        .min_by_key(|c| c.due)
+    else {
+        return with_holds(unclocked(item, rule), account);
     };
-    let due_by = |r: &crate::Rule, s: &Started| {
-        let due = r.due_at(s.at);
-        s.not_before.map_or(due, |nb| due.max(nb))
-    };
-    let due_of = |s: &Started| due_by(rule, s);
-    let account_due = |s: &Started| due_by(account_rule, s);
-    // Every clock that runs, with why; the earliest one decides.
-    let mut clocks: Vec<(DateTime<Utc>, u64, String, bool)> = Vec::new();
-    if let Some(s) = &item.own_clock {
-        let why = match item.category {
-            Category::Preview => format!(
-                "preview created {}, {} (R8)",
-                s.at.format("%Y-%m-%d %H:%M UTC"),
-                rule.keep
-            ),
-            Category::AccessLog => format!(
-                "last view or click recorded {}, {} (R1)",
-                day(s.at),
-                rule.keep
-            ),
-            Category::Billing => match &item.invoice {
-                Some(i) => format!("invoice {} of {}, accounting law (R19)", i.number, i.year),
-                None => "accounting law (R19)".into(),
-            },
-            Category::Security => format!(
-                "evidence of the block of {}, kept {} (R24)",
-                day(s.at),
-                rule.keep
-            ),
-            Category::MediaCache => format!(
-                "Instagram media fetched {}, cached at most {} (R7)",
-                s.at.format("%Y-%m-%d %H:%M UTC"),
-                rule.keep
-            ),
-            Category::CommentIp => format!(
-                "the IP of a comment posted {}, kept {} for abuse prevention (R6)",
-                day(s.at),
-                rule.keep
-            ),
-            Category::Support => format!(
-                "support ticket opened {}, kept {} (R4)",
-                day(s.at),
-                rule.keep
-            ),
-            other => format!("{other} recorded {}, {}", day(s.at), rule.keep),
-        };
-        clocks.push((due_of(s), s.position, why, false));
-    }
-    if let Some(s) = &item.deletion {
-        clocks.push((
-            due_of(s),
-            s.position,
-            format!(
-                "widget deleted on {}, {} quarantine (R18, R20)",
-                day(s.at),
-                rule.keep
-            ),
-            true,
-        ));
-    }
-    if item.follows_account {
-        if let Some(a) = account {
-            if let Some(s) = &a.deletion {
-                clocks.push((
-                    account_due(s),
-                    s.position,
-                    format!(
-                        "account deletion requested on {}, {} quarantine (R20)",
-                        day(s.at),
-                        rule.keep
-                    ),
-                    true,
-                ));
-            }
-            if let Some(s) = &a.blocked {
-                clocks.push((
-                    account_due(s),
-                    s.position,
-                    format!(
-                        "account blocked on {}: its data goes as if deletion was requested then (R24)",
-                        day(s.at)
-                    ),
-                    true,
-                ));
-            }
-        }
-    }
-    clocks.sort_by_key(|c| c.0);
-    let Some((mut due, cause, mut why, quarantined)) = clocks.into_iter().next() else {
-        let what = match item.category {
-            Category::Profile if item.subject_id.as_str().starts_with("staff:") => {
-                "kept while the staff member is on staff"
-            }
-            Category::Profile => "kept while the account exists (R20)",
-            Category::WidgetContent | Category::Statistics => "kept while the widget exists (R9)",
-            Category::Billing => "kept while the order is open and the account exists",
-            _ => "kept while it is in use",
-        };
-        return with_holds(
-            Verdict {
-                state: "active".into(),
-                due_at: None,
-                cause_position: None,
-                rule: rule.name(),
-                explanation: what.into(),
-            },
-            account,
-        );
-    };
+    let Clock {
+        mut due,
+        cause_position,
+        mut why,
+        quarantine,
+    } = clock;
     if let Some((blocked_at, until)) = account.and_then(|a| a.security_until) {
         if until > due {
             due = until;
@@ -373,14 +272,150 @@ pub fn evaluate(
     }
     with_holds(
         Verdict {
-            state: if quarantined { "quarantined" } else { "active" }.into(),
+            state: if quarantine { "quarantined" } else { "active" }.into(),
             due_at: Some(due),
-            cause_position: Some(cause),
+            cause_position: Some(cause_position),
             rule: rule.name(),
             explanation: format!("kept until {}: {why}", kept_until(due)),
         },
         account,
     )
+}
+
+/// A clock that runs for an item: when it makes the item due, the event that started it,
+/// why, and whether it is a quarantine (restorable until then).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Clock {
+    due: DateTime<Utc>,
+    cause_position: u64,
+    why: String,
+    quarantine: bool,
+}
+
+/// Every clock that runs for an item: its own, its widget's deletion, and (for items that
+/// follow their account) the account's deletion or block.
+fn clocks(
+    item: &ItemFacts,
+    account: Option<&AccountFacts>,
+    policy: &RetentionPolicy,
+) -> Vec<Clock> {
+    let rule = policy.rule(item.category);
+    // An order never invoiced has no accounting reason to stay: it goes with the profile.
+    let account_rule = match item.category {
+        Category::Billing => policy.rule(Category::Profile),
+        _ => rule,
+    };
+    let due_by = |r: &crate::Rule, s: &Started| {
+        let due = r.due_at(s.at);
+        s.not_before.map_or(due, |nb| due.max(nb))
+    };
+    let mut clocks = Vec::new();
+    if let Some(s) = &item.own_clock {
+        clocks.push(Clock {
+            due: due_by(rule, s),
+            cause_position: s.position,
+            why: own_clock_reason(item, rule, s),
+            quarantine: false,
+        });
+    }
+    if let Some(s) = &item.deletion {
+        clocks.push(Clock {
+            due: due_by(rule, s),
+            cause_position: s.position,
+            why: format!(
+                "widget deleted on {}, {} quarantine (R18, R20)",
+                day(s.at),
+                rule.keep
+            ),
+            quarantine: true,
+        });
+    }
+    let account = account.filter(|_| item.follows_account);
+    if let Some(s) = account.and_then(|a| a.deletion.as_ref()) {
+        clocks.push(Clock {
+            due: due_by(account_rule, s),
+            cause_position: s.position,
+            why: format!(
+                "account deletion requested on {}, {} quarantine (R20)",
+                day(s.at),
+                rule.keep
+            ),
+            quarantine: true,
+        });
+    }
+    if let Some(s) = account.and_then(|a| a.blocked.as_ref()) {
+        clocks.push(Clock {
+            due: due_by(account_rule, s),
+            cause_position: s.position,
+            why: format!(
+                "account blocked on {}: its data goes as if deletion was requested then (R24)",
+                day(s.at)
+            ),
+            quarantine: true,
+        });
+    }
+    clocks
+}
+
+/// Why an item's own clock runs, as people read it.
+fn own_clock_reason(item: &ItemFacts, rule: &crate::Rule, s: &Started) -> String {
+    match item.category {
+        Category::Preview => format!(
+            "preview created {}, {} (R8)",
+            s.at.format("%Y-%m-%d %H:%M UTC"),
+            rule.keep
+        ),
+        Category::AccessLog => format!(
+            "last view or click recorded {}, {} (R1)",
+            day(s.at),
+            rule.keep
+        ),
+        Category::Billing => match &item.invoice {
+            Some(i) => format!("invoice {} of {}, accounting law (R19)", i.number, i.year),
+            None => "accounting law (R19)".into(),
+        },
+        Category::Security => format!(
+            "evidence of the block of {}, kept {} (R24)",
+            day(s.at),
+            rule.keep
+        ),
+        Category::MediaCache => format!(
+            "Instagram media fetched {}, cached at most {} (R7)",
+            s.at.format("%Y-%m-%d %H:%M UTC"),
+            rule.keep
+        ),
+        Category::CommentIp => format!(
+            "the IP of a comment posted {}, kept {} for abuse prevention (R6)",
+            day(s.at),
+            rule.keep
+        ),
+        Category::Support => format!(
+            "support ticket opened {}, kept {} (R4)",
+            day(s.at),
+            rule.keep
+        ),
+        other => format!("{other} recorded {}, {}", day(s.at), rule.keep),
+    }
+}
+
+/// An item no clock runs for: kept while what it belongs to exists.
+fn unclocked(item: &ItemFacts, rule: &crate::Rule) -> Verdict {
+    let what = match item.category {
+        Category::Profile if item.subject_id.as_str().starts_with("staff:") => {
+            "kept while the staff member is on staff"
+        }
+        Category::Profile => "kept while the account exists (R20)",
+        Category::WidgetContent | Category::Statistics => "kept while the widget exists (R9)",
+        Category::Billing => "kept while the order is open and the account exists",
+        _ => "kept while it is in use",
+    };
+    Verdict {
+        state: "active".into(),
+        due_at: None,
+        cause_position: None,
+        rule: rule.name(),
+        explanation: what.into(),
+    }
 }
 
 fn with_holds(mut v: Verdict, account: Option<&AccountFacts>) -> Verdict {
@@ -414,7 +449,14 @@ impl Retention {
 
 /// The item keys an event concerns directly (before references are followed), and the
 /// account it names, if it names one.
-fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
+/// The item documents an event reaches directly (an access-log event: its bucket first,
+/// then the widget's content item), and the account it names, if any.
+struct Reach {
+    keys: Vec<String>,
+    account: Option<AccountId>,
+}
+
+fn direct(d: &DomainEvent) -> Reach {
     use DomainEvent as E;
     let widget_items = |w: WidgetId| {
         vec![
@@ -422,7 +464,7 @@ fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
             item_key(&Subject::widget(w), Category::Statistics),
         ]
     };
-    match d {
+    let (keys, account) = match d {
         E::AccountRegistered(e) => (
             vec![item_key(&Subject::account(e.account_id), Category::Profile)],
             Some(e.account_id),
@@ -483,7 +525,8 @@ fn direct(d: &DomainEvent) -> (Vec<String>, Option<AccountId>) {
         E::TicketOpened(e) => (vec![item_key(e.request.subject(), Category::Support)], None),
         E::PersonalDataErased(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
         _ => (vec![], None),
-    }
+    };
+    Reach { keys, account }
 }
 
 fn is_account_wide(d: &DomainEvent) -> bool {
@@ -609,6 +652,288 @@ impl Retention {
     fn put_account(view: &mut Overlay, id: AccountId, a: &AccountFacts) {
         let doc = serde_json::to_value(a).unwrap_or_default();
         view.put(ViewDoc::new(account_key(id), doc));
+    }
+}
+
+/// An account's facts as an event found and left them.
+struct AccountChange {
+    id: Option<AccountId>,
+    before: Option<AccountFacts>,
+    after: Option<AccountFacts>,
+}
+
+/// What one event's handling works with: the event and the account it concerns.
+struct EventCx<'a> {
+    e: &'a RecordedEvent,
+    account_id: Option<AccountId>,
+}
+
+impl EventCx<'_> {
+    /// A clock started by this event.
+    fn started(&self, at: DateTime<Utc>, not_before: Option<DateTime<Utc>>) -> Started {
+        Started {
+            at,
+            position: self.e.position,
+            not_before,
+        }
+    }
+
+    /// An item this event creates.
+    fn new_item(
+        &self,
+        subject: &Subject,
+        category: Category,
+        widget_id: Option<WidgetId>,
+        own_clock: Option<Started>,
+        follows_account: bool,
+    ) -> ItemFacts {
+        ItemFacts {
+            subject_id: subject.clone(),
+            category,
+            account_id: self.account_id,
+            widget_id,
+            since: self.e.recorded_at,
+            own_clock,
+            deletion: None,
+            follows_account,
+            invoice: None,
+            access_logs: vec![],
+            purged: None,
+        }
+    }
+
+    /// What the event changes in the facts that reach every item of the account.
+    fn change_account(&self, d: &DomainEvent, a: &mut AccountFacts) {
+        use DomainEvent as E;
+        match d {
+            E::AccountBlocked(b) => {
+                a.blocked = Some(self.started(b.blocked_at, Some(b.hold_until)));
+                a.security_until = Some((b.blocked_at, b.hold_until));
+            }
+            E::AccountUnblocked(_) => a.blocked = None,
+            E::AccountDeletionRequested(r) => {
+                a.deletion = Some(self.started(r.requested_at, Some(r.quarantine_until)));
+            }
+            E::AccountRestored(_) => a.deletion = None,
+            E::AccountDataRead(r) => a.reads.push(AccessRecord {
+                staff_id: r.read_by.to_string(),
+                read_at: r.read_at,
+                position: self.e.position,
+            }),
+            E::LegalHoldPlaced(h) => a.holds.push(HoldRef {
+                hold_id: h.hold_id.to_string(),
+                case_ref: h.case_ref.clone(),
+                placed_at: h.placed_at,
+            }),
+            E::LegalHoldReleased(h) => {
+                let id = h.hold_id.to_string();
+                a.holds.retain(|x| x.hold_id != id);
+            }
+            _ => {}
+        }
+    }
+
+    /// The items the event changes, as they end up; `None` when it changes nothing (an
+    /// event the view does not handle, an entry for an erased access-log bucket).
+    fn items(
+        &self,
+        d: &DomainEvent,
+        keys: &[String],
+        view: &dyn ViewReader,
+    ) -> Option<Vec<(String, ItemFacts)>> {
+        use DomainEvent as E;
+        match d {
+            E::AccountUnblocked(_)
+            | E::AccountDeletionRequested(_)
+            | E::AccountRestored(_)
+            | E::AccountPurged(_)
+            | E::AccountDataRead(_)
+            | E::LegalHoldPlaced(_)
+            | E::LegalHoldReleased(_)
+            | E::WidgetPurged(_) => Some(vec![]),
+            E::WidgetCreated(_) | E::WidgetDeletionRequested(_) | E::WidgetRestored(_) => {
+                Some(self.widget_items(d, keys, view))
+            }
+            E::WidgetViewed(_) | E::WidgetClicked(_) => {
+                let [bucket, widget] = keys else {
+                    return None;
+                };
+                self.hit_items(d, bucket, widget, view)
+            }
+            _ => {
+                let key = keys.first()?;
+                Some(vec![(key.clone(), self.own_item(d, key, view)?)])
+            }
+        }
+    }
+
+    /// The one item of an event that reaches one (a profile, a block's evidence, a preview,
+    /// an order's billing, media, a comment's IP, a ticket, a staff member, an erasure).
+    fn own_item(&self, d: &DomainEvent, key: &str, view: &dyn ViewReader) -> Option<ItemFacts> {
+        use DomainEvent as E;
+        let on_own_clock = |subject: &Subject, category, widget, at| {
+            self.new_item(
+                subject,
+                category,
+                widget,
+                Some(self.started(at, None)),
+                false,
+            )
+        };
+        Some(match d {
+            E::AccountRegistered(r) => {
+                let s = Subject::account(r.account_id);
+                self.new_item(&s, Category::Profile, None, None, true)
+            }
+            E::AccountBlocked(b) => {
+                let clock = self.started(b.blocked_at, Some(b.hold_until));
+                match read_item(view, key) {
+                    Some(mut i) => {
+                        i.own_clock = Some(clock);
+                        i.purged = None;
+                        i
+                    }
+                    None => {
+                        let s = Subject::account(b.account_id);
+                        self.new_item(&s, Category::Security, None, Some(clock), false)
+                    }
+                }
+            }
+            E::PreviewCreated(p) => {
+                let s = Subject::preview(p.preview_id);
+                on_own_clock(&s, Category::Preview, None, p.created_at)
+            }
+            E::OrderPlaced(o) => {
+                let s = o.billing.subject();
+                self.new_item(s, Category::Billing, Some(o.widget_id), None, true)
+            }
+            E::InvoiceIssued(i) => {
+                let mut item = read_item(view, key).unwrap_or_else(|| {
+                    let s = i.billing.subject();
+                    self.new_item(s, Category::Billing, Some(i.widget_id), None, true)
+                });
+                item.own_clock = Some(self.started(i.issued_at, None));
+                item.follows_account = false;
+                item.invoice = Some(Invoice {
+                    number: i.invoice_number.clone(),
+                    year: i.year,
+                });
+                item
+            }
+            E::MediaCached(m) => on_own_clock(
+                m.media.subject(),
+                Category::MediaCache,
+                Some(m.widget_id),
+                m.fetched_at,
+            ),
+            E::CommentPosted(c) => {
+                on_own_clock(c.ip.subject(), Category::CommentIp, None, c.posted_at)
+            }
+            E::TicketOpened(t) => {
+                on_own_clock(t.request.subject(), Category::Support, None, t.opened_at)
+            }
+            E::StaffAdded(s) => {
+                self.new_item(s.name.subject(), Category::Profile, None, None, false)
+            }
+            E::PersonalDataErased(p) => {
+                let mut item = read_item(view, key)
+                    .unwrap_or_else(|| self.new_item(&p.subject, p.category, None, None, false));
+                item.purged = Some(Purged {
+                    at: p.erased_at,
+                    rule: p.rule.clone(),
+                    position: self.e.position,
+                });
+                item
+            }
+            _ => return None,
+        })
+    }
+
+    /// A widget's content and statistics items: created, or their deletion clock started or
+    /// stopped.
+    fn widget_items(
+        &self,
+        d: &DomainEvent,
+        keys: &[String],
+        view: &dyn ViewReader,
+    ) -> Vec<(String, ItemFacts)> {
+        use DomainEvent as E;
+        match d {
+            E::WidgetCreated(w) => {
+                let s = Subject::widget(w.widget_id);
+                keys.iter()
+                    .zip([Category::WidgetContent, Category::Statistics])
+                    .map(|(k, c)| {
+                        (
+                            k.clone(),
+                            self.new_item(&s, c, Some(w.widget_id), None, true),
+                        )
+                    })
+                    .collect()
+            }
+            E::WidgetDeletionRequested(w) => {
+                let clock = self.started(w.requested_at, Some(w.quarantine_until));
+                self.existing(keys, view, |i| i.deletion = Some(clock.clone()))
+            }
+            E::WidgetRestored(_) => self.existing(keys, view, |i| i.deletion = None),
+            _ => vec![],
+        }
+    }
+
+    /// The items of `keys` that exist, changed by `change`.
+    fn existing(
+        &self,
+        keys: &[String],
+        view: &dyn ViewReader,
+        change: impl Fn(&mut ItemFacts),
+    ) -> Vec<(String, ItemFacts)> {
+        keys.iter()
+            .filter_map(|k| {
+                let mut i = read_item(view, k)?;
+                change(&mut i);
+                Some((k.clone(), i))
+            })
+            .collect()
+    }
+
+    /// A view or click: its access-log bucket gets the entry's date (a new bucket is listed
+    /// on the widget's content item); `None` for a bucket already erased, whose key is gone.
+    fn hit_items(
+        &self,
+        d: &DomainEvent,
+        bucket_key: &str,
+        widget_key: &str,
+        view: &dyn ViewReader,
+    ) -> Option<Vec<(String, ItemFacts)>> {
+        use DomainEvent as E;
+        let (subject, widget_id, at) = match d {
+            E::WidgetViewed(v) => (v.access.subject(), v.widget_id, v.viewed_at),
+            E::WidgetClicked(c) => (c.access.subject(), c.widget_id, c.clicked_at),
+            _ => return None,
+        };
+        let clock = self.started(at, None);
+        let mut items = Vec::new();
+        let bucket = match read_item(view, bucket_key) {
+            Some(i) if i.purged.is_some() => return None,
+            Some(mut i) => {
+                if i.own_clock.as_ref().is_none_or(|c| c.at <= at) {
+                    i.own_clock = Some(clock);
+                }
+                i
+            }
+            None => {
+                if let Some(mut w) = read_item(view, widget_key) {
+                    if !w.access_logs.contains(subject) {
+                        w.access_logs.push(subject.clone());
+                        items.push((widget_key.to_owned(), w));
+                    }
+                }
+                let widget = Some(widget_id);
+                self.new_item(subject, Category::AccessLog, widget, Some(clock), false)
+            }
+        };
+        items.push((bucket_key.to_owned(), bucket));
+        Some(items)
     }
 }
 
@@ -763,7 +1088,7 @@ impl Retention {
         d: &DomainEvent,
         loaded: &dyn ViewReader,
     ) -> Vec<String> {
-        let (mut keys, account) = direct(d);
+        let Reach { mut keys, account } = direct(d);
         // The account is named by the event, or by the item it concerns.
         let account = account.or_else(|| keys.iter().find_map(|k| account_of(loaded, k)));
         if let Some(a) = account {
@@ -830,263 +1155,50 @@ impl Retention {
 
     /// One event's changes; a `HitsRecorded` comes here one view or click at a time.
     fn handle_one(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
-        use DomainEvent as E;
-        let (keys, named) = direct(d);
-        let account_id = named.or_else(|| keys.iter().find_map(|k| account_of(view, k)));
+        let Reach { keys, account } = direct(d);
+        let account_id = account.or_else(|| keys.iter().find_map(|k| account_of(view, k)));
         let account_before = account_id.and_then(|a| read_account(view, a));
         let mut account = account_id.map(|_| account_before.clone().unwrap_or_default());
-        let started = |at: DateTime<Utc>, not_before: Option<DateTime<Utc>>| Started {
-            at,
-            position: e.position,
-            not_before,
-        };
-        let new_item =
-            |subject: &Subject, category, widget_id, own_clock, follows_account| ItemFacts {
-                subject_id: subject.clone(),
-                category,
-                account_id,
-                widget_id,
-                since: e.recorded_at,
-                own_clock,
-                deletion: None,
-                follows_account,
-                invoice: None,
-                access_logs: vec![],
-                purged: None,
+        let cx = EventCx { e, account_id };
+        if let DomainEvent::LegalHoldPlaced(h) = d {
+            // Which account a hold is on, for its release by id.
+            let hold = HoldDoc {
+                account_id: h.account_id,
             };
-        // The items this event changes, as they end up.
-        let mut items: Vec<(String, ItemFacts)> = Vec::new();
-        match d {
-            E::AccountRegistered(r) => {
-                let s = Subject::account(r.account_id);
-                items.push((
-                    keys[0].clone(),
-                    new_item(&s, Category::Profile, None, None, true),
-                ));
-            }
-            E::AccountBlocked(b) => {
-                if let Some(a) = account.as_mut() {
-                    a.blocked = Some(started(b.blocked_at, Some(b.hold_until)));
-                    a.security_until = Some((b.blocked_at, b.hold_until));
-                }
-                let s = Subject::account(b.account_id);
-                let clock = started(b.blocked_at, Some(b.hold_until));
-                let item = match read_item(view, &keys[0]) {
-                    Some(mut i) => {
-                        i.own_clock = Some(clock);
-                        i.purged = None;
-                        i
-                    }
-                    None => new_item(&s, Category::Security, None, Some(clock), false),
-                };
-                items.push((keys[0].clone(), item));
-            }
-            E::AccountUnblocked(_) => {
-                if let Some(a) = account.as_mut() {
-                    a.blocked = None;
-                }
-            }
-            E::AccountDeletionRequested(r) => {
-                if let Some(a) = account.as_mut() {
-                    a.deletion = Some(started(r.requested_at, Some(r.quarantine_until)));
-                }
-            }
-            E::AccountRestored(_) => {
-                if let Some(a) = account.as_mut() {
-                    a.deletion = None;
-                }
-            }
-            E::AccountPurged(_) => {}
-            E::AccountDataRead(r) => {
-                if let Some(a) = account.as_mut() {
-                    a.reads.push(AccessRecord {
-                        staff_id: r.read_by.to_string(),
-                        read_at: r.read_at,
-                        position: e.position,
-                    });
-                }
-            }
-            E::LegalHoldPlaced(h) => {
-                // Which account a hold is on, for its release by id.
-                let hold = HoldDoc {
-                    account_id: h.account_id,
-                };
-                view.put(ViewDoc::new(
-                    hold_key(h.hold_id),
-                    serde_json::to_value(&hold).unwrap_or_default(),
-                ));
-                if let Some(a) = account.as_mut() {
-                    a.holds.push(HoldRef {
-                        hold_id: h.hold_id.to_string(),
-                        case_ref: h.case_ref.clone(),
-                        placed_at: h.placed_at,
-                    });
-                }
-            }
-            E::LegalHoldReleased(h) => {
-                if let Some(a) = account.as_mut() {
-                    let id = h.hold_id.to_string();
-                    a.holds.retain(|x| x.hold_id != id);
-                }
-            }
-            E::PreviewCreated(p) => {
-                let s = Subject::preview(p.preview_id);
-                let clock = started(p.created_at, None);
-                items.push((
-                    keys[0].clone(),
-                    new_item(&s, Category::Preview, None, Some(clock), false),
-                ));
-            }
-            E::WidgetCreated(w) => {
-                let s = Subject::widget(w.widget_id);
-                for (k, c) in keys
-                    .iter()
-                    .zip([Category::WidgetContent, Category::Statistics])
-                {
-                    items.push((k.clone(), new_item(&s, c, Some(w.widget_id), None, true)));
-                }
-            }
-            E::WidgetDeletionRequested(w) => {
-                for k in &keys {
-                    if let Some(mut i) = read_item(view, k) {
-                        i.deletion = Some(started(w.requested_at, Some(w.quarantine_until)));
-                        items.push((k.clone(), i));
-                    }
-                }
-            }
-            E::WidgetRestored(_) => {
-                for k in &keys {
-                    if let Some(mut i) = read_item(view, k) {
-                        i.deletion = None;
-                        items.push((k.clone(), i));
-                    }
-                }
-            }
-            E::WidgetPurged(_) => {}
-            E::WidgetViewed(_) | E::WidgetClicked(_) => {
-                let (subject, widget_id, at) = match d {
-                    E::WidgetViewed(v) => (v.access.subject(), v.widget_id, v.viewed_at),
-                    E::WidgetClicked(c) => (c.access.subject(), c.widget_id, c.clicked_at),
-                    _ => return,
-                };
-                let clock = started(at, None);
-                let bucket = match read_item(view, &keys[0]) {
-                    Some(mut i) => {
-                        if i.purged.is_some() {
-                            // A bucket once erased takes no new entries' dates: its key is
-                            // gone and the entries read as erased.
-                            return;
-                        }
-                        if i.own_clock.as_ref().is_none_or(|c| c.at <= at) {
-                            i.own_clock = Some(clock);
-                        }
-                        i
-                    }
-                    None => {
-                        if let Some(mut w) = read_item(view, &keys[1]) {
-                            if !w.access_logs.contains(subject) {
-                                w.access_logs.push(subject.clone());
-                                items.push((keys[1].clone(), w));
-                            }
-                        }
-                        new_item(
-                            subject,
-                            Category::AccessLog,
-                            Some(widget_id),
-                            Some(clock),
-                            false,
-                        )
-                    }
-                };
-                items.push((keys[0].clone(), bucket));
-            }
-            E::OrderPlaced(o) => {
-                items.push((
-                    keys[0].clone(),
-                    new_item(
-                        o.billing.subject(),
-                        Category::Billing,
-                        Some(o.widget_id),
-                        None,
-                        true,
-                    ),
-                ));
-            }
-            E::InvoiceIssued(i) => {
-                let mut item = read_item(view, &keys[0]).unwrap_or_else(|| {
-                    new_item(
-                        i.billing.subject(),
-                        Category::Billing,
-                        Some(i.widget_id),
-                        None,
-                        true,
-                    )
-                });
-                item.own_clock = Some(started(i.issued_at, None));
-                item.follows_account = false;
-                item.invoice = Some(Invoice {
-                    number: i.invoice_number.clone(),
-                    year: i.year,
-                });
-                items.push((keys[0].clone(), item));
-            }
-            E::MediaCached(m) => {
-                let clock = started(m.fetched_at, None);
-                items.push((
-                    keys[0].clone(),
-                    new_item(
-                        m.media.subject(),
-                        Category::MediaCache,
-                        Some(m.widget_id),
-                        Some(clock),
-                        false,
-                    ),
-                ));
-            }
-            E::CommentPosted(c) => {
-                let clock = started(c.posted_at, None);
-                items.push((
-                    keys[0].clone(),
-                    new_item(
-                        c.ip.subject(),
-                        Category::CommentIp,
-                        None,
-                        Some(clock),
-                        false,
-                    ),
-                ));
-            }
-            E::TicketOpened(t) => {
-                let clock = started(t.opened_at, None);
-                items.push((
-                    keys[0].clone(),
-                    new_item(
-                        t.request.subject(),
-                        Category::Support,
-                        None,
-                        Some(clock),
-                        false,
-                    ),
-                ));
-            }
-            E::StaffAdded(s) => {
-                items.push((
-                    keys[0].clone(),
-                    new_item(s.name.subject(), Category::Profile, None, None, false),
-                ));
-            }
-            E::PersonalDataErased(p) => {
-                let mut item = read_item(view, &keys[0])
-                    .unwrap_or_else(|| new_item(&p.subject, p.category, None, None, false));
-                item.purged = Some(Purged {
-                    at: p.erased_at,
-                    rule: p.rule.clone(),
-                    position: e.position,
-                });
-                items.push((keys[0].clone(), item));
-            }
-            _ => return,
+            view.put(ViewDoc::new(
+                hold_key(h.hold_id),
+                serde_json::to_value(&hold).unwrap_or_default(),
+            ));
         }
+        if let Some(a) = account.as_mut() {
+            cx.change_account(d, a);
+        }
+        // The items this event changes, as they end up; `None`: nothing to write.
+        let Some(items) = cx.items(d, &keys, view) else {
+            return;
+        };
+        let account = AccountChange {
+            id: account_id,
+            before: account_before,
+            after: account,
+        };
+        self.write_back(view, d, account, items);
+    }
+
+    /// Lists new items on the account's pages, writes the account when it changed, and
+    /// writes the items (every item of the account, for an event that reaches them all).
+    fn write_back(
+        &self,
+        view: &mut Overlay,
+        d: &DomainEvent,
+        account: AccountChange,
+        items: Vec<(String, ItemFacts)>,
+    ) {
+        let AccountChange {
+            id: account_id,
+            before: account_before,
+            after: mut account,
+        } = account;
         if let (Some(id), Some(a)) = (account_id, account.as_mut()) {
             // An item without a document yet is new: list it (items are never deleted).
             let new: Vec<String> = items

@@ -26,7 +26,7 @@ use lightwidget_domain::retention::{retention_stream, Erase, ErasureError, Subje
 use lightwidget_domain::widget::{Widget, WidgetCommand};
 use lightwidget_domain::{AccountId, Category, Subject, WidgetId};
 use lightwidget_projections::{ProjectionError, Runner};
-use lightwidget_store::{Clock, EventStore, Metadata, StoreError, ViewQuery, ViewStore};
+use lightwidget_store::{Clock, EventStore, KeyRef, Metadata, StoreError, ViewQuery, ViewStore};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -102,7 +102,7 @@ const READ_MODELS_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// What one unit of purge came to.
 enum Decided {
     /// These erasures were appended (with their purge events and the keys shredded).
-    Erased(Vec<(Subject, Category)>),
+    Erased(Vec<KeyRef>),
     /// Nothing left to do (another sweep did it).
     Done,
     /// A domain rule refuses the purge now.
@@ -297,8 +297,8 @@ impl Sweeper {
             Some(Decided::Erased(erased)) => Ok(Some(
                 erased
                     .into_iter()
-                    .map(|(subject_id, category)| PurgedItem {
-                        subject_id,
+                    .map(|KeyRef { subject, category }| PurgedItem {
+                        subject_id: subject,
                         category,
                         account_id: item.account_id,
                         rule: rule.to_owned(),
@@ -428,7 +428,7 @@ impl PurgeUnit<'_> {
         u: &mut Unit<'_>,
         subject: &Subject,
         category: Category,
-        erased: &mut Vec<(Subject, Category)>,
+        erased: &mut Vec<KeyRef>,
     ) -> Result<bool, CommandError> {
         let stream = retention_stream(subject);
         let command = Erase {
@@ -443,8 +443,8 @@ impl PurgeUnit<'_> {
         let loaded = u.load::<SubjectErasures>(&stream).await?;
         match u.try_decide(&stream, &loaded, command) {
             Ok(_) => {
-                u.shred([(subject.clone(), category)]);
-                erased.push((subject.clone(), category));
+                u.shred([KeyRef::new(subject.clone(), category)]);
+                erased.push(KeyRef::new(subject.clone(), category));
                 Ok(true)
             }
             Err(ErasureError::AlreadyErased) => Ok(false),

@@ -10,7 +10,9 @@
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
 use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
-use crate::writer::{self, Existing, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache};
+use crate::writer::{
+    self, Existing, HeadAt, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache,
+};
 use crate::{
     format_time, key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head,
     KeyStore, StoreError, StoredEvent,
@@ -481,9 +483,9 @@ impl SqliteTx<'_> {
             "SELECT key_id, subject, category, wrapped FROM data_keys WHERE subject = ?1 AND category = ?2",
         )?;
         let mut out = Vec::new();
-        for (s, c) in refs {
+        for r in refs {
             if let Some(row) = stmt
-                .query_row([s.as_str(), c.as_str()], key_row)
+                .query_row([r.subject.as_str(), r.category.as_str()], key_row)
                 .optional()?
             {
                 out.push(row?);
@@ -578,7 +580,7 @@ impl LogTx for SqliteTx<'_> {
 
     async fn commit_if_head(
         &mut self,
-        expected: (u64, u64),
+        expected: HeadAt,
         write: &Write<'_>,
     ) -> Result<(), StoreError> {
         control(self.conn, "BEGIN IMMEDIATE")?;
@@ -587,7 +589,14 @@ impl LogTx for SqliteTx<'_> {
             .prepare_cached("SELECT position, key_epoch FROM log_head WHERE id = 1")
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))));
         match head {
-            Ok((p, k)) if (p as u64, k as u64) == expected => self.commit(write).await,
+            Ok((position, key_epoch))
+                if HeadAt {
+                    position: position as u64,
+                    key_epoch: key_epoch as u64,
+                } == expected =>
+            {
+                self.commit(write).await
+            }
             Ok(_) => {
                 self.rollback().await;
                 Err(StoreError::Internal("the log head moved".into()))
@@ -725,10 +734,10 @@ impl KeyStore for SqliteEventStore {
         Ok(out)
     }
 
-    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+    async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
         let refs: Vec<(String, &'static str)> = refs
             .iter()
-            .map(|(s, c)| (s.to_string(), c.as_str()))
+            .map(|r| (r.subject.to_string(), r.category.as_str()))
             .collect();
         self.read(move |c| {
             // One write transaction that bumps the key epoch, so that every writer's cached

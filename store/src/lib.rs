@@ -25,6 +25,7 @@ pub use chain::{Hash, VerifyReport};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{DataKey, MasterKey};
 pub use error::StoreError;
+pub use sealing::KeyRef;
 pub use views::{DocChange, ViewDoc, ViewQuery, ViewStore};
 
 use async_trait::async_trait;
@@ -38,6 +39,8 @@ use uuid::Uuid;
 
 /// How many events of one stream a whole-stream read takes at a time.
 pub const STREAM_PAGE: usize = 1000;
+/// How many events a scan of the whole log (verify, a time's position) reads at a time.
+pub const LOG_PAGE: usize = 1000;
 /// At most this many events in one append.
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 /// At most this many bytes of sealed data in one event.
@@ -182,7 +185,7 @@ impl StreamWrite {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AppendRequest {
     pub writes: Vec<StreamWrite>,
-    pub shred: Vec<(Subject, Category)>,
+    pub shred: Vec<KeyRef>,
 }
 
 impl AppendRequest {
@@ -315,7 +318,7 @@ pub trait KeyStore: Send + Sync {
     /// Deletes the keys of these (subject, category) pairs: every field they sealed now reads
     /// as erased. Prefer [`AppendRequest::shred`], which records the erasure in the same
     /// transaction.
-    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError>;
+    async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError>;
     /// Whether a key exists for this (subject, category).
     async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError>;
 }
@@ -438,7 +441,7 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         let mut verifier = chain::ChainVerifier::default();
         let mut after = 0;
         loop {
-            let batch = self.read_all_raw(after, 1000).await?;
+            let batch = self.read_all_raw(after, LOG_PAGE).await?;
             let Some(last) = batch.last() else { break };
             after = last.position;
             if !batch.iter().all(|e| verifier.feed(e)) {

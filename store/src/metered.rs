@@ -3,7 +3,8 @@
 //! through unchanged.
 
 use crate::{
-    AppendRequest, AppendResult, DataKey, EventStore, Head, KeyStore, StoreError, StoredEvent,
+    AppendRequest, AppendResult, DataKey, EventStore, Head, KeyRef, KeyStore, StoreError,
+    StoredEvent,
 };
 use async_trait::async_trait;
 use lightwidget_domain::{Category, Subject};
@@ -31,7 +32,7 @@ impl KeyStore for MeteredStore {
     async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
         self.0.data_keys(ids).await
     }
-    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+    async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
         self.0.shred(refs).await
     }
     async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {

@@ -9,7 +9,9 @@
 use crate::crypto::MasterKey;
 use crate::sealing::KeyRef;
 use crate::views::{DocChange, ViewDoc, ViewQuery, ViewStore};
-use crate::writer::{self, Existing, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache};
+use crate::writer::{
+    self, Existing, HeadAt, KeyRow, LogTx, Peek, Pending, Snapshot, Write, WriterCache,
+};
 use crate::{
     key_context, AppendRequest, AppendResult, Clock, DataKey, EventStore, Head, KeyStore,
     StoreError, StoredEvent,
@@ -400,11 +402,7 @@ impl PgTx<'_> {
     /// Sends the whole write as one pipeline: with `guard`, BEGIN and the head check first
     /// (the optimistic path); COMMIT last. One round trip, one WAL flush. When any statement
     /// fails, PostgreSQL turns the pipelined COMMIT into a rollback.
-    async fn pipeline(
-        &mut self,
-        guard: Option<(u64, u64)>,
-        w: &Write<'_>,
-    ) -> Result<(), StoreError> {
+    async fn pipeline(&mut self, guard: Option<HeadAt>, w: &Write<'_>) -> Result<(), StoreError> {
         let c = self.client;
         // Every statement is prepared before the pipeline is sent. A statement given as text
         // would first be prepared — a round trip — and so be sent after the pipelined COMMIT,
@@ -430,8 +428,8 @@ impl PgTx<'_> {
         };
         let guard_q = async {
             match guard {
-                Some((p, k)) => c
-                    .execute(&expect, &[&(p as i64), &(k as i64)])
+                Some(at) => c
+                    .execute(&expect, &[&(at.position as i64), &(at.key_epoch as i64)])
                     .await
                     .map(|_| ()),
                 None => Ok(()),
@@ -508,11 +506,7 @@ impl PgTx<'_> {
         Ok(())
     }
 
-    async fn write_if_head(
-        &mut self,
-        expected: (u64, u64),
-        w: &Write<'_>,
-    ) -> Result<(), StoreError> {
+    async fn write_if_head(&mut self, expected: HeadAt, w: &Write<'_>) -> Result<(), StoreError> {
         let c = self.client;
         let shreds = !w.delete_keys.is_empty();
         let stmt = c
@@ -532,7 +526,8 @@ impl PgTx<'_> {
             w.head.hash.as_slice(),
             w.key_epoch as i64,
         );
-        let (expected_position, expected_epoch) = (expected.0 as i64, expected.1 as i64);
+        let (expected_position, expected_epoch) =
+            (expected.position as i64, expected.key_epoch as i64);
         let payload = w.head.position.to_string();
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![
             &position,
@@ -634,8 +629,8 @@ impl LogTx for PgTx<'_> {
     }
 
     async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError> {
-        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
-        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        let subjects: Vec<String> = refs.iter().map(|r| r.subject.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.category.as_str()).collect();
         let rows = match self
             .client
             .query(SQL_KEYS_FOR, &[&subjects, &categories])
@@ -649,8 +644,8 @@ impl LogTx for PgTx<'_> {
 
     async fn peek(&mut self, streams: &[String], refs: &[KeyRef]) -> Result<Peek, StoreError> {
         let c = self.client;
-        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
-        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        let subjects: Vec<String> = refs.iter().map(|r| r.subject.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.category.as_str()).collect();
         let p_versions: [(&(dyn ToSql + Sync), Type); 1] = [(&streams, Type::TEXT_ARRAY)];
         let p_keys: [(&(dyn ToSql + Sync), Type); 2] = [
             (&subjects, Type::TEXT_ARRAY),
@@ -688,7 +683,7 @@ impl LogTx for PgTx<'_> {
 
     async fn commit_if_head(
         &mut self,
-        expected: (u64, u64),
+        expected: HeadAt,
         write: &Write<'_>,
     ) -> Result<(), StoreError> {
         if self.delay.is_some() {
@@ -881,10 +876,10 @@ impl KeyStore for PgEventStore {
         Ok(out)
     }
 
-    async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+    async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
-        let subjects: Vec<String> = refs.iter().map(|r| r.0.to_string()).collect();
-        let categories: Vec<&str> = refs.iter().map(|r| r.1.as_str()).collect();
+        let subjects: Vec<String> = refs.iter().map(|r| r.subject.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.category.as_str()).collect();
         let tx = client.transaction().await?;
         // Under the head lock, and bumping the key epoch, so that every writer's cached keys
         // are known to be stale.

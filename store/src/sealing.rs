@@ -14,8 +14,18 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use uuid::Uuid;
 
-/// The (subject, category) a data key belongs to.
-pub type KeyRef = (Subject, Category);
+/// The (subject, category) a data key belongs to: what shredding names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyRef {
+    pub subject: Subject,
+    pub category: Category,
+}
+
+impl KeyRef {
+    pub fn new(subject: Subject, category: Category) -> Self {
+        KeyRef { subject, category }
+    }
+}
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -41,7 +51,7 @@ fn key_ref(inner: &Map<String, Value>) -> Result<KeyRef, StoreError> {
         .ok_or_else(|| {
             StoreError::InvalidPayload("a personal field without a valid category".into())
         })?;
-    Ok((subject, category))
+    Ok(KeyRef { subject, category })
 }
 
 /// Associated data of a sealed field: the ciphertext cannot be moved to another subject,
@@ -139,12 +149,13 @@ fn seal_field(
         // An erased field stays erased.
         return Ok(data.clone());
     };
-    let (subject, category) = key_ref(inner)?;
+    let key_ref = key_ref(inner)?;
     let (key_id, key) = keys
-        .get(&(subject.clone(), category))
+        .get(&key_ref)
         .ok_or_else(|| StoreError::Internal("no data key prepared for a personal field".into()))?;
     let plaintext = serde_json::to_vec(value)
         .map_err(|e| StoreError::Internal(format!("serialize personal value: {e}")))?;
+    let KeyRef { subject, category } = key_ref;
     let sealed = key.seal(&plaintext, &aad(&subject, category, *key_id));
     let mut m = Map::new();
     m.insert("subject".into(), Value::String(subject.to_string()));
@@ -185,8 +196,8 @@ pub fn open(data: &Value, keys: &HashMap<Uuid, DataKey>) -> Value {
             let key_id: Uuid = inner.get("key_id")?.as_str()?.parse().ok()?;
             let key = keys.get(&key_id)?;
             let sealed = B64.decode(inner.get("sealed")?.as_str()?).ok()?;
-            let (s, c) = key_ref(inner).ok()?;
-            let plain = key.open(&sealed, &aad(&s, c, key_id))?;
+            let r = key_ref(inner).ok()?;
+            let plain = key.open(&sealed, &aad(&r.subject, r.category, key_id))?;
             serde_json::from_slice::<Value>(&plain).ok()
         })();
         let mut m = Map::new();
@@ -249,7 +260,8 @@ mod tests {
         assert_eq!(open(&sealed, &by_id), data);
 
         // Shred the billing key only: that field reads erased, the profile stays.
-        let billing_id = keys[&(Subject::new("order", "o1"), Category::Billing)].0;
+        let billing_id =
+            keys[&crate::KeyRef::new(Subject::new("order", "o1"), Category::Billing)].0;
         let fewer: HashMap<Uuid, DataKey> = by_id
             .into_iter()
             .filter(|(id, _)| *id != billing_id)

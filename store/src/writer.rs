@@ -88,10 +88,18 @@ pub(crate) trait LogTx {
     /// When the head moved nothing is written and an error is returned.
     async fn commit_if_head(
         &mut self,
-        expected: (u64, u64),
+        expected: HeadAt,
         write: &Write<'_>,
     ) -> Result<(), StoreError>;
     async fn rollback(&mut self);
+}
+
+/// Where the log's head row stands: its position and its key epoch (bumped by every
+/// deletion of data keys). An optimistic write is taken only if the head is still there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeadAt {
+    pub position: u64,
+    pub key_epoch: u64,
 }
 
 /// Checks that need no database: run before a request is queued.
@@ -270,11 +278,12 @@ impl<'a> Batch<'a> {
                                 // right edge of the key table's index.
                                 let key_id = Uuid::now_v7();
                                 let key = DataKey::generate();
-                                let wrapped =
-                                    self.master.wrap(&key, &key_context(&r.0, r.1, key_id));
+                                let wrapped = self
+                                    .master
+                                    .wrap(&key, &key_context(&r.subject, r.category, key_id));
                                 let row = KeyRow {
-                                    subject: r.0.clone(),
-                                    category: r.1,
+                                    subject: r.subject.clone(),
+                                    category: r.category,
                                     key_id,
                                     wrapped,
                                 };
@@ -418,13 +427,18 @@ impl WriterCache {
     /// did not find does not exist: version 0. Returns whether it learned.
     fn learn(
         &mut self,
-        at: (u64, u64),
+        at: HeadAt,
         streams: &[String],
         versions: &HashMap<String, u64>,
         keys: KeyMap,
     ) -> bool {
         match self.head {
-            Some((head, epoch)) if (head.position, epoch) == at => {
+            Some((head, key_epoch))
+                if HeadAt {
+                    position: head.position,
+                    key_epoch,
+                } == at =>
+            {
                 for s in streams {
                     let v = versions.get(s).copied().unwrap_or(0);
                     self.versions.insert(s.clone(), v);
@@ -540,7 +554,10 @@ pub(crate) async fn commit_batch<T: LogTx>(
         // if nobody has written since the cache's head, stay on the one-round-trip path.
         match tx.peek(streams, refs).await {
             Ok(peek) => {
-                let at = (peek.position, peek.key_epoch);
+                let at = HeadAt {
+                    position: peek.position,
+                    key_epoch: peek.key_epoch,
+                };
                 if let Ok(keys) = unwrap_rows(master, peek.keys) {
                     if cache.learn(at, streams, &peek.versions, keys) {
                         // What it still lacks of keys does not exist at its head.
@@ -552,7 +569,10 @@ pub(crate) async fn commit_batch<T: LogTx>(
         }
     }
     if let Vouch::Ready(snap, keys) = vouched {
-        let expected = (snap.head.position, snap.key_epoch);
+        let expected = HeadAt {
+            position: snap.head.position,
+            key_epoch: snap.key_epoch,
+        };
         let mut batch = Batch::new(master, now, snap, keys);
         let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
         if results.iter().all(Result::is_ok) && !batch.is_empty() {
@@ -649,7 +669,7 @@ fn unwrap_rows(master: &MasterKey, rows: Vec<KeyRow>) -> Result<KeyMap, StoreErr
                     row.key_id
                 ))
             })?;
-        keys.insert((row.subject, row.category), (row.key_id, key));
+        keys.insert(KeyRef::new(row.subject, row.category), (row.key_id, key));
     }
     Ok(keys)
 }

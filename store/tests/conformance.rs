@@ -765,7 +765,10 @@ async fn personal_data_is_sealed_and_shredded(backend: Backend) {
 
     // Shred in the same transaction as the erasure event.
     let mut req = single("retention-x", ExpectedVersion::Any, vec![event(99)]);
-    req.shred = vec![(subject.clone(), Category::Profile)];
+    req.shred = vec![lightwidget_store::KeyRef::new(
+        subject.clone(),
+        Category::Profile,
+    )];
     s.append(req).await.expect("erase");
     assert!(!s
         .has_key(&subject, Category::Profile)
@@ -804,9 +807,12 @@ async fn personal_data_is_sealed_and_shredded(backend: Backend) {
     );
 
     // The key-store port shreds on its own too.
-    s.shred(&[(other.clone(), Category::Profile)])
-        .await
-        .expect("shred");
+    s.shred(&[lightwidget_store::KeyRef::new(
+        other.clone(),
+        Category::Profile,
+    )])
+    .await
+    .expect("shred");
     let events = s.read_all(0, 10).await.expect("read");
     assert_eq!(
         events[1].data["field"][PERSONAL_MARKER]["erased"],
@@ -957,9 +963,12 @@ async fn stale_writer_knowledge_never_decides(backend: Backend) {
 
     // B shreds the key A has cached; A's next data for that subject must get a new key and
     // stay readable, not be sealed under the deleted one.
-    b.shred(&[(subject.clone(), Category::Profile)])
-        .await
-        .expect("shred");
+    b.shred(&[lightwidget_store::KeyRef::new(
+        subject.clone(),
+        Category::Profile,
+    )])
+    .await
+    .expect("shred");
     a.append(single(
         "s-1",
         ExpectedVersion::Exact(3),
@@ -1048,9 +1057,12 @@ async fn a_writer_learns_what_it_has_not_seen(backend: Backend) {
         json!("by a")
     );
     // One key for the subject: shredding it erases what both writers sealed.
-    b.shred(&[(subject.clone(), Category::Profile)])
-        .await
-        .expect("shred");
+    b.shred(&[lightwidget_store::KeyRef::new(
+        subject.clone(),
+        Category::Profile,
+    )])
+    .await
+    .expect("shred");
     assert!(!b.has_key(&subject, Category::Profile).await.expect("key"));
     let events = a.read_stream("s-4", 0, 10).await.expect("read");
     for i in [0, 2] {

@@ -185,7 +185,10 @@ async fn a_shred_on_the_optimistic_path_deletes_its_key_and_only_it() {
         data: json!({"erased": gone.as_str()}),
         ..personal(&gone)
     });
-    shred.shred = vec![(gone.clone(), lightwidget_domain::Category::Profile)];
+    shred.shred = vec![lightwidget_store::KeyRef::new(
+        gone.clone(),
+        lightwidget_domain::Category::Profile,
+    )];
     t.store.append(shred).await.expect("shred");
     assert_eq!((keys(&kept).await, keys(&gone).await), (1, 0));
 }

@@ -530,7 +530,8 @@ mod forward {
     use super::BeforeFirstAppend;
     use lightwidget_domain::{Category, Subject};
     use lightwidget_store::{
-        AppendRequest, AppendResult, DataKey, EventStore, Head, KeyStore, StoreError, StoredEvent,
+        AppendRequest, AppendResult, DataKey, EventStore, Head, KeyRef, KeyStore, StoreError,
+        StoredEvent,
     };
     use std::collections::HashMap;
     use std::time::Duration;
@@ -541,7 +542,7 @@ mod forward {
         async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
             self.inner.data_keys(ids).await
         }
-        async fn shred(&self, refs: &[(Subject, Category)]) -> Result<(), StoreError> {
+        async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
             self.inner.shred(refs).await
         }
         async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {

@@ -3,7 +3,7 @@
 
 use super::Call;
 use crate::auth::Caller;
-use crate::extract::{text_field, IdempotencyKey, JsonBody};
+use crate::extract::{IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::accounts::Position;
 use crate::state::AppState;
@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_commands::{accounts as usecases, staff};
 use lightwidget_domain::event::Role;
+use lightwidget_domain::values::text;
 use lightwidget_domain::{AccountId, DomainEvent, HoldId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -51,7 +52,7 @@ pub async fn block(
     body: JsonBody<BlockBody>,
 ) -> ApiResult<Json<Blocked>> {
     let by = caller.staff(Role::Security)?;
-    let reason = text_field("reason", &body.value.reason, 2000)?;
+    let reason = text("reason", &body.value.reason, 2000)?;
     let account_id = account_id(&id)?;
     let call = Call::new(
         &app,
@@ -136,8 +137,8 @@ pub async fn place_hold(
         reason,
         case_ref,
     } = body.value;
-    let reason = text_field("reason", &reason, 2000)?;
-    let case_ref = text_field("case_ref", &case_ref, 200)?;
+    let reason = text("reason", &reason, 2000)?;
+    let case_ref = text("case_ref", &case_ref, 200)?;
     let call = Call::new(
         &app,
         Some(&caller),
