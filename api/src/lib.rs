@@ -86,6 +86,7 @@ pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
         Arc::new(models::Widgets),
         Arc::new(models::Invoices),
         Arc::new(models::Statistics),
+        Arc::new(models::Breaches),
         Arc::new(lightwidget_retention::projection::Retention::new(
             policy.clone(),
         )),
@@ -170,7 +171,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     modifiers(&BearerAuth),
     tags(
         (name = "accounts"), (name = "widgets"), (name = "public"), (name = "orders"),
-        (name = "staff"), (name = "operations")
+        (name = "staff"), (name = "operations"), (name = "privacy")
     )
 )]
 struct ApiDoc;
@@ -191,7 +192,9 @@ impl utoipa::Modify for BearerAuth {
 /// Every route with its OpenAPI description: a route cannot be served without being
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    use routes::{accounts, admin, audit, ops, orders, public, retention, staff, widgets};
+    use routes::{
+        accounts, admin, audit, breaches, ops, orders, privacy, public, retention, staff, widgets,
+    };
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
@@ -235,6 +238,9 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(retention::subject))
         .routes(routes!(retention::purges))
         .routes(routes!(retention::run_sweep))
+        .routes(routes!(privacy::processors))
+        .routes(routes!(breaches::record, breaches::list))
+        .routes(routes!(breaches::notified))
         .split_for_parts()
 }
 
@@ -421,7 +427,12 @@ impl Application {
             instagram,
             storage.identity_key,
         ));
+        let processors = Arc::new(
+            lightwidget_commands::processors::Registry::checked_in()
+                .context("the processor registry (commands/processors.toml)")?,
+        );
         let state = AppState::new(state::Shared {
+            processors,
             sweeper,
             commands,
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),

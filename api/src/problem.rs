@@ -6,6 +6,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lightwidget_commands::{CommandError, Rejection};
 use lightwidget_domain::account::AccountError;
+use lightwidget_domain::breach::BreachError;
 use lightwidget_domain::hold::HoldError;
 use lightwidget_domain::order::OrderError;
 use lightwidget_domain::staff::StaffError;
@@ -235,6 +236,14 @@ fn rejection(r: Rejection) -> Problem {
             "this Idempotency-Key already added a staff member; its token was shown then",
         )
         .field("Idempotency-Key"),
+        Rejection::Breach(e) => match e {
+            BreachError::NotFound => Problem::not_found("breach"),
+            BreachError::DetectedInTheFuture => Problem::invalid("detected_at", e.to_string()),
+            BreachError::NotifiedInTheFuture | BreachError::NotifiedBeforeDetected => {
+                Problem::invalid("notified_at", e.to_string())
+            }
+            other => Problem::conflict(other.to_string()),
+        },
         Rejection::TransactionReused => Problem::conflict(r.to_string()).field("transaction_id"),
         other => Problem::conflict(other.to_string()),
     }

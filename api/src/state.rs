@@ -46,6 +46,8 @@ pub struct Shared {
     pub paypal_secret: Option<Arc<str>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub policy: Arc<lightwidget_retention::RetentionPolicy>,
+    /// The processor registry (R12), checked at start.
+    pub processors: Arc<lightwidget_commands::processors::Registry>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
     /// How long a request may take before it is answered 408.
     pub request_timeout: Duration,

@@ -2,6 +2,7 @@
 //! HTTP in one place.
 
 use lightwidget_domain::account::AccountError;
+use lightwidget_domain::breach::BreachError;
 use lightwidget_domain::hold::HoldError;
 use lightwidget_domain::identity::LinkError;
 use lightwidget_domain::invoice::InvoiceError;
@@ -37,6 +38,8 @@ pub enum Rejection {
     Link(#[from] LinkError),
     #[error("{0}")]
     Ticket(#[from] TicketError),
+    #[error("{0}")]
+    Breach(#[from] BreachError),
     /// A PayPal transaction id already paid another order, or another amount.
     #[error("the transaction id was already used for another order or amount")]
     TransactionReused,
@@ -102,6 +105,7 @@ rejected_from!(
     TokenError,
     LinkError,
     TicketError,
+    BreachError,
     std::convert::Infallible,
 );
 

@@ -5,12 +5,14 @@
 //! [`Metadata`] into every envelope; every outcome carries the position of its last event.
 
 pub mod accounts;
+pub mod breaches;
 pub mod context;
 pub mod error;
 pub mod idempotency;
 pub mod instagram;
 pub mod media;
 pub mod payment;
+pub mod processors;
 pub mod recorder;
 pub mod staff;
 pub mod tokens;

@@ -5,7 +5,9 @@
 //! fails its test when a payload's shape changes without a new version.
 
 use crate::personal::{Category, Personal, Subject};
-use crate::{AccountId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, WidgetId};
+use crate::{
+    AccountId, BreachId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, WidgetId,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -444,6 +446,27 @@ schema_derive! {
         pub due_at: DateTime<Utc>,
         pub erased_at: DateTime<Utc>,
     }
+
+    /// A personal data breach, recorded by compliance staff with the time it became known
+    /// (R16). The supervisory authority must be told by `notify_by` (72 hours later). The
+    /// description names no person; the affected accounts are named by id.
+    pub struct BreachRecorded {
+        pub breach_id: BreachId,
+        pub description: String,
+        pub detected_at: DateTime<Utc>,
+        pub notify_by: DateTime<Utc>,
+        pub categories: Vec<Category>,
+        pub affected_accounts: Vec<AccountId>,
+        pub recorded_by: StaffId,
+    }
+
+    /// The authority was told of a breach (R16).
+    pub struct BreachNotified {
+        pub breach_id: BreachId,
+        pub authority: String,
+        pub notified_at: DateTime<Utc>,
+        pub notified_by: StaffId,
+    }
 }
 
 macro_rules! events {
@@ -533,6 +556,8 @@ events! {
     AccountDataRead => 1,
     CommentPosted => 1,
     TicketOpened => 1,
+    BreachRecorded => 1,
+    BreachNotified => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

@@ -86,6 +86,11 @@ id_type!(
     TicketId,
     "ticket"
 );
+id_type!(
+    /// A personal data breach in the breach register (R16).
+    BreachId,
+    "breach"
+);
 
 /// The stream of a calendar year's invoices; its version orders the invoice numbers.
 pub fn invoice_stream(year: i32) -> String {

@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod aggregate;
+pub mod breach;
 pub mod event;
 pub mod hold;
 pub mod identity;

@@ -500,6 +500,10 @@ const ROUTES: &[&str] = &[
     "GET /v1/audit/replay/{projection}",
     "GET /v1/security/accounts/{id}",
     "GET /v1/me/export",
+    "GET /v1/privacy/processors",
+    "POST /v1/compliance/breaches",
+    "GET /v1/compliance/breaches",
+    "POST /v1/compliance/breaches/{id}/notified",
 ];
 
 async fn openapi_describes_every_route(backend: Backend) {

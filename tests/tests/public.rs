@@ -1,4 +1,5 @@
-//! Comments (R6) and support tickets (R4) through real HTTP on both backends.
+//! Comments (R6), support tickets (R4) and the processor registry (R12) through real HTTP
+//! on both backends.
 
 use lightwidget_tests::{both, Backend};
 use serde_json::json;
@@ -173,7 +174,46 @@ async fn anonymous_posts_honour_idempotency_keys(backend: Backend) {
     app.stop().await;
 }
 
+/// Anyone reads the processor registry: every processor of the policy, the categories each
+/// receives, and whether this server is configured for it.
+async fn the_processor_registry_is_served(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let r = app.get("/v1/privacy/processors", None).await.expect(200);
+    let processors = r["processors"].as_array().expect("a list");
+    let find = |kind: &str| {
+        processors
+            .iter()
+            .find(|p| p["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} missing: {r}"))
+            .clone()
+    };
+    assert_eq!(processors.len(), 7, "{r}");
+    let ticketing = find("ticketing");
+    assert_eq!(ticketing["name"], "Zendesk");
+    assert_eq!(ticketing["categories"], json!(["support"]));
+    assert_eq!(find("analytics")["categories"], json!([]));
+    assert_eq!(find("hosting")["configured"], true);
+    assert_eq!(find("cdn")["configured"], false);
+    // The test server has PayPal's webhook secret; one without it is not configured.
+    assert_eq!(find("payments")["configured"], true);
+    let bare = lightwidget_tests::spawn_app_with(
+        backend,
+        lightwidget_tests::TestConfig {
+            no_paypal: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = bare.get("/v1/privacy/processors", None).await.expect(200);
+    let payments = r["processors"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["kind"] == "payments").cloned())
+        .expect("payments");
+    assert_eq!(payments["configured"], false);
+}
+
 both! {
+    processor_registry => the_processor_registry_is_served;
     idempotency => anonymous_posts_honour_idempotency_keys;
     comments => comments_keep_the_ip_but_never_show_it;
     tickets => tickets_need_an_email_and_keep_only_what_was_filled;

@@ -1,5 +1,6 @@
 //! Staff actions through real HTTP on both backends: security blocks and unblocks accounts
-//! (R17, R24), compliance places and releases legal holds (R21).
+//! (R17, R24), compliance places and releases legal holds (R21) and keeps the breach register
+//! (R16).
 
 use lightwidget_tests::{both, Backend, ADMIN_TOKEN};
 use serde_json::json;
@@ -228,7 +229,153 @@ async fn security_reads_are_recorded(backend: Backend) {
     app.stop().await;
 }
 
+/// The breach register (R16): a breach is recorded with the time it became known, is due for
+/// notification 72 hours later, is flagged overdue past that (and counted in a gauge), and is
+/// cleared by the notification; affected owners read it in `/v1/me`. Every refusal appends
+/// nothing.
+async fn compliance_keeps_the_breach_register(backend: Backend) {
+    use lightwidget_store::Clock;
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, account, _) = app.sign_in("alice").await;
+    let (bystander, _, _) = app.sign_in("bob").await;
+    let compliance = app.staff("compliance").await;
+    let rfc =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let detected = app.clock.now() - chrono::Duration::hours(1);
+    let breach = |detected_at: String, categories: serde_json::Value| {
+        json!({"description": "a backup copied to a wrong bucket", "detected_at": detected_at,
+               "categories": categories, "affected_accounts": [account]})
+    };
+    let head = app.store.head().await.expect("head").position;
+    let good = breach(rfc(detected), json!(["billing"]));
+    assert_eq!(
+        app.post("/v1/compliance/breaches", Some(&owner), good.clone())
+            .await
+            .status,
+        403
+    );
+    for (body, field) in [
+        (
+            breach("yesterday".into(), json!(["billing"])),
+            "detected_at",
+        ),
+        (breach(rfc(detected), json!(["passwords"])), "categories"),
+        (breach(rfc(detected), json!([])), "categories"),
+        (
+            breach(
+                rfc(app.clock.now() + chrono::Duration::hours(1)),
+                json!(["billing"]),
+            ),
+            "detected_at",
+        ),
+    ] {
+        let r = app
+            .post("/v1/compliance/breaches", Some(&compliance), body)
+            .await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (422, Some(field)),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "refusals append nothing"
+    );
+
+    let r = app
+        .post("/v1/compliance/breaches", Some(&compliance), good)
+        .await
+        .expect(201);
+    let id = r["breach_id"].as_str().expect("id").to_owned();
+    let at = r["position"].as_u64().expect("position");
+    let time = |v: &serde_json::Value| {
+        chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a time")).expect("RFC 3339")
+    };
+    let sent = chrono::DateTime::parse_from_rfc3339(&rfc(detected)).expect("RFC 3339");
+    assert_eq!(time(&r["notify_by"]), sent + chrono::Duration::hours(72));
+    let list = |min: u64| {
+        let (app, token) = (&app, compliance.clone());
+        async move {
+            let path = format!("/v1/compliance/breaches?min_position={min}");
+            app.get(&path, Some(&token)).await.expect(200)
+        }
+    };
+    let l = list(at).await;
+    assert_eq!(l["breaches"][0]["breach_id"], id.as_str());
+    assert_eq!(l["breaches"][0]["overdue"], false);
+    assert_eq!(
+        app.get("/v1/compliance/breaches", Some(&owner))
+            .await
+            .status,
+        403
+    );
+    let me = app
+        .get(&format!("/v1/me?min_position={at}"), Some(&owner))
+        .await
+        .expect(200);
+    assert_eq!(me["breaches"][0]["breach_id"], id.as_str());
+    assert_eq!(
+        me["breaches"][0]["description"],
+        "a backup copied to a wrong bucket"
+    );
+    let them = app
+        .get(&format!("/v1/me?min_position={at}"), Some(&bystander))
+        .await
+        .expect(200);
+    assert_eq!(them["breaches"], json!([]));
+
+    // 72 hours after detection, not notified: overdue.
+    app.advance(chrono::Duration::hours(72)).await;
+    assert_eq!(list(at).await["breaches"][0]["overdue"], true);
+    // The gauge is one per process (every test server shares the recorder): only one of
+    // the two backends' runs of this test reads it.
+    if backend == Backend::Postgres {
+        let metrics = app.get("/metrics", None).await;
+        let text = metrics.text();
+        assert!(text.contains("lw_breaches_overdue 1"), "{text}");
+    }
+
+    let path = format!("/v1/compliance/breaches/{id}/notified");
+    let early =
+        json!({"authority": "UODO", "notified_at": rfc(detected - chrono::Duration::hours(1))});
+    let r = app.post(&path, Some(&compliance), early).await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("notified_at"))
+    );
+    let told = json!({"authority": "UODO", "notified_at": rfc(app.clock.now())});
+    let r = app
+        .post(&path, Some(&compliance), told.clone())
+        .await
+        .expect(200);
+    let at = r["position"].as_u64().expect("position");
+    let l = list(at).await;
+    assert_eq!(l["breaches"][0]["overdue"], false);
+    assert_eq!(l["breaches"][0]["authority"], "UODO");
+    assert!(l["breaches"][0]["notified_at"].is_string());
+    assert_eq!(
+        app.post(&path, Some(&compliance), told.clone())
+            .await
+            .status,
+        409
+    );
+    let unknown = format!("/v1/compliance/breaches/{}/notified", uuid::Uuid::new_v4());
+    assert_eq!(
+        app.post(&unknown, Some(&compliance), told).await.status,
+        404
+    );
+    if backend == Backend::Postgres {
+        let metrics = app.get("/metrics", None).await;
+        let text = metrics.text();
+        assert!(text.contains("lw_breaches_overdue 0"), "{text}");
+    }
+}
+
 both! {
+    breach_register => compliance_keeps_the_breach_register;
     block => security_blocks_and_unblocks;
     holds => compliance_places_and_releases_holds;
     security_reads => security_reads_are_recorded;

@@ -11,7 +11,7 @@ use axum::Json;
 use lightwidget_commands::accounts as usecases;
 use lightwidget_domain::event::{Principal, Role};
 use lightwidget_domain::AccountId;
-use lightwidget_projections::models::{accounts, widgets};
+use lightwidget_projections::models::{accounts, breaches, widgets};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -71,6 +71,16 @@ pub struct Me {
     pub quarantine_until: Option<String>,
     pub registered_at: Option<String>,
     pub widgets: Vec<super::widgets::WidgetView>,
+    /// Personal data breaches that concern this account (R16).
+    pub breaches: Vec<BreachNotice>,
+}
+
+/// A breach as the owner of an affected account reads it.
+#[derive(Serialize, ToSchema)]
+pub struct BreachNotice {
+    pub breach_id: String,
+    pub description: String,
+    pub detected_at: String,
 }
 
 /// The caller's account and widgets.
@@ -103,6 +113,16 @@ pub async fn me(
         .map(widget_summary)
         .collect::<ApiResult<_>>()?;
     let d: accounts::AccountDoc = doc.read()?;
+    app.wait_for(breaches::VIEW, min).await?;
+    let mut notices = Vec::new();
+    for b in docs_of(&app, breaches::VIEW, Some(&account_id.to_string())).await? {
+        let b: breaches::AffectedDoc = b.read()?;
+        notices.push(BreachNotice {
+            breach_id: b.breach_id.to_string(),
+            description: b.description,
+            detected_at: b.detected_at,
+        });
+    }
     Ok(Json(Me {
         account_id,
         username: d.username,
@@ -110,6 +130,7 @@ pub async fn me(
         quarantine_until: d.quarantine_until,
         registered_at: d.registered_at,
         widgets,
+        breaches: notices,
     }))
 }
 

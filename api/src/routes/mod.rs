@@ -3,8 +3,10 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod breaches;
 pub mod ops;
 pub mod orders;
+pub mod privacy;
 pub mod public;
 pub mod retention;
 pub mod staff;

@@ -54,6 +54,30 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     }
 }
 
+/// How many breaches are overdue now (R16): their 72 hours passed, the authority not told.
+/// The register's due-date index holds a breach only until it is notified.
+async fn overdue_breaches(app: &AppState) -> Result<usize, lightwidget_store::StoreError> {
+    use lightwidget_projections::models::breaches::{BreachDoc, VIEW};
+    let now = app.clock.now();
+    let due = app
+        .views
+        .query(
+            VIEW,
+            &lightwidget_store::ViewQuery {
+                state: Some("open".into()),
+                due_before: Some(now),
+                limit: 10_000,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut n = 0;
+    for d in &due {
+        n += usize::from(super::breaches::overdue(&d.read::<BreachDoc>()?, now));
+    }
+    Ok(n)
+}
+
 /// The log's head and each read model's checkpoint.
 async fn lag(
     app: &AppState,
@@ -116,6 +140,10 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
             metrics::gauge!("lw_projection_lag_events", "projection" => name)
                 .set(head.saturating_sub(at) as f64);
         }
+    }
+    match overdue_breaches(&app).await {
+        Ok(n) => metrics::gauge!("lw_breaches_overdue").set(n as f64),
+        Err(e) => tracing::warn!(error = %e, "counting overdue breaches"),
     }
     let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     (
