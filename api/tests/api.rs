@@ -1,0 +1,8 @@
+//! The binary, the audit archive and the layering check, one test binary.
+
+#[path = "archive.rs"]
+mod archive;
+#[path = "cli.rs"]
+mod cli;
+#[path = "layers.rs"]
+mod layers;

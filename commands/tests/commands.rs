@@ -1,0 +1,6 @@
+//! Use cases against both backends, one test binary.
+
+#[path = "execute.rs"]
+mod execute;
+#[path = "flows.rs"]
+mod flows;

@@ -1,0 +1,8 @@
+//! The projections' tests against both backends, one test binary.
+
+#[path = "cache.rs"]
+mod cache;
+#[path = "models.rs"]
+mod models;
+#[path = "runner.rs"]
+mod runner;

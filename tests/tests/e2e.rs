@@ -1,0 +1,23 @@
+//! The end-to-end suite, one test binary (one link instead of ten). The proof of erasure
+//! (`erasure.rs`) stays a binary of its own: it captures the whole process's log output.
+
+#[path = "accounts.rs"]
+mod accounts;
+#[path = "audit.rs"]
+mod audit;
+#[path = "conventions.rs"]
+mod conventions;
+#[path = "health.rs"]
+mod health;
+#[path = "instagram.rs"]
+mod instagram;
+#[path = "orders.rs"]
+mod orders;
+#[path = "public.rs"]
+mod public;
+#[path = "retention.rs"]
+mod retention;
+#[path = "staff.rs"]
+mod staff;
+#[path = "widgets.rs"]
+mod widgets;
