@@ -308,11 +308,12 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str())
         .unwrap_or("unmatched");
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    let id = loggable_request_id(
+        request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+    );
     tracing::info_span!(
         "request",
         method = %request.method(),
@@ -321,6 +322,20 @@ fn request_span(request: &axum::extract::Request) -> tracing::Span {
         status = tracing::field::Empty,
         latency_ms = tracing::field::Empty,
     )
+}
+
+/// The request id as it may be logged: a client's own `X-Request-Id` only if it looks like
+/// an id (up to 64 of `A-Z a-z 0-9 - _`). A header is no place for personal data, but
+/// nothing a client sends is logged unchecked.
+fn loggable_request_id(header: Option<&str>) -> &str {
+    header
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or("(not an id)")
 }
 
 fn answered(
@@ -577,4 +592,21 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    #[test]
+    fn only_id_shaped_request_ids_are_logged() {
+        let id = "0b9f6a2e-5d1c-4e1b-9a7e-2f4c1d3b5a6c";
+        assert_eq!(super::loggable_request_id(Some(id)), id);
+        for bad in ["alice@example.com", "Alice Smith", "", &"x".repeat(65)] {
+            assert_eq!(
+                super::loggable_request_id(Some(bad)),
+                "(not an id)",
+                "{bad}"
+            );
+        }
+        assert_eq!(super::loggable_request_id(None), "(not an id)");
+    }
 }
