@@ -1,11 +1,12 @@
 //! Sign-in (R5), the owner's account deleted into quarantine and restored with its widgets
 //! (R20), blocks by security staff (R17, R24) and legal holds by compliance staff (R21).
 
+use crate::context::run_keyed;
 use crate::context::Invocation;
 use crate::instagram::InstagramError;
 use crate::tokens;
 use crate::unit::{transact, Unit, UseCase};
-use crate::widgets::{run_keyed, Quarantined};
+use crate::widgets::Quarantined;
 use crate::{CommandError, Context, Loaded};
 use lightwidget_domain::account::{Account, AccountCommand, OwnerStatus};
 use lightwidget_domain::event::{DeletionCause, Principal, Role};

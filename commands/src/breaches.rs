@@ -1,9 +1,9 @@
 //! The breach register (R16): compliance staff record a breach with the time it became
 //! known, and record when the supervisory authority was told.
 
+use crate::context::run_keyed;
 use crate::context::Invocation;
 use crate::unit::{transact, Unit, UseCase};
-use crate::widgets::run_keyed;
 use crate::{CommandError, Context};
 use chrono::{DateTime, Utc};
 use lightwidget_domain::breach::{Breach, BreachCommand};

@@ -92,6 +92,20 @@ impl<'a> Invocation<'a> {
     }
 }
 
+/// Runs a use case under the invocation's idempotency key, when it has one.
+pub(crate) async fn run_keyed<U: crate::unit::UseCase>(
+    cx: &Context,
+    inv: Invocation<'_>,
+    work: &U,
+) -> Result<crate::Done<U::Output>, crate::CommandError> {
+    let scoped = inv.scoped_key();
+    let keyed = scoped.as_deref().map(|key| crate::Keyed {
+        key,
+        fingerprint: inv.fingerprint,
+    });
+    crate::unit::transact(&*cx.store, &*cx.clock, inv.meta, keyed, work).await
+}
+
 /// [`Invocation::new_id`] for a caller named by `scope`.
 pub fn keyed_id(scope: &str, key: Option<&str>, kind: &str) -> uuid::Uuid {
     match key {

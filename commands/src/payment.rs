@@ -183,7 +183,7 @@ pub async fn place_order(
         price,
         billing,
     };
-    let done = crate::widgets::run_keyed(cx, inv, &work).await?;
+    let done = crate::context::run_keyed(cx, inv, &work).await?;
     Ok(OrderPlaced {
         order_id,
         position: done.position,

@@ -1,9 +1,9 @@
 //! What anyone may send: comments on articles (R6), support tickets (R4), and the views
 //! and clicks of widgets (R1, R2).
 
+use crate::context::run_keyed;
 use crate::context::Invocation;
 use crate::unit::{Unit, UseCase};
-use crate::widgets::run_keyed;
 use crate::{CommandError, Context, HitRecorder};
 use lightwidget_domain::event::{AccessLog, SupportRequest};
 use lightwidget_domain::support::{self, Article, OpenTicket, PostComment, Ticket};

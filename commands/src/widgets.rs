@@ -1,6 +1,6 @@
 //! Widgets (R9, R18) and previews (R8): create, change, delete into quarantine, restore.
 
-use crate::context::{CachedOwner, Invocation};
+use crate::context::{run_keyed, CachedOwner, Invocation};
 use crate::unit::{transact, Unit, UseCase};
 use crate::{CommandError, Context, Loaded};
 use lightwidget_domain::account::{Account, OwnerStatus};
@@ -201,20 +201,6 @@ pub async fn restore_widget(
         version: done.version,
         position: done.position,
     })
-}
-
-/// Runs a use case under the invocation's idempotency key, when it has one.
-pub(crate) async fn run_keyed<U: UseCase>(
-    cx: &Context,
-    inv: Invocation<'_>,
-    work: &U,
-) -> Result<crate::Done<U::Output>, CommandError> {
-    let scoped = inv.scoped_key();
-    let keyed = scoped.as_deref().map(|key| crate::Keyed {
-        key,
-        fingerprint: inv.fingerprint,
-    });
-    transact(&*cx.store, &*cx.clock, inv.meta, keyed, work).await
 }
 
 /// The owner's account status, read from the account stream (and kept in the process's
