@@ -239,6 +239,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(retention::purges))
         .routes(routes!(retention::run_sweep))
         .routes(routes!(privacy::processors))
+        .routes(routes!(privacy::policies, privacy::publish_policy))
         .routes(routes!(breaches::record, breaches::list))
         .routes(routes!(breaches::notified))
         .split_for_parts()
@@ -465,6 +466,9 @@ impl Application {
             metrics: routes::ops::prometheus(),
             policy,
         });
+        lightwidget_commands::policies::seed(&state.commands)
+            .await
+            .context("publishing the privacy policy's first version")?;
         let admin_token = lightwidget_commands::tokens::bootstrap_admin(
             &state.commands,
             settings.admin_token.as_deref(),

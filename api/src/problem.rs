@@ -9,6 +9,7 @@ use lightwidget_domain::account::AccountError;
 use lightwidget_domain::breach::BreachError;
 use lightwidget_domain::hold::HoldError;
 use lightwidget_domain::order::OrderError;
+use lightwidget_domain::policy::PolicyError;
 use lightwidget_domain::staff::StaffError;
 use lightwidget_domain::values::Invalid;
 use lightwidget_domain::widget::WidgetError;
@@ -242,6 +243,11 @@ fn rejection(r: Rejection) -> Problem {
             BreachError::NotifiedInTheFuture | BreachError::NotifiedBeforeDetected => {
                 Problem::invalid("notified_at", e.to_string())
             }
+            other => Problem::conflict(other.to_string()),
+        },
+        Rejection::Policy(e) => match e {
+            PolicyError::TooSoon => Problem::invalid("effective_at", e.to_string()),
+            PolicyError::VersionTaken => Problem::conflict(e.to_string()).field("version"),
             other => Problem::conflict(other.to_string()),
         },
         Rejection::TransactionReused => Problem::conflict(r.to_string()).field("transaction_id"),

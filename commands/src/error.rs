@@ -7,6 +7,7 @@ use lightwidget_domain::hold::HoldError;
 use lightwidget_domain::identity::LinkError;
 use lightwidget_domain::invoice::InvoiceError;
 use lightwidget_domain::order::OrderError;
+use lightwidget_domain::policy::PolicyError;
 use lightwidget_domain::retention::ErasureError;
 use lightwidget_domain::staff::{StaffError, TokenError};
 use lightwidget_domain::support::TicketError;
@@ -40,6 +41,8 @@ pub enum Rejection {
     Ticket(#[from] TicketError),
     #[error("{0}")]
     Breach(#[from] BreachError),
+    #[error("{0}")]
+    Policy(#[from] PolicyError),
     /// A PayPal transaction id already paid another order, or another amount.
     #[error("the transaction id was already used for another order or amount")]
     TransactionReused,
@@ -106,6 +109,7 @@ rejected_from!(
     LinkError,
     TicketError,
     BreachError,
+    PolicyError,
     std::convert::Infallible,
 );
 

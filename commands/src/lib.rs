@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod instagram;
 pub mod media;
 pub mod payment;
+pub mod policies;
 pub mod processors;
 pub mod recorder;
 pub mod staff;

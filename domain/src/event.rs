@@ -460,6 +460,15 @@ schema_derive! {
         pub recorded_by: StaffId,
     }
 
+    /// A version of the privacy policy was published (R25): it takes effect at
+    /// `effective_at`, at least 5 days later (the first version, the seed's, at once).
+    pub struct PolicyPublished {
+        pub version: String,
+        pub text: String,
+        pub effective_at: DateTime<Utc>,
+        pub published_by: Option<StaffId>,
+    }
+
     /// The authority was told of a breach (R16).
     pub struct BreachNotified {
         pub breach_id: BreachId,
@@ -558,6 +567,7 @@ events! {
     TicketOpened => 1,
     BreachRecorded => 1,
     BreachNotified => 1,
+    PolicyPublished => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

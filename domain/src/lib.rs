@@ -15,6 +15,7 @@ pub mod ids;
 pub mod invoice;
 pub mod order;
 pub mod personal;
+pub mod policy;
 pub mod preview;
 pub mod retention;
 pub mod staff;

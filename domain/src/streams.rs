@@ -50,6 +50,9 @@ pub fn idempotency(key_hash: &str) -> String {
     of("idempotency", key_hash)
 }
 
+/// The stream of the privacy policy's versions (R25).
+pub const PRIVACY_POLICIES: &str = "privacy-policies";
+
 /// The stream views and clicks are recorded on.
 pub const HITS: &str = "hits";
 

@@ -501,6 +501,8 @@ const ROUTES: &[&str] = &[
     "GET /v1/security/accounts/{id}",
     "GET /v1/me/export",
     "GET /v1/privacy/processors",
+    "GET /v1/privacy/policies",
+    "POST /v1/privacy/policies",
     "POST /v1/compliance/breaches",
     "GET /v1/compliance/breaches",
     "POST /v1/compliance/breaches/{id}/notified",

@@ -1,7 +1,7 @@
 //! Comments (R6), support tickets (R4) and the processor registry (R12) through real HTTP
 //! on both backends.
 
-use lightwidget_tests::{both, Backend};
+use lightwidget_tests::{both, Backend, ADMIN_TOKEN};
 use serde_json::json;
 
 async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
@@ -212,7 +212,76 @@ async fn the_processor_registry_is_served(backend: Backend) {
     assert_eq!(payments["configured"], false);
 }
 
+/// The policy's versions (R25): the seed's text is version 1, in force from the start; an
+/// admin publishes the next at least 5 days ahead, and it takes over when its date passes.
+async fn policy_versions_take_effect_no_sooner_than_five_days(backend: Backend) {
+    use lightwidget_store::Clock;
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (owner, _, _) = app.sign_in("alice").await;
+    let listed = |r: &serde_json::Value| -> Vec<(String, bool)> {
+        r["policies"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|p| {
+                let version = p["version"].as_str().expect("a label").to_owned();
+                (version, p["in_force"] == true)
+            })
+            .collect()
+    };
+    let r = app.get("/v1/privacy/policies", None).await.expect(200);
+    assert_eq!(listed(&r), vec![("1".to_owned(), true)]);
+
+    let rfc = |d: chrono::Duration| {
+        (app.clock.now() + d).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let policy = |version: &str, effective_at: String| json!({"version": version, "text": "We changed nothing but the date.", "effective_at": effective_at});
+    let head = app.store.head().await.expect("head").position;
+    let path = "/v1/privacy/policies";
+    let soon = policy("2", rfc(chrono::Duration::days(4)));
+    assert_eq!(app.post(path, Some(&owner), soon.clone()).await.status, 403);
+    let r = app.post(path, Some(ADMIN_TOKEN), soon).await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("effective_at"))
+    );
+    let r = app
+        .post(path, Some(ADMIN_TOKEN), policy("2", "next week".into()))
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("effective_at"))
+    );
+    let again = policy("1", rfc(chrono::Duration::days(6)));
+    let r = app.post(path, Some(ADMIN_TOKEN), again).await;
+    assert_eq!((r.status, r.body["field"].as_str()), (409, Some("version")));
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "refusals append nothing"
+    );
+
+    let next = policy(
+        "2",
+        rfc(chrono::Duration::days(5) + chrono::Duration::minutes(1)),
+    );
+    app.post(path, Some(ADMIN_TOKEN), next).await.expect(201);
+    let r = app.get(path, None).await.expect(200);
+    assert_eq!(
+        listed(&r),
+        vec![("1".to_owned(), true), ("2".to_owned(), false)]
+    );
+    app.advance(chrono::Duration::days(5) + chrono::Duration::minutes(2))
+        .await;
+    let r = app.get(path, None).await.expect(200);
+    assert_eq!(
+        listed(&r),
+        vec![("1".to_owned(), false), ("2".to_owned(), true)]
+    );
+}
+
 both! {
+    policy_versions => policy_versions_take_effect_no_sooner_than_five_days;
     processor_registry => the_processor_registry_is_served;
     idempotency => anonymous_posts_honour_idempotency_keys;
     comments => comments_keep_the_ip_but_never_show_it;
