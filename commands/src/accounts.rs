@@ -138,18 +138,9 @@ pub async fn delete_account(
         },
     };
     let done = transact(&*cx.store, &*cx.clock, meta, None, &work).await?;
-    let until = done
-        .value
-        .iter()
-        .flatten()
-        .find_map(|e| match e {
-            DomainEvent::AccountDeletionRequested(e) => Some(e.quarantine_until),
-            _ => None,
-        })
-        .ok_or_else(|| StoreError::Internal("a deletion decided no quarantine".into()))?;
-    Ok(Quarantined {
-        until,
-        position: done.position,
+    crate::widgets::quarantined(&done, |e| match e {
+        DomainEvent::AccountDeletionRequested(e) => Some(e.quarantine_until),
+        _ => None,
     })
 }
 

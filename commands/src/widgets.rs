@@ -165,17 +165,21 @@ pub async fn delete_widget(
         },
     };
     let done = transact(&*cx.store, &*cx.clock, meta, None, &work).await?;
-    let until = done
-        .value
-        .iter()
-        .flatten()
-        .find_map(|e| match e {
-            DomainEvent::WidgetDeletionRequested(d) => Some(d.quarantine_until),
-            _ => None,
-        })
-        .ok_or_else(|| {
-            lightwidget_store::StoreError::Internal("a deletion decided no quarantine".into())
-        })?;
+    quarantined(&done, |e| match e {
+        DomainEvent::WidgetDeletionRequested(d) => Some(d.quarantine_until),
+        _ => None,
+    })
+}
+
+/// The quarantine a deletion decided: the end `until` finds among its events, and its
+/// position.
+pub(crate) fn quarantined(
+    done: &crate::Done<Vec<DomainEvent>>,
+    until: impl Fn(&DomainEvent) -> Option<Now>,
+) -> Result<Quarantined, CommandError> {
+    let until = done.value.iter().flatten().find_map(until).ok_or_else(|| {
+        lightwidget_store::StoreError::Internal("a deletion decided no quarantine".into())
+    })?;
     Ok(Quarantined {
         until,
         position: done.position,

@@ -122,12 +122,50 @@ async fn interrupted_and_concurrent_sweeps_purge_each_item_once(backend: Backend
     assert_eq!(later.purged.len(), ITEMS / 3);
 }
 
+/// An append of `events` to the account's stream.
+fn on_account(
+    account: lightwidget_domain::AccountId,
+    events: Vec<lightwidget_domain::DomainEvent>,
+    expected: lightwidget_store::ExpectedVersion,
+) -> lightwidget_store::AppendRequest {
+    lightwidget_store::AppendRequest {
+        writes: vec![lightwidget_store::StreamWrite::of(
+            account.stream(),
+            expected,
+            &events,
+            &lightwidget_store::Metadata::system(),
+        )],
+        shred: vec![],
+    }
+}
+
+/// The retention view with one preview of `account`, due an hour before `now`, as seen up
+/// to `head`.
+async fn seed_due_preview(
+    t: &TestStore,
+    policy: &Arc<RetentionPolicy>,
+    account: lightwidget_domain::AccountId,
+    now: chrono::DateTime<Utc>,
+    head: u64,
+) {
+    let retention = Retention::new(policy.clone());
+    let facts = ItemFacts {
+        account_id: Some(account),
+        ..ItemFacts::on_own_clock(preview(1), Category::Preview, now - Duration::hours(1), 0)
+    };
+    let doc = retention.item_doc(&item_key(&preview(1), Category::Preview), &facts, None);
+    t.views
+        .commit(VIEW, 0, head, &[DocChange::Put(doc)])
+        .await
+        .expect("seed");
+}
+
 /// A hold the retention view has not seen (its checkpoint was moved past it) still stops the
 /// purge: every unit fences on the account's stream, where holds live, and reads them there.
 async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
     use lightwidget_domain::event::{AccountRegistered, LegalHoldPlaced, LegalHoldReleased};
     use lightwidget_domain::{AccountId, DomainEvent, HoldId, Personal, StaffId};
-    use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, StreamWrite};
+    use lightwidget_store::ExpectedVersion;
     let now = Utc
         .with_ymd_and_hms(2027, 1, 10, 12, 0, 0)
         .single()
@@ -142,15 +180,7 @@ async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
         let store = t.store.clone();
         async move {
             store
-                .append(AppendRequest {
-                    writes: vec![StreamWrite::of(
-                        account.stream(),
-                        expected,
-                        &events,
-                        &Metadata::system(),
-                    )],
-                    shred: vec![],
-                })
+                .append(on_account(account, events, expected))
                 .await
                 .expect("append")
         }
@@ -178,16 +208,7 @@ async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
     .await
     .last_position;
     // The view: one due preview of the account, and a checkpoint already past the hold.
-    let retention = Retention::new(policy.clone());
-    let facts = ItemFacts {
-        account_id: Some(account),
-        ..ItemFacts::on_own_clock(preview(1), Category::Preview, now - Duration::hours(1), 0)
-    };
-    let doc = retention.item_doc(&item_key(&preview(1), Category::Preview), &facts, None);
-    t.views
-        .commit(VIEW, 0, head, &[DocChange::Put(doc)])
-        .await
-        .expect("seed");
+    seed_due_preview(&t, &policy, account, now, head).await;
 
     let sweeper = Sweeper::new(t.store.clone(), t.views.clone(), clock.clone(), policy);
     let held = sweeper.sweep().await.expect("sweep");
@@ -220,7 +241,7 @@ async fn a_hold_the_view_missed_still_stops_the_purge(backend: Backend) {
 async fn a_hold_placed_between_load_and_append_stops_the_purge(backend: Backend) {
     use lightwidget_domain::event::{AccountRegistered, LegalHoldPlaced};
     use lightwidget_domain::{AccountId, DomainEvent, HoldId, Personal, StaffId};
-    use lightwidget_store::{AppendRequest, EventStore, ExpectedVersion, Metadata, StreamWrite};
+    use lightwidget_store::{EventStore, ExpectedVersion};
     use lightwidget_testkit::BeforeFirstAppend;
     let now = Utc
         .with_ymd_and_hms(2027, 1, 10, 12, 0, 0)
@@ -230,15 +251,6 @@ async fn a_hold_placed_between_load_and_append_stops_the_purge(backend: Backend)
     let t = TestStore::new(backend, clock.clone()).await;
     let policy = Arc::new(RetentionPolicy::defaults());
     let account = AccountId::new();
-    let on_account = move |events: Vec<DomainEvent>, expected| AppendRequest {
-        writes: vec![StreamWrite::of(
-            account.stream(),
-            expected,
-            &events,
-            &Metadata::system(),
-        )],
-        shred: vec![],
-    };
     let registered: DomainEvent = AccountRegistered {
         account_id: account,
         profile: Personal::erased(Subject::account(account), Category::Profile),
@@ -247,21 +259,16 @@ async fn a_hold_placed_between_load_and_append_stops_the_purge(backend: Backend)
     .into();
     let head = t
         .store
-        .append(on_account(vec![registered], ExpectedVersion::NoStream))
+        .append(on_account(
+            account,
+            vec![registered],
+            ExpectedVersion::NoStream,
+        ))
         .await
         .expect("append")
         .last_position;
     // The view: one due preview of the account, seen up to the registration.
-    let retention = Retention::new(policy.clone());
-    let facts = ItemFacts {
-        account_id: Some(account),
-        ..ItemFacts::on_own_clock(preview(1), Category::Preview, now - Duration::hours(1), 0)
-    };
-    let doc = retention.item_doc(&item_key(&preview(1), Category::Preview), &facts, None);
-    t.views
-        .commit(VIEW, 0, head, &[DocChange::Put(doc)])
-        .await
-        .expect("seed");
+    seed_due_preview(&t, &policy, account, now, head).await;
 
     let hold: DomainEvent = LegalHoldPlaced {
         hold_id: HoldId::new(),
@@ -275,7 +282,7 @@ async fn a_hold_placed_between_load_and_append_stops_the_purge(backend: Backend)
     let hook: lightwidget_testkit::AppendHook = Box::new(move |store| {
         Box::pin(async move {
             store
-                .append(on_account(vec![hold], ExpectedVersion::Exact(1)))
+                .append(on_account(account, vec![hold], ExpectedVersion::Exact(1)))
                 .await
                 .expect("the hold");
         })
