@@ -193,7 +193,8 @@ impl utoipa::Modify for BearerAuth {
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{
-        accounts, admin, audit, breaches, ops, orders, privacy, public, retention, staff, widgets,
+        accounts, admin, audit, breaches, consent, ops, orders, privacy, public, retention, staff,
+        widgets,
     };
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
@@ -239,6 +240,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(retention::purges))
         .routes(routes!(retention::run_sweep))
         .routes(routes!(privacy::processors))
+        .routes(routes!(consent::put_consent, consent::get_consent))
         .routes(routes!(privacy::policies, privacy::publish_policy))
         .routes(routes!(breaches::record, breaches::list))
         .routes(routes!(breaches::notified))

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod breaches;
+pub mod consent;
 pub mod context;
 pub mod error;
 pub mod idempotency;

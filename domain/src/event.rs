@@ -6,7 +6,8 @@
 
 use crate::personal::{Category, Personal, Subject};
 use crate::{
-    AccountId, BreachId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, WidgetId,
+    AccountId, BreachId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, VisitorId,
+    WidgetId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,37 @@ pub struct InstagramProfile {
     pub username: String,
     pub profile_picture_url: Option<String>,
     pub account_type: String,
+}
+
+/// What a visitor stated about analytics (R3): allowed or not, and whether the request
+/// carried `DNT: 1` (which makes it a refusal).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ConsentChoice {
+    pub analytics: bool,
+    pub do_not_track: bool,
+}
+
+/// A comment's author name: sealed personal data of the commenter since version 2 of
+/// `CommentPosted`; comments of version 1 hold it in clear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum CommentAuthor {
+    Sealed(Personal<String>),
+    /// Written before the author was sealed (version 1); no key erases it.
+    Clear(String),
+}
+
+impl CommentAuthor {
+    /// The name, or `None` once erased.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            CommentAuthor::Sealed(p) => p.value().map(String::as_str),
+            CommentAuthor::Clear(s) => Some(s),
+        }
+    }
 }
 
 /// How a widget lays out its photos.
@@ -418,12 +450,14 @@ schema_derive! {
         pub fetched_at: DateTime<Utc>,
     }
 
-    /// A comment on an article (R6): the text and author are public; the IP is kept for
-    /// abuse prevention only, as personal data of category `comment_ip`, for 12 months.
+    /// A comment on an article (R6): the text is public. The author's name is personal data
+    /// of the commenter (category `comment_author`), shown with the comment until its rule
+    /// erases it; the IP is kept for abuse prevention only (category `comment_ip`) and never
+    /// shown. Version 1 stored the author in clear (upcast: it stays so).
     pub struct CommentPosted {
         pub comment_id: CommentId,
         pub article: String,
-        pub author: String,
+        pub author: CommentAuthor,
         pub text: String,
         pub ip: Personal<String>,
         pub posted_at: DateTime<Utc>,
@@ -467,6 +501,15 @@ schema_derive! {
         pub text: String,
         pub effective_at: DateTime<Utc>,
         pub published_by: Option<StaffId>,
+    }
+
+    /// A visitor stated its consent to analytics, or withdrew it (R3), on the stream
+    /// `visitor-<id>`, under the policy version then in force.
+    pub struct ConsentStated {
+        pub visitor_id: VisitorId,
+        pub choice: Personal<ConsentChoice>,
+        pub policy_version: String,
+        pub stated_at: DateTime<Utc>,
     }
 
     /// The authority was told of a breach (R16).
@@ -534,40 +577,41 @@ macro_rules! events {
 }
 
 events! {
-    AccountRegistered => 1,
-    AccountSignedIn => 1,
+    AccountRegistered => 2,
+    AccountSignedIn => 2,
     AccountDeletionRequested => 1,
     AccountRestored => 1,
-    AccountBlocked => 1,
+    AccountBlocked => 2,
     AccountUnblocked => 1,
     AccountPurged => 1,
-    PreviewCreated => 1,
-    WidgetCreated => 1,
-    WidgetUpdated => 1,
+    PreviewCreated => 2,
+    WidgetCreated => 2,
+    WidgetUpdated => 2,
     WidgetUpgraded => 1,
     WidgetDeletionRequested => 1,
     WidgetRestored => 1,
     WidgetPurged => 1,
-    WidgetViewed => 1,
-    WidgetClicked => 1,
-    HitsRecorded => 1,
+    WidgetViewed => 2,
+    WidgetClicked => 2,
+    HitsRecorded => 2,
     CommandRecorded => 1,
-    OrderPlaced => 1,
-    OrderPaid => 1,
-    InvoiceIssued => 1,
+    OrderPlaced => 2,
+    OrderPaid => 2,
+    InvoiceIssued => 2,
     LegalHoldPlaced => 1,
     LegalHoldReleased => 1,
-    PersonalDataErased => 1,
+    PersonalDataErased => 2,
     InstagramIdentityLinked => 1,
     TokenIssued => 1,
-    StaffAdded => 1,
-    MediaCached => 1,
-    AccountDataRead => 1,
-    CommentPosted => 1,
-    TicketOpened => 1,
-    BreachRecorded => 1,
+    StaffAdded => 2,
+    MediaCached => 2,
+    AccountDataRead => 2,
+    CommentPosted => 2,
+    TicketOpened => 2,
+    BreachRecorded => 2,
     BreachNotified => 1,
     PolicyPublished => 1,
+    ConsentStated => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

@@ -87,6 +87,11 @@ id_type!(
     "ticket"
 );
 id_type!(
+    /// A visitor of the public pages, known by a UUID its own browser made (R3).
+    VisitorId,
+    "visitor"
+);
+id_type!(
     /// A personal data breach in the breach register (R16).
     BreachId,
     "breach"

@@ -8,6 +8,7 @@
 pub mod account;
 pub mod aggregate;
 pub mod breach;
+pub mod consent;
 pub mod event;
 pub mod hold;
 pub mod identity;

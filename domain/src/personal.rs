@@ -30,10 +30,14 @@ pub enum Category {
     Support,
     Billing,
     Security,
+    /// The name a commenter signs a comment with (R6).
+    CommentAuthor,
+    /// A visitor's analytics consent and the policy version it was given under (R3).
+    Consent,
 }
 
 impl Category {
-    pub const ALL: [Category; 10] = [
+    pub const ALL: [Category; 12] = [
         Category::Preview,
         Category::MediaCache,
         Category::Profile,
@@ -44,6 +48,8 @@ impl Category {
         Category::Support,
         Category::Billing,
         Category::Security,
+        Category::CommentAuthor,
+        Category::Consent,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -58,6 +64,8 @@ impl Category {
             Category::Support => "support",
             Category::Billing => "billing",
             Category::Security => "security",
+            Category::CommentAuthor => "comment_author",
+            Category::Consent => "consent",
         }
     }
 }
@@ -119,6 +127,10 @@ impl Subject {
     }
     pub fn ticket(id: crate::TicketId) -> Self {
         Self::new("ticket", id)
+    }
+    /// A visitor of the public pages, known only by the id its browser made (R3).
+    pub fn visitor(id: crate::VisitorId) -> Self {
+        Self::new("visitor", id)
     }
     /// The access-log bucket of a widget's views and clicks in one calendar month: one key
     /// per bucket, shredded whole once the month's last entry is 12 months old (R1).

@@ -58,11 +58,11 @@ pub const HITS: &str = "hits";
 
 /// The stream that holds a subject's personal data, for the kinds whose data lives on one
 /// stream of their own (`account:<id>`, `widget:<id>`, `preview:<id>`, `order:<id>`,
-/// `media:<widget>:<time>`); `None` for other subjects.
+/// `ticket:<id>`, `visitor:<id>`, `media:<widget>:<time>`); `None` for other subjects.
 pub fn of_subject(subject: &str) -> Option<String> {
     let (kind, id) = subject.split_once(':')?;
     match kind {
-        "account" | "widget" | "preview" | "order" => Some(of(kind, id)),
+        "account" | "widget" | "preview" | "order" | "ticket" | "visitor" => Some(of(kind, id)),
         "media" => Some(of("media", id.split_once(':')?.0)),
         _ => None,
     }
@@ -82,7 +82,8 @@ mod tests {
             of_subject(&format!("media:{}:2026-01-01T00:00:00Z", w.0)),
             Some(media(w))
         );
-        assert_eq!(of_subject("ticket:1"), None);
+        assert_eq!(of_subject("ticket:1").as_deref(), Some("ticket-1"));
+        assert_eq!(of_subject("comment:1"), None);
         assert_eq!(of_subject("nocolon"), None);
     }
 }

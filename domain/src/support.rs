@@ -31,7 +31,11 @@ impl Aggregate for Article {
         Ok(vec![CommentPosted {
             comment_id: c.comment_id,
             article: c.article,
-            author: c.comment.author,
+            author: CommentAuthor::Sealed(Personal::new(
+                Subject::comment(c.comment_id),
+                Category::CommentAuthor,
+                c.comment.author,
+            )),
             text: c.comment.text,
             ip: Personal::new(Subject::comment(c.comment_id), Category::CommentIp, c.ip),
             posted_at: now,

@@ -22,6 +22,7 @@
 
 use crate::policy::RetentionPolicy;
 use chrono::{DateTime, Timelike, Utc};
+use lightwidget_domain::event::CommentAuthor;
 use lightwidget_domain::{AccountId, Category, DomainEvent, HoldId, Subject, WidgetId};
 use lightwidget_projections::{Overlay, Projection, ViewReader};
 use lightwidget_store::{format_time, RecordedEvent, ViewDoc};
@@ -394,6 +395,16 @@ fn own_clock_reason(item: &ItemFacts, rule: &crate::Rule, s: &Started) -> String
             day(s.at),
             rule.keep
         ),
+        Category::CommentAuthor => format!(
+            "the author's name of a comment posted {}, kept {}; the text stays (R6)",
+            day(s.at),
+            rule.keep
+        ),
+        Category::Consent => format!(
+            "the visitor's last statement of consent {}, kept {} (R3)",
+            day(s.at),
+            rule.keep
+        ),
         other => format!("{other} recorded {}, {}", day(s.at), rule.keep),
     }
 }
@@ -514,7 +525,14 @@ fn direct(d: &DomainEvent) -> Reach {
             Some(e.account_id),
         ),
         E::StaffAdded(e) => (vec![item_key(e.name.subject(), Category::Profile)], None),
-        E::CommentPosted(e) => (vec![item_key(e.ip.subject(), Category::CommentIp)], None),
+        E::CommentPosted(e) => {
+            let mut keys = vec![item_key(e.ip.subject(), Category::CommentIp)];
+            if let CommentAuthor::Sealed(author) = &e.author {
+                keys.push(item_key(author.subject(), Category::CommentAuthor));
+            }
+            (keys, None)
+        }
+        E::ConsentStated(e) => (vec![item_key(e.choice.subject(), Category::Consent)], None),
         E::MediaCached(e) => (
             vec![
                 item_key(e.media.subject(), Category::MediaCache),
@@ -760,6 +778,17 @@ impl EventCx<'_> {
                 };
                 self.hit_items(d, bucket, widget, view)
             }
+            // The IP and the author's name: two items on the same clock (R6).
+            E::CommentPosted(c) => Some(
+                keys.iter()
+                    .zip([Category::CommentIp, Category::CommentAuthor])
+                    .map(|(key, category)| {
+                        let clock = Some(self.started(c.posted_at, None));
+                        let item = self.new_item(c.ip.subject(), category, None, clock, false);
+                        (key.clone(), item)
+                    })
+                    .collect(),
+            ),
             _ => {
                 let key = keys.first()?;
                 Some(vec![(key.clone(), self.own_item(d, key, view)?)])
@@ -826,8 +855,23 @@ impl EventCx<'_> {
                 Some(m.widget_id),
                 m.fetched_at,
             ),
-            E::CommentPosted(c) => {
-                on_own_clock(c.ip.subject(), Category::CommentIp, None, c.posted_at)
+            // Each statement restarts the clock of the visitor's consent record (R3); a
+            // statement after an erasure starts a new record.
+            E::ConsentStated(c) => {
+                let clock = self.started(c.stated_at, None);
+                match read_item(view, key) {
+                    Some(mut i) if i.purged.is_none() => {
+                        i.own_clock = Some(clock);
+                        i
+                    }
+                    _ => self.new_item(
+                        c.choice.subject(),
+                        Category::Consent,
+                        None,
+                        Some(clock),
+                        false,
+                    ),
+                }
             }
             E::TicketOpened(t) => {
                 on_own_clock(t.request.subject(), Category::Support, None, t.opened_at)
@@ -965,6 +1009,7 @@ impl Projection for Retention {
             "InvoiceIssued",
             "StaffAdded",
             "CommentPosted",
+            "ConsentStated",
             "TicketOpened",
             "MediaCached",
             "PersonalDataErased",

@@ -66,12 +66,52 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// An upcaster lifts a payload from `from_version` to `from_version + 1`.
-type Upcaster = fn(serde_json::Value) -> serde_json::Value;
+/// How a payload is lifted from one version to the next.
+#[derive(Clone, Copy)]
+enum Upcaster {
+    /// Every payload of the old version is a valid payload of the new one: the new version
+    /// only widened what may appear (a category added to the policy's list, a field that
+    /// may also hold a sealed value). Decoded as it is, on the fast path.
+    Widened,
+    /// The payload must be rewritten.
+    #[allow(dead_code)]
+    Rewrite(fn(serde_json::Value) -> serde_json::Value),
+}
 
-/// Every upcaster: (event type, from version, function). Empty while every event is at v1;
-/// a new version of a type adds its step here together with its new schema file.
-const UPCASTERS: &[(&str, u32, Upcaster)] = &[];
+/// Every upcaster: (event type, from version, how). A new version of a type adds its step
+/// here together with its new schema file.
+const UPCASTERS: &[(&str, u32, Upcaster)] = &[
+    // v2 of these: the categories `comment_author` and `consent` joined the policy (R3, R6),
+    // so every payload naming a category may name them.
+    ("AccountRegistered", 1, Upcaster::Widened),
+    ("AccountSignedIn", 1, Upcaster::Widened),
+    ("AccountBlocked", 1, Upcaster::Widened),
+    ("PreviewCreated", 1, Upcaster::Widened),
+    ("WidgetCreated", 1, Upcaster::Widened),
+    ("WidgetUpdated", 1, Upcaster::Widened),
+    ("WidgetViewed", 1, Upcaster::Widened),
+    ("WidgetClicked", 1, Upcaster::Widened),
+    ("HitsRecorded", 1, Upcaster::Widened),
+    ("OrderPlaced", 1, Upcaster::Widened),
+    ("OrderPaid", 1, Upcaster::Widened),
+    ("InvoiceIssued", 1, Upcaster::Widened),
+    ("PersonalDataErased", 1, Upcaster::Widened),
+    ("StaffAdded", 1, Upcaster::Widened),
+    ("MediaCached", 1, Upcaster::Widened),
+    ("AccountDataRead", 1, Upcaster::Widened),
+    ("TicketOpened", 1, Upcaster::Widened),
+    ("BreachRecorded", 1, Upcaster::Widened),
+    // v2: the author's name is sealed (R6); a v1 author is a name in clear, which v2's
+    // `author` still accepts.
+    ("CommentPosted", 1, Upcaster::Widened),
+];
+
+fn upcaster(event_type: &str, from_version: u32) -> Option<Upcaster> {
+    UPCASTERS
+        .iter()
+        .find(|(t, v, _)| *t == event_type && *v == from_version)
+        .map(|(_, _, u)| *u)
+}
 
 /// Lifts a stored payload to the current version of its type and decodes it.
 pub fn upcast_and_decode(
@@ -79,11 +119,10 @@ pub fn upcast_and_decode(
     mut version: u32,
     mut data: serde_json::Value,
 ) -> Result<DomainEvent, EventDecodeError> {
-    while let Some((_, _, up)) = UPCASTERS
-        .iter()
-        .find(|(t, v, _)| *t == event_type && *v == version)
-    {
-        data = up(data);
+    while let Some(up) = upcaster(event_type, version) {
+        if let Upcaster::Rewrite(f) = up {
+            data = f(data);
+        }
         version += 1;
     }
     DomainEvent::from_parts(event_type, version, data)
@@ -91,14 +130,17 @@ pub fn upcast_and_decode(
 
 /// Whether an upcaster lifts `event_type` from `from_version`.
 pub fn has_upcaster(event_type: &str, from_version: u32) -> bool {
-    UPCASTERS
-        .iter()
-        .any(|(t, v, _)| *t == event_type && *v == from_version)
+    upcaster(event_type, from_version).is_some()
+}
+
+/// Whether every step from `version` to `current` only widened the payload.
+fn widened_only(event_type: &str, version: u32, current: u32) -> bool {
+    (version..current).all(|v| matches!(upcaster(event_type, v), Some(Upcaster::Widened)))
 }
 
 /// Decodes a stored payload straight from its text, without an intermediate JSON tree when
-/// it is at the current version (the fast path of readers that need no personal data:
-/// sealed fields decode as erased).
+/// it is at the current version or only widened since (the fast path of readers that need
+/// no personal data: sealed fields decode as erased).
 pub fn decode_str(
     event_type: &str,
     version: u32,
@@ -109,7 +151,7 @@ pub fn decode_str(
         .find(|(t, _)| *t == event_type)
         .map(|(_, v)| *v)
         .ok_or_else(|| EventDecodeError::UnknownType(event_type.to_owned()))?;
-    if version != current {
+    if version != current && !(version < current && widened_only(event_type, version, current)) {
         let value: serde_json::Value =
             serde_json::from_str(data).map_err(|e| EventDecodeError::BadPayload {
                 event_type: event_type.to_owned(),

@@ -86,3 +86,40 @@ fn schemas_describe_personal_fields() {
         .expect("AccountRegistered schema");
     assert!(registered.contains("$personal"), "{registered}");
 }
+
+#[test]
+fn a_comment_of_version_1_keeps_its_author_in_clear() {
+    let v1 = r#"{"comment_id":"00000000-0000-0000-0000-000000000001","article":"a",
+        "author":"Ann","text":"hi",
+        "ip":{"$personal":{"subject":"comment:1","category":"comment_ip","erased":true}},
+        "posted_at":"2026-01-01T00:00:00Z"}"#;
+    for decoded in [
+        lightwidget_schemas::decode_str("CommentPosted", 1, v1),
+        lightwidget_schemas::upcast_and_decode(
+            "CommentPosted",
+            1,
+            serde_json::from_str(v1).expect("json"),
+        ),
+    ] {
+        match decoded.expect("a v1 comment decodes") {
+            lightwidget_domain::DomainEvent::CommentPosted(c) => {
+                assert_eq!(c.author.name(), Some("Ann"));
+                assert!(matches!(
+                    c.author,
+                    lightwidget_domain::event::CommentAuthor::Clear(_)
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Version 2 refuses nothing version 1 held, but a sealed author reads as erased to a
+    // reader without its key.
+    let v2 = v1.replace(
+        r#""author":"Ann""#,
+        r#""author":{"$personal":{"subject":"comment:1","category":"comment_author","key_id":"k","sealed":"eA=="}}"#,
+    );
+    match lightwidget_schemas::decode_str("CommentPosted", 2, &v2).expect("v2 decodes") {
+        lightwidget_domain::DomainEvent::CommentPosted(c) => assert_eq!(c.author.name(), None),
+        other => panic!("{other:?}"),
+    }
+}

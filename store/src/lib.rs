@@ -490,6 +490,16 @@ pub async fn open_events<S: KeyStore + ?Sized>(
     store: &S,
     raw: Vec<StoredEvent>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    open_events_of(store, raw, None).await
+}
+
+/// Opens only the personal fields of the given categories (every field with `None`); the
+/// keys of the others are never fetched, and their fields read as erased.
+pub async fn open_events_of<S: KeyStore + ?Sized>(
+    store: &S,
+    raw: Vec<StoredEvent>,
+    only: Option<&[Category]>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut parsed = Vec::with_capacity(raw.len());
     let mut ids = HashSet::new();
     for e in &raw {
@@ -499,7 +509,7 @@ pub async fn open_events<S: KeyStore + ?Sized>(
                 e.position
             ))
         })?;
-        sealing::sealed_key_ids(&data, &mut ids);
+        sealing::sealed_key_ids_of(&data, only, &mut ids);
         parsed.push(data);
     }
     let keys = if ids.is_empty() {

@@ -169,19 +169,31 @@ fn seal_field(
 
 /// The key ids a stored payload's sealed fields need to be opened.
 pub fn sealed_key_ids(data: &Value, out: &mut HashSet<Uuid>) {
+    sealed_key_ids_of(data, None, out)
+}
+
+/// The key ids of the sealed fields of the given categories only (all with `None`).
+pub fn sealed_key_ids_of(data: &Value, only: Option<&[Category]>, out: &mut HashSet<Uuid>) {
     if let Some(inner) = personal_inner(data) {
+        let wanted = only.is_none_or(|cats| {
+            inner
+                .get("category")
+                .and_then(Value::as_str)
+                .is_some_and(|c| cats.iter().any(|w| w.as_str() == c))
+        });
         if let Some(id) = inner
             .get("key_id")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
+            .filter(|_| wanted)
         {
             out.insert(id);
         }
         return;
     }
     match data {
-        Value::Object(m) => m.values().for_each(|v| sealed_key_ids(v, out)),
-        Value::Array(a) => a.iter().for_each(|v| sealed_key_ids(v, out)),
+        Value::Object(m) => m.values().for_each(|v| sealed_key_ids_of(v, only, out)),
+        Value::Array(a) => a.iter().for_each(|v| sealed_key_ids_of(v, only, out)),
         _ => {}
     }
 }

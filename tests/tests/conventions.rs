@@ -489,7 +489,7 @@ const ROUTES: &[&str] = &[
     "DELETE /v1/compliance/holds/{hold_id}",
     "POST /v1/admin/clock",
     "GET /v1/compliance/retention",
-    "GET /v1/compliance/subjects/{account_id}",
+    "GET /v1/compliance/subjects/{subject_id}",
     "GET /v1/compliance/purges",
     "POST /v1/admin/retention/run",
     "POST /v1/articles/{slug}/comments",
@@ -501,6 +501,8 @@ const ROUTES: &[&str] = &[
     "GET /v1/security/accounts/{id}",
     "GET /v1/me/export",
     "GET /v1/privacy/processors",
+    "PUT /v1/consent/{visitor_id}",
+    "GET /v1/consent/{visitor_id}",
     "GET /v1/privacy/policies",
     "POST /v1/privacy/policies",
     "POST /v1/compliance/breaches",
@@ -537,6 +539,8 @@ async fn openapi_describes_every_route(backend: Backend) {
         let path = path
             .replace("{id}", &id)
             .replace("{account_id}", &id)
+            .replace("{subject_id}", &id)
+            .replace("{visitor_id}", &id)
             .replace("{slug}", "an-article")
             .replace("{projection}", "widgets")
             .replace("{number}", "FV%2F2026%2F000001");

@@ -2,7 +2,7 @@
 //! on both backends.
 
 use lightwidget_tests::{both, Backend, ADMIN_TOKEN};
-use serde_json::json;
+use serde_json::{json, Value};
 
 async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
@@ -39,6 +39,13 @@ async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
         .expect("read");
     assert_eq!(opened[0].data["ip"]["$personal"]["value"], "127.0.0.1");
     assert_eq!(opened[0].data["ip"]["$personal"]["category"], "comment_ip");
+    // So is the author's name, as comment_author data of the comment (R6).
+    assert!(!stored[0].data.contains("\"Ola\""), "sealed at rest");
+    assert_eq!(opened[0].data["author"]["$personal"]["value"], "Ola");
+    assert_eq!(
+        opened[0].data["author"]["$personal"]["category"],
+        "comment_author"
+    );
     // An article nobody commented on has none; a bad slug names no article.
     let empty = app
         .get("/v1/articles/quiet/comments", None)
@@ -280,7 +287,143 @@ async fn policy_versions_take_effect_no_sooner_than_five_days(backend: Backend) 
     );
 }
 
+/// A visitor's consent to analytics (R3): stated and withdrawn as events naming the policy
+/// version in force; `DNT: 1` is a refusal whatever was stored; bad input changes nothing.
+async fn consent_is_stated_withdrawn_and_refused_under_dnt(backend: Backend) {
+    use reqwest::Method;
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let visitor = uuid::Uuid::new_v4();
+    let path = format!("/v1/consent/{visitor}");
+    let put = |analytics: Value, dnt: bool| {
+        let mut r = app
+            .client
+            .put(app.url(&path))
+            .json(&json!({ "analytics": analytics }));
+        if dnt {
+            r = r.header("DNT", "1");
+        }
+        app.send(r)
+    };
+    let get = |dnt: bool| {
+        let mut r = app.client.get(app.url(&path));
+        if dnt {
+            r = r.header("DNT", "1");
+        }
+        app.send(r)
+    };
+    // Nothing stated: no consent.
+    assert_eq!(get(false).await.expect(200)["analytics_allowed"], false);
+
+    let given = put(json!(true), false).await.expect(200);
+    assert_eq!(given["analytics_allowed"], true);
+    assert_eq!(given["policy_version"], "1");
+    assert_eq!(get(false).await.expect(200)["analytics_allowed"], true);
+    assert_eq!(
+        get(true).await.expect(200)["analytics_allowed"],
+        false,
+        "DNT: 1 is no consent whatever was stored"
+    );
+    // A statement under DNT: 1 is recorded as a refusal.
+    let under_dnt = put(json!(true), true).await.expect(200);
+    assert_eq!(under_dnt["analytics_allowed"], false);
+    assert_eq!(get(false).await.expect(200)["analytics_allowed"], false);
+    put(json!(true), false).await.expect(200);
+    let withdrawn = put(json!(false), false).await.expect(200);
+    assert_eq!(withdrawn["analytics_allowed"], false);
+    assert_eq!(get(false).await.expect(200)["analytics_allowed"], false);
+
+    // Every statement is an event on the visitor's stream, sealed as consent data, with the
+    // policy version in force.
+    let events = app
+        .store
+        .read_stream(&format!("visitor-{visitor}"), 0, 10)
+        .await
+        .expect("read");
+    let statements: Vec<(bool, bool, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e.event_type, "ConsentStated");
+            let choice = &e.data["choice"]["$personal"];
+            assert_eq!(choice["category"], "consent");
+            (
+                choice["value"]["analytics"] == true,
+                choice["value"]["do_not_track"] == true,
+                e.data["policy_version"]
+                    .as_str()
+                    .expect("version")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let v1 = || "1".to_owned();
+    assert_eq!(
+        statements,
+        vec![
+            (true, false, v1()),
+            (false, true, v1()),
+            (true, false, v1()),
+            (false, false, v1())
+        ]
+    );
+    assert_eq!(
+        events.last().map(|e| e.position),
+        withdrawn["position"].as_u64()
+    );
+
+    // A statement after a new version takes effect names that version.
+    let effective = lightwidget_store::Clock::now(&*app.clock) + chrono::Duration::days(6);
+    app.post(
+        "/v1/privacy/policies",
+        Some(ADMIN_TOKEN),
+        json!({"version": "2", "text": "Second.", "effective_at": effective.to_rfc3339()}),
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        put(json!(true), false).await.expect(200)["policy_version"],
+        "1"
+    );
+    app.advance(chrono::Duration::days(7)).await;
+    assert_eq!(
+        put(json!(true), false).await.expect(200)["policy_version"],
+        "2"
+    );
+
+    // Refusals: a visitor id that is not a UUID, a body that is not a boolean, an unknown
+    // field, no body. Nothing appended.
+    let head = app.store.head().await.expect("head").position;
+    let r = app
+        .call(
+            Method::PUT,
+            "/v1/consent/not-a-uuid",
+            None,
+            Some(json!({"analytics": true})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("visitor_id"))
+    );
+    assert_eq!(app.get("/v1/consent/not-a-uuid", None).await.status, 422);
+    for (body, field) in [
+        (json!({"analytics": "yes"}), "analytics"),
+        (json!({"analytics": true, "ip": "1.2.3.4"}), "ip"),
+        (json!({}), "analytics"),
+    ] {
+        let r = app.call(Method::PUT, &path, None, Some(body.clone())).await;
+        assert!(
+            matches!(r.status, 400 | 422) && r.body["field"] == field,
+            "{body}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    assert_eq!(app.store.head().await.expect("head").position, head);
+    app.stop().await;
+}
+
 both! {
+    consent => consent_is_stated_withdrawn_and_refused_under_dnt;
     policy_versions => policy_versions_take_effect_no_sooner_than_five_days;
     processor_registry => the_processor_registry_is_served;
     idempotency => anonymous_posts_honour_idempotency_keys;

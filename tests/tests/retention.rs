@@ -731,10 +731,61 @@ async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
     let item = &r["items"][0];
     assert_eq!(item["subject_id"], format!("comment:{comment}"));
     explains(item, "comment_ip:12 months", "(R6)");
+    // The commenter and the ticket's writer are data subjects without an account.
+    let subject = |id: String| {
+        let app = &app;
+        async move {
+            app.get(
+                &format!("/v1/compliance/subjects/{id}?min_position={head}"),
+                Some(ADMIN_TOKEN),
+            )
+            .await
+        }
+    };
+    let commenter = subject(format!("comment:{comment}")).await.expect(200);
+    assert_eq!(commenter["account_id"], Value::Null);
+    let mut categories: Vec<&str> = commenter["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .map(|c| c["category"].as_str().expect("category"))
+        .collect();
+    categories.sort_unstable();
+    assert_eq!(categories, ["comment_author", "comment_ip"]);
+    explains(
+        &commenter["categories"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["category"] == "comment_author"))
+            .cloned()
+            .expect("the author's item"),
+        "comment_author:12 months",
+        "(R6)",
+    );
+    let writer = subject(format!("ticket:{ticket}")).await.expect(200);
+    assert_eq!(writer["categories"][0]["category"], "support");
+    for unknown in [
+        format!("comment:{}", uuid::Uuid::new_v4()),
+        format!("order:{ticket}"),
+        "nonsense".to_owned(),
+    ] {
+        assert_eq!(subject(unknown).await.status, 404);
+    }
+    let (owner, _, _) = app.sign_in("olga").await;
+    let r = app
+        .get(
+            &format!("/v1/compliance/subjects/ticket:{ticket}"),
+            Some(&owner),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+
     let sweep = kept_then_purged(&app, Duration::days(364), Duration::days(2), purged).await;
     assert_eq!(
         purged(&sweep),
-        vec![format!("comment:{comment}|comment_ip")]
+        vec![
+            format!("comment:{comment}|comment_author"),
+            format!("comment:{comment}|comment_ip")
+        ]
     );
     let opened = app
         .store
@@ -742,11 +793,13 @@ async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
         .await
         .expect("read");
     assert_eq!(opened[0].data["ip"]["$personal"]["erased"], true);
+    assert_eq!(opened[0].data["author"]["$personal"]["erased"], true);
     let list = app
         .get("/v1/articles/pricing/comments", None)
         .await
         .expect(200);
     assert_eq!(list["comments"][0]["text"], "Kept after the IP goes");
+    assert_eq!(list["comments"][0]["author"], Value::Null);
 
     // A ticket is kept 24 months.
     let sweep = kept_then_purged(&app, Duration::days(364), Duration::days(2), purged).await;
@@ -757,6 +810,72 @@ async fn comment_ips_go_after_12_months_and_tickets_after_24(backend: Backend) {
         .await
         .expect("read");
     assert_eq!(opened[0].data["request"]["$personal"]["erased"], true);
+    app.stop().await;
+}
+
+/// A visitor's consent record (R3) is kept 13 months from the last statement, then erased:
+/// the visitor reads as not having consented, and may state again.
+async fn a_visitors_consent_record_goes_13_months_after_the_last_statement(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let visitor = uuid::Uuid::new_v4();
+    let path = format!("/v1/consent/{visitor}");
+    let put = |analytics: bool| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            app.call(
+                reqwest::Method::PUT,
+                &path,
+                None,
+                Some(json!({ "analytics": analytics })),
+            )
+            .await
+            .expect(200)
+        }
+    };
+    put(true).await;
+    // A later statement moves the clock.
+    app.advance(Duration::days(30)).await;
+    let last = put(true).await["position"].as_u64().expect("position");
+    let r = app
+        .get(
+            &format!("/v1/compliance/subjects/visitor:{visitor}?min_position={last}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    let item = &r["categories"][0];
+    assert_eq!(item["category"], "consent");
+    explains(item, "consent:13 months", "(R3)");
+    let sweep = kept_then_purged(&app, Duration::days(390), Duration::days(10), purged).await;
+    assert_eq!(purged(&sweep), vec![format!("visitor:{visitor}|consent")]);
+    let r = app.get(&path, None).await.expect(200);
+    assert_eq!(
+        r["analytics_allowed"], false,
+        "an erased statement is no consent"
+    );
+    let events = app
+        .store
+        .read_stream(&format!("visitor-{visitor}"), 0, 10)
+        .await
+        .expect("read");
+    assert!(events
+        .iter()
+        .all(|e| e.data["choice"]["$personal"]["erased"] == true));
+    // Stated again: a new record, in force.
+    let again = put(true).await["position"].as_u64().expect("position");
+    assert_eq!(
+        app.get(&path, None).await.expect(200)["analytics_allowed"],
+        true
+    );
+    let r = app
+        .get(
+            &format!("/v1/compliance/subjects/visitor:{visitor}?min_position={again}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["categories"][0]["state"], "active", "{r}");
     app.stop().await;
 }
 
@@ -894,6 +1013,7 @@ both! {
     purged_user_returns => a_purged_user_signs_up_again_as_a_new_account;
     media_cache => instagram_media_is_cached_at_most_24_hours;
     comment_ips_and_tickets => comment_ips_go_after_12_months_and_tickets_after_24;
+    consent_records => a_visitors_consent_record_goes_13_months_after_the_last_statement;
     widget_purge => widget_quarantine_then_purge_on_day_91;
     restore_cancels => restore_during_quarantine_cancels_the_purge;
     billing_kept => account_deletion_keeps_billing_to_the_end_of_the_fifth_year;

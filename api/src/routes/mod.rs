@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod breaches;
+pub mod consent;
 pub mod ops;
 pub mod orders;
 pub mod privacy;

@@ -10,7 +10,7 @@ use axum::Json;
 use lightwidget_commands::visitors;
 use lightwidget_domain::event::SupportRequest;
 use lightwidget_domain::values::CommentText;
-use lightwidget_domain::{streams, CommentId, DomainEvent, TicketId};
+use lightwidget_domain::{streams, Category, CommentId, DomainEvent, TicketId};
 use lightwidget_store::format_time;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -84,7 +84,8 @@ pub async fn post_comment(
 pub struct Comment {
     #[schema(value_type = String, format = Uuid)]
     pub comment_id: CommentId,
-    pub author: String,
+    /// `null` once the author's name was erased (R6); the text stays.
+    pub author: Option<String>,
     pub text: String,
     pub posted_at: String,
 }
@@ -103,15 +104,19 @@ pub async fn list_comments(
     Path(slug): Path<String>,
 ) -> ApiResult<Json<Comments>> {
     let slug = slug_of(&slug)?;
-    // The stream is the read model; read sealed, so no IP is ever opened here.
+    // The stream is the read model. Only the authors' names are opened: the IPs' keys are
+    // never fetched here (R6).
     let stream = streams::article(slug);
-    let events = app.store.read_whole_stream_raw(&stream).await?;
+    let raw = app.store.read_whole_stream_raw(&stream).await?;
+    let events =
+        lightwidget_store::open_events_of(&*app.store, raw, Some(&[Category::CommentAuthor]))
+            .await?;
     let comments = events
         .iter()
-        .filter_map(|e| match e.decode_sealed() {
+        .filter_map(|e| match e.to_domain() {
             Ok(DomainEvent::CommentPosted(c)) => Some(Comment {
                 comment_id: c.comment_id,
-                author: c.author,
+                author: c.author.name().map(str::to_owned),
                 text: c.text,
                 posted_at: format_time(c.posted_at),
             }),

@@ -43,7 +43,10 @@ pub struct RetentionItems {
 
 #[derive(Serialize, ToSchema)]
 pub struct Subject {
-    pub account_id: String,
+    /// The subject asked for: an account id, or `kind:id` for a subject without an account.
+    pub subject_id: String,
+    /// The account, when the subject is one.
+    pub account_id: Option<String>,
     pub categories: Vec<RetentionItem>,
     /// Reads of the account's data by security staff (R22): staff id, time, log position.
     #[schema(value_type = Vec<Object>)]
@@ -182,9 +185,12 @@ pub async fn list(
     Ok(Json(RetentionItems { items }))
 }
 
-/// Every category held for one account (compliance), with state and explanation.
-#[utoipa::path(get, path = "/v1/compliance/subjects/{account_id}", tag = "compliance",
-    params(("account_id" = String, Path, description = "a UUID"),
+/// Every category held for one data subject (compliance), with state and explanation: an
+/// account (its id), or a subject without an account: `comment:<id>` (a commenter),
+/// `ticket:<id>` (a ticket's writer), `visitor:<id>` (a visitor's consent).
+#[utoipa::path(get, path = "/v1/compliance/subjects/{subject_id}", tag = "compliance",
+    params(("subject_id" = String, Path,
+            description = "an account id, or comment:<id>, ticket:<id>, visitor:<id>"),
         ("min_position" = Option<u64>, Query)),
     responses((status = 200, body = Subject), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)),
@@ -193,15 +199,53 @@ pub async fn subject(
     State(app): State<AppState>,
     caller: Caller,
     MinPosition(min): MinPosition,
-    Path(account_id): Path<String>,
+    Path(subject_id): Path<String>,
 ) -> ApiResult<Json<Subject>> {
     caller.staff(Role::Compliance)?;
-    let id: AccountId = account_id
-        .parse()
-        .map_err(|_| Problem::not_found("account"))?;
     app.wait_for(VIEW, min).await?;
+    match subject_id.parse::<AccountId>() {
+        Ok(account) => account_subject(&app, account).await.map(Json),
+        Err(_) => without_account(&app, &subject_id).await.map(Json),
+    }
+}
+
+/// The subjects that have no account: whose items are found by their keys alone.
+const SUBJECTS_WITHOUT_ACCOUNT: [&str; 3] = ["comment", "ticket", "visitor"];
+
+async fn without_account(app: &AppState, subject_id: &str) -> ApiResult<Subject> {
+    let subject = lightwidget_domain::Subject::parse(subject_id)
+        .filter(|s| {
+            let kind = s.as_str().split(':').next().unwrap_or_default();
+            SUBJECTS_WITHOUT_ACCOUNT.contains(&kind)
+        })
+        .ok_or_else(|| Problem::not_found("subject"))?;
+    let keys: Vec<String> = Category::ALL
+        .iter()
+        .map(|c| lightwidget_retention::projection::item_key(&subject, *c))
+        .collect();
     let now = app.clock.now();
-    let docs = docs_of(&app, VIEW, Some(&id.to_string())).await?;
+    let categories: Vec<RetentionItem> = app
+        .views
+        .get_many(VIEW, &keys)
+        .await?
+        .iter()
+        .filter(|d| is_item(d))
+        .map(|d| item_view(d, now))
+        .collect::<ApiResult<_>>()?;
+    if categories.is_empty() {
+        return Err(Problem::not_found("subject"));
+    }
+    Ok(Subject {
+        subject_id: subject.to_string(),
+        account_id: None,
+        categories,
+        access_records: serde_json::json!([]),
+    })
+}
+
+async fn account_subject(app: &AppState, id: AccountId) -> ApiResult<Subject> {
+    let now = app.clock.now();
+    let docs = docs_of(app, VIEW, Some(&id.to_string())).await?;
     let categories: Vec<RetentionItem> = docs
         .iter()
         .filter(|d| is_item(d))
@@ -224,11 +268,12 @@ pub async fn subject(
         .transpose()?
         .map(|a| serde_json::to_value(a.reads).unwrap_or_default())
         .unwrap_or_else(|| serde_json::json!([]));
-    Ok(Json(Subject {
-        account_id: id.to_string(),
+    Ok(Subject {
+        subject_id: id.to_string(),
+        account_id: Some(id.to_string()),
         categories,
         access_records,
-    }))
+    })
 }
 
 /// A purge event as compliance and auditors read it.
