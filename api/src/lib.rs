@@ -228,6 +228,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(staff::unblock))
         .routes(routes!(staff::place_hold))
         .routes(routes!(staff::release_hold))
+        .routes(routes!(staff::held_data))
         .routes(routes!(admin::advance_clock))
         .routes(routes!(audit::events))
         .routes(routes!(audit::verify))

@@ -7,9 +7,10 @@ use crate::unit::{transact, Unit, UseCase};
 use crate::{CommandError, Context};
 use lightwidget_domain::account::Account;
 use lightwidget_domain::event::{Principal, Role};
+use lightwidget_domain::hold::{HeldDataReads, LegalHolds, RecordHeldRead};
 use lightwidget_domain::staff::{AccountReads, AddStaff, RecordRead, StaffMember};
 use lightwidget_domain::values::StaffName;
-use lightwidget_domain::{streams, AccountId, StaffId};
+use lightwidget_domain::{streams, AccountId, HoldId, StaffId};
 use lightwidget_store::RecordedEvent;
 
 /// A new staff member and their token (shown once).
@@ -114,6 +115,49 @@ impl UseCase for Record {
             return Err(CommandError::NotFound("account"));
         }
         u.decide_unversioned::<AccountReads>(&streams::account_access(account_id), self.0.clone())?;
+        Ok(())
+    }
+}
+
+/// Records that compliance staff read the data a legal hold keeps past its date (R21),
+/// before it is answered: the hold must be in force on the account.
+pub async fn read_held_data(
+    cx: &Context,
+    inv: Invocation<'_>,
+    account_id: AccountId,
+    hold_id: HoldId,
+    read_by: StaffId,
+) -> Result<u64, CommandError> {
+    let work = RecordHeld {
+        account_id,
+        hold_id,
+        read_by,
+    };
+    let done = transact(&*cx.store, &*cx.clock, inv.meta, None, &work).await?;
+    Ok(done.position)
+}
+
+struct RecordHeld {
+    account_id: AccountId,
+    hold_id: HoldId,
+    read_by: StaffId,
+}
+
+#[async_trait::async_trait]
+impl UseCase for RecordHeld {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        // Fenced: a release at the same moment makes this append conflict, and the retry
+        // finds the hold no longer in force.
+        let holds = u.load::<LegalHolds>(&self.account_id.stream()).await?;
+        let command = RecordHeldRead {
+            hold_id: self.hold_id,
+            account_id: self.account_id,
+            read_by: self.read_by,
+            in_force: holds.state.in_force(self.hold_id),
+        };
+        u.decide_unversioned::<HeldDataReads>(&streams::account_access(self.account_id), command)?;
         Ok(())
     }
 }

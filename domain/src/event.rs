@@ -481,6 +481,29 @@ schema_derive! {
         pub erased_at: DateTime<Utc>,
     }
 
+    /// A subject's data of one category passed its retention date while a legal hold kept it
+    /// (R21): its key is archived, every ordinary read (owner, public, staff, audit) sees it
+    /// as erased, and only compliance reads it under a hold named here. When the last hold is
+    /// released, the sweep erases it as any other. On `retention-<subject>`.
+    pub struct PersonalDataArchived {
+        pub subject: Subject,
+        pub category: Category,
+        pub account_id: Option<AccountId>,
+        pub rule: String,
+        pub due_at: DateTime<Utc>,
+        pub holds: Vec<HoldId>,
+        pub archived_at: DateTime<Utc>,
+    }
+
+    /// Compliance staff read the data a legal hold keeps past its date (R21), on the stream
+    /// `access-<account>`: which hold, who, when.
+    pub struct HeldDataRead {
+        pub hold_id: HoldId,
+        pub account_id: AccountId,
+        pub read_by: StaffId,
+        pub read_at: DateTime<Utc>,
+    }
+
     /// A personal data breach, recorded by compliance staff with the time it became known
     /// (R16). The supervisory authority must be told by `notify_by` (72 hours later). The
     /// description names no person; the affected accounts are named by id.
@@ -612,6 +635,8 @@ events! {
     BreachNotified => 1,
     PolicyPublished => 1,
     ConsentStated => 1,
+    PersonalDataArchived => 1,
+    HeldDataRead => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].
@@ -648,7 +673,33 @@ impl HitsRecorded {
     }
 }
 
+/// Personal data that read models serve no more: erased by its retention rule, or archived
+/// under a legal hold past its date (R21). Read models treat both alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Withdrawn<'a> {
+    pub subject: &'a Subject,
+    pub category: Category,
+    pub account_id: Option<AccountId>,
+}
+
 impl DomainEvent {
+    /// The data this event takes out of service, if it is an erasure or an archiving.
+    pub fn withdrawn(&self) -> Option<Withdrawn<'_>> {
+        match self {
+            DomainEvent::PersonalDataErased(e) => Some(Withdrawn {
+                subject: &e.subject,
+                category: e.category,
+                account_id: e.account_id,
+            }),
+            DomainEvent::PersonalDataArchived(e) => Some(Withdrawn {
+                subject: &e.subject,
+                category: e.category,
+                account_id: e.account_id,
+            }),
+            _ => None,
+        }
+    }
+
     /// The payload alone, as stored in the envelope's `data`.
     pub fn to_data(&self) -> serde_json::Value {
         match serde_json::to_value(self) {

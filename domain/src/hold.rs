@@ -21,6 +21,51 @@ impl LegalHolds {
     }
 }
 
+impl LegalHolds {
+    /// Whether this hold was placed and is still in force.
+    pub fn in_force(&self, hold: HoldId) -> bool {
+        self.holds.get(&hold) == Some(&false)
+    }
+}
+
+/// Compliance reads of the data a legal hold keeps past its date (R21), on the stream
+/// `access-<account>`: each read is recorded before it is answered. A read under a hold
+/// that is not in force is refused.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeldDataReads;
+
+#[derive(Clone, Debug)]
+pub struct RecordHeldRead {
+    pub hold_id: HoldId,
+    pub account_id: AccountId,
+    pub read_by: StaffId,
+    /// Whether the hold is in force, as the account's stream says.
+    pub in_force: bool,
+}
+
+impl Aggregate for HeldDataReads {
+    const READS_PERSONAL_DATA: bool = false;
+    type Command = RecordHeldRead;
+    type Error = HoldError;
+
+    fn decide(&self, c: RecordHeldRead, now: Now) -> Result<Vec<DomainEvent>, HoldError> {
+        if !c.in_force {
+            return Err(HoldError::NotFound);
+        }
+        Ok(vec![HeldDataRead {
+            hold_id: c.hold_id,
+            account_id: c.account_id,
+            read_by: c.read_by,
+            read_at: now,
+        }
+        .into()])
+    }
+
+    fn evolve(self, _: &DomainEvent) -> Self {
+        self
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum HoldCommand {
     Place {

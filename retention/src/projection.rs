@@ -101,6 +101,17 @@ pub struct ItemFacts {
     pub access_logs: Vec<Subject>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purged: Option<Purged>,
+    /// Archived under a legal hold past its date (R21): served to compliance only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<Archived>,
+}
+
+/// When an item was archived under a legal hold, and by which event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archived {
+    pub at: DateTime<Utc>,
+    pub holds: Vec<String>,
+    pub position: u64,
 }
 
 impl ItemFacts {
@@ -128,6 +139,7 @@ impl ItemFacts {
             invoice: None,
             access_logs: vec![],
             purged: None,
+            archived: None,
         }
     }
 }
@@ -271,7 +283,7 @@ pub fn evaluate(
             );
         }
     }
-    with_holds(
+    let mut v = with_holds(
         Verdict {
             state: if quarantine { "quarantined" } else { "active" }.into(),
             due_at: Some(due),
@@ -280,7 +292,15 @@ pub fn evaluate(
             explanation: format!("kept until {}: {why}", kept_until(due)),
         },
         account,
-    )
+    );
+    if let (Some(a), "held") = (&item.archived, v.state.as_str()) {
+        v.explanation = format!(
+            "{}; archived on {} past its date, read only by compliance under the hold (R21)",
+            v.explanation,
+            day(a.at)
+        );
+    }
+    v
 }
 
 /// A clock that runs for an item: when it makes the item due, the event that started it,
@@ -542,6 +562,7 @@ fn direct(d: &DomainEvent) -> Reach {
         ),
         E::TicketOpened(e) => (vec![item_key(e.request.subject(), Category::Support)], None),
         E::PersonalDataErased(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
+        E::PersonalDataArchived(e) => (vec![item_key(&e.subject, e.category)], e.account_id),
         _ => (vec![], None),
     };
     Reach { keys, account }
@@ -717,6 +738,7 @@ impl EventCx<'_> {
             invoice: None,
             access_logs: vec![],
             purged: None,
+            archived: None,
         }
     }
 
@@ -879,6 +901,15 @@ impl EventCx<'_> {
             E::StaffAdded(s) => {
                 self.new_item(s.name.subject(), Category::Profile, None, None, false)
             }
+            E::PersonalDataArchived(p) => {
+                let mut item = read_item(view, key)?;
+                item.archived = Some(Archived {
+                    at: p.archived_at,
+                    holds: p.holds.iter().map(ToString::to_string).collect(),
+                    position: self.e.position,
+                });
+                item
+            }
             E::PersonalDataErased(p) => {
                 let mut item = read_item(view, key)
                     .unwrap_or_else(|| self.new_item(&p.subject, p.category, None, None, false));
@@ -1013,6 +1044,7 @@ impl Projection for Retention {
             "TicketOpened",
             "MediaCached",
             "PersonalDataErased",
+            "PersonalDataArchived",
         ])
     }
 
@@ -1303,6 +1335,7 @@ mod tests {
             invoice: None,
             access_logs: vec![],
             purged: None,
+            archived: None,
         }
     }
     fn started(at: DateTime<Utc>, position: u64) -> Started {

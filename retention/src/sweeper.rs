@@ -22,9 +22,11 @@ use futures::StreamExt;
 use lightwidget_commands::unit::transact_with_attempts;
 use lightwidget_commands::{CommandError, Unit, UseCase};
 use lightwidget_domain::account::{Account, AccountCommand};
-use lightwidget_domain::retention::{retention_stream, Erase, ErasureError, SubjectErasures};
+use lightwidget_domain::retention::{
+    retention_stream, Archive, Erase, ErasureError, SubjectArchive, SubjectErasures,
+};
 use lightwidget_domain::widget::{Widget, WidgetCommand};
-use lightwidget_domain::{AccountId, Category, Subject, WidgetId};
+use lightwidget_domain::{AccountId, Category, HoldId, Subject, WidgetId};
 use lightwidget_projections::{ProjectionError, Runner};
 use lightwidget_store::{Clock, EventStore, KeyRef, Metadata, StoreError, ViewQuery, ViewStore};
 use serde::Serialize;
@@ -50,10 +52,23 @@ pub struct PurgedItem {
     pub position: u64,
 }
 
+/// An item a sweep archived under a legal hold (R21).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArchivedItem {
+    pub subject_id: Subject,
+    pub category: Category,
+    pub account_id: Option<AccountId>,
+    pub holds: Vec<HoldId>,
+    pub due_at: DateTime<Utc>,
+    pub position: u64,
+}
+
 /// What a sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
     pub purged: Vec<PurgedItem>,
+    /// Items past their date that a legal hold keeps, archived by this sweep (R21).
+    pub archived: Vec<ArchivedItem>,
     /// Due items read from the index (each at most once per sweep).
     pub examined: usize,
     /// Due items left alone: a domain rule refused the purge (logged, without data).
@@ -152,7 +167,8 @@ impl Sweeper {
         use tracing::Instrument;
         let span = tracing::info_span!("sweep", purged = tracing::field::Empty);
         async {
-            let report = self.purge_due().await?;
+            let mut report = self.purge_due().await?;
+            self.archive_held(&mut report).await?;
             tracing::Span::current().record("purged", report.purged.len());
             if !report.purged.is_empty() {
                 self.scrub(report.position).await;
@@ -258,6 +274,89 @@ impl Sweeper {
             }
         }
         Ok(report)
+    }
+
+    /// Archives every held item past its date that is not archived yet (R21): its key first,
+    /// so that no ordinary reader opens it from then on, then the event that records it. A
+    /// crash between the two leaves the key archived and the item unarchived in the view:
+    /// the next sweep archives it again (archiving twice is archiving once) and records it.
+    /// Held items are few (the accounts under a hold) and found through the state index.
+    async fn archive_held(&self, report: &mut SweepReport) -> Result<(), SweepError> {
+        let _one = self.running.lock().await;
+        let now = self.clock.now();
+        let correlation = Uuid::new_v4();
+        report.position = report.position.max(self.runner.catch_up().await?);
+        let mut after_key = None;
+        loop {
+            let page = self
+                .views
+                .query(
+                    projection::VIEW,
+                    &ViewQuery {
+                        state: Some("held".into()),
+                        after_key: after_key.clone(),
+                        limit: PAGE,
+                        ..ViewQuery::default()
+                    },
+                )
+                .await?;
+            let Some(last) = page.last() else { break };
+            after_key = Some(last.key.clone());
+            let full = page.len() == PAGE;
+            for doc in page.iter().filter(|d| projection::is_item(d)) {
+                let item = match doc.read::<ItemDoc>() {
+                    Ok(item) => item,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention item that does not read");
+                        continue;
+                    }
+                };
+                let facts = &item.facts;
+                let due_at = item
+                    .due_at
+                    .as_deref()
+                    .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                    .map(|d| d.with_timezone(&Utc));
+                let Some(due_at) = due_at.filter(|d| *d <= now) else {
+                    continue;
+                };
+                if facts.archived.is_some() || facts.purged.is_some() {
+                    continue;
+                }
+                let meta = self.metadata(correlation, item.cause_position).await?;
+                let key = KeyRef::new(facts.subject_id.clone(), facts.category);
+                self.store.archive(std::slice::from_ref(&key)).await?;
+                let work = ArchiveUnit {
+                    item: facts,
+                    rule: &item.rule,
+                    due_at,
+                };
+                let done = transact_with_attempts(
+                    &*self.store,
+                    &*self.clock,
+                    &meta,
+                    None,
+                    ATTEMPTS,
+                    &work,
+                )
+                .await?;
+                if let Some(Some(holds)) = done.value {
+                    report.position = report.position.max(done.position);
+                    report.archived.push(ArchivedItem {
+                        subject_id: facts.subject_id.clone(),
+                        category: facts.category,
+                        account_id: facts.account_id,
+                        holds,
+                        due_at,
+                        position: done.position,
+                    });
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
     }
 
     async fn metadata(
@@ -450,6 +549,54 @@ impl PurgeUnit<'_> {
             Err(ErasureError::AlreadyErased) => Ok(false),
             // The rule's date came from the projection; the sweeper's clock is the same.
             Err(ErasureError::NotDue(_)) => Ok(false),
+        }
+    }
+}
+
+/// The archiving of one held item past its date (R21): decided on the account's stream
+/// (whose holds must still be in force; loaded, it is fenced, so a release at the same
+/// moment makes the append conflict and the retry sees it) and on the subject's retention
+/// stream (which archives a category once, and never after its erasure).
+struct ArchiveUnit<'a> {
+    item: &'a ItemFacts,
+    rule: &'a str,
+    due_at: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+impl UseCase for ArchiveUnit<'_> {
+    /// The holds that keep the item, or `None` when there was nothing to archive.
+    type Output = Option<Vec<HoldId>>;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Option<Vec<HoldId>>, CommandError> {
+        let item = self.item;
+        let Some(account) = item.account_id else {
+            return Ok(None);
+        };
+        let holds: Vec<HoldId> = u
+            .load::<Account>(&account.stream())
+            .await?
+            .state
+            .legal_holds
+            .into_iter()
+            .collect();
+        let stream = retention_stream(&item.subject_id);
+        let loaded = u.load::<SubjectArchive>(&stream).await?;
+        let command = Archive {
+            subject: item.subject_id.clone(),
+            category: item.category,
+            account_id: Some(account),
+            rule: self.rule.to_owned(),
+            due_at: self.due_at,
+            holds: holds.clone(),
+        };
+        match u.try_decide(&stream, &loaded, command) {
+            Ok(_) => Ok(Some(holds)),
+            // Released meanwhile (the purge takes it), archived or erased by another sweep.
+            Err(_) => {
+                u.discard();
+                Ok(None)
+            }
         }
     }
 }

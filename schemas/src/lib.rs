@@ -43,6 +43,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "view_docs_text",
         sql: include_str!("../sql/postgres/0005_view_docs_text.sql"),
     },
+    Migration {
+        version: 6,
+        name: "archived_keys",
+        sql: include_str!("../sql/postgres/0006_archived_keys.sql"),
+    },
 ];
 
 /// SQLite migrations of the log's database file, in order. The read models had their tables
@@ -63,6 +68,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "views",
         sql: include_str!("../sql/sqlite/0003_views.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "archived_keys",
+        sql: include_str!("../sql/sqlite/0004_archived_keys.sql"),
     },
 ];
 

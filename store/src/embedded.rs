@@ -703,18 +703,27 @@ fn collect_events(
     Ok(out)
 }
 
-#[async_trait]
-impl KeyStore for SqliteEventStore {
-    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+impl SqliteEventStore {
+    /// The unwrapped keys among `ids`: the live ones, or (with `archived`) the ones archived
+    /// under a legal hold.
+    async fn keys_by_id(
+        &self,
+        ids: &[Uuid],
+        archived: bool,
+    ) -> Result<HashMap<Uuid, DataKey>, StoreError> {
         let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         let rows = self
             .read(move |c| {
                 let mut stmt = c.prepare_cached(
-                    "SELECT key_id, subject, category, wrapped FROM data_keys WHERE key_id = ?1",
+                    "SELECT key_id, subject, category, wrapped FROM data_keys \
+                     WHERE key_id = ?1 AND (archived_at IS NOT NULL) = ?2",
                 )?;
                 let mut out = Vec::new();
                 for id in &ids {
-                    if let Some(row) = stmt.query_row([id], key_row).optional()? {
+                    if let Some(row) = stmt
+                        .query_row(rusqlite::params![id, archived], key_row)
+                        .optional()?
+                    {
                         out.push(row?);
                     }
                 }
@@ -732,6 +741,46 @@ impl KeyStore for SqliteEventStore {
             out.insert(k.key_id, key);
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteEventStore {
+    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        self.keys_by_id(ids, false).await
+    }
+
+    async fn archived_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        self.keys_by_id(ids, true).await
+    }
+
+    async fn archive(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
+        let refs: Vec<(String, &'static str)> = refs
+            .iter()
+            .map(|r| (r.subject.to_string(), r.category.as_str()))
+            .collect();
+        let now = crate::format_time(chrono::Utc::now());
+        self.read(move |c| {
+            c.execute_batch("BEGIN IMMEDIATE")?;
+            let result = (|| {
+                let mut stmt = c.prepare_cached(
+                    "UPDATE data_keys SET archived_at = ?3 \
+                     WHERE subject = ?1 AND category = ?2 AND archived_at IS NULL",
+                )?;
+                for (s, cat) in &refs {
+                    stmt.execute([s.as_str(), cat, now.as_str()])?;
+                }
+                Ok::<_, StoreError>(())
+            })();
+            match result {
+                Ok(()) => c.execute_batch("COMMIT").map_err(Into::into),
+                Err(e) => {
+                    let _ = c.execute_batch("ROLLBACK");
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 
     async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {

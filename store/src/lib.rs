@@ -321,6 +321,13 @@ pub trait KeyStore: Send + Sync {
     async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError>;
     /// Whether a key exists for this (subject, category).
     async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError>;
+    /// Archives the keys of these (subject, category) pairs under a legal hold (R21): from
+    /// then on [`KeyStore::data_keys`] no longer returns them, so every ordinary reader sees
+    /// their fields as erased; only [`KeyStore::archived_keys`] does. Archiving twice is
+    /// archiving once; a key that does not exist is left alone. Shredding works as before.
+    async fn archive(&self, refs: &[KeyRef]) -> Result<(), StoreError>;
+    /// The unwrapped archived keys among `ids`: for the compliance read of a hold's data.
+    async fn archived_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError>;
 }
 
 /// The append-only, hash-chained log.
@@ -500,6 +507,25 @@ pub async fn open_events_of<S: KeyStore + ?Sized>(
     raw: Vec<StoredEvent>,
     only: Option<&[Category]>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
+    open_with(store, raw, only, false).await
+}
+
+/// Opens only the fields of the given categories sealed by keys archived under a legal hold
+/// (R21); every other field reads as erased. For the compliance read of a hold's data alone.
+pub async fn open_archived<S: KeyStore + ?Sized>(
+    store: &S,
+    raw: Vec<StoredEvent>,
+    only: &[Category],
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    open_with(store, raw, Some(only), true).await
+}
+
+async fn open_with<S: KeyStore + ?Sized>(
+    store: &S,
+    raw: Vec<StoredEvent>,
+    only: Option<&[Category]>,
+    archived: bool,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut parsed = Vec::with_capacity(raw.len());
     let mut ids = HashSet::new();
     for e in &raw {
@@ -512,12 +538,11 @@ pub async fn open_events_of<S: KeyStore + ?Sized>(
         sealing::sealed_key_ids_of(&data, only, &mut ids);
         parsed.push(data);
     }
-    let keys = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        store
-            .data_keys(&ids.into_iter().collect::<Vec<_>>())
-            .await?
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    let keys = match (ids.is_empty(), archived) {
+        (true, _) => HashMap::new(),
+        (false, false) => store.data_keys(&ids).await?,
+        (false, true) => store.archived_keys(&ids).await?,
     };
     Ok(raw
         .into_iter()

@@ -38,6 +38,12 @@ impl KeyStore for MeteredStore {
     async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {
         self.0.has_key(subject, category).await
     }
+    async fn archive(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
+        self.0.archive(refs).await
+    }
+    async fn archived_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        self.0.archived_keys(ids).await
+    }
 }
 
 #[async_trait]

@@ -847,9 +847,14 @@ impl PgEventStore {
     }
 }
 
-#[async_trait]
-impl KeyStore for PgEventStore {
-    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+impl PgEventStore {
+    /// The unwrapped keys among `ids`: the live ones, or (with `archived`) the ones archived
+    /// under a legal hold.
+    async fn keys_by_id(
+        &self,
+        ids: &[Uuid],
+        archived: bool,
+    ) -> Result<HashMap<Uuid, DataKey>, StoreError> {
         let client = self.pool.get().await?;
         // One primary-key probe per id (as `get_many`): planned for the array, `key_id =
         // ANY($1)` scanned every key of a table that grew faster than its statistics.
@@ -858,10 +863,10 @@ impl KeyStore for PgEventStore {
                 "SELECT k.key_id, k.subject, k.category, k.wrapped \
                  FROM unnest($1::uuid[]) AS i(id), LATERAL ( \
                    SELECT key_id, subject, category, wrapped FROM data_keys \
-                   WHERE key_id = i.id LIMIT 1) k",
+                   WHERE key_id = i.id AND (archived_at IS NOT NULL) = $2 LIMIT 1) k",
             )
             .await?;
-        let rows = client.query(&stmt, &[&ids]).await?;
+        let rows = client.query(&stmt, &[&ids, &archived]).await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in &rows {
             let k = key_row(r)?;
@@ -874,6 +879,33 @@ impl KeyStore for PgEventStore {
             out.insert(k.key_id, key);
         }
         Ok(out)
+    }
+}
+
+#[async_trait]
+impl KeyStore for PgEventStore {
+    async fn data_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        self.keys_by_id(ids, false).await
+    }
+
+    async fn archived_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+        self.keys_by_id(ids, true).await
+    }
+
+    async fn archive(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let subjects: Vec<String> = refs.iter().map(|r| r.subject.to_string()).collect();
+        let categories: Vec<&str> = refs.iter().map(|r| r.category.as_str()).collect();
+        client
+            .execute(
+                "UPDATE data_keys k SET archived_at = now() \
+                 FROM unnest($1::text[], $2::text[]) AS r(subject, category) \
+                 WHERE k.subject = r.subject AND k.category = r.category \
+                   AND k.archived_at IS NULL",
+                &[&subjects, &categories],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn shred(&self, refs: &[KeyRef]) -> Result<(), StoreError> {

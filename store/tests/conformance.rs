@@ -1130,7 +1130,80 @@ async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
     assert!(none.is_empty());
 }
 
+/// A key archived under a legal hold (R21): every ordinary read sees its fields erased, the
+/// archive read opens them (and nothing else); new events of the subject still seal; shredding
+/// an archived key erases for both.
+async fn archived_keys_are_opened_only_by_the_archive_read(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    let held = Subject::new("account", Uuid::new_v4());
+    let live = Subject::new("account", Uuid::new_v4());
+    s.append(single(
+        "account-a",
+        ExpectedVersion::Any,
+        vec![
+            personal_event(&held, Category::Profile, "held-value"),
+            personal_event(&live, Category::Profile, "live-value"),
+        ],
+    ))
+    .await
+    .expect("append");
+    let refs = [lightwidget_store::KeyRef::new(
+        held.clone(),
+        Category::Profile,
+    )];
+    s.archive(&refs).await.expect("archive");
+    s.archive(&refs)
+        .await
+        .expect("archiving twice is archiving once");
+    let value = |e: &lightwidget_store::RecordedEvent| e.data["field"][PERSONAL_MARKER].clone();
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(
+        value(&events[0])["erased"],
+        true,
+        "archived: erased to readers"
+    );
+    assert_eq!(value(&events[1])["value"], "live-value");
+    assert!(s.has_key(&held, Category::Profile).await.expect("has key"));
+
+    let raw = s.read_all_raw(0, 10).await.expect("raw");
+    let opened = lightwidget_store::open_archived(&*s, raw.clone(), &[Category::Profile])
+        .await
+        .expect("open archived");
+    assert_eq!(value(&opened[0])["value"], "held-value");
+    assert_eq!(
+        value(&opened[1])["erased"],
+        true,
+        "the archive read opens archived keys only"
+    );
+    let other_category = lightwidget_store::open_archived(&*s, raw, &[Category::Billing])
+        .await
+        .expect("open archived");
+    assert_eq!(value(&other_category[0])["erased"], true);
+
+    // A new event of the archived subject seals with the same key: archived too.
+    s.append(single(
+        "account-a",
+        ExpectedVersion::Any,
+        vec![personal_event(&held, Category::Profile, "later")],
+    ))
+    .await
+    .expect("append");
+    let events = s.read_all(0, 10).await.expect("read");
+    assert_eq!(value(&events[2])["erased"], true);
+
+    // Shredded, it is gone for the archive read too.
+    s.shred(&refs).await.expect("shred");
+    assert!(!s.has_key(&held, Category::Profile).await.expect("has key"));
+    let raw = s.read_all_raw(0, 10).await.expect("raw");
+    let opened = lightwidget_store::open_archived(&*s, raw, &[Category::Profile])
+        .await
+        .expect("open archived");
+    assert_eq!(value(&opened[0])["erased"], true);
+}
+
 lightwidget_testkit::both!(
+    archived_keys_are_opened_only_by_the_archive_read,
     concurrent_writers_and_a_subscriber,
     optimistic_concurrency,
     racing_appenders_one_wins,

@@ -548,6 +548,12 @@ mod forward {
         async fn has_key(&self, subject: &Subject, category: Category) -> Result<bool, StoreError> {
             self.inner.has_key(subject, category).await
         }
+        async fn archive(&self, refs: &[KeyRef]) -> Result<(), StoreError> {
+            self.inner.archive(refs).await
+        }
+        async fn archived_keys(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, StoreError> {
+            self.inner.archived_keys(ids).await
+        }
     }
 
     #[async_trait::async_trait]

@@ -487,6 +487,7 @@ const ROUTES: &[&str] = &[
     "POST /v1/security/accounts/{id}/unblock",
     "POST /v1/compliance/holds",
     "DELETE /v1/compliance/holds/{hold_id}",
+    "GET /v1/compliance/holds/{hold_id}/data",
     "POST /v1/admin/clock",
     "GET /v1/compliance/retention",
     "GET /v1/compliance/subjects/{subject_id}",

@@ -588,6 +588,150 @@ async fn a_legal_hold_stops_every_purge_until_released(backend: Backend) {
     app.stop().await;
 }
 
+/// Data past its date that a legal hold keeps is archived (R21): from then on the owner's,
+/// the public's and the other staff's reads see it as erased; compliance reads it through
+/// the hold, every read recorded; released, the sweep purges it as any other.
+async fn held_data_past_its_date_is_archived_and_read_only_under_the_hold(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let compliance = app.staff("compliance").await;
+    let security = app.staff("security").await;
+    let auditor = app.staff("auditor").await;
+    let (token, account, _) = app.sign_in("gracehold7").await;
+    let (w, _) = app.create_widget(&token, "EvidenceTitle7").await;
+    app.delete("/v1/me", Some(&token)).await.expect(202);
+    let hold = app
+        .post(
+            "/v1/compliance/holds",
+            Some(&compliance),
+            json!({"account_id": account, "reason": "court order", "case_ref": "KR-2026-18"}),
+        )
+        .await
+        .expect(201);
+    let hold_id = hold["hold_id"].as_str().expect("hold").to_owned();
+    let data_path = format!("/v1/compliance/holds/{hold_id}/data");
+
+    // Refusals append nothing: other roles, an unknown or malformed hold.
+    let head = app.store.head().await.expect("head").position;
+    for who in [&token, &security, &auditor] {
+        assert_eq!(app.get(&data_path, Some(who)).await.status, 403);
+    }
+    assert_eq!(app.get(&data_path, None).await.status, 401);
+    let unknown = format!("/v1/compliance/holds/{}/data", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&unknown, Some(&compliance)).await.status, 404);
+    assert_eq!(
+        app.get("/v1/compliance/holds/nope/data", Some(&compliance))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(app.store.head().await.expect("head").position, head);
+
+    // Before the data's date nothing is archived: the hold keeps nothing past it yet.
+    let early = app.get(&data_path, Some(&compliance)).await.expect(200);
+    assert_eq!(early["items"], json!([]), "{early}");
+
+    app.advance(Duration::days(91)).await;
+    let sweep = app.sweep().await;
+    assert!(purged(&sweep).is_empty(), "{sweep}");
+    let mut archived: Vec<String> = sweep["archived"]
+        .as_array()
+        .expect("archived")
+        .iter()
+        .map(|a| {
+            format!(
+                "{}|{}",
+                a["subject_id"].as_str().unwrap_or(""),
+                a["category"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    archived.sort();
+    for expected in [
+        format!("account:{account}|profile"),
+        format!("widget:{w}|widget_content"),
+    ] {
+        assert!(archived.contains(&expected), "{expected} in {archived:?}");
+    }
+    let again = app.sweep().await;
+    assert_eq!(again["archived"], json!([]), "archived once");
+    let position = again["position"].as_u64().expect("position");
+
+    // The owner, the public and the other staff no longer see it.
+    let me = app
+        .get(&format!("/v1/me?min_position={position}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(me["username"], Value::Null, "{me}");
+    let widget = app
+        .get(
+            &format!("/v1/widgets/{w}?min_position={position}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(widget["title"], Value::Null, "{widget}");
+    for (path, who) in [
+        ("/v1/me/export".to_owned(), &token),
+        (
+            format!("/v1/security/accounts/{account}?reason=case%20KR-2026-18"),
+            &security,
+        ),
+        (
+            "/v1/audit/events?reveal=true&reason=case%20KR-2026-18&limit=1000".to_owned(),
+            &auditor,
+        ),
+        (format!("/w/{w}"), &token),
+    ] {
+        let r = app.get(&path, Some(who)).await;
+        let text = r.body.to_string();
+        assert!(
+            !text.contains("gracehold7") && !text.contains("EvidenceTitle7"),
+            "{path}: {text}"
+        );
+    }
+
+    // Compliance reads it under the hold; the read is recorded first.
+    let read = app.get(&data_path, Some(&compliance)).await.expect(200);
+    let text = read.to_string();
+    assert!(
+        text.contains("gracehold7") && text.contains("EvidenceTitle7"),
+        "{read}"
+    );
+    let at = read["position"].as_u64().expect("position");
+    let recorded = app.store.read_all(at - 1, 1).await.expect("read");
+    assert_eq!(recorded[0].event_type, "HeldDataRead");
+    assert_eq!(recorded[0].data["hold_id"], hold_id.as_str());
+    assert_eq!(recorded[0].stream, format!("access-{account}"));
+    let items_now = items(&app, &account).await;
+    let profile = item(&items_now, "account:", "profile");
+    assert_eq!(profile["state"], "held");
+    assert!(
+        profile["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("archived on")),
+        "{profile}"
+    );
+
+    // Released: no more reads under it, and the sweep purges.
+    app.delete(
+        &format!("/v1/compliance/holds/{hold_id}"),
+        Some(&compliance),
+    )
+    .await
+    .expect(200);
+    let head = app.store.head().await.expect("head").position;
+    assert_eq!(app.get(&data_path, Some(&compliance)).await.status, 404);
+    assert_eq!(app.store.head().await.expect("head").position, head);
+    let gone = purged(&app.sweep().await);
+    for expected in [
+        format!("account:{account}|profile"),
+        format!("widget:{w}|widget_content"),
+    ] {
+        assert!(gone.contains(&expected), "{expected} in {gone:?}");
+    }
+    app.stop().await;
+}
+
 async fn concurrent_sweeps_purge_each_item_once(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let mut accounts = Vec::new();
@@ -1020,6 +1164,7 @@ both! {
     previews_and_access_logs => previews_go_after_15_minutes_and_access_logs_after_12_months;
     blocked_kept => a_blocked_account_is_kept_12_months;
     legal_hold => a_legal_hold_stops_every_purge_until_released;
+    held_archive => held_data_past_its_date_is_archived_and_read_only_under_the_hold;
     concurrent_sweeps => concurrent_sweeps_purge_each_item_once;
     compliance_endpoints => compliance_endpoints_check_roles_and_input;
 }

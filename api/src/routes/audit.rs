@@ -186,7 +186,7 @@ pub struct Export {
 }
 
 /// Every opened personal field of `subject` and `category` in `data`.
-fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
+pub(crate) fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
     match data {
         Value::Object(map) => {
             if let Some(p) = map.get(PERSONAL_MARKER) {

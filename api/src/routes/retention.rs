@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use lightwidget_domain::event::Role;
 use lightwidget_domain::{AccountId, Category};
 use lightwidget_retention::projection::{is_item, AccountFacts, ItemDoc, VIEW};
-use lightwidget_retention::sweeper::PurgedItem;
+use lightwidget_retention::sweeper::{ArchivedItem, PurgedItem};
 use lightwidget_store::{format_time, ViewDoc, ViewQuery};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -381,10 +381,14 @@ pub async fn purges(
 pub struct SweepDone {
     #[schema(value_type = Vec<Object>)]
     pub purged: Vec<PurgedItem>,
+    /// Items past their date kept by a legal hold, archived by this sweep (R21).
+    #[schema(value_type = Vec<Object>)]
+    pub archived: Vec<ArchivedItem>,
     pub position: u64,
 }
 
-/// Runs a retention sweep now (admin, compliance): everything due and not held is purged.
+/// Runs a retention sweep now (admin, compliance): everything due and not held is purged;
+/// what is due but held is archived (R21).
 #[utoipa::path(post, path = "/v1/admin/retention/run", tag = "compliance",
     responses((status = 200, body = SweepDone), (status = 401, body = Problem),
         (status = 403, body = Problem)),
@@ -397,6 +401,7 @@ pub async fn run_sweep(State(app): State<AppState>, caller: Caller) -> ApiResult
     })?;
     Ok(Json(SweepDone {
         purged: report.purged,
+        archived: report.archived,
         position: report.position,
     }))
 }

@@ -182,6 +182,100 @@ pub async fn release_hold(
     Ok(Json(Position { position }))
 }
 
+/// One category of one subject that a legal hold keeps past its date (R21), with the data.
+#[derive(Serialize, ToSchema)]
+pub struct HeldItem {
+    pub subject_id: String,
+    pub category: String,
+    /// When its rule made it due.
+    pub due_at: Option<String>,
+    pub archived_at: String,
+    pub data: Vec<crate::routes::audit::Datum>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HeldData {
+    #[schema(value_type = String, format = Uuid)]
+    pub hold_id: HoldId,
+    #[schema(value_type = String, format = Uuid)]
+    pub account_id: AccountId,
+    pub items: Vec<HeldItem>,
+    /// The position of the access record this read appended.
+    pub position: u64,
+}
+
+/// The data kept past its date only because of legal holds, this one in force (compliance,
+/// R21): archived, read by nobody else. The read is recorded as an event naming the hold and
+/// the reader before anything is answered.
+#[utoipa::path(get, path = "/v1/compliance/holds/{hold_id}/data", tag = "staff",
+    params(("hold_id" = String, Path, description = "a UUID")),
+    responses((status = 200, body = HeldData), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn held_data(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(hold_id): Path<String>,
+) -> ApiResult<Json<HeldData>> {
+    use lightwidget_retention::projection::{is_item, ItemDoc, VIEW};
+    let by = caller.staff(Role::Compliance)?;
+    let hold_id: HoldId = hold_id.parse().map_err(|_| Problem::not_found("hold"))?;
+    let account_id = account_of_hold(&app, hold_id).await?;
+    let meta = app.meta(Some(&caller));
+    let position = staff::read_held_data(
+        &app.commands,
+        lightwidget_commands::Invocation::once(&meta),
+        account_id,
+        hold_id,
+        by,
+    )
+    .await?;
+    let docs = super::docs_of(&app, VIEW, Some(&account_id.to_string())).await?;
+    let mut items = Vec::new();
+    for doc in docs.iter().filter(|d| is_item(d)) {
+        let item: ItemDoc = doc.read()?;
+        let (Some(archived), None) = (&item.facts.archived, &item.facts.purged) else {
+            continue;
+        };
+        let subject = item.subject_id.as_str();
+        let mut data = Vec::new();
+        if let Some(stream) = lightwidget_domain::streams::of_subject(subject) {
+            let raw = app.store.read_whole_stream_raw(&stream).await?;
+            let opened =
+                lightwidget_store::open_archived(&*app.store, raw, &[item.category]).await?;
+            for e in &opened {
+                let mut values = Vec::new();
+                crate::routes::audit::personal_values(
+                    &e.data,
+                    subject,
+                    item.category.as_str(),
+                    &mut values,
+                );
+                data.extend(values.into_iter().map(|value| crate::routes::audit::Datum {
+                    subject_id: subject.to_owned(),
+                    event_type: e.event_type.clone(),
+                    recorded_at: lightwidget_store::format_time(e.recorded_at),
+                    value,
+                }));
+            }
+        }
+        items.push(HeldItem {
+            subject_id: subject.to_owned(),
+            category: item.category.as_str().to_owned(),
+            due_at: item.due_at.clone(),
+            archived_at: lightwidget_store::format_time(archived.at),
+            data,
+        });
+    }
+    Ok(Json(HeldData {
+        hold_id,
+        account_id,
+        items,
+        position,
+    }))
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct SecurityView {
     pub account_id: String,

@@ -20,10 +20,11 @@ fn account_key(e: &DomainEvent) -> Option<String> {
         DomainEvent::AccountUnblocked(e) => e.account_id.to_string(),
         DomainEvent::AccountPurged(e) => e.account_id.to_string(),
         DomainEvent::WidgetCreated(e) => e.account_id.to_string(),
-        DomainEvent::PersonalDataErased(e) if e.category == Category::Profile => {
-            e.account_id?.to_string()
-        }
-        _ => return None,
+        // Erased, or archived under a legal hold (R21): no longer served either way.
+        _ => match e.withdrawn() {
+            Some(w) if w.category == Category::Profile => w.account_id?.to_string(),
+            _ => return None,
+        },
     })
 }
 
@@ -115,6 +116,7 @@ impl Projection for Accounts {
             "AccountPurged",
             "WidgetCreated",
             "PersonalDataErased",
+            "PersonalDataArchived",
         ])
     }
 
@@ -181,7 +183,7 @@ fn changes(_e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<Do
         // The count only: the account's widgets are the `widgets` view by owner (an
         // indexed column); a list here would make this document grow with every widget.
         DomainEvent::WidgetCreated(_) => doc.widget_count += 1,
-        DomainEvent::PersonalDataErased(_) => doc.erase_profile(),
+        _ if d.withdrawn().is_some() => doc.erase_profile(),
         _ => {}
     }
     doc.status = doc.state();

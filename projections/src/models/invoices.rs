@@ -75,12 +75,10 @@ fn invoice_of(view: &dyn ViewReader, order: &str) -> Option<String> {
     Some(index.read::<OrderIndex>().ok()?.invoice_number)
 }
 
-/// The order an erasure of billing data concerns.
+/// The order an erasure (or an archiving under a legal hold, R21) of billing data concerns.
 fn erased_order(d: &DomainEvent) -> Option<&str> {
-    match d {
-        DomainEvent::PersonalDataErased(e) if e.category == Category::Billing => {
-            e.subject.as_str().strip_prefix("order:")
-        }
+    match d.withdrawn() {
+        Some(w) if w.category == Category::Billing => w.subject.as_str().strip_prefix("order:"),
         _ => None,
     }
 }
@@ -91,7 +89,11 @@ impl Projection for Invoices {
     }
 
     fn event_types(&self) -> Option<&'static [&'static str]> {
-        Some(&["InvoiceIssued", "PersonalDataErased"])
+        Some(&[
+            "InvoiceIssued",
+            "PersonalDataErased",
+            "PersonalDataArchived",
+        ])
     }
 
     fn reads(&self, _e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {

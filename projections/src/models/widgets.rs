@@ -143,19 +143,22 @@ fn widget_id(d: &DomainEvent) -> Option<WidgetId> {
         DomainEvent::WidgetDeletionRequested(e) => e.widget_id,
         DomainEvent::WidgetRestored(e) => e.widget_id,
         DomainEvent::WidgetPurged(e) => e.widget_id,
-        DomainEvent::PersonalDataErased(e) if e.category == Category::WidgetContent => {
-            e.subject.as_str().strip_prefix("widget:")?.parse().ok()?
-        }
         DomainEvent::MediaCached(e) => e.widget_id,
-        DomainEvent::PersonalDataErased(e) if e.category == Category::MediaCache => e
-            .subject
-            .as_str()
-            .strip_prefix("media:")?
-            .split_once(':')?
-            .0
-            .parse()
-            .ok()?,
-        _ => return None,
+        // Erased, or archived under a legal hold (R21): no longer served either way.
+        _ => match d.withdrawn() {
+            Some(w) if w.category == Category::WidgetContent => {
+                w.subject.as_str().strip_prefix("widget:")?.parse().ok()?
+            }
+            Some(w) if w.category == Category::MediaCache => w
+                .subject
+                .as_str()
+                .strip_prefix("media:")?
+                .split_once(':')?
+                .0
+                .parse()
+                .ok()?,
+            _ => return None,
+        },
     })
 }
 
@@ -214,6 +217,7 @@ impl Projection for Widgets {
             "WidgetPurged",
             "MediaCached",
             "PersonalDataErased",
+            "PersonalDataArchived",
         ])
     }
 
@@ -291,17 +295,20 @@ fn changes(e: &RecordedEvent, d: &DomainEvent, view: &dyn ViewReader) -> Vec<Doc
                 render(&mut doc, id);
             }
         }
-        DomainEvent::PersonalDataErased(e)
-            if e.category == Category::MediaCache
-                && doc.media.as_ref().map(|m| m.subject.as_str()) == Some(e.subject.as_str()) =>
-        {
-            doc.media = None;
-            render(&mut doc, id);
-        }
-        // An older fetch than the one shown: nothing to drop.
-        DomainEvent::PersonalDataErased(e) if e.category == Category::MediaCache => {}
-        DomainEvent::PersonalDataErased(_) => erase_content(&mut doc),
-        _ => {}
+        _ => match d.withdrawn() {
+            Some(w)
+                if w.category == Category::MediaCache
+                    && doc.media.as_ref().map(|m| m.subject.as_str())
+                        == Some(w.subject.as_str()) =>
+            {
+                doc.media = None;
+                render(&mut doc, id);
+            }
+            // An older fetch than the one shown: nothing to drop.
+            Some(w) if w.category == Category::MediaCache => {}
+            Some(_) => erase_content(&mut doc),
+            None => {}
+        },
     }
     if is_widget_stream {
         doc.version = e.version;
