@@ -144,6 +144,16 @@ mod tests {
     }
 
     #[test]
+    fn the_hosting_stores_every_category() {
+        // Everything the ledger keeps lives on the hosting's machines: a category added to
+        // the policy must be added to the hosting's entry too.
+        let r = Registry::checked_in().expect("valid");
+        for c in Category::ALL {
+            assert_eq!(r.check("hosting", c), Ok(()), "{c}");
+        }
+    }
+
+    #[test]
     fn a_hand_over_not_listed_is_refused() {
         let r = Registry::checked_in().expect("valid");
         assert_eq!(r.check("ticketing", Category::Support), Ok(()));
