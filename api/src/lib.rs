@@ -11,6 +11,7 @@ pub mod extract;
 pub mod instagram;
 pub mod media;
 pub mod problem;
+pub mod processors;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -87,6 +88,7 @@ pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
         Arc::new(models::Invoices),
         Arc::new(models::Statistics),
         Arc::new(models::Breaches),
+        Arc::new(models::Outbox),
         Arc::new(lightwidget_retention::projection::Retention::new(
             policy.clone(),
         )),
@@ -230,6 +232,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(staff::release_hold))
         .routes(routes!(staff::held_data))
         .routes(routes!(admin::advance_clock))
+        .routes(routes!(admin::outbox))
         .routes(routes!(audit::events))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::replay))
@@ -439,18 +442,38 @@ impl Application {
             )
             .scrubbing_after(read_models(&policy).iter().map(|p| p.name().to_owned())),
         );
+        let processors = Arc::new(
+            lightwidget_commands::processors::Registry::checked_in()
+                .context("the processor registry (commands/processors.toml)")?,
+        );
         let commands = Arc::new(lightwidget_commands::Context::new(
             events.clone(),
             storage.views.clone(),
             storage.clock.clone(),
             instagram,
             storage.identity_key,
+            processors.clone(),
         ));
-        let processors = Arc::new(
-            lightwidget_commands::processors::Registry::checked_in()
-                .context("the processor registry (commands/processors.toml)")?,
-        );
+        let defaults = lightwidget_commands::outbox::DispatchConfig::default();
+        let chrono_of =
+            |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let dispatcher = Arc::new(lightwidget_commands::outbox::Dispatcher::new(
+            commands.clone(),
+            processors::senders(&settings.processors),
+            lightwidget_commands::outbox::DispatchConfig {
+                give_up_after: settings
+                    .processors
+                    .give_up_after
+                    .map_or(defaults.give_up_after, chrono_of),
+                base: settings
+                    .processors
+                    .retry_base
+                    .map_or(defaults.base, chrono_of),
+                ..defaults
+            },
+        ));
         let state = AppState::new(state::Shared {
+            dispatcher,
             processors,
             sweeper,
             commands,
@@ -565,6 +588,10 @@ impl Application {
                 }
             }));
         }
+        // The outbox's deliveries to the configured processors.
+        runners.push(tokio::spawn(
+            self.state.dispatcher.clone().run(stop_rx.clone()),
+        ));
         let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

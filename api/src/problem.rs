@@ -198,6 +198,10 @@ impl From<CommandError> for Problem {
                 tracing::error!(error = %e, "stored event could not be decoded");
                 Problem::internal()
             }
+            CommandError::NotListed(e) => {
+                tracing::error!(error = %e, "a hand-over the processor registry does not list");
+                Problem::internal()
+            }
         }
     }
 }

@@ -32,6 +32,111 @@ impl std::fmt::Debug for InstagramSettings {
     }
 }
 
+/// The processors' settings (API.md, Processors): each is configured when its URL is set,
+/// and then needs the rest of its group.
+#[derive(Clone, Default)]
+pub struct ProcessorSettings {
+    pub sendgrid: Option<SendGridSettings>,
+    pub zendesk: Option<ZendeskSettings>,
+    pub cloudflare: Option<CloudflareSettings>,
+    /// `LW_OUTBOX_GIVE_UP_SECONDS`: a message not delivered this long after it was queued
+    /// is dead (default 24 h).
+    pub give_up_after: Option<std::time::Duration>,
+    /// `LW_OUTBOX_RETRY_BASE_MS`: the first retry's window (default 1 s); each later one
+    /// doubles, to at most 10 minutes.
+    pub retry_base: Option<std::time::Duration>,
+}
+
+/// `LW_SENDGRID_URL`, `LW_SENDGRID_API_KEY`, `LW_MAIL_FROM`, `LW_EDITOR_EMAIL`.
+#[derive(Clone)]
+pub struct SendGridSettings {
+    pub url: String,
+    pub api_key: String,
+    pub from: String,
+    pub editor: String,
+}
+
+/// `LW_ZENDESK_URL`, `LW_ZENDESK_EMAIL`, `LW_ZENDESK_TOKEN`.
+#[derive(Clone)]
+pub struct ZendeskSettings {
+    pub url: String,
+    pub email: String,
+    pub token: String,
+}
+
+/// `LW_CLOUDFLARE_URL`, `LW_CLOUDFLARE_ZONE`, `LW_CLOUDFLARE_TOKEN`, `LW_PUBLIC_URL`.
+#[derive(Clone)]
+pub struct CloudflareSettings {
+    pub url: String,
+    pub zone: String,
+    pub token: String,
+    pub public_url: String,
+}
+
+impl ProcessorSettings {
+    fn from_env() -> anyhow::Result<Self> {
+        fn url_of(name: &str) -> anyhow::Result<Option<String>> {
+            match var(name) {
+                None => Ok(None),
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    Ok(Some(u.trim_end_matches('/').to_owned()))
+                }
+                Some(_) => anyhow::bail!("{name} must be an http(s) URL"),
+            }
+        }
+        fn needed(name: &str, with: &str) -> anyhow::Result<String> {
+            var(name).ok_or_else(|| anyhow::anyhow!("{name} is required with {with}"))
+        }
+        let sendgrid = url_of("LW_SENDGRID_URL")?
+            .map(|url| -> anyhow::Result<_> {
+                Ok(SendGridSettings {
+                    url,
+                    api_key: needed("LW_SENDGRID_API_KEY", "LW_SENDGRID_URL")?,
+                    from: needed("LW_MAIL_FROM", "LW_SENDGRID_URL")?,
+                    editor: needed("LW_EDITOR_EMAIL", "LW_SENDGRID_URL")?,
+                })
+            })
+            .transpose()?;
+        let zendesk = url_of("LW_ZENDESK_URL")?
+            .map(|url| -> anyhow::Result<_> {
+                Ok(ZendeskSettings {
+                    url,
+                    email: needed("LW_ZENDESK_EMAIL", "LW_ZENDESK_URL")?,
+                    token: needed("LW_ZENDESK_TOKEN", "LW_ZENDESK_URL")?,
+                })
+            })
+            .transpose()?;
+        let cloudflare = url_of("LW_CLOUDFLARE_URL")?
+            .map(|url| -> anyhow::Result<_> {
+                Ok(CloudflareSettings {
+                    url,
+                    zone: needed("LW_CLOUDFLARE_ZONE", "LW_CLOUDFLARE_URL")?,
+                    token: needed("LW_CLOUDFLARE_TOKEN", "LW_CLOUDFLARE_URL")?,
+                    public_url: url_of("LW_PUBLIC_URL")?.ok_or_else(|| {
+                        anyhow::anyhow!("LW_PUBLIC_URL is required with LW_CLOUDFLARE_URL")
+                    })?,
+                })
+            })
+            .transpose()?;
+        let retry_base = var("LW_OUTBOX_RETRY_BASE_MS")
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=600_000).contains(n))
+                    .map(std::time::Duration::from_millis)
+                    .ok_or_else(|| anyhow::anyhow!("LW_OUTBOX_RETRY_BASE_MS must be 1 to 600000"))
+            })
+            .transpose()?;
+        Ok(ProcessorSettings {
+            sendgrid,
+            zendesk,
+            cloudflare,
+            give_up_after: seconds("LW_OUTBOX_GIVE_UP_SECONDS", 30 * 86_400)?,
+            retry_base,
+        })
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Settings {
     /// `LW_LISTEN`, default `127.0.0.1:8080`.
@@ -56,6 +161,8 @@ pub struct Settings {
     pub sweep_every: Option<std::time::Duration>,
     /// `LW_REQUEST_TIMEOUT_SECONDS`: how long a request may take (default 30 s).
     pub request_timeout: Option<std::time::Duration>,
+    /// The processors the outbox delivers to (unset: not configured).
+    pub processors: ProcessorSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -153,6 +260,7 @@ impl Settings {
             policy_file: var("LW_POLICY_FILE").map(PathBuf::from),
             request_timeout: seconds("LW_REQUEST_TIMEOUT_SECONDS", 3600)?,
             sweep_every: seconds("LW_SWEEP_INTERVAL_SECONDS", 86_400)?,
+            processors: ProcessorSettings::from_env()?,
         })
     }
 }

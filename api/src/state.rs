@@ -49,6 +49,8 @@ pub struct Shared {
     /// The processor registry (R12), checked at start.
     pub processors: Arc<lightwidget_commands::processors::Registry>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
+    /// The outbox's dispatcher, with a sender per configured processor.
+    pub dispatcher: Arc<lightwidget_commands::outbox::Dispatcher>,
     /// How long a request may take before it is answered 408.
     pub request_timeout: Duration,
 }

@@ -218,7 +218,9 @@ where
             let widget = u.load::<Widget>(&id.stream()).await?;
             if let Some(c) = (self.widget_command)(&widget.state) {
                 // A widget that refuses (purged meanwhile) is left as it is.
-                let _refused = u.try_decide(&id.stream(), &widget, c);
+                if u.try_decide(&id.stream(), &widget, c).is_ok() {
+                    crate::outbox::purge_from_cdn_if_pro(u, id, widget.state.plan).await?;
+                }
             }
         }
         Ok(events)

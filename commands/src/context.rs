@@ -22,6 +22,8 @@ pub struct Context {
     pub owners: OwnerCache,
     /// Widgets whose Instagram media this process is fetching (R7).
     pub media_fetches: Mutex<HashSet<WidgetId>>,
+    /// Who may receive which categories (R12): asked before every message is queued.
+    pub processors: Arc<crate::processors::Registry>,
 }
 
 impl std::fmt::Debug for Context {
@@ -37,6 +39,7 @@ impl Context {
         clock: Arc<dyn Clock>,
         instagram: Arc<dyn Instagram>,
         identity_key: [u8; 32],
+        processors: Arc<crate::processors::Registry>,
     ) -> Self {
         Context {
             store,
@@ -46,6 +49,7 @@ impl Context {
             identity_key,
             owners: OwnerCache::default(),
             media_fetches: Mutex::new(HashSet::new()),
+            processors,
         }
     }
 

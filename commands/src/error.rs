@@ -7,6 +7,7 @@ use lightwidget_domain::hold::HoldError;
 use lightwidget_domain::identity::LinkError;
 use lightwidget_domain::invoice::InvoiceError;
 use lightwidget_domain::order::OrderError;
+use lightwidget_domain::outbox::MessageError;
 use lightwidget_domain::policy::PolicyError;
 use lightwidget_domain::retention::ErasureError;
 use lightwidget_domain::staff::{StaffError, TokenError};
@@ -43,6 +44,8 @@ pub enum Rejection {
     Breach(#[from] BreachError),
     #[error("{0}")]
     Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Message(#[from] MessageError),
     /// A PayPal transaction id already paid another order, or another amount.
     #[error("the transaction id was already used for another order or amount")]
     TransactionReused,
@@ -85,6 +88,10 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error("stored event could not be decoded: {0}")]
     Decode(#[from] EventDecodeError),
+    /// A use case was about to hand a processor a category the registry does not list for
+    /// it (R12): a bug, refused before anything was appended.
+    #[error(transparent)]
+    NotListed(crate::processors::NotListed),
 }
 
 macro_rules! rejected_from {
@@ -110,6 +117,7 @@ rejected_from!(
     TicketError,
     BreachError,
     PolicyError,
+    MessageError,
     std::convert::Infallible,
 );
 

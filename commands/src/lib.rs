@@ -12,6 +12,7 @@ pub mod error;
 pub mod idempotency;
 pub mod instagram;
 pub mod media;
+pub mod outbox;
 pub mod payment;
 pub mod policies;
 pub mod processors;

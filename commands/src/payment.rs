@@ -4,12 +4,14 @@
 //! is the idempotency key: the same transaction again answers with the same invoice and
 //! appends nothing.
 
+use crate::processors::Registry;
 use crate::unit::{transact, Keyed, Unit, UseCase};
 use crate::{load, CommandError, Rejection};
 use chrono::Datelike;
-use lightwidget_domain::event::{BillingDetails, Plan};
+use lightwidget_domain::event::{BillingDetails, Outbound, Plan};
 use lightwidget_domain::invoice::{InvoiceBook, IssueInvoice};
 use lightwidget_domain::order::{Order, OrderCommand, OrderError};
+use lightwidget_domain::outbox;
 use lightwidget_domain::widget::{Widget, WidgetCommand};
 use lightwidget_domain::{
     invoice_stream, AccountId, Category, DomainEvent, OrderId, Personal, Subject, WidgetId,
@@ -49,6 +51,7 @@ pub async fn invoice_of(
 pub async fn pay_order(
     store: &dyn EventStore,
     clock: &dyn Clock,
+    registry: &Registry,
     payment: Payment<'_>,
     meta: &Metadata,
 ) -> Result<Paid, CommandError> {
@@ -64,13 +67,19 @@ pub async fn pay_order(
         key: &key,
         fingerprint: &fingerprint,
     };
-    let done = transact(store, clock, meta, Some(keyed), &PayOrder(payment))
-        .await
-        .map_err(|e| match e {
-            CommandError::KeyReused => CommandError::Rejected(Rejection::TransactionReused),
-            CommandError::Conflict { stream, attempts } => CommandError::Busy { stream, attempts },
-            other => other,
-        })?;
+    let done = transact(
+        store,
+        clock,
+        meta,
+        Some(keyed),
+        &PayOrder(payment, registry),
+    )
+    .await
+    .map_err(|e| match e {
+        CommandError::KeyReused => CommandError::Rejected(Rejection::TransactionReused),
+        CommandError::Conflict { stream, attempts } => CommandError::Busy { stream, attempts },
+        other => other,
+    })?;
     let replayed = done.replayed();
     let invoice_number = match done.value {
         Some(number) => number,
@@ -87,8 +96,10 @@ pub async fn pay_order(
     })
 }
 
-/// The unit of work of a payment: pay the order, issue the invoice, upgrade the widget.
-struct PayOrder<'a>(Payment<'a>);
+/// The unit of work of a payment: pay the order, issue the invoice, upgrade the widget, and
+/// queue the invoice's e-mail (R15) and, for a widget that became `pro`, the CDN purge of
+/// its page (R14).
+struct PayOrder<'a>(Payment<'a>, &'a Registry);
 
 #[async_trait::async_trait]
 impl UseCase for PayOrder<'_> {
@@ -144,7 +155,24 @@ impl UseCase for PayOrder<'_> {
             order_id,
             plan: placed.plan,
         };
-        let _refused = u.try_decide(&widget_stream, &widget, upgrade);
+        let upgraded = u.try_decide(&widget_stream, &widget, upgrade).is_ok();
+        if let Some(billing) = placed.billing.value() {
+            let mail = outbox::sealed(
+                Subject::order(order_id),
+                Category::Billing,
+                Outbound::Invoice {
+                    invoice_number: number.clone(),
+                    order_id,
+                    to: billing.email.clone(),
+                    amount_minor,
+                    currency: currency.to_owned(),
+                },
+            );
+            crate::outbox::queue(u, self.1, "email", mail).await?;
+        }
+        if upgraded {
+            crate::outbox::purge_from_cdn_if_pro(u, placed.widget_id, Plan::Pro).await?;
+        }
         Ok(number)
     }
 }
@@ -225,6 +253,19 @@ impl UseCase for PlaceOrder<'_> {
             owner,
         };
         u.decide(&stream, &order, place)?;
+        // The confirmation, to the billing e-mail (R15).
+        let mail = outbox::sealed(
+            Subject::order(self.order_id),
+            Category::Billing,
+            Outbound::OrderConfirmation {
+                order_id: self.order_id,
+                to: self.billing.email.clone(),
+                name: self.billing.name.clone(),
+                amount_minor: self.price.amount_minor,
+                currency: self.price.currency.to_owned(),
+            },
+        );
+        crate::outbox::queue(u, &self.cx.processors, "email", mail).await?;
         Ok(())
     }
 }

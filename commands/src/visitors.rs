@@ -3,13 +3,17 @@
 
 use crate::context::run_keyed;
 use crate::context::Invocation;
+use crate::processors::Registry;
 use crate::unit::{Unit, UseCase};
 use crate::{CommandError, Context, HitRecorder};
-use lightwidget_domain::event::{AccessLog, SupportRequest};
+use lightwidget_domain::event::{AccessLog, Outbound, SupportRequest};
+use lightwidget_domain::outbox;
 use lightwidget_domain::support::{self, Article, OpenTicket, PostComment, Ticket};
 use lightwidget_domain::values::CommentText;
 use lightwidget_domain::{streams, CommentId, TicketId, WidgetId};
+use lightwidget_domain::{Category, Subject};
 use lightwidget_store::StoreError;
+use std::sync::Arc;
 
 /// Something a visitor created, with the position of its event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,12 +32,15 @@ pub async fn post_comment(
     ip: String,
 ) -> Result<Created<CommentId>, CommandError> {
     let comment_id = CommentId(inv.new_id("comment"));
-    let work = Post(PostComment {
-        comment_id,
-        article: slug.to_owned(),
-        comment,
-        ip,
-    });
+    let work = Post(
+        PostComment {
+            comment_id,
+            article: slug.to_owned(),
+            comment,
+            ip,
+        },
+        cx.processors.clone(),
+    );
     let done = run_keyed(cx, inv, &work).await?;
     Ok(Created {
         id: comment_id,
@@ -41,15 +48,29 @@ pub async fn post_comment(
     })
 }
 
-struct Post(PostComment);
+struct Post(PostComment, Arc<Registry>);
 
 #[async_trait::async_trait]
 impl UseCase for Post {
     type Output = ();
 
     async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
-        let stream = streams::article(&self.0.article);
-        u.decide_unversioned::<Article>(&stream, self.0.clone())?;
+        let c = &self.0;
+        let stream = streams::article(&c.article);
+        u.decide_unversioned::<Article>(&stream, c.clone())?;
+        // The editor is told by e-mail (R15); the author's name goes sealed with the
+        // author's key, and the IP not at all.
+        let notification = outbox::sealed(
+            Subject::comment(c.comment_id),
+            Category::CommentAuthor,
+            Outbound::CommentNotification {
+                comment_id: c.comment_id,
+                article: c.article.clone(),
+                author: Some(c.comment.author.clone()),
+                text: c.comment.text.clone(),
+            },
+        );
+        crate::outbox::queue(u, &self.1, "email", notification).await?;
         Ok(())
     }
 }
@@ -61,7 +82,7 @@ pub async fn open_ticket(
     request: SupportRequest,
 ) -> Result<Created<TicketId>, CommandError> {
     let ticket_id = TicketId(inv.new_id("ticket"));
-    let work = Open(OpenTicket { ticket_id, request });
+    let work = Open(OpenTicket { ticket_id, request }, cx.processors.clone());
     let done = run_keyed(cx, inv, &work).await?;
     Ok(Created {
         id: ticket_id,
@@ -69,16 +90,28 @@ pub async fn open_ticket(
     })
 }
 
-struct Open(OpenTicket);
+struct Open(OpenTicket, Arc<Registry>);
 
 #[async_trait::async_trait]
 impl UseCase for Open {
     type Output = ();
 
     async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
-        let stream = self.0.ticket_id.stream();
+        let t = &self.0;
+        let stream = t.ticket_id.stream();
         let ticket = u.assume_new::<Ticket>(&stream).await?;
-        u.decide(&stream, &ticket, self.0.clone())?;
+        u.decide(&stream, &ticket, t.clone())?;
+        // Forwarded to the ticketing with the fields the visitor filled in (R4), sealed
+        // with the ticket's key.
+        let forward = outbox::sealed(
+            Subject::ticket(t.ticket_id),
+            Category::Support,
+            Outbound::Ticket {
+                ticket_id: t.ticket_id,
+                request: t.request.clone(),
+            },
+        );
+        crate::outbox::queue(u, &self.1, "ticketing", forward).await?;
         Ok(())
     }
 }

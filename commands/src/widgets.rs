@@ -323,7 +323,9 @@ where
                 current: loaded.version,
             });
         }
-        u.decide(&stream, &loaded, (self.command)(owner))
+        let events = u.decide(&stream, &loaded, (self.command)(owner))?;
+        crate::outbox::purge_from_cdn_if_pro(u, self.widget_id, loaded.state.plan).await?;
+        Ok(events)
     }
 }
 
@@ -356,7 +358,9 @@ impl UseCase for PatchWidget<'_> {
             Category::WidgetContent,
             current.patched(self.patch.clone()),
         );
-        u.decide(&stream, &loaded, WidgetCommand::Update { settings, owner })
+        let events = u.decide(&stream, &loaded, WidgetCommand::Update { settings, owner })?;
+        crate::outbox::purge_from_cdn_if_pro(u, self.widget_id, loaded.state.plan).await?;
+        Ok(events)
     }
 }
 

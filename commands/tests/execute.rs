@@ -332,7 +332,88 @@ async fn a_write_between_read_and_append_is_decided_again(backend: Backend) {
     assert_eq!(stored.len(), 1, "written once, by the second attempt");
 }
 
+/// A use case that hands a processor a category the registry does not list for it (R12).
+struct HandOver {
+    processor: &'static str,
+    category: Category,
+}
+
+#[async_trait::async_trait]
+impl UseCase for HandOver {
+    type Output = lightwidget_domain::MessageId;
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Self::Output, CommandError> {
+        let registry = lightwidget_commands::processors::Registry::checked_in().expect("registry");
+        let order = OrderId::new();
+        let content = lightwidget_domain::outbox::sealed(
+            Subject::order(order),
+            self.category,
+            lightwidget_domain::event::Outbound::OrderConfirmation {
+                order_id: order,
+                to: "a@b.co".into(),
+                name: "A".into(),
+                amount_minor: 100,
+                currency: "PLN".into(),
+            },
+        );
+        lightwidget_commands::outbox::queue(u, &registry, self.processor, content).await
+    }
+}
+
+async fn a_hand_over_the_registry_does_not_list_is_refused(backend: Backend) {
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let meta = Metadata::system();
+    let refused = transact(
+        &*t.store,
+        &*clock,
+        &meta,
+        None,
+        &HandOver {
+            processor: "ticketing",
+            category: Category::Billing,
+        },
+    )
+    .await
+    .expect_err("not listed");
+    assert!(
+        matches!(refused, CommandError::NotListed(ref n) if n.processor == "ticketing"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        t.store.head().await.expect("head").position,
+        0,
+        "nothing appended"
+    );
+    // Listed: queued on its own stream.
+    let done = transact(
+        &*t.store,
+        &*clock,
+        &meta,
+        None,
+        &HandOver {
+            processor: "email",
+            category: Category::Billing,
+        },
+    )
+    .await
+    .expect("listed");
+    let id = done.value.expect("decided");
+    let stored = t
+        .store
+        .read_stream(&id.stream(), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(stored[0].event_type, "MessageQueued");
+    assert_eq!(stored[0].data["processor"], "email");
+    assert_eq!(
+        stored[0].data["content"]["$personal"]["category"],
+        "billing"
+    );
+}
+
 lightwidget_testkit::both!(
+    a_hand_over_the_registry_does_not_list_is_refused,
     decides_appends_and_carries_metadata,
     concurrent_commands_retry_until_they_fit,
     a_conflict_is_reported_when_attempts_run_out,

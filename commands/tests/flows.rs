@@ -43,6 +43,10 @@ fn create(w: WidgetId, a: AccountId) -> WidgetCommand {
     }
 }
 
+fn registry() -> lightwidget_commands::processors::Registry {
+    lightwidget_commands::processors::Registry::checked_in().expect("the registry")
+}
+
 async fn idempotency_keys(backend: Backend) {
     let clock = clock();
     let t = TestStore::new(backend, clock.clone()).await;
@@ -191,6 +195,7 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
             pay_order(
                 &*store,
                 &*clock,
+                &registry(),
                 Payment {
                     order_id: o,
                     transaction_id: &format!("TX-{i}"),
@@ -219,6 +224,7 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
     let again = pay_order(
         &*other_process,
         &*clock,
+        &registry(),
         Payment {
             order_id: orders[3].0,
             transaction_id: "TX-3",
@@ -235,6 +241,7 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
     let err = pay_order(
         &*t.store,
         &*clock,
+        &registry(),
         Payment {
             order_id: orders[4].0,
             transaction_id: "TX-3",
@@ -252,6 +259,7 @@ async fn payments_issue_gapless_invoices(backend: Backend) {
     let err = pay_order(
         &*t.store,
         &*clock,
+        &registry(),
         Payment {
             order_id: OrderId::new(),
             transaction_id: "TX-new",

@@ -6,8 +6,8 @@
 
 use crate::personal::{Category, Personal, Subject};
 use crate::{
-    AccountId, BreachId, CommentId, HoldId, OrderId, PreviewId, StaffId, TicketId, VisitorId,
-    WidgetId,
+    AccountId, BreachId, CommentId, HoldId, MessageId, OrderId, PreviewId, StaffId, TicketId,
+    VisitorId, WidgetId,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,53 @@ impl CommentAuthor {
             CommentAuthor::Clear(s) => Some(s),
         }
     }
+}
+
+/// What a processor receives (R4, R14, R15), by kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Outbound {
+    /// A support ticket, with the fields the visitor filled in (R4), to the ticketing.
+    Ticket {
+        ticket_id: TicketId,
+        request: SupportRequest,
+    },
+    /// A new comment, to the editor by e-mail (R15).
+    CommentNotification {
+        comment_id: CommentId,
+        article: String,
+        author: Option<String>,
+        text: String,
+    },
+    /// The confirmation of an order, to its billing e-mail (R15).
+    OrderConfirmation {
+        order_id: OrderId,
+        to: String,
+        name: String,
+        amount_minor: i64,
+        currency: String,
+    },
+    /// An invoice, to the order's billing e-mail (R15).
+    Invoice {
+        invoice_number: String,
+        order_id: OrderId,
+        to: String,
+        amount_minor: i64,
+        currency: String,
+    },
+    /// A `pro` widget's page changed or went out of service: purge it from the CDN (R14).
+    CdnPurge { widget_id: WidgetId },
+}
+
+/// A message's content: sealed with the personal data it carries (erased with it), or open
+/// when it carries none.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged)]
+pub enum MessageContent {
+    Sealed(Personal<Outbound>),
+    Open(Outbound),
 }
 
 /// How a widget lays out its photos.
@@ -535,6 +582,51 @@ schema_derive! {
         pub stated_at: DateTime<Utc>,
     }
 
+    /// A message to a processor, queued in the same append as its cause, on `message-<id>`.
+    /// `processor` is the registry's kind (`email`, `ticketing`, `cdn`, `analytics`).
+    pub struct MessageQueued {
+        pub message_id: MessageId,
+        pub processor: String,
+        /// What the message is (`ticket`, `invoice`, …): shown to the admin, no data.
+        pub kind: String,
+        pub content: MessageContent,
+        pub queued_at: DateTime<Utc>,
+    }
+
+    /// A dispatcher took a message for attempt `attempt`; nobody else takes it before
+    /// `lease_until`. Recorded before the send.
+    pub struct MessageAttempted {
+        pub message_id: MessageId,
+        pub attempt: u32,
+        pub lease_until: DateTime<Utc>,
+        pub attempted_at: DateTime<Utc>,
+    }
+
+    /// The processor accepted the message (its HTTP status).
+    pub struct MessageDelivered {
+        pub message_id: MessageId,
+        pub attempt: u32,
+        pub status: u16,
+        pub delivered_at: DateTime<Utc>,
+    }
+
+    /// An attempt failed; `error` names a status or a transport failure, never data. The
+    /// next attempt is due at `retry_at`; none means the message is dead (given up).
+    pub struct MessageFailed {
+        pub message_id: MessageId,
+        pub attempt: u32,
+        pub error: String,
+        pub retry_at: Option<DateTime<Utc>>,
+        pub failed_at: DateTime<Utc>,
+    }
+
+    /// A message whose personal data was erased before delivery: never sent.
+    pub struct MessageCancelled {
+        pub message_id: MessageId,
+        pub reason: String,
+        pub cancelled_at: DateTime<Utc>,
+    }
+
     /// The authority was told of a breach (R16).
     pub struct BreachNotified {
         pub breach_id: BreachId,
@@ -637,6 +729,11 @@ events! {
     ConsentStated => 1,
     PersonalDataArchived => 1,
     HeldDataRead => 1,
+    MessageQueued => 1,
+    MessageAttempted => 1,
+    MessageDelivered => 1,
+    MessageFailed => 1,
+    MessageCancelled => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

@@ -92,6 +92,11 @@ id_type!(
     "visitor"
 );
 id_type!(
+    /// A message to a processor, in the outbox (R12, R15); the processor receives it too.
+    MessageId,
+    "message"
+);
+id_type!(
     /// A personal data breach in the breach register (R16).
     BreachId,
     "breach"

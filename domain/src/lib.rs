@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ids;
 pub mod invoice;
 pub mod order;
+pub mod outbox;
 pub mod personal;
 pub mod policy;
 pub mod preview;

@@ -504,7 +504,16 @@ impl PurgeUnit<'_> {
                 let stream = widget.stream();
                 let loaded = u.load::<Widget>(&stream).await?;
                 match u.try_decide(&stream, &loaded, command) {
-                    Ok(_) | Err(lightwidget_domain::widget::WidgetError::Purged) => {}
+                    // A `pro` page leaves the CDN too (R14).
+                    Ok(_) => {
+                        lightwidget_commands::outbox::purge_from_cdn_if_pro(
+                            u,
+                            widget,
+                            loaded.state.plan,
+                        )
+                        .await?;
+                    }
+                    Err(lightwidget_domain::widget::WidgetError::Purged) => {}
                     Err(e) => return Ok(Some(Decided::Refused(e.to_string()))),
                 }
             }

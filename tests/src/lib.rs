@@ -27,6 +27,8 @@ pub struct TestConfig {
     pub request_timeout: Option<std::time::Duration>,
     /// `LW_SWEEP_INTERVAL_SECONDS` (default 60 s; a test may take less than a second).
     pub sweep_every: Option<std::time::Duration>,
+    /// The processors the outbox delivers to (default: none configured).
+    pub processors: lightwidget_api::settings::ProcessorSettings,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -92,6 +94,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         paypal_webhook_secret: (!config.no_paypal).then(|| PAYPAL_SECRET.into()),
         request_timeout: config.request_timeout,
         sweep_every: config.sweep_every,
+        processors: config.processors.clone(),
         ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());

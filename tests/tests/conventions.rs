@@ -489,6 +489,7 @@ const ROUTES: &[&str] = &[
     "DELETE /v1/compliance/holds/{hold_id}",
     "GET /v1/compliance/holds/{hold_id}/data",
     "POST /v1/admin/clock",
+    "GET /v1/admin/outbox",
     "GET /v1/compliance/retention",
     "GET /v1/compliance/subjects/{subject_id}",
     "GET /v1/compliance/purges",

@@ -13,6 +13,8 @@ mod health;
 mod instagram;
 #[path = "orders.rs"]
 mod orders;
+#[path = "processors.rs"]
+mod processors;
 #[path = "public.rs"]
 mod public;
 #[path = "retention.rs"]

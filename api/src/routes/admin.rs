@@ -117,3 +117,94 @@ pub async fn advance_clock(
         now: lightwidget_store::format_time(now),
     }))
 }
+
+/// A message in the outbox as the admin sees it: no personal data.
+#[derive(Serialize, ToSchema)]
+pub struct OutboxItem {
+    #[schema(value_type = String, format = Uuid)]
+    pub message_id: lightwidget_domain::MessageId,
+    /// The registry's kind: `email`, `ticketing`, `cdn`, `analytics`.
+    pub processor: String,
+    /// `ticket`, `comment_notification`, `order_confirmation`, `invoice`, `cdn_purge`.
+    pub kind: String,
+    /// `pending`, `in_flight`, `sent`, `dead` or `cancelled`.
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    /// A status or a transport failure; never data.
+    pub last_error: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OutboxItems {
+    pub items: Vec<OutboxItem>,
+}
+
+const OUTBOX_STATES: [&str; 5] = ["pending", "in_flight", "sent", "dead", "cancelled"];
+
+/// The outbox's messages (admin), by state and processor: what waits, what went, what was
+/// given up (`dead`) or cancelled because its data was erased first. No personal data.
+#[utoipa::path(get, path = "/v1/admin/outbox", tag = "operations",
+    params(("state" = Option<String>, Query,
+            description = "pending, in_flight, sent, dead or cancelled"),
+        ("processor" = Option<String>, Query, description = "a processor's kind"),
+        ("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = OutboxItems), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn outbox(
+    State(app): State<AppState>,
+    caller: Caller,
+    crate::extract::MinPosition(min): crate::extract::MinPosition,
+    uri: axum::http::Uri,
+) -> ApiResult<Json<OutboxItems>> {
+    use lightwidget_projections::models::outbox::{MessageDoc, VIEW};
+    caller.staff(Role::Admin)?;
+    let mut query = lightwidget_store::ViewQuery::default();
+    for (k, v) in crate::extract::url_pairs(uri.query().unwrap_or_default()) {
+        match k.as_ref() {
+            "state" if OUTBOX_STATES.contains(&v.as_ref()) => query.state = Some(v),
+            "state" => {
+                return Err(Problem::bad_parameter(
+                    "state",
+                    "state must be pending, in_flight, sent, dead or cancelled",
+                ))
+            }
+            "processor" if app.processors.processors().iter().any(|p| p.kind == v) => {
+                query.owner = Some(v)
+            }
+            "processor" => {
+                return Err(Problem::bad_parameter(
+                    "processor",
+                    "processor must be a kind of GET /v1/privacy/processors",
+                ))
+            }
+            "min_position" => {}
+            other => {
+                return Err(Problem::bad_parameter(
+                    other,
+                    "unknown query parameter (state, processor, min_position)",
+                ))
+            }
+        }
+    }
+    app.wait_for(VIEW, min).await?;
+    let docs = app.views.query_all(VIEW, query).await?;
+    let items = docs
+        .iter()
+        .map(|d| {
+            let m: MessageDoc = d.read()?;
+            Ok(OutboxItem {
+                message_id: m.message_id,
+                processor: m.processor,
+                kind: m.kind,
+                state: m.state,
+                attempts: m.attempts,
+                next_attempt_at: m.next_attempt_at,
+                last_error: m.last_error,
+            })
+        })
+        .collect::<ApiResult<_>>()?;
+    Ok(Json(OutboxItems { items }))
+}

@@ -289,7 +289,14 @@ pub async fn paypal(
         amount_minor: amount,
         currency: &p.currency,
     };
-    let paid = pay_order(&*app.store, &*app.clock, payment, &meta).await?;
+    let paid = pay_order(
+        &*app.store,
+        &*app.clock,
+        &app.commands.processors,
+        payment,
+        &meta,
+    )
+    .await?;
     Ok(Json(PaymentAccepted {
         invoice_number: paid.invoice_number,
         position: paid.position,

@@ -52,9 +52,9 @@ pub async fn processors(State(app): State<AppState>) -> Json<Processors> {
                 // This server is the hosting.
                 "hosting" => true,
                 "payments" => app.paypal_secret.is_some(),
-                // Backups, CDN, e-mail, ticketing and analytics have no settings yet: nothing
-                // is handed to them.
-                _ => false,
+                // E-mail, ticketing and CDN when their settings are given; backups and
+                // analytics have none yet: nothing is handed to them.
+                kind => app.dispatcher.configured().any(|c| c == kind),
             },
         })
         .collect();
