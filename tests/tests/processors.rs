@@ -434,6 +434,18 @@ async fn a_processor_down_for_the_window_makes_the_message_dead(backend: Backend
         p.tickets.until(tries).await;
     }
     assert!(tries >= 2, "retried before giving up");
+    // The admin's gauge counts it. The recorder is the process's, shared by the tests
+    // running at once, each scrape setting it from its own server: read until ours.
+    let line = r#"lw_outbox_messages{processor="ticketing",state="dead"} 1"#;
+    let mut seen = false;
+    for _ in 0..5 {
+        let metrics = app.get("/metrics", None).await;
+        if metrics.text().lines().any(|l| l == line) {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "{line} in /metrics");
     let count = p.tickets.received().len();
     app.advance(chrono::Duration::hours(2)).await;
     let r = app.get("/readyz", None).await;

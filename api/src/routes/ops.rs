@@ -109,6 +109,36 @@ pub fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
         .clone()
 }
 
+/// Above this many messages in one state the depth gauge reads this many (a scrape reads
+/// the documents it counts).
+const DEPTH_CAP: usize = 10_000;
+
+/// The outbox's depth per processor and state (the states that may still change, and the
+/// dead ones the admin must see): `lw_outbox_messages`.
+async fn outbox_depth(app: &AppState) -> Result<(), lightwidget_store::StoreError> {
+    use lightwidget_projections::models::outbox::VIEW;
+    for p in app.processors.processors() {
+        for state in ["pending", "in_flight", "dead"] {
+            let n = app
+                .views
+                .query(
+                    VIEW,
+                    &lightwidget_store::ViewQuery {
+                        owner: Some(p.kind.clone()),
+                        state: Some(state.into()),
+                        limit: DEPTH_CAP,
+                        ..Default::default()
+                    },
+                )
+                .await?
+                .len();
+            metrics::gauge!("lw_outbox_messages", "processor" => p.kind.clone(), "state" => state)
+                .set(n as f64);
+        }
+    }
+    Ok(())
+}
+
 /// Counts requests and their latency per route template (never the concrete path: ids and
 /// other values stay out of the metrics).
 pub async fn track(request: Request, next: Next) -> Response {
@@ -144,6 +174,9 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
     match overdue_breaches(&app).await {
         Ok(n) => metrics::gauge!("lw_breaches_overdue").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "counting overdue breaches"),
+    }
+    if let Err(e) = outbox_depth(&app).await {
+        tracing::warn!(error = %e, "counting the outbox");
     }
     let text = app.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     (
