@@ -469,6 +469,7 @@ impl Application {
                     .processors
                     .retry_base
                     .map_or(defaults.base, chrono_of),
+                lease: settings.processors.lease.map_or(defaults.lease, chrono_of),
                 ..defaults
             },
         ));

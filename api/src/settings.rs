@@ -45,6 +45,10 @@ pub struct ProcessorSettings {
     /// `LW_OUTBOX_RETRY_BASE_MS`: the first retry's window (default 1 s); each later one
     /// doubles, to at most 10 minutes.
     pub retry_base: Option<std::time::Duration>,
+    /// `LW_OUTBOX_LEASE_SECONDS`: how long an attempt is its dispatcher's alone (default
+    /// 60 s). Keep it above the 10 s send timeout: a shorter lease lets another server send
+    /// a message whose first send is still under way.
+    pub lease: Option<std::time::Duration>,
 }
 
 /// `LW_SENDGRID_URL`, `LW_SENDGRID_API_KEY`, `LW_MAIL_FROM`, `LW_EDITOR_EMAIL`.
@@ -133,6 +137,7 @@ impl ProcessorSettings {
             cloudflare,
             give_up_after: seconds("LW_OUTBOX_GIVE_UP_SECONDS", 30 * 86_400)?,
             retry_base,
+            lease: seconds("LW_OUTBOX_LEASE_SECONDS", 3600)?,
         })
     }
 }

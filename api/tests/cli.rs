@@ -32,12 +32,21 @@ fn http_get(addr: &str, path: &str, token: Option<&str>) -> String {
 /// A `lightwidget serve` with no settings but port 0, in `cwd`: the process, its address,
 /// and its standard output so far (read until the address was logged).
 fn serve(cwd: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
+    serve_with(cwd, &[])
+}
+
+/// [`serve`] with these settings too.
+fn serve_with(
+    cwd: &std::path::Path,
+    settings: &[(&str, String)],
+) -> (std::process::Child, String, Vec<String>) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .current_dir(cwd)
         .env_clear()
         // Port 0 instead of the default 8080 so the test cannot collide with a running server.
         .env("LW_LISTEN", "127.0.0.1:0")
+        .envs(settings.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -189,4 +198,178 @@ fn audit_verify_exits_non_zero_naming_the_first_bad_position() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("position 3"));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(report["first_bad_position"], 3);
+}
+
+/// A blocking JSON POST: the status, or `None` when the server is not there.
+fn http_post(addr: &str, path: &str, body: &str) -> Option<u16> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What the ticketing stand-in received: (message id, requester e-mail, when) per request.
+type Tickets = Arc<std::sync::Mutex<Vec<(String, String, std::time::Instant)>>>;
+
+/// A Zendesk stand-in on its own thread: records each ticket and answers 201 after 20 ms,
+/// so that a kill often falls between a send and its recorded answer.
+fn zendesk_stand_in() -> (String, Tickets) {
+    use axum::routing::post;
+    let received: Tickets = Arc::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let rec = received.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let app = axum::Router::new().route(
+                "/api/v2/tickets.json",
+                post(move |body: axum::Json<serde_json::Value>| {
+                    let rec = rec.clone();
+                    async move {
+                        let t = &body.0["ticket"];
+                        rec.lock().expect("lock").push((
+                            t["external_id"].as_str().unwrap_or_default().to_owned(),
+                            t["requester"]["email"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_owned(),
+                            std::time::Instant::now(),
+                        ));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        (axum::http::StatusCode::CREATED, "{}")
+                    }
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("stand-in");
+    (format!("http://{addr}"), received)
+}
+
+/// No message is lost across `kill -9` cycles under load, and a message is sent twice at
+/// most, with the same id, when a kill fell between its send and its recorded answer
+/// (issue 20). `LW_OUTBOX_KILL_CYCLES` sets the cycles (20 by default; the soak script runs
+/// more).
+#[test]
+fn the_outbox_loses_nothing_across_kill_9_cycles() {
+    let cycles: usize = std::env::var("LW_OUTBOX_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let (zendesk, received) = zendesk_stand_in();
+    let settings = [
+        ("LW_ADMIN_TOKEN", "crash-test-admin-token-0123".to_owned()),
+        ("LW_ZENDESK_URL", zendesk),
+        ("LW_ZENDESK_EMAIL", "agent@lightwidget.test".to_owned()),
+        ("LW_ZENDESK_TOKEN", "zd".to_owned()),
+        // A crashed attempt is taken again a second later (one server: no one else sends).
+        ("LW_OUTBOX_LEASE_SECONDS", "1".to_owned()),
+        ("LW_OUTBOX_RETRY_BASE_MS", "50".to_owned()),
+    ];
+    let address = Arc::new(std::sync::Mutex::new(String::new()));
+    let acknowledged: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let (address, acknowledged, stop) = (address.clone(), acknowledged.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let addr = address.lock().expect("lock").clone();
+                let email = format!("t{n}@example.com");
+                let body = format!(r#"{{"email":"{email}","message":"crash {n}"}}"#);
+                if http_post(&addr, "/v1/support/tickets", &body) == Some(201) {
+                    acknowledged.lock().expect("lock").push(email);
+                }
+                n += 1;
+            }
+        })
+    };
+    let mut kills = Vec::new();
+    for cycle in 0..cycles {
+        let (mut child, addr, _) = serve_with(cwd.path(), &settings);
+        *address.lock().expect("lock") = addr;
+        // Let tickets come in and go out, then kill at a moment that varies.
+        std::thread::sleep(Duration::from_millis(150 + (cycle as u64 * 37) % 200));
+        child.kill().expect("kill -9");
+        child.wait().expect("reaped");
+        kills.push(std::time::Instant::now());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    loader.join().expect("loader");
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() >= cycles,
+        "load came in: {}",
+        acknowledged.len()
+    );
+
+    // A last start delivers whatever was left.
+    let (child, _addr, _) = serve_with(cwd.path(), &settings);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: std::collections::HashSet<String> = received
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(_, email, _)| email.clone())
+            .collect();
+        let missing: Vec<&String> = acknowledged.iter().filter(|e| !got.contains(*e)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} acknowledged tickets never reached the ticketing: {:?}",
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(child);
+
+    // A message is sent again only after a kill that came after its previous send (the
+    // kill fell between that send and its recorded answer), and always under one id.
+    let mut sends: std::collections::HashMap<String, Vec<(String, std::time::Instant)>> =
+        std::collections::HashMap::new();
+    for (id, email, at) in received.lock().expect("lock").iter() {
+        sends
+            .entry(id.clone())
+            .or_default()
+            .push((email.clone(), *at));
+    }
+    let mut duplicates = 0;
+    // A request may be read by the stand-in a moment after the process that sent it died.
+    let slack = Duration::from_millis(200);
+    for (id, s) in &sends {
+        assert!(s.iter().all(|(e, _)| e == &s[0].0), "one id, one ticket");
+        for pair in s.windows(2) {
+            let (before, after) = (pair[0].1, pair[1].1);
+            assert!(
+                kills.iter().any(|k| *k + slack > before && *k < after),
+                "message {id} sent again without a kill between"
+            );
+            duplicates += 1;
+        }
+    }
+    eprintln!(
+        "kill -9 x{cycles}: {} tickets acknowledged, all delivered; {duplicates} duplicates",
+        acknowledged.len()
+    );
 }

@@ -135,6 +135,7 @@ impl Processors {
             }),
             give_up_after,
             retry_base: None,
+            lease: None,
         }
     }
 }
