@@ -5,7 +5,9 @@
 //! Errors name a status or a kind of transport failure, never a URL, a body or a header: a
 //! processor's answer may echo what it was sent.
 
-use crate::settings::{CloudflareSettings, ProcessorSettings, SendGridSettings, ZendeskSettings};
+use crate::settings::{
+    AnalyticsSettings, CloudflareSettings, ProcessorSettings, SendGridSettings, ZendeskSettings,
+};
 use chrono::Duration;
 use lightwidget_commands::outbox::{SendFailure, Sender};
 use lightwidget_domain::event::Outbound;
@@ -25,6 +27,9 @@ pub fn senders(settings: &ProcessorSettings) -> BTreeMap<String, Arc<dyn Sender>
     }
     if let Some(s) = &settings.cloudflare {
         out.insert("cdn".into(), Arc::new(Cloudflare::new(s.clone())));
+    }
+    if let Some(s) = &settings.analytics {
+        out.insert("analytics".into(), Arc::new(Analytics::new(s.clone())));
     }
     out
 }
@@ -137,7 +142,9 @@ impl SendGrid {
                     money(*amount_minor, currency)
                 ),
             ),
-            Outbound::Ticket { .. } | Outbound::CdnPurge { .. } => return None,
+            Outbound::Ticket { .. } | Outbound::CdnPurge { .. } | Outbound::PageView { .. } => {
+                return None
+            }
         })
     }
 }
@@ -251,6 +258,61 @@ impl Sender for Cloudflare {
                 ))
                 .bearer_auth(&self.settings.token)
                 .json(&json!({ "files": [page] }))
+                .send()
+                .await,
+        )
+        .await
+    }
+}
+
+/// Google Analytics 4's Measurement Protocol: `POST {url}/mp/collect?measurement_id=&
+/// api_secret=` with the visitor's browser-made id as `client_id`, the anonymized address as
+/// `ip_override`, and the message id as the event's `lw_message_id` parameter.
+pub struct Analytics {
+    settings: AnalyticsSettings,
+    client: reqwest::Client,
+}
+
+impl Analytics {
+    pub fn new(settings: AnalyticsSettings) -> Self {
+        Analytics {
+            settings,
+            client: client(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sender for Analytics {
+    async fn send(&self, message_id: MessageId, message: &Outbound) -> Result<u16, SendFailure> {
+        let Outbound::PageView {
+            widget_id,
+            client_id,
+            ip,
+        } = message
+        else {
+            return Err(SendFailure::refused("not a page view"));
+        };
+        let body = json!({
+            "client_id": client_id.to_string(),
+            "ip_override": ip,
+            "events": [{
+                "name": "page_view",
+                "params": {
+                    "page_location": format!("{}/w/{widget_id}", self.settings.public_url),
+                    "engagement_time_msec": 1,
+                    "lw_message_id": message_id.to_string(),
+                },
+            }],
+        });
+        answered(
+            self.client
+                .post(format!("{}/mp/collect", self.settings.url))
+                .query(&[
+                    ("measurement_id", self.settings.measurement_id.as_str()),
+                    ("api_secret", self.settings.api_secret.as_str()),
+                ])
+                .json(&body)
                 .send()
                 .await,
         )

@@ -39,6 +39,7 @@ pub struct ProcessorSettings {
     pub sendgrid: Option<SendGridSettings>,
     pub zendesk: Option<ZendeskSettings>,
     pub cloudflare: Option<CloudflareSettings>,
+    pub analytics: Option<AnalyticsSettings>,
     /// `LW_OUTBOX_GIVE_UP_SECONDS`: a message not delivered this long after it was queued
     /// is dead (default 24 h).
     pub give_up_after: Option<std::time::Duration>,
@@ -74,6 +75,15 @@ pub struct CloudflareSettings {
     pub url: String,
     pub zone: String,
     pub token: String,
+    pub public_url: String,
+}
+
+/// `LW_GA_URL`, `LW_GA_MEASUREMENT_ID`, `LW_GA_API_SECRET`; `LW_PUBLIC_URL` names the pages.
+#[derive(Clone)]
+pub struct AnalyticsSettings {
+    pub url: String,
+    pub measurement_id: String,
+    pub api_secret: String,
     pub public_url: String,
 }
 
@@ -122,6 +132,18 @@ impl ProcessorSettings {
                 })
             })
             .transpose()?;
+        let analytics = url_of("LW_GA_URL")?
+            .map(|url| -> anyhow::Result<_> {
+                Ok(AnalyticsSettings {
+                    url,
+                    measurement_id: needed("LW_GA_MEASUREMENT_ID", "LW_GA_URL")?,
+                    api_secret: needed("LW_GA_API_SECRET", "LW_GA_URL")?,
+                    public_url: url_of("LW_PUBLIC_URL")?.ok_or_else(|| {
+                        anyhow::anyhow!("LW_PUBLIC_URL is required with LW_GA_URL")
+                    })?,
+                })
+            })
+            .transpose()?;
         let retry_base = var("LW_OUTBOX_RETRY_BASE_MS")
             .map(|v| {
                 v.parse::<u64>()
@@ -135,6 +157,7 @@ impl ProcessorSettings {
             sendgrid,
             zendesk,
             cloudflare,
+            analytics,
             give_up_after: seconds("LW_OUTBOX_GIVE_UP_SECONDS", 30 * 86_400)?,
             retry_base,
             lease: seconds("LW_OUTBOX_LEASE_SECONDS", 3600)?,

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
+/// A hit, the message it causes (a consented page view's analytics, R3), and its reply.
+type Queued = (DomainEvent, Option<DomainEvent>, Reply);
+
 /// The actor every batch of hits is recorded under: hits carry no caller.
 pub const HITS_ACTOR: &str = lightwidget_store::ANONYMOUS_ACTOR;
 
@@ -37,7 +40,7 @@ pub const APPENDS_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct HitRecorder {
-    queue: mpsc::Sender<(DomainEvent, Reply)>,
+    queue: mpsc::Sender<Queued>,
 }
 
 impl HitRecorder {
@@ -69,6 +72,16 @@ impl HitRecorder {
     /// that holds it. Hits are anonymous: each batch gets one envelope ([`HITS_ACTOR`], a
     /// correlation id of its own), drawn once per batch rather than once per hit.
     pub async fn record(&self, event: DomainEvent) -> Result<u64, StoreError> {
+        self.record_with(event, None).await
+    }
+
+    /// [`HitRecorder::record`], with the message the hit causes (a `MessageQueued`), stored
+    /// in the same append on the message's own stream.
+    pub async fn record_with(
+        &self,
+        event: DomainEvent,
+        message: Option<DomainEvent>,
+    ) -> Result<u64, StoreError> {
         if !matches!(
             event,
             DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
@@ -77,9 +90,17 @@ impl HitRecorder {
                 "only views and clicks are recorded here".into(),
             ));
         }
+        if message
+            .as_ref()
+            .is_some_and(|m| !matches!(m, DomainEvent::MessageQueued(_)))
+        {
+            return Err(StoreError::InvalidPayload(
+                "only a queued message goes with a hit".into(),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((event, reply))
+            .send((event, message, reply))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer
@@ -90,7 +111,7 @@ impl HitRecorder {
 
 async fn run(
     store: Arc<dyn EventStore>,
-    mut rx: mpsc::Receiver<(DomainEvent, Reply)>,
+    mut rx: mpsc::Receiver<Queued>,
     max: usize,
     linger: Duration,
 ) {
@@ -124,6 +145,7 @@ async fn run(
         let meta = Metadata::anonymous();
         // Hits in order, HITS_PER_EVENT to an event; each reply learns its event's index.
         let mut events = Vec::new();
+        let mut messages = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         let mut queued = batch.into_iter().peekable();
         while queued.peek().is_some() {
@@ -132,7 +154,17 @@ async fn run(
                 clicks: Vec::new(),
             };
             let index = events.len() as u64;
-            for (event, reply) in queued.by_ref().take(HITS_PER_EVENT) {
+            for (event, message, reply) in queued.by_ref().take(HITS_PER_EVENT) {
+                if let Some(DomainEvent::MessageQueued(m)) = &message {
+                    messages.push(StreamWrite {
+                        stream: m.message_id.stream(),
+                        expected: ExpectedVersion::Exact(0),
+                        events: vec![NewEvent::from_domain(
+                            &DomainEvent::MessageQueued(m.clone()),
+                            &meta,
+                        )],
+                    });
+                }
                 match event {
                     DomainEvent::WidgetViewed(v) => hits.views.push(v),
                     DomainEvent::WidgetClicked(c) => hits.clicks.push(c),
@@ -147,7 +179,13 @@ async fn run(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        tokio::spawn(store_batch(store.clone(), events, replies, permit));
+        tokio::spawn(store_batch(
+            store.clone(),
+            events,
+            messages,
+            replies,
+            permit,
+        ));
     }
     // Every clone is gone: wait for what is still being stored.
     let _ = in_flight.acquire_many(APPENDS_IN_FLIGHT as u32).await;
@@ -157,16 +195,20 @@ async fn run(
 async fn store_batch(
     store: Arc<dyn EventStore>,
     events: Vec<NewEvent>,
+    messages: Vec<StreamWrite>,
     replies: Vec<(u64, Reply)>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    // The hits first, so that each reply's index counts from the append's first position.
+    let mut writes = vec![StreamWrite {
+        stream: HITS_STREAM.to_owned(),
+        expected: ExpectedVersion::Any,
+        events,
+    }];
+    writes.extend(messages);
     let result = store
         .append(AppendRequest {
-            writes: vec![StreamWrite {
-                stream: HITS_STREAM.to_owned(),
-                expected: ExpectedVersion::Any,
-                events,
-            }],
+            writes,
             shred: vec![],
         })
         .await;

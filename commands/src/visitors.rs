@@ -7,11 +7,11 @@ use crate::processors::Registry;
 use crate::unit::{Unit, UseCase};
 use crate::{CommandError, Context, HitRecorder};
 use lightwidget_domain::event::{AccessLog, Outbound, SupportRequest};
-use lightwidget_domain::outbox;
 use lightwidget_domain::support::{self, Article, OpenTicket, PostComment, Ticket};
 use lightwidget_domain::values::CommentText;
+use lightwidget_domain::{consent, outbox};
 use lightwidget_domain::{streams, CommentId, TicketId, WidgetId};
-use lightwidget_domain::{Category, Subject};
+use lightwidget_domain::{Aggregate, Category, MessageId, Subject, VisitorId};
 use lightwidget_store::StoreError;
 use std::sync::Arc;
 
@@ -116,16 +116,53 @@ impl UseCase for Open {
     }
 }
 
-/// Records a view of a widget's public page (R1, R2), through the batching recorder.
+/// Who viewed a page, for analytics (R3): the id the visitor's browser made, whether the
+/// request carried `DNT: 1`, and the client's address.
+#[derive(Clone, Debug)]
+pub struct Viewer<'a> {
+    pub visitor_id: VisitorId,
+    pub do_not_track: bool,
+    pub ip: &'a str,
+}
+
+/// Records a view of a widget's public page (R1, R2), through the batching recorder. With a
+/// `viewer` who consented to analytics and sent no `DNT: 1`, the page view for analytics is
+/// queued in the same append, its IP anonymized (R3).
 pub async fn record_view(
     cx: &Context,
     hits: &HitRecorder,
     widget_id: WidgetId,
     access: AccessLog,
-) -> Result<(), StoreError> {
-    hits.record(support::viewed(widget_id, access, cx.clock.now()))
-        .await
-        .map(|_| ())
+    viewer: Option<Viewer<'_>>,
+) -> Result<(), CommandError> {
+    let now = cx.clock.now();
+    let message = match viewer.filter(|v| !v.do_not_track) {
+        None => None,
+        Some(v) => {
+            let consent = crate::consent::current(cx, v.visitor_id).await?;
+            match consent::page_view(&consent, v.visitor_id, widget_id, false, v.ip) {
+                None => None,
+                Some(content) => {
+                    if let Some(category) = content.category() {
+                        cx.processors.check("analytics", category)?;
+                    }
+                    let queued = outbox::Outbox.decide(
+                        outbox::QueueMessage {
+                            message_id: MessageId::new(),
+                            processor: "analytics".into(),
+                            content,
+                        },
+                        now,
+                    );
+                    let Ok(events) = queued;
+                    events.into_iter().next()
+                }
+            }
+        }
+    };
+    hits.record_with(support::viewed(widget_id, access, now), message)
+        .await?;
+    Ok(())
 }
 
 /// Records a click in a widget (R1, R2), durable before the answer.

@@ -121,6 +121,28 @@ pub fn analytics_address(
     anonymize_ip(client_ip)
 }
 
+/// The analytics message of a page view (R3): only for a visitor who consented and sent no
+/// `DNT: 1`, with the IP anonymized, sealed as the visitor's consent data (erased with the
+/// consent record, when an undelivered message is cancelled).
+pub fn page_view(
+    consent: &VisitorConsent,
+    visitor_id: VisitorId,
+    widget_id: crate::WidgetId,
+    do_not_track: bool,
+    client_ip: &str,
+) -> Option<crate::event::MessageContent> {
+    let ip = analytics_address(consent, do_not_track, client_ip)?;
+    Some(crate::outbox::sealed(
+        Subject::visitor(visitor_id),
+        Category::Consent,
+        crate::event::Outbound::PageView {
+            widget_id,
+            client_id: visitor_id,
+            ip: ip.to_string(),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

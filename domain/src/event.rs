@@ -103,6 +103,13 @@ pub enum Outbound {
     },
     /// A `pro` widget's page changed or went out of service: purge it from the CDN (R14).
     CdnPurge { widget_id: WidgetId },
+    /// A view of a widget's page by a visitor who consented, without `DNT: 1`, to
+    /// analytics; `ip` already anonymized (R3).
+    PageView {
+        widget_id: WidgetId,
+        client_id: VisitorId,
+        ip: String,
+    },
 }
 
 /// A message's content: sealed with the personal data it carries (erased with it), or open

@@ -244,6 +244,7 @@ impl Outbound {
             Outbound::OrderConfirmation { .. } => "order_confirmation",
             Outbound::Invoice { .. } => "invoice",
             Outbound::CdnPurge { .. } => "cdn_purge",
+            Outbound::PageView { .. } => "page_view",
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use lightwidget_api::settings::{
-    CloudflareSettings, ProcessorSettings, SendGridSettings, ZendeskSettings,
+    AnalyticsSettings, CloudflareSettings, ProcessorSettings, SendGridSettings, ZendeskSettings,
 };
 use lightwidget_tests::{billing, both, Backend, TestApp, TestConfig, ADMIN_TOKEN};
 use serde_json::{json, Value};
@@ -111,6 +111,7 @@ struct Processors {
     mail: StandIn,
     tickets: StandIn,
     cdn: StandIn,
+    analytics: Option<StandIn>,
 }
 
 impl Processors {
@@ -131,6 +132,12 @@ impl Processors {
                 url: self.cdn.url.clone(),
                 zone: "zone-1".into(),
                 token: "cf-token".into(),
+                public_url: "https://widgets.lightwidget.test".into(),
+            }),
+            analytics: self.analytics.as_ref().map(|a| AnalyticsSettings {
+                url: a.url.clone(),
+                measurement_id: "G-TEST".into(),
+                api_secret: "ga-secret".into(),
                 public_url: "https://widgets.lightwidget.test".into(),
             }),
             give_up_after,
@@ -207,6 +214,7 @@ async fn a_ticket_reaches_the_ticketing_through_failures(backend: Backend) {
         mail: StandIn::start(202, &[]).await,
         tickets: StandIn::start(201, &[(500, None), (429, Some(120))]).await,
         cdn: StandIn::start(200, &[]).await,
+        analytics: None,
     };
     let app = spawn(backend, &p, None).await;
     let r = app
@@ -292,6 +300,7 @@ async fn mail_and_cdn_purges_go_out_for_their_causes(backend: Backend) {
         mail: StandIn::start(202, &[]).await,
         tickets: StandIn::start(201, &[]).await,
         cdn: StandIn::start(200, &[]).await,
+        analytics: None,
     };
     let app = spawn(backend, &p, None).await;
     app.post(
@@ -408,6 +417,7 @@ async fn a_processor_down_for_the_window_makes_the_message_dead(backend: Backend
         mail: StandIn::start(202, &[]).await,
         tickets: StandIn::start(503, &[]).await,
         cdn: StandIn::start(200, &[]).await,
+        analytics: None,
     };
     let app = spawn(backend, &p, Some(600)).await;
     app.post(
@@ -464,6 +474,7 @@ async fn an_erased_message_is_cancelled_not_sent(backend: Backend) {
         mail: StandIn::start(202, &[]).await,
         tickets: StandIn::start(500, &[]).await,
         cdn: StandIn::start(200, &[]).await,
+        analytics: None,
     };
     // Given up only after three years: the erasure comes first.
     let app = spawn(backend, &p, Some(3 * 366 * 86_400)).await;
@@ -498,7 +509,102 @@ async fn an_erased_message_is_cancelled_not_sent(backend: Backend) {
     app.stop().await;
 }
 
+/// A page view goes to analytics only for a visitor who consented, without `DNT: 1`, with
+/// the IP anonymized and the visitor's id as the client id (R3).
+async fn page_views_reach_analytics_only_with_consent(backend: Backend) {
+    let p = Processors {
+        mail: StandIn::start(202, &[]).await,
+        tickets: StandIn::start(201, &[]).await,
+        cdn: StandIn::start(200, &[]).await,
+        analytics: Some(StandIn::start(204, &[]).await),
+    };
+    let ga = p.analytics.clone().expect("analytics");
+    let app = spawn(backend, &p, None).await;
+    let (token, _, _) = app.sign_in("pages").await;
+    let (w, at) = app.create_widget(&token, "Seen").await;
+    let consenting = uuid::Uuid::new_v4();
+    let silent = uuid::Uuid::new_v4();
+    let consent = |visitor: uuid::Uuid, analytics: bool| {
+        let app = &app;
+        async move {
+            app.call(
+                reqwest::Method::PUT,
+                &format!("/v1/consent/{visitor}"),
+                None,
+                Some(json!({ "analytics": analytics })),
+            )
+            .await
+            .expect(200);
+        }
+    };
+    let view = |visitor: Option<uuid::Uuid>, dnt: bool| {
+        let app = &app;
+        let w = w.clone();
+        async move {
+            let query = visitor.map(|v| format!("&visitor={v}")).unwrap_or_default();
+            let mut r = app
+                .client
+                .get(app.url(&format!("/w/{w}?min_position={at}{query}")));
+            if dnt {
+                r = r.header("DNT", "1");
+            }
+            assert_eq!(app.send(r).await.status, 200);
+        }
+    };
+    consent(consenting, true).await;
+    view(Some(consenting), false).await;
+    let got = ga.until(1).await;
+    let hit = &got[0];
+    assert_eq!(hit.method, "POST");
+    assert_eq!(
+        hit.path,
+        "/mp/collect?measurement_id=G-TEST&api_secret=ga-secret"
+    );
+    assert_eq!(hit.body["client_id"], consenting.to_string());
+    assert_eq!(hit.body["ip_override"], "127.0.0.0", "anonymized");
+    assert_eq!(hit.body["events"][0]["name"], "page_view");
+    assert_eq!(
+        hit.body["events"][0]["params"]["page_location"],
+        format!("https://widgets.lightwidget.test/w/{w}")
+    );
+    let sent = outbox_until(&app, "page_view", "sent").await;
+    assert_eq!(
+        hit.body["events"][0]["params"]["lw_message_id"],
+        sent["message_id"]
+    );
+    // No consent, DNT, no visitor, a withdrawal: nothing more goes to analytics.
+    view(Some(silent), false).await;
+    view(Some(consenting), true).await;
+    view(None, false).await;
+    consent(consenting, false).await;
+    view(Some(consenting), false).await;
+    // A bad visitor id is refused, naming the parameter.
+    let r = app.get(&format!("/w/{w}?visitor=not-a-uuid"), None).await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("visitor")));
+    let head = app.store.head().await.expect("head").position;
+    let r = app
+        .get(
+            &format!("/v1/admin/outbox?processor=analytics&min_position={head}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["items"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(ga.received().len(), 1);
+    // The views themselves were all recorded.
+    let stats = app
+        .get(
+            &format!("/v1/widgets/{w}/stats?min_position={head}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert_eq!(stats["views"], 5);
+    app.stop().await;
+}
+
 both! {
+    page_views_to_analytics => page_views_reach_analytics_only_with_consent;
     ticket_through_failures => a_ticket_reaches_the_ticketing_through_failures;
     mail_and_cdn => mail_and_cdn_purges_go_out_for_their_causes;
     processor_down => a_processor_down_for_the_window_makes_the_message_dead;

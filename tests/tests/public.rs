@@ -198,7 +198,7 @@ async fn the_processor_registry_is_served(backend: Backend) {
     let ticketing = find("ticketing");
     assert_eq!(ticketing["name"], "Zendesk");
     assert_eq!(ticketing["categories"], json!(["support"]));
-    assert_eq!(find("analytics")["categories"], json!([]));
+    assert_eq!(find("analytics")["categories"], json!(["consent"]));
     assert_eq!(find("hosting")["configured"], true);
     assert_eq!(find("cdn")["configured"], false);
     // The test server has PayPal's webhook secret; one without it is not configured.

@@ -35,7 +35,7 @@ pub struct ConsentView {
 }
 
 /// Whether the request carries `DNT: 1`.
-fn do_not_track(headers: &HeaderMap) -> bool {
+pub fn do_not_track(headers: &HeaderMap) -> bool {
     headers
         .get("dnt")
         .and_then(|v| v.to_str().ok())

@@ -433,18 +433,36 @@ async fn public_widget(
     Ok((id, doc))
 }
 
+/// The `visitor` query parameter: the id the visitor's browser made (R3).
+fn visitor_of(uri: &axum::http::Uri) -> ApiResult<Option<lightwidget_domain::VisitorId>> {
+    for (k, v) in crate::extract::url_pairs(uri.query().unwrap_or_default()) {
+        if k == "visitor" {
+            return v.parse().map(Some).map_err(|_| {
+                Problem::bad_parameter("visitor", "visitor must be the UUID the browser made")
+            });
+        }
+    }
+    Ok(None)
+}
+
 /// The public widget page (R9); records a view (R1, R2). 404 while quarantined or purged.
+/// With `?visitor=<id>` of a visitor who consented to analytics (and no `DNT: 1`), the view
+/// also goes to analytics, its IP anonymized (R3).
 #[utoipa::path(get, path = "/w/{id}", tag = "public",
-    params(("id" = String, Path, description = "a UUID"), ("min_position" = Option<u64>, Query)),
+    params(("id" = String, Path, description = "a UUID"), ("min_position" = Option<u64>, Query),
+        ("visitor" = Option<String>, Query, description = "the UUID the visitor's browser made"),
+        ("DNT" = Option<String>, Header, description = "`1`: no analytics for this view")),
     responses((status = 200, content_type = "text/html", body = String),
-        (status = 404, body = Problem)))]
+        (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn public_page(
     State(app): State<AppState>,
     Path(id): Path<String>,
     MinPosition(min): MinPosition,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> ApiResult<Response> {
+    let visitor = visitor_of(&uri)?;
     app.wait_for(widgets::VIEW, min).await?;
     let (id, doc) = public_widget(&app, &id, min).await?;
     let page: widgets::PageDoc = doc.read()?;
@@ -453,7 +471,20 @@ pub async fn public_page(
         .ok_or_else(|| Problem::not_found("widget"))?
         .to_owned();
     crate::media::refresh_if_stale(&app, id, &page);
-    visitors::record_view(&app.commands, &app.hits, id, access_log(&headers, peer)).await?;
+    let ip = peer.ip().to_string();
+    let viewer = visitor.map(|visitor_id| visitors::Viewer {
+        visitor_id,
+        do_not_track: crate::routes::consent::do_not_track(&headers),
+        ip: &ip,
+    });
+    visitors::record_view(
+        &app.commands,
+        &app.hits,
+        id,
+        access_log(&headers, peer),
+        viewer,
+    )
+    .await?;
     Ok(Html(html).into_response())
 }
 
