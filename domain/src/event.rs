@@ -736,7 +736,7 @@ events! {
     ConsentStated => 1,
     PersonalDataArchived => 1,
     HeldDataRead => 1,
-    MessageQueued => 1,
+    MessageQueued => 2,
     MessageAttempted => 1,
     MessageDelivered => 1,
     MessageFailed => 1,

@@ -114,6 +114,8 @@ const UPCASTERS: &[(&str, u32, Upcaster)] = &[
     // v2: the author's name is sealed (R6); a v1 author is a name in clear, which v2's
     // `author` still accepts.
     ("CommentPosted", 1, Upcaster::Widened),
+    // v2: a message may be a page view for analytics (R3).
+    ("MessageQueued", 1, Upcaster::Widened),
 ];
 
 fn upcaster(event_type: &str, from_version: u32) -> Option<Upcaster> {
