@@ -13,9 +13,9 @@ use crate::{CommandError, Context};
 use chrono::{DateTime, Duration, Utc};
 use lightwidget_domain::event::{MessageContent, Outbound};
 use lightwidget_domain::outbox::{
-    backoff, Message, MessageCommand, MessageError, MessageState, Outbox, QueueMessage,
+    backoff, Deliverable, Message, MessageCommand, MessageError, MessageState, Outbox, QueueMessage,
 };
-use lightwidget_domain::{DomainEvent, MessageId};
+use lightwidget_domain::MessageId;
 use lightwidget_projections::models::outbox::{MessageDoc, VIEW};
 use lightwidget_projections::Runner;
 use lightwidget_store::{Metadata, ViewQuery};
@@ -216,18 +216,25 @@ impl Dispatcher {
                 .filter_map(|d| d.read::<MessageDoc>().ok())
                 .map(|d| d.message_id)
                 .collect();
-            let fates: Vec<(MessageId, Result<Fate, CommandError>)> = futures::stream::iter(ids)
-                .map(|id| async move { (id, self.deliver(id, processor, &**sender).await) })
-                .buffer_unordered(8)
+            // A few at a time: taken in one append, sent together, answered in one append;
+            // a chunk is sent within one send's time of its taking, well inside the lease.
+            // Several chunks at once: a chunk's unit reads its messages one after another.
+            let owned: Vec<Vec<MessageId>> = ids.chunks(IN_FLIGHT).map(<[_]>::to_vec).collect();
+            let sender: &dyn Sender = &**sender;
+            let chunks: Vec<_> = futures::stream::iter(owned)
+                .map(|chunk| async move { self.deliver_chunk(&chunk, processor, sender).await })
+                .buffer_unordered(CHUNKS_AT_ONCE)
                 .collect()
                 .await;
-            for (id, fate) in fates {
-                match fate? {
-                    Fate::Delivered => report.delivered.push(id),
-                    Fate::Failed => report.failed.push(id),
-                    Fate::Dead => report.dead.push(id),
-                    Fate::Cancelled => report.cancelled.push(id),
-                    Fate::Skipped => {}
+            for chunk in chunks {
+                for (id, fate) in chunk? {
+                    match fate {
+                        Fate::Delivered => report.delivered.push(id),
+                        Fate::Failed => report.failed.push(id),
+                        Fate::Dead => report.dead.push(id),
+                        Fate::Cancelled => report.cancelled.push(id),
+                        Fate::Skipped => {}
+                    }
                 }
             }
         }
@@ -297,99 +304,132 @@ impl Dispatcher {
         }
     }
 
-    /// One message: taken, checked, sent, answered; or cancelled.
-    async fn deliver(
+    /// A chunk of messages: taken (or cancelled) in one append, sent concurrently, their
+    /// answers recorded in one append.
+    async fn deliver_chunk(
         &self,
-        id: MessageId,
+        ids: &[MessageId],
         processor: &str,
         sender: &dyn Sender,
-    ) -> Result<Fate, CommandError> {
+    ) -> Result<Vec<(MessageId, Fate)>, CommandError> {
+        use futures::StreamExt;
         let cx = &*self.cx;
         let meta = Self::meta();
-        let take = Take {
-            id,
+        let take = TakeMany {
+            ids: ids.to_vec(),
             lease: self.config.lease,
         };
-        let taken = transact_with_attempts(&*cx.store, &*cx.clock, &meta, None, 4, &take).await;
-        let (attempt, queued_at, outbound) = match taken {
-            Ok(done) => match done.value.flatten() {
-                Some(Taken::Attempt {
+        let taken =
+            match transact_with_attempts(&*cx.store, &*cx.clock, &meta, None, 4, &take).await {
+                Ok(done) => done.value.unwrap_or_default(),
+                // Other dispatchers kept taking them: theirs to send.
+                Err(CommandError::Conflict { .. }) => return Ok(vec![]),
+                Err(e) => return Err(e),
+            };
+        let label = processor.to_owned();
+        let mut fates = Vec::new();
+        let mut attempts = Vec::new();
+        for (id, t) in taken {
+            match t {
+                Taken::Cancelled => {
+                    metrics::counter!("lw_outbox_cancelled_total", "processor" => label.clone())
+                        .increment(1);
+                    fates.push((id, Fate::Cancelled));
+                }
+                Taken::Attempt {
                     attempt,
                     queued_at,
                     outbound,
-                }) => (attempt, queued_at, outbound),
-                Some(Taken::Cancelled) => {
-                    metrics::counter!("lw_outbox_cancelled_total", "processor" => processor.to_owned()).increment(1);
-                    return Ok(Fate::Cancelled);
-                }
-                None => return Ok(Fate::Skipped),
-            },
-            // Another dispatcher took it first.
-            Err(CommandError::Conflict { .. }) => return Ok(Fate::Skipped),
-            Err(e) => return Err(e),
-        };
-        let started = std::time::Instant::now();
-        let sent = sender.send(id, &outbound).await;
-        metrics::histogram!("lw_outbox_send_seconds", "processor" => processor.to_owned())
-            .record(started.elapsed().as_secs_f64());
-        let now = cx.clock.now();
-        let (command, fate) = match sent {
-            Ok(status) => {
-                metrics::counter!("lw_outbox_delivered_total", "processor" => processor.to_owned())
-                    .increment(1);
-                if let Ok(waited) = (now - queued_at).to_std() {
-                    metrics::histogram!("lw_outbox_delivery_seconds", "processor" => processor.to_owned())
-                        .record(waited.as_secs_f64());
-                }
-                (
-                    MessageCommand::Delivered { attempt, status },
-                    Fate::Delivered,
-                )
+                } => attempts.push((id, attempt, queued_at, outbound)),
             }
-            Err(failure) => {
-                metrics::counter!("lw_outbox_failures_total", "processor" => processor.to_owned())
-                    .increment(1);
-                let jitter: f64 = rand::random();
-                let delay = backoff(
-                    attempt,
-                    self.config.base,
-                    self.config.cap,
-                    jitter,
-                    failure.retry_after,
-                );
-                let give_up_at = queued_at + self.config.give_up_after;
-                let retry_at = if failure.permanent {
-                    give_up_at.max(now) + Duration::milliseconds(1)
-                } else {
-                    now + delay
-                };
-                let fate = if retry_at <= give_up_at {
-                    Fate::Failed
-                } else {
-                    Fate::Dead
-                };
-                (
-                    MessageCommand::Failed {
+        }
+        let sent: Vec<_> = futures::stream::iter(attempts)
+            .map(|(id, attempt, queued_at, outbound)| async move {
+                let started = std::time::Instant::now();
+                let result = sender.send(id, &outbound).await;
+                (id, attempt, queued_at, started.elapsed(), result)
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        let now = cx.clock.now();
+        let mut answers = Vec::new();
+        for (id, attempt, queued_at, took, result) in sent {
+            metrics::histogram!("lw_outbox_send_seconds", "processor" => label.clone())
+                .record(took.as_secs_f64());
+            let (command, fate) = match result {
+                Ok(status) => {
+                    metrics::counter!("lw_outbox_delivered_total", "processor" => label.clone())
+                        .increment(1);
+                    if let Ok(waited) = (now - queued_at).to_std() {
+                        metrics::histogram!("lw_outbox_delivery_seconds", "processor" => label.clone())
+                            .record(waited.as_secs_f64());
+                    }
+                    (
+                        MessageCommand::Delivered { attempt, status },
+                        Fate::Delivered,
+                    )
+                }
+                Err(failure) => {
+                    metrics::counter!("lw_outbox_failures_total", "processor" => label.clone())
+                        .increment(1);
+                    let give_up_at = queued_at + self.config.give_up_after;
+                    let retry_at = if failure.permanent {
+                        give_up_at.max(now) + Duration::milliseconds(1)
+                    } else {
+                        let jitter: f64 = rand::random();
+                        let delay = backoff(
+                            attempt,
+                            self.config.base,
+                            self.config.cap,
+                            jitter,
+                            failure.retry_after,
+                        );
+                        now + delay
+                    };
+                    let fate = if retry_at <= give_up_at {
+                        Fate::Failed
+                    } else {
+                        Fate::Dead
+                    };
+                    let command = MessageCommand::Failed {
                         attempt,
                         error: failure.error,
                         retry_at,
                         give_up_at,
-                    },
-                    fate,
-                )
-            }
-        };
-        let answer = Answer { id, command };
-        match transact_with_attempts(&*cx.store, &*cx.clock, &meta, None, 4, &answer).await {
-            Ok(_) => Ok(fate),
-            // The lease ended and another dispatcher took the message: its attempt answers.
-            Err(CommandError::Rejected(crate::Rejection::Message(MessageError::NotInFlight(
-                _,
-            )))) => Ok(Fate::Skipped),
-            Err(e) => Err(e),
+                    };
+                    (command, fate)
+                }
+            };
+            answers.push((id, command));
+            fates.push((id, fate));
         }
+        if answers.is_empty() {
+            return Ok(fates);
+        }
+        let answer = AnswerMany { answers };
+        let recorded =
+            transact_with_attempts(&*cx.store, &*cx.clock, &meta, None, 4, &answer).await?;
+        // An answer to an attempt whose lease ended and that another dispatcher took is that
+        // dispatcher's to record: this one's fate is not reported.
+        let stale = recorded.value.unwrap_or_default();
+        Ok(fates
+            .into_iter()
+            .map(|(id, fate)| {
+                if stale.contains(&id) {
+                    (id, Fate::Skipped)
+                } else {
+                    (id, fate)
+                }
+            })
+            .collect())
     }
 }
+
+/// Messages taken per append and sent together.
+const IN_FLIGHT: usize = 16;
+/// Chunks delivered at once.
+const CHUNKS_AT_ONCE: usize = 4;
 
 /// What taking a message came to.
 enum Taken {
@@ -402,68 +442,81 @@ enum Taken {
     Cancelled,
 }
 
-/// Takes a message for its next attempt; or cancels it when its content was erased.
-struct Take {
-    id: MessageId,
+/// Takes messages for their next attempt in one append; cancels those whose content was
+/// erased. A message not due (another dispatcher took it) or final is left out.
+struct TakeMany {
+    ids: Vec<MessageId>,
     lease: Duration,
 }
 
 #[async_trait::async_trait]
-impl UseCase for Take {
-    /// `None`: nothing to do (not due, final, or unknown).
-    type Output = Option<Taken>;
+impl UseCase for TakeMany {
+    type Output = Vec<(MessageId, Taken)>;
 
-    async fn run(&self, u: &mut Unit<'_>) -> Result<Option<Taken>, CommandError> {
-        let stream = self.id.stream();
-        let loaded = u.load::<Message>(&stream).await?;
-        if loaded.state.state.is_final() || loaded.state.state == MessageState::Unknown {
-            return Ok(None);
-        }
-        // The content, opened: the queuing event is the stream's first.
-        let first = u.store().read_stream(&stream, 0, 1).await?;
-        let queued = match first.first().map(|e| e.to_domain()) {
-            Some(Ok(DomainEvent::MessageQueued(q))) => q,
-            Some(Err(e)) => return Err(e.into()),
-            _ => return Ok(None),
-        };
-        let Some(outbound) = queued.content.outbound().cloned() else {
-            u.decide(
-                &stream,
-                &loaded,
-                MessageCommand::Cancel {
-                    reason: "its personal data was erased before delivery".into(),
-                },
-            )?;
-            return Ok(Some(Taken::Cancelled));
-        };
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Self::Output, CommandError> {
         let lease_until = u.now() + self.lease;
-        match u.try_decide(&stream, &loaded, MessageCommand::Take { lease_until }) {
-            Ok(_) => Ok(Some(Taken::Attempt {
-                attempt: loaded.state.attempts + 1,
-                queued_at: queued.queued_at,
-                outbound,
-            })),
-            Err(MessageError::NotDue(_) | MessageError::Final(_)) => Ok(None),
-            Err(e) => Err(CommandError::Rejected(e.into())),
+        let mut out = Vec::new();
+        for id in &self.ids {
+            let stream = id.stream();
+            // One read: the state and the opened content.
+            let loaded = u.load::<Deliverable>(&stream).await?;
+            let m = &loaded.state.message;
+            if m.state.is_final() || m.state == MessageState::Unknown {
+                continue;
+            }
+            let Some(outbound) = loaded.state.outbound.clone() else {
+                u.decide(
+                    &stream,
+                    &loaded,
+                    MessageCommand::Cancel {
+                        reason: "its personal data was erased before delivery".into(),
+                    },
+                )?;
+                out.push((*id, Taken::Cancelled));
+                continue;
+            };
+            let queued_at = m.queued_at.unwrap_or_else(|| u.now());
+            let attempt = m.attempts + 1;
+            match u.try_decide(&stream, &loaded, MessageCommand::Take { lease_until }) {
+                Ok(_) => out.push((
+                    *id,
+                    Taken::Attempt {
+                        attempt,
+                        queued_at,
+                        outbound,
+                    },
+                )),
+                Err(MessageError::NotDue(_) | MessageError::Final(_)) => {}
+                Err(e) => return Err(CommandError::Rejected(e.into())),
+            }
         }
+        Ok(out)
     }
 }
 
-/// Records a processor's answer to an attempt.
-struct Answer {
-    id: MessageId,
-    command: MessageCommand,
+/// Records the processors' answers to attempts in one append. An attempt that is no longer
+/// the one in flight (its lease ended and another dispatcher took the message) is left out
+/// and named in the output.
+struct AnswerMany {
+    answers: Vec<(MessageId, MessageCommand)>,
 }
 
 #[async_trait::async_trait]
-impl UseCase for Answer {
-    type Output = ();
+impl UseCase for AnswerMany {
+    type Output = Vec<MessageId>;
 
-    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
-        let stream = self.id.stream();
-        let loaded = u.load::<Message>(&stream).await?;
-        u.decide(&stream, &loaded, self.command.clone())?;
-        Ok(())
+    async fn run(&self, u: &mut Unit<'_>) -> Result<Vec<MessageId>, CommandError> {
+        let mut stale = Vec::new();
+        for (id, command) in &self.answers {
+            let stream = id.stream();
+            let loaded = u.load::<Message>(&stream).await?;
+            match u.try_decide(&stream, &loaded, command.clone()) {
+                Ok(_) => {}
+                Err(MessageError::NotInFlight(_) | MessageError::Final(_)) => stale.push(*id),
+                Err(e) => return Err(CommandError::Rejected(e.into())),
+            }
+        }
+        Ok(stale)
     }
 }
 

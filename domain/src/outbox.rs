@@ -210,6 +210,33 @@ impl Aggregate for Message {
     }
 }
 
+/// A message with its content opened: what a dispatcher loads to take it for an attempt
+/// (one read gives both the state and what to send).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Deliverable {
+    pub message: Message,
+    /// What to send; `None` before the message is queued or once its data was erased.
+    pub outbound: Option<Outbound>,
+}
+
+impl Aggregate for Deliverable {
+    const READS_PERSONAL_DATA: bool = true;
+    type Command = MessageCommand;
+    type Error = MessageError;
+
+    fn decide(&self, command: MessageCommand, now: Now) -> Result<Vec<DomainEvent>, MessageError> {
+        self.message.decide(command, now)
+    }
+
+    fn evolve(mut self, event: &DomainEvent) -> Self {
+        if let DomainEvent::MessageQueued(q) = event {
+            self.outbound = q.content.outbound().cloned();
+        }
+        self.message = self.message.evolve(event);
+        self
+    }
+}
+
 impl MessageContent {
     /// What kind of message it is, as the admin sees it.
     pub fn kind(&self) -> &'static str {
