@@ -373,3 +373,46 @@ fn the_outbox_loses_nothing_across_kill_9_cycles() {
         acknowledged.len()
     );
 }
+
+/// A processor with no settings is not configured: its messages wait, pending, and go out
+/// once it is configured and the server restarts (issue 20).
+#[test]
+fn messages_wait_for_their_processor_to_be_configured() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let admin = ("LW_ADMIN_TOKEN", "waiting-admin-token-0123456".to_owned());
+    let (child, addr, _) = serve_with(cwd.path(), std::slice::from_ref(&admin));
+    let body = r#"{"email":"later@example.com","message":"when you can"}"#;
+    assert_eq!(http_post(&addr, "/v1/support/tickets", body), Some(201));
+    let pending = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            http_get(&addr, "/v1/admin/outbox?state=pending", Some(&admin.1))
+        })
+        .find(|r| r.contains("\"kind\":\"ticket\""))
+        .expect("the ticket's message waits, pending");
+    assert!(!pending.contains("later@example.com"), "{pending}");
+    terminate(child);
+
+    let (zendesk, received) = zendesk_stand_in();
+    let settings = [
+        admin.clone(),
+        ("LW_ZENDESK_URL", zendesk),
+        ("LW_ZENDESK_EMAIL", "agent@lightwidget.test".to_owned()),
+        ("LW_ZENDESK_TOKEN", "zd".to_owned()),
+    ];
+    let (child, addr, _) = serve_with(cwd.path(), &settings);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while received.lock().expect("lock").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never delivered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(received.lock().expect("lock")[0].1, "later@example.com");
+    let sent = (0..100)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            http_get(&addr, "/v1/admin/outbox?state=sent", Some(&admin.1))
+        })
+        .find(|r| r.contains("\"kind\":\"ticket\""));
+    assert!(sent.is_some(), "recorded as sent");
+    terminate(child);
+}

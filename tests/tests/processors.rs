@@ -331,6 +331,24 @@ async fn mail_and_cdn_purges_go_out_for_their_causes(backend: Backend) {
     let (token, _, _) = app.sign_in("buyer").await;
     let (pro, _) = app.create_widget(&token, "Pro").await;
     let (free, _) = app.create_widget(&token, "Free").await;
+    let cache_control = |w: String, at: u64| {
+        let app = &app;
+        async move {
+            let r = app.get(&format!("/w/{w}?min_position={at}"), None).await;
+            assert_eq!(r.status, 200);
+            r.headers
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let head = app.store.head().await.expect("head").position;
+    assert_eq!(
+        cache_control(pro.clone(), head).await,
+        "no-store",
+        "free: never cached"
+    );
     let order = app.order(&token, &pro, billing()).await;
     let mail = p.mail.until(2).await;
     let confirmation = &mail[1];
@@ -344,6 +362,12 @@ async fn mail_and_cdn_purges_go_out_for_their_causes(backend: Backend) {
         .is_some_and(|t| t.contains(order["order_id"].as_str().expect("order"))));
     let paid = app.pay(&order, "TX-OUTBOX-1").await;
     let invoice = paid["invoice_number"].as_str().expect("invoice").to_owned();
+    let at = paid["position"].as_u64().expect("position");
+    assert!(
+        cache_control(pro.clone(), at).await.starts_with("public"),
+        "pro: served through the CDN"
+    );
+    assert_eq!(cache_control(free.clone(), at).await, "no-store");
     let mail = p.mail.until(3).await;
     assert_eq!(
         mail[2].body["personalizations"][0]["to"][0]["email"],

@@ -485,7 +485,13 @@ pub async fn public_page(
         viewer,
     )
     .await?;
-    Ok(Html(html).into_response())
+    // A `pro` page is served through the CDN (R14), which purges it when it changes; a free
+    // one is never cached.
+    let cache = match page.plan {
+        lightwidget_domain::event::Plan::Pro => "public, max-age=300",
+        lightwidget_domain::event::Plan::Free => "no-store",
+    };
+    Ok(([(axum::http::header::CACHE_CONTROL, cache)], Html(html)).into_response())
 }
 
 /// Records a click in a widget (R1, R2).

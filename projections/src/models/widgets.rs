@@ -74,6 +74,9 @@ pub struct MediaDoc {
 pub struct PageDoc<'a> {
     #[serde(default)]
     pub status: WidgetState,
+    /// `pro` pages are served through the CDN (R14).
+    #[serde(default)]
+    pub plan: lightwidget_domain::event::Plan,
     #[serde(borrow, default)]
     pub html: Option<&'a str>,
     #[serde(default)]
