@@ -416,6 +416,31 @@ async fn mail_and_cdn_purges_go_out_for_their_causes(backend: Backend) {
         .expect(202);
     let purges = p.cdn.until(3).await;
     assert_eq!(purges[2].body, json!({"files": [page]}));
+    // Restored: back on the CDN, purged again. Deleted again and purged by the sweep after
+    // its quarantine: purged twice more.
+    app.post(
+        &format!("/v1/widgets/{pro}/restore"),
+        Some(&token),
+        json!({}),
+    )
+    .await
+    .expect(200);
+    let purges = p.cdn.until(4).await;
+    assert_eq!(purges[3].body, json!({"files": [page]}));
+    app.delete(&format!("/v1/widgets/{pro}"), Some(&token))
+        .await
+        .expect(202);
+    p.cdn.until(5).await;
+    app.advance(chrono::Duration::days(91)).await;
+    let sweep = app.sweep().await;
+    assert!(
+        sweep["purged"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|i| i["subject_id"] == format!("widget:{pro}"))),
+        "{sweep}"
+    );
+    let purges = p.cdn.until(6).await;
+    assert_eq!(purges[5].body, json!({"files": [page]}));
     // Every message sent, and the free widget's page was never purged.
     let head = app.store.head().await.expect("head").position;
     let r = app
@@ -425,7 +450,7 @@ async fn mail_and_cdn_purges_go_out_for_their_causes(backend: Backend) {
         )
         .await
         .expect(200);
-    assert_eq!(r["items"].as_array().map(Vec::len), Some(3), "{r}");
+    assert_eq!(r["items"].as_array().map(Vec::len), Some(6), "{r}");
     assert!(p
         .cdn
         .received()
