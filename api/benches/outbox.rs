@@ -36,33 +36,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// A Zendesk stand-in that answers 201 at once, counting what it received.
 fn stand_in() -> (String, Arc<AtomicUsize>) {
     let received = Arc::new(AtomicUsize::new(0));
-    let (tx, rx) = std::sync::mpsc::channel();
     let count = received.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            let app = axum::Router::new().route(
-                "/api/v2/tickets.json",
-                axum::routing::post(move || {
-                    let count = count.clone();
-                    async move {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        (axum::http::StatusCode::CREATED, "{}")
-                    }
-                }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    (format!("http://{}", rx.recv().expect("address")), received)
+    let app = axum::Router::new().route(
+        "/api/v2/tickets.json",
+        axum::routing::post(move || {
+            let count = count.clone();
+            async move {
+                count.fetch_add(1, Ordering::Relaxed);
+                (axum::http::StatusCode::CREATED, "{}")
+            }
+        }),
+    );
+    let addr = lightwidget_testkit::serve_apart(app, 1);
+    (format!("http://{addr}"), received)
 }
 
 fn context(t: &TestStore) -> Arc<Context> {

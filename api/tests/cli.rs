@@ -224,41 +224,27 @@ type Tickets = Arc<std::sync::Mutex<Vec<(String, String, std::time::Instant)>>>;
 fn zendesk_stand_in() -> (String, Tickets) {
     use axum::routing::post;
     let received: Tickets = Arc::default();
-    let (tx, rx) = std::sync::mpsc::channel();
     let rec = received.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            let app = axum::Router::new().route(
-                "/api/v2/tickets.json",
-                post(move |body: axum::Json<serde_json::Value>| {
-                    let rec = rec.clone();
-                    async move {
-                        let t = &body.0["ticket"];
-                        rec.lock().expect("lock").push((
-                            t["external_id"].as_str().unwrap_or_default().to_owned(),
-                            t["requester"]["email"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned(),
-                            std::time::Instant::now(),
-                        ));
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        (axum::http::StatusCode::CREATED, "{}")
-                    }
-                }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).expect("stand-in");
+    let app = axum::Router::new().route(
+        "/api/v2/tickets.json",
+        post(move |body: axum::Json<serde_json::Value>| {
+            let rec = rec.clone();
+            async move {
+                let t = &body.0["ticket"];
+                rec.lock().expect("lock").push((
+                    t["external_id"].as_str().unwrap_or_default().to_owned(),
+                    t["requester"]["email"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    std::time::Instant::now(),
+                ));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                (axum::http::StatusCode::CREATED, "{}")
+            }
+        }),
+    );
+    let addr = lightwidget_testkit::serve_apart(app, 0);
     (format!("http://{addr}"), received)
 }
 

@@ -199,16 +199,10 @@ impl Dispatcher {
         let mut report = DispatchReport::default();
         for (processor, sender) in &self.senders {
             let due = self
-                .cx
-                .views
-                .query(
-                    VIEW,
-                    &ViewQuery {
-                        owner: Some(processor.clone()),
-                        due_before: Some(now + Duration::microseconds(1)),
-                        limit: self.config.batch,
-                        ..ViewQuery::default()
-                    },
+                .due(
+                    processor,
+                    now + Duration::microseconds(1),
+                    self.config.batch,
                 )
                 .await?;
             let ids: Vec<MessageId> = due
@@ -241,23 +235,27 @@ impl Dispatcher {
         Ok(report)
     }
 
+    /// Up to `limit` messages of `processor` due before `before`, earliest first.
+    async fn due(
+        &self,
+        processor: &str,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<lightwidget_store::ViewDoc>, CommandError> {
+        let query = ViewQuery {
+            owner: Some(processor.to_owned()),
+            due_before: Some(before),
+            limit,
+            ..ViewQuery::default()
+        };
+        Ok(self.cx.views.query(VIEW, &query).await?)
+    }
+
     /// The earliest time a message of a configured processor is due, if any.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, CommandError> {
         let mut next = None;
         for processor in self.senders.keys() {
-            let first = self
-                .cx
-                .views
-                .query(
-                    VIEW,
-                    &ViewQuery {
-                        owner: Some(processor.clone()),
-                        due_before: Some(DateTime::<Utc>::MAX_UTC),
-                        limit: 1,
-                        ..ViewQuery::default()
-                    },
-                )
-                .await?;
+            let first = self.due(processor, DateTime::<Utc>::MAX_UTC, 1).await?;
             if let Some(due) = first.first().and_then(|d| d.due_at) {
                 next = Some(next.map_or(due, |n: DateTime<Utc>| n.min(due)));
             }

@@ -634,6 +634,22 @@ fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
         .map_err(|_| StoreError::Corrupt("a stored id is not a UUID".into()))
 }
 
+/// Runs `f` in a write transaction taken at once (`BEGIN IMMEDIATE`): committed when it
+/// succeeds, rolled back when it fails.
+fn write_transaction(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    c.execute_batch("BEGIN IMMEDIATE")?;
+    match f(c) {
+        Ok(()) => c.execute_batch("COMMIT").map_err(Into::into),
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 fn key_row(r: &Row) -> rusqlite::Result<Result<KeyRow, StoreError>> {
     let key_id: String = r.get(0)?;
     let subject: String = r.get(1)?;
@@ -761,8 +777,7 @@ impl KeyStore for SqliteEventStore {
             .collect();
         let now = crate::format_time(chrono::Utc::now());
         self.read(move |c| {
-            c.execute_batch("BEGIN IMMEDIATE")?;
-            let result = (|| {
+            write_transaction(c, |c| {
                 let mut stmt = c.prepare_cached(
                     "UPDATE data_keys SET archived_at = ?3 \
                      WHERE subject = ?1 AND category = ?2 AND archived_at IS NULL",
@@ -770,15 +785,8 @@ impl KeyStore for SqliteEventStore {
                 for (s, cat) in &refs {
                     stmt.execute([s.as_str(), cat, now.as_str()])?;
                 }
-                Ok::<_, StoreError>(())
-            })();
-            match result {
-                Ok(()) => c.execute_batch("COMMIT").map_err(Into::into),
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
+                Ok(())
+            })
         })
         .await
     }
@@ -791,8 +799,7 @@ impl KeyStore for SqliteEventStore {
         self.read(move |c| {
             // One write transaction that bumps the key epoch, so that every writer's cached
             // keys are known to be stale.
-            c.execute_batch("BEGIN IMMEDIATE")?;
-            let result = (|| {
+            write_transaction(c, |c| {
                 c.execute(
                     "UPDATE log_head SET key_epoch = key_epoch + 1 WHERE id = 1",
                     [],
@@ -802,15 +809,8 @@ impl KeyStore for SqliteEventStore {
                 for (s, cat) in &refs {
                     stmt.execute([s.as_str(), cat])?;
                 }
-                Ok::<_, StoreError>(())
-            })();
-            match result {
-                Ok(()) => c.execute_batch("COMMIT").map_err(Into::into),
-                Err(e) => {
-                    let _ = c.execute_batch("ROLLBACK");
-                    Err(e)
-                }
-            }
+                Ok(())
+            })
         })
         .await
     }

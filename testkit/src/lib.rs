@@ -238,6 +238,35 @@ impl TestStore {
 }
 
 /// What the benchmark binaries share: which backends to run and the process's peak memory.
+/// Serves `app` on 127.0.0.1 from a thread and runtime of its own (`workers` threads; 0:
+/// one current-thread runtime), apart from the code under test: a processor's stand-in, a
+/// hello world. Returns its address; it serves until the process ends.
+pub fn serve_apart(app: axum::Router, workers: usize) -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = if workers == 0 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+        }
+        .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the server started")
+}
+
 pub mod bench {
     use super::Backend;
 

@@ -181,24 +181,8 @@ async fn settle(address: &str) -> f64 {
 
 /// An axum hello world on its own runtime: the ceiling of the stack.
 fn hello_server() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr")).expect("send");
-            let app = axum::Router::new()
-                .route("/hello", axum::routing::get(|| async { "Hello, world!" }));
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    format!("http://{}/hello", rx.recv().expect("address"))
+    let app = axum::Router::new().route("/hello", axum::routing::get(|| async { "Hello, world!" }));
+    format!("http://{}/hello", lightwidget_testkit::serve_apart(app, 2))
 }
 
 /// Starts the LightWidget server on its own runtime, with an owner and 100 widgets.

@@ -43,9 +43,14 @@ fn purged(sweep: &Value) -> Vec<String> {
 }
 
 fn purged_all(sweep: &Value) -> Vec<String> {
-    let mut out: Vec<String> = sweep["purged"]
+    items_of(sweep, "purged")
+}
+
+/// A sweep's `purged` or `archived` list as sorted `subject|category`.
+fn items_of(sweep: &Value, list: &str) -> Vec<String> {
+    let mut out: Vec<String> = sweep[list]
         .as_array()
-        .expect("purged")
+        .expect("a list")
         .iter()
         .map(|p| {
             format!(
@@ -513,21 +518,26 @@ async fn a_blocked_account_is_kept_12_months(backend: Backend) {
     app.stop().await;
 }
 
+/// Places a legal hold on `account` (a court order, case `case_ref`): the hold's id.
+async fn place_hold(app: &TestApp, compliance: &str, account: &str, case_ref: &str) -> String {
+    let hold = app
+        .post(
+            "/v1/compliance/holds",
+            Some(compliance),
+            json!({"account_id": account, "reason": "court order", "case_ref": case_ref}),
+        )
+        .await
+        .expect(201);
+    hold["hold_id"].as_str().expect("hold").to_owned()
+}
+
 async fn a_legal_hold_stops_every_purge_until_released(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let compliance = app.staff("compliance").await;
     let (token, account, _) = app.sign_in("grace").await;
     let (w, _) = app.create_widget(&token, "evidence").await;
     app.delete("/v1/me", Some(&token)).await.expect(202);
-    let hold = app
-        .post(
-            "/v1/compliance/holds",
-            Some(&compliance),
-            json!({"account_id": account, "reason": "court order", "case_ref": "KR-2026-17"}),
-        )
-        .await
-        .expect(201);
-    let hold_id = hold["hold_id"].as_str().expect("hold").to_owned();
+    let hold_id = place_hold(&app, &compliance, &account, "KR-2026-17").await;
     app.advance(Duration::days(120)).await;
     assert!(purged(&app.sweep().await).is_empty());
     let its = items(&app, &account).await;
@@ -599,15 +609,7 @@ async fn held_data_past_its_date_is_archived_and_read_only_under_the_hold(backen
     let (token, account, _) = app.sign_in("gracehold7").await;
     let (w, _) = app.create_widget(&token, "EvidenceTitle7").await;
     app.delete("/v1/me", Some(&token)).await.expect(202);
-    let hold = app
-        .post(
-            "/v1/compliance/holds",
-            Some(&compliance),
-            json!({"account_id": account, "reason": "court order", "case_ref": "KR-2026-18"}),
-        )
-        .await
-        .expect(201);
-    let hold_id = hold["hold_id"].as_str().expect("hold").to_owned();
+    let hold_id = place_hold(&app, &compliance, &account, "KR-2026-18").await;
     let data_path = format!("/v1/compliance/holds/{hold_id}/data");
 
     // Refusals append nothing: other roles, an unknown or malformed hold.
@@ -633,19 +635,7 @@ async fn held_data_past_its_date_is_archived_and_read_only_under_the_hold(backen
     app.advance(Duration::days(91)).await;
     let sweep = app.sweep().await;
     assert!(purged(&sweep).is_empty(), "{sweep}");
-    let mut archived: Vec<String> = sweep["archived"]
-        .as_array()
-        .expect("archived")
-        .iter()
-        .map(|a| {
-            format!(
-                "{}|{}",
-                a["subject_id"].as_str().unwrap_or(""),
-                a["category"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    archived.sort();
+    let archived = items_of(&sweep, "archived");
     for expected in [
         format!("account:{account}|profile"),
         format!("widget:{w}|widget_content"),
