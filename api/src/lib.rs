@@ -7,8 +7,10 @@
 
 pub mod archive;
 pub mod auth;
+pub mod client_ip;
 pub mod extract;
 pub mod instagram;
+pub mod limits;
 pub mod media;
 pub mod problem;
 pub mod processors;
@@ -100,13 +102,17 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     let (clock, manual) = clock_of(settings);
     match &settings.database_url {
         Some(url) => {
-            let master = MasterKey::from_base64(
-                settings
-                    .master_key
-                    .as_deref()
-                    .context("LW_MASTER_KEY is required with LW_DATABASE_URL")?,
-            )
-            .context("LW_MASTER_KEY")?;
+            let master = match (&settings.master_key, &settings.master_key_file) {
+                (Some(k), _) => MasterKey::from_base64(k).context("LW_MASTER_KEY")?,
+                (None, Some(file)) => {
+                    read_master_key(file, "LW_MASTER_KEY_FILE")?.with_context(|| {
+                        format!("LW_MASTER_KEY_FILE {} does not exist", file.display())
+                    })?
+                }
+                (None, None) => anyhow::bail!(
+                    "LW_MASTER_KEY or LW_MASTER_KEY_FILE is required with LW_DATABASE_URL"
+                ),
+            };
             let store =
                 PgEventStore::connect(url, master.clone(), clock.clone(), PgOptions::default())
                     .await
@@ -114,9 +120,10 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
             Ok(Storage::new(Arc::new(store), clock, manual, &master))
         }
         None => {
+            private_dir(&settings.data_dir, "LW_DATA_DIR")?;
             let master = match &settings.master_key {
                 Some(k) => MasterKey::from_base64(k).context("LW_MASTER_KEY")?,
-                None => embedded_master_key(&settings.data_dir)?,
+                None => embedded_master_key(settings)?,
             };
             let store = SqliteEventStore::open(
                 &settings.data_dir,
@@ -135,18 +142,80 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     }
 }
 
-/// Reads the embedded master key, creating it (mode 0600) on first start.
-fn embedded_master_key(dir: &Path) -> anyhow::Result<MasterKey> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join(MASTER_KEY_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return MasterKey::from_base64(&text)
-            .with_context(|| format!("{} is not a master key", path.display()));
+/// Reads the embedded master key from `LW_MASTER_KEY_FILE` (or `master.key` in the data
+/// directory), creating it (mode 0600) on first start.
+fn embedded_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    let (path, setting) = match &settings.master_key_file {
+        Some(file) => (file.clone(), "LW_MASTER_KEY_FILE"),
+        None => (
+            settings.data_dir.join(MASTER_KEY_FILE),
+            "the master key file",
+        ),
+    };
+    if let Some(key) = read_master_key(&path, setting)? {
+        return Ok(key);
     }
     let key = MasterKey::generate();
-    write_private(&path, key.to_base64().as_bytes())?;
+    write_private(&path, key.to_base64().as_bytes())
+        .with_context(|| format!("{setting} {}", path.display()))?;
     tracing::info!(path = %path.display(), "generated the embedded master key");
     Ok(key)
+}
+
+/// The master key in `path`; `None` when there is no such file. A file other users may
+/// read is refused.
+fn read_master_key(path: &Path, setting: &str) -> anyhow::Result<Option<MasterKey>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {setting} {}", path.display())),
+    };
+    only_for_owner(path, setting, "600")?;
+    MasterKey::from_base64(&text)
+        .with_context(|| format!("{setting} {} is not a master key", path.display()))
+        .map(Some)
+}
+
+/// Creates the data directory (mode 0700) when it is missing; refuses one other users may
+/// read.
+fn private_dir(dir: &Path, setting: &str) -> anyhow::Result<()> {
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
+            .with_context(|| format!("creating {setting} {}", dir.display()))?;
+    }
+    only_for_owner(dir, setting, "700")
+}
+
+/// Refuses a file or directory that users other than its owner may read or write: the
+/// master key, and the data it protects.
+fn only_for_owner(path: &Path, setting: &str, fix: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("{setting} {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{setting} {} is open to other users (mode {:o}); make it the owner's alone \
+                 (chmod {fix} {})",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    let _ = (path, setting, fix);
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -285,6 +354,10 @@ pub fn router(state: AppState) -> Router {
             "this route does not take that method",
         )
     })
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::limit,
+    ))
     .layer(axum::middleware::from_fn(routes::ops::track))
     .layer(axum::extract::DefaultBodyLimit::max(extract::BODY_LIMIT))
     .layer(axum::middleware::from_fn_with_state(
@@ -474,6 +547,11 @@ impl Application {
             },
         ));
         let state = AppState::new(state::Shared {
+            limits: Arc::new(limits::Limits::per_minute(
+                settings.rate_limits.anonymous_per_minute,
+                settings.rate_limits.token_per_minute,
+            )),
+            trusted_proxies: settings.trusted_proxies.clone().into(),
             dispatcher,
             processors,
             sweeper,
@@ -586,6 +664,20 @@ impl Application {
                         Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "retention sweep failed"),
                     }
+                }
+            }));
+        }
+        {
+            // The rate limiters forget the keys that recovered.
+            let limits = self.state.limits.clone();
+            let mut stop = stop_rx.clone();
+            runners.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => break,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+                    }
+                    limits.forget_idle();
                 }
             }));
         }

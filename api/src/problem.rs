@@ -111,6 +111,17 @@ impl Problem {
         p
     }
 
+    /// Status 429: over a rate limit; try again after `retry_after` seconds (R17).
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        let mut p = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "too many requests; nothing of this one was recorded",
+        );
+        p.retry_after = Some(retry_after);
+        p
+    }
+
     /// Status 500: the cause is logged by the caller (without personal data); the client is told
     /// only that the request failed.
     pub fn internal() -> Self {

@@ -175,6 +175,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `LW_MASTER_KEY`: 32 bytes, base64. Embedded mode generates one into the data dir.
     pub master_key: Option<String>,
+    /// `LW_MASTER_KEY_FILE`: the file holding the master key, kept apart from the data
+    /// (embedded: generated there at first start; default `master.key` in the data dir).
+    pub master_key_file: Option<PathBuf>,
     /// `LW_ADMIN_TOKEN`: generated and printed once at first start when unset.
     pub admin_token: Option<String>,
     /// `LW_CLOCK`.
@@ -191,6 +194,51 @@ pub struct Settings {
     pub request_timeout: Option<std::time::Duration>,
     /// The processors the outbox delivers to (unset: not configured).
     pub processors: ProcessorSettings,
+    /// `LW_TRUSTED_PROXIES`: CIDRs of proxies whose `X-Forwarded-For` is believed (unset:
+    /// the TCP peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub rate_limits: RateLimits,
+}
+
+/// `LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE` (per client IP, on anonymous writes; default 60) and
+/// `LW_RATE_LIMIT_TOKEN_PER_MINUTE` (per token, on commands; default 600).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimits {
+    pub anonymous_per_minute: std::num::NonZeroU32,
+    pub token_per_minute: std::num::NonZeroU32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            anonymous_per_minute: std::num::NonZeroU32::new(60)
+                .unwrap_or(std::num::NonZeroU32::MIN),
+            token_per_minute: std::num::NonZeroU32::new(600).unwrap_or(std::num::NonZeroU32::MIN),
+        }
+    }
+}
+
+impl RateLimits {
+    fn from_env() -> anyhow::Result<Self> {
+        let per_minute = |name: &str, default: std::num::NonZeroU32| -> anyhow::Result<_> {
+            match var(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<std::num::NonZeroU32>()
+                    .ok()
+                    .filter(|n| n.get() <= 1_000_000)
+                    .ok_or_else(|| anyhow::anyhow!("{name} must be 1 to 1000000 (per minute)")),
+            }
+        };
+        let d = RateLimits::default();
+        Ok(RateLimits {
+            anonymous_per_minute: per_minute(
+                "LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE",
+                d.anonymous_per_minute,
+            )?,
+            token_per_minute: per_minute("LW_RATE_LIMIT_TOKEN_PER_MINUTE", d.token_per_minute)?,
+        })
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -281,6 +329,7 @@ impl Settings {
             database_url: var("LW_DATABASE_URL"),
             data_dir: var("LW_DATA_DIR").unwrap_or_else(|| "./data".into()).into(),
             master_key: var("LW_MASTER_KEY"),
+            master_key_file: var("LW_MASTER_KEY_FILE").map(PathBuf::from),
             admin_token,
             clock,
             instagram,
@@ -289,6 +338,11 @@ impl Settings {
             request_timeout: seconds("LW_REQUEST_TIMEOUT_SECONDS", 3600)?,
             sweep_every: seconds("LW_SWEEP_INTERVAL_SECONDS", 86_400)?,
             processors: ProcessorSettings::from_env()?,
+            trusted_proxies: crate::client_ip::parse_trusted(
+                &var("LW_TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
+            rate_limits: RateLimits::from_env()?,
         })
     }
 }

@@ -49,6 +49,10 @@ pub struct Shared {
     /// The processor registry (R12), checked at start.
     pub processors: Arc<lightwidget_commands::processors::Registry>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
+    /// The rate limiters (R17).
+    pub limits: Arc<crate::limits::Limits>,
+    /// `LW_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// The outbox's dispatcher, with a sender per configured processor.
     pub dispatcher: Arc<lightwidget_commands::outbox::Dispatcher>,
     /// How long a request may take before it is answered 408.

@@ -141,7 +141,7 @@ fn serve_starts_on_the_embedded_store_with_no_settings_and_stops_on_sigterm() {
 
 #[test]
 fn audit_verify_exits_non_zero_naming_the_first_bad_position() {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = lightwidget_testkit::private_tempdir();
     let master = MasterKey::generate();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
@@ -268,6 +268,8 @@ fn the_outbox_loses_nothing_across_kill_9_cycles() {
         // A crashed attempt is taken again a second later (one server: no one else sends).
         ("LW_OUTBOX_LEASE_SECONDS", "1".to_owned()),
         ("LW_OUTBOX_RETRY_BASE_MS", "50".to_owned()),
+        // One loader at full speed from one address.
+        ("LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "1000000".to_owned()),
     ];
     let address = Arc::new(std::sync::Mutex::new(String::new()));
     let acknowledged: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
@@ -400,5 +402,72 @@ fn messages_wait_for_their_processor_to_be_configured() {
         })
         .find(|r| r.contains("\"kind\":\"ticket\""));
     assert!(sent.is_some(), "recorded as sent");
+    terminate(child);
+}
+
+/// `lightwidget serve` that must refuse to start: its standard error.
+fn refused_start(cwd: &std::path::Path, settings: &[(&str, String)]) -> String {
+    let out = Command::new(BIN)
+        .arg("serve")
+        .current_dir(cwd)
+        .env_clear()
+        .env("LW_LISTEN", "127.0.0.1:0")
+        .envs(settings.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The embedded master key can live apart from the data (`LW_MASTER_KEY_FILE`), and a key
+/// file or data directory other users may read is refused at start (issue 21).
+#[test]
+fn the_master_key_lives_apart_and_open_files_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = keys.path().join("lightwidget.key");
+    let admin = "apart-admin-token-0123456789".to_owned();
+    let settings = [
+        ("LW_MASTER_KEY_FILE", key.display().to_string()),
+        ("LW_ADMIN_TOKEN", admin.clone()),
+    ];
+    let (child, addr, _) = serve_with(cwd.path(), &settings);
+    let body = r#"{"code":"demo:keeper"}"#;
+    assert_eq!(http_post(&addr, "/v1/auth/instagram", body), Some(200));
+    terminate(child);
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode(&key), 0o600, "generated for its owner alone");
+    assert_eq!(mode(&cwd.path().join("data")), 0o700);
+    assert!(
+        !cwd.path().join("data/master.key").exists(),
+        "no key beside the data"
+    );
+    // The same key opens the data again: the profile sealed under it reads back.
+    let (child, addr, _) = serve_with(cwd.path(), &settings);
+    let events = http_get(&addr, "/v1/audit/events", Some(&admin));
+    assert!(events.contains("keeper"), "{events}");
+    terminate(child);
+
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    set(&key, 0o644);
+    let err = refused_start(cwd.path(), &settings);
+    assert!(
+        err.contains("LW_MASTER_KEY_FILE") && err.contains("chmod 600"),
+        "{err}"
+    );
+    set(&key, 0o600);
+    set(&cwd.path().join("data"), 0o755);
+    let err = refused_start(cwd.path(), &settings);
+    assert!(
+        err.contains("LW_DATA_DIR") && err.contains("chmod 700"),
+        "{err}"
+    );
+    set(&cwd.path().join("data"), 0o700);
+    let (child, _, _) = serve_with(cwd.path(), &settings);
     terminate(child);
 }

@@ -216,7 +216,7 @@ impl TestStore {
                 }
             }
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+                let dir = private_tempdir();
                 let store = lightwidget_store::embedded::SqliteEventStore::open(
                     dir.path(),
                     master.clone(),
@@ -238,6 +238,15 @@ impl TestStore {
 }
 
 /// What the benchmark binaries share: which backends to run and the process's peak memory.
+/// A temporary directory for a store's data: its owner's alone (mode 0700), as the server
+/// demands of a data directory.
+pub fn private_tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"))
+}
+
 /// Serves `app` on 127.0.0.1 from a thread and runtime of its own (`workers` threads; 0:
 /// one current-thread runtime), apart from the code under test: a processor's stand-in, a
 /// hello world. Returns its address; it serves until the process ends.

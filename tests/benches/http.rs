@@ -200,6 +200,11 @@ fn server(backend: Backend) -> (String, String, Vec<String>, std::sync::mpsc::Se
                 backend,
                 TestConfig {
                     system_clock: true,
+                    // The bench is one client at full speed: no limit may stand in its way.
+                    rate_limits: Some(lightwidget_api::settings::RateLimits {
+                        anonymous_per_minute: std::num::NonZeroU32::MAX,
+                        token_per_minute: std::num::NonZeroU32::MAX,
+                    }),
                     ..Default::default()
                 },
             )

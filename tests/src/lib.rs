@@ -29,6 +29,10 @@ pub struct TestConfig {
     pub sweep_every: Option<std::time::Duration>,
     /// The processors the outbox delivers to (default: none configured).
     pub processors: lightwidget_api::settings::ProcessorSettings,
+    /// `LW_TRUSTED_PROXIES` (default: none; the TCP peer is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The rate limits (default: the server's defaults, 60 and 600 a minute).
+    pub rate_limits: Option<lightwidget_api::settings::RateLimits>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -70,7 +74,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
             (storage_of(store, &clock, &master, &config), Some(db), None)
         }
         Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = lightwidget_testkit::private_tempdir();
             let store = Arc::new(
                 SqliteEventStore::open(
                     dir.path(),
@@ -95,6 +99,8 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         request_timeout: config.request_timeout,
         sweep_every: config.sweep_every,
         processors: config.processors.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+        rate_limits: config.rate_limits.unwrap_or_default(),
         ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());

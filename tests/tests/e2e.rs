@@ -11,6 +11,8 @@ mod conventions;
 mod health;
 #[path = "instagram.rs"]
 mod instagram;
+#[path = "limits.rs"]
+mod limits;
 #[path = "orders.rs"]
 mod orders;
 #[path = "processors.rs"]

@@ -1,7 +1,7 @@
 //! Comments (R6), support tickets (R4) and the processor registry (R12) through real HTTP
 //! on both backends.
 
-use lightwidget_tests::{both, Backend, ADMIN_TOKEN};
+use lightwidget_tests::{both, Backend, TestConfig, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 async fn comments_keep_the_ip_but_never_show_it(backend: Backend) {
@@ -422,7 +422,78 @@ async fn consent_is_stated_withdrawn_and_refused_under_dnt(backend: Backend) {
     app.stop().await;
 }
 
+/// Posts a comment, with `X-Forwarded-For` when given: the IP stored with it.
+async fn ip_of(app: &lightwidget_tests::TestApp, forwarded: Option<&str>) -> String {
+    let path = "/v1/articles/proxies/comments";
+    let mut r = app
+        .client
+        .post(app.url(path))
+        .json(&json!({"author": "Ola", "text": "hi"}));
+    if let Some(f) = forwarded {
+        r = r.header("X-Forwarded-For", f);
+    }
+    let id = app.send(r).await.expect(201)["comment_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let events = app
+        .store
+        .read_stream("article-proxies", 0, 1000)
+        .await
+        .expect("read");
+    let e = events
+        .iter()
+        .find(|e| e.data["comment_id"] == id.as_str())
+        .expect("stored");
+    e.data["ip"]["$personal"]["value"]
+        .as_str()
+        .expect("ip")
+        .to_owned()
+}
+
+/// The IP kept with a comment (R6) is the client's: `X-Forwarded-For` is believed only from
+/// a trusted proxy, read from the right past the trusted hops; a spoofed header from an
+/// untrusted peer changes nothing.
+async fn the_client_ip_comes_from_trusted_proxies_only(backend: Backend) {
+    // The test's client is the server's peer, 127.0.0.1: here a trusted proxy.
+    let behind = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            trusted_proxies: vec![
+                "127.0.0.0/8".parse().expect("cidr"),
+                "10.0.0.0/8".parse().expect("cidr"),
+            ],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ip_of(&behind, Some("203.0.113.9")).await, "203.0.113.9");
+    assert_eq!(
+        ip_of(&behind, Some("6.6.6.6, 203.0.113.9, 10.0.0.2")).await,
+        "203.0.113.9",
+        "the rightmost untrusted hop; the spoofed first one is ignored"
+    );
+    assert_eq!(ip_of(&behind, None).await, "127.0.0.1");
+    behind.stop().await;
+    // Not trusted (the default): the header is the client's to write, and ignored.
+    let direct = lightwidget_tests::spawn_app(backend).await;
+    assert_eq!(ip_of(&direct, Some("203.0.113.9")).await, "127.0.0.1");
+    direct.stop().await;
+    // Trusting other proxies only: a spoof from this peer is ignored too.
+    let elsewhere = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            trusted_proxies: vec!["10.0.0.0/8".parse().expect("cidr")],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ip_of(&elsewhere, Some("203.0.113.9")).await, "127.0.0.1");
+    elsewhere.stop().await;
+}
+
 both! {
+    trusted_proxies => the_client_ip_comes_from_trusted_proxies_only;
     consent => consent_is_stated_withdrawn_and_refused_under_dnt;
     policy_versions => policy_versions_take_effect_no_sooner_than_five_days;
     processor_registry => the_processor_registry_is_served;

@@ -1,10 +1,11 @@
 //! What anyone may send: comments on articles (R6) and support tickets (R4).
 
 use super::Call;
+use crate::client_ip::ClientIp;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_commands::visitors;
@@ -13,7 +14,6 @@ use lightwidget_domain::values::CommentText;
 use lightwidget_domain::{streams, Category, CommentId, DomainEvent, TicketId};
 use lightwidget_store::format_time;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use utoipa::ToSchema;
 
 /// An article's slug: 1 to 100 of `a-z`, `0-9` and `-`; anything else names no article.
@@ -51,7 +51,7 @@ pub struct CommentCreated {
 pub async fn post_comment(
     State(app): State<AppState>,
     Path(slug): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     IdempotencyKey(key): IdempotencyKey,
     body: JsonBody<CommentBody>,
 ) -> ApiResult<(StatusCode, Json<CommentCreated>)> {
@@ -68,7 +68,7 @@ pub async fn post_comment(
         call.invocation(),
         slug,
         comment,
-        peer.ip().to_string(),
+        client.to_string(),
     )
     .await?;
     Ok((

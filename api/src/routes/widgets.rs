@@ -3,10 +3,11 @@
 
 use super::{docs_of, load, widget_summary, Call};
 use crate::auth::Caller;
+use crate::client_ip::ClientIp;
 use crate::extract::{IdempotencyKey, IfMatch, JsonBody, MinPosition};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -18,7 +19,6 @@ use lightwidget_domain::{DomainEvent, PreviewId, WidgetId};
 use lightwidget_projections::models::{statistics, widgets};
 use lightwidget_store::format_time;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -362,7 +362,7 @@ pub async fn restore_widget(
 }
 
 /// The access-log fields of a request (R1).
-fn access_log(headers: &HeaderMap, peer: SocketAddr) -> AccessLog {
+fn access_log(headers: &HeaderMap, client: std::net::IpAddr) -> AccessLog {
     let text = |name: header::HeaderName| {
         headers
             .get(name)
@@ -375,7 +375,7 @@ fn access_log(headers: &HeaderMap, peer: SocketAddr) -> AccessLog {
         .map(classify_agent)
         .unwrap_or((None, None));
     AccessLog {
-        ip: peer.ip().to_string(),
+        ip: client.to_string(),
         user_agent,
         browser,
         os,
@@ -458,7 +458,7 @@ pub async fn public_page(
     State(app): State<AppState>,
     Path(id): Path<String>,
     MinPosition(min): MinPosition,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> ApiResult<Response> {
@@ -471,7 +471,7 @@ pub async fn public_page(
         .ok_or_else(|| Problem::not_found("widget"))?
         .to_owned();
     crate::media::refresh_if_stale(&app, id, &page);
-    let ip = peer.ip().to_string();
+    let ip = client.to_string();
     let viewer = visitor.map(|visitor_id| visitors::Viewer {
         visitor_id,
         do_not_track: crate::routes::consent::do_not_track(&headers),
@@ -481,7 +481,7 @@ pub async fn public_page(
         &app.commands,
         &app.hits,
         id,
-        access_log(&headers, peer),
+        access_log(&headers, client),
         viewer,
     )
     .await?;
@@ -501,11 +501,11 @@ pub async fn public_page(
 pub async fn click(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
     let (id, _) = public_widget(&app, &id, None).await?;
-    visitors::record_click(&app.commands, &app.hits, id, access_log(&headers, peer)).await?;
+    visitors::record_click(&app.commands, &app.hits, id, access_log(&headers, client)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
