@@ -6,7 +6,7 @@ use crate::problem::Problem;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use lightwidget_commands::tokens::token_hash;
+use lightwidget_commands::tokens::{token_hash, Grant};
 use lightwidget_domain::event::{Principal, Role};
 use lightwidget_domain::{AccountId, StaffId};
 use std::collections::HashMap;
@@ -48,27 +48,28 @@ impl Caller {
     }
 }
 
-/// Tokens already looked up by this process. Tokens are never revoked, so an entry never
-/// goes stale; the map is bounded by clearing it when full.
+/// Tokens already looked up by this process, with what they grant. A grant never changes
+/// (tokens are not revoked yet; each expires by its own issue time), so an entry never goes
+/// stale; the map is bounded by clearing it when full.
 #[derive(Debug, Default)]
-pub struct TokenCache(Mutex<HashMap<String, Caller>>);
+pub struct TokenCache(Mutex<HashMap<String, Grant>>);
 
 const TOKEN_CACHE_LIMIT: usize = 100_000;
 
 impl TokenCache {
-    pub fn get(&self, hash: &str) -> Option<Caller> {
+    pub fn get(&self, hash: &str) -> Option<Grant> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(hash)
             .copied()
     }
-    pub fn put(&self, hash: String, caller: Caller) {
+    pub fn put(&self, hash: String, grant: Grant) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= TOKEN_CACHE_LIMIT {
             map.clear();
         }
-        map.insert(hash, caller);
+        map.insert(hash, grant);
     }
 }
 
@@ -90,21 +91,28 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header is not a Bearer token")
             })?;
-        lookup(app, &token_hash(token))
+        let grant = lookup(app, &token_hash(token))
             .await?
-            .ok_or_else(|| Problem::unauthorized("unknown token"))
+            .ok_or_else(|| Problem::unauthorized("unknown token"))?;
+        // On the server's clock (the manual clock moves it): every token but the
+        // installation's admin token ends `LW_TOKEN_TTL_HOURS` after it was issued.
+        if grant.expires && app.clock.now() >= grant.issued_at + app.token_ttl {
+            return Err(Problem::unauthorized("the token expired"));
+        }
+        Ok(Caller {
+            principal: grant.principal,
+            role: grant.role,
+        })
     }
 }
 
-async fn lookup(app: &AppState, hash: &str) -> Result<Option<Caller>, Problem> {
-    if let Some(c) = app.tokens.get(hash) {
-        return Ok(Some(c));
+async fn lookup(app: &AppState, hash: &str) -> Result<Option<Grant>, Problem> {
+    if let Some(g) = app.tokens.get(hash) {
+        return Ok(Some(g));
     }
-    let Some((principal, role)) = lightwidget_commands::tokens::lookup(&*app.store, hash).await?
-    else {
+    let Some(grant) = lightwidget_commands::tokens::lookup(&*app.store, hash).await? else {
         return Ok(None);
     };
-    let caller = Caller { principal, role };
-    app.tokens.put(hash.to_owned(), caller);
-    Ok(Some(caller))
+    app.tokens.put(hash.to_owned(), grant);
+    Ok(Some(grant))
 }

@@ -547,6 +547,10 @@ impl Application {
             },
         ));
         let state = AppState::new(state::Shared {
+            token_ttl: settings
+                .token_ttl
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .unwrap_or(chrono::Duration::hours(720)),
             limits: Arc::new(limits::Limits::per_minute(
                 settings.rate_limits.anonymous_per_minute,
                 settings.rate_limits.token_per_minute,

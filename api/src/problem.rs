@@ -148,6 +148,13 @@ impl IntoResponse for Problem {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
+        // Missing, unknown or expired: the client must get a new token (RFC 6750).
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+        }
         response
     }
 }

@@ -198,6 +198,9 @@ pub struct Settings {
     /// the TCP peer is the client).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub rate_limits: RateLimits,
+    /// `LW_TOKEN_TTL_HOURS`: how long owner and staff tokens work (the admin token excepted);
+    /// default 720 hours.
+    pub token_ttl: Option<std::time::Duration>,
 }
 
 /// `LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE` (per client IP, on anonymous writes; default 60) and
@@ -343,6 +346,15 @@ impl Settings {
             )
             .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
             rate_limits: RateLimits::from_env()?,
+            token_ttl: var("LW_TOKEN_TTL_HOURS")
+                .map(|v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|h| (1..=87_600).contains(h))
+                        .map(|h| std::time::Duration::from_secs(h * 3600))
+                        .ok_or_else(|| anyhow::anyhow!("LW_TOKEN_TTL_HOURS must be 1 to 87600"))
+                })
+                .transpose()?,
         })
     }
 }

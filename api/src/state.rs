@@ -49,6 +49,8 @@ pub struct Shared {
     /// The processor registry (R12), checked at start.
     pub processors: Arc<lightwidget_commands::processors::Registry>,
     pub sweeper: Arc<lightwidget_retention::sweeper::Sweeper>,
+    /// `LW_TOKEN_TTL_HOURS`: how long an owner's or staff token works after it is issued.
+    pub token_ttl: chrono::Duration,
     /// The rate limiters (R17).
     pub limits: Arc<crate::limits::Limits>,
     /// `LW_TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.

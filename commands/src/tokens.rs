@@ -124,17 +124,35 @@ impl UseCase for Bootstrap<'_> {
     }
 }
 
-/// The caller a token stands for, from the log: `None` when it was never issued.
+/// What a token grants: whom, with which role, since when, and whether it expires (every
+/// token but the installation's admin token, `LW_ADMIN_TOKEN`, does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub principal: Principal,
+    pub role: Role,
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    pub expires: bool,
+}
+
+/// The grant of a token, from the log: `None` when it was never issued.
 pub async fn lookup(
     store: &dyn lightwidget_store::EventStore,
     token_hash: &str,
-) -> Result<Option<(Principal, Role)>, CommandError> {
+) -> Result<Option<Grant>, CommandError> {
     let events = store.read_stream(&streams::token(token_hash), 0, 1).await?;
     let Some(e) = events.first() else {
         return Ok(None);
     };
     match e.to_domain()? {
-        lightwidget_domain::DomainEvent::TokenIssued(t) => Ok(Some((t.principal, t.role))),
+        lightwidget_domain::DomainEvent::TokenIssued(t) => Ok(Some(Grant {
+            principal: t.principal,
+            role: t.role,
+            issued_at: t.issued_at,
+            expires: t.principal
+                != (Principal::Staff {
+                    staff_id: BOOTSTRAP_ADMIN,
+                }),
+        })),
         _ => Err(StoreError::Corrupt(format!(
             "a token stream holds another event at position {}",
             e.position

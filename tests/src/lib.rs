@@ -33,6 +33,9 @@ pub struct TestConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The rate limits (default: the server's defaults, 60 and 600 a minute).
     pub rate_limits: Option<lightwidget_api::settings::RateLimits>,
+    /// `LW_TOKEN_TTL_HOURS` as a duration (default here: a century, so that tests moving the
+    /// manual clock by months keep their tokens; the server's own default is 720 hours).
+    pub token_ttl: Option<std::time::Duration>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -101,6 +104,11 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         processors: config.processors.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         rate_limits: config.rate_limits.unwrap_or_default(),
+        token_ttl: Some(
+            config
+                .token_ttl
+                .unwrap_or(std::time::Duration::from_secs(100 * 366 * 86_400)),
+        ),
         ..Settings::ephemeral()
     };
     let (store, views) = (storage.events.clone(), storage.views.clone());

@@ -87,6 +87,62 @@ async fn tokens_are_checked(backend: Backend) {
     // A staff token is known but is no owner.
     let auditor = app.staff("auditor").await;
     assert_eq!(app.get("/v1/me", Some(&auditor)).await.status, 403);
+    // Every 401 tells the client to get a new token (RFC 6750).
+    let r = app.get("/v1/me", Some("lw_unknown")).await;
+    assert_eq!(
+        r.headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer error=\"invalid_token\"")
+    );
+}
+
+/// Tokens end `LW_TOKEN_TTL_HOURS` after they are issued, on the server's clock; the
+/// installation's admin token does not (issue 21).
+async fn tokens_expire_but_the_admin_token(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        lightwidget_tests::TestConfig {
+            token_ttl: Some(std::time::Duration::from_secs(720 * 3600)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let signed = app
+        .post("/v1/auth/instagram", None, json!({"code": "demo:ttl"}))
+        .await
+        .expect(200);
+    let token = signed["token"].as_str().expect("token").to_owned();
+    let expires: chrono::DateTime<chrono::Utc> = signed["expires_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("expires_at");
+    let hours = (expires - app.clock_now()).num_minutes();
+    assert!(
+        (720 * 60 - 1..=720 * 60).contains(&hours),
+        "{hours} minutes"
+    );
+    let auditor = app.staff("auditor").await;
+    app.advance(chrono::Duration::hours(719)).await;
+    app.get("/v1/me", Some(&token)).await.expect(200);
+    app.get("/v1/audit/verify", Some(&auditor))
+        .await
+        .expect(200);
+    app.advance(chrono::Duration::hours(2)).await;
+    for t in [&token, &auditor] {
+        let r = app.get("/v1/audit/verify", Some(t)).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.headers.get("www-authenticate").is_some());
+    }
+    app.get("/v1/audit/verify", Some(lightwidget_tests::ADMIN_TOKEN))
+        .await
+        .expect(200);
+    // Signing in again gives a working token.
+    let again = app
+        .post("/v1/auth/instagram", None, json!({"code": "demo:ttl"}))
+        .await
+        .expect(200);
+    app.get("/v1/me", again["token"].as_str()).await.expect(200);
 }
 
 async fn deleting_the_account_quarantines_it_and_its_widgets(backend: Backend) {
@@ -176,5 +232,6 @@ both! {
     sign_in => sign_in_registers_once_and_me_shows_the_account;
     bad_sign_in => bad_sign_ins_store_nothing;
     tokens => tokens_are_checked;
+    token_expiry => tokens_expire_but_the_admin_token;
     account_deletion => deleting_the_account_quarantines_it_and_its_widgets;
 }

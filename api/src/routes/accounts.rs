@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_commands::accounts as usecases;
-use lightwidget_domain::event::{Principal, Role};
 use lightwidget_domain::AccountId;
 use lightwidget_projections::models::{accounts, breaches, widgets};
 use serde::{Deserialize, Serialize};
@@ -27,6 +26,8 @@ pub struct SignInResponse {
     pub token: String,
     #[schema(value_type = String, format = Uuid)]
     pub account_id: AccountId,
+    /// When the token stops working (`LW_TOKEN_TTL_HOURS` after now; a 401 from then on).
+    pub expires_at: String,
     pub position: u64,
 }
 
@@ -44,19 +45,10 @@ pub async fn sign_in(
     body: JsonBody<SignInRequest>,
 ) -> ApiResult<Json<SignInResponse>> {
     let signed_in = usecases::sign_in(&app.commands, &body.value.code).await?;
-    let caller = Caller {
-        principal: Principal::Owner {
-            account_id: signed_in.account_id,
-        },
-        role: Role::Owner,
-    };
-    app.tokens.put(
-        lightwidget_commands::tokens::token_hash(&signed_in.token),
-        caller,
-    );
     Ok(Json(SignInResponse {
         token: signed_in.token,
         account_id: signed_in.account_id,
+        expires_at: lightwidget_store::format_time(app.clock.now() + app.token_ttl),
         position: signed_in.position,
     }))
 }

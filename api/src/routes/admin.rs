@@ -8,8 +8,8 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use lightwidget_commands::{staff, tokens};
-use lightwidget_domain::event::{Principal, Role};
+use lightwidget_commands::staff;
+use lightwidget_domain::event::Role;
 use lightwidget_domain::values::StaffName;
 use lightwidget_domain::StaffId;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,8 @@ pub struct StaffCreated {
     pub staff_id: StaffId,
     /// Shown once; only its hash is kept.
     pub token: String,
+    /// When the token stops working (`LW_TOKEN_TTL_HOURS` after now).
+    pub expires_at: String,
     pub position: u64,
 }
 
@@ -60,18 +62,12 @@ pub async fn add_staff(
     };
     let call = Call::new(&app, Some(&caller), key, String::new());
     let created = staff::add_staff(&app.commands, call.invocation(), admin, name, role).await?;
-    let principal = Principal::Staff {
-        staff_id: created.staff_id,
-    };
-    app.tokens.put(
-        tokens::token_hash(&created.token),
-        Caller { principal, role },
-    );
     Ok((
         StatusCode::CREATED,
         Json(StaffCreated {
             staff_id: created.staff_id,
             token: created.token,
+            expires_at: lightwidget_store::format_time(app.clock.now() + app.token_ttl),
             position: created.position,
         }),
     ))
