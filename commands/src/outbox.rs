@@ -31,15 +31,19 @@ pub async fn queue(
     processor: &str,
     content: MessageContent,
 ) -> Result<MessageId, CommandError> {
-    match content.category() {
-        Some(category) => registry.check(processor, category)?,
-        // Open content carries no personal data, and only the kinds that carry none are
-        // ever sent open.
-        None => debug_assert!(matches!(
-            content.outbound(),
-            Some(Outbound::CdnPurge { .. })
-        )),
+    if let Some(category) = content.category() {
+        registry.check(processor, category)?;
     }
+    append_message(u, processor, content).await
+}
+
+/// Queues a message whose content the registry has allowed, or that carries no personal
+/// data at all (`MessageContent::Open`).
+async fn append_message(
+    u: &mut Unit<'_>,
+    processor: &str,
+    content: MessageContent,
+) -> Result<MessageId, CommandError> {
     let message_id = MessageId::new();
     let stream = message_id.stream();
     let fresh = u.assume_new::<Outbox>(&stream).await?;
@@ -66,7 +70,7 @@ pub async fn purge_from_cdn_if_pro(
     if plan == lightwidget_domain::event::Plan::Pro {
         // A widget's id is no personal data: nothing for the registry to allow.
         let purge = MessageContent::Open(Outbound::CdnPurge { widget_id });
-        queue(u, &Registry::none(), "cdn", purge).await?;
+        append_message(u, "cdn", purge).await?;
     }
     Ok(())
 }

@@ -101,11 +101,6 @@ impl Registry {
         Self::parse(DEFAULT_REGISTRY)
     }
 
-    /// A registry that allows nothing: for messages that carry no personal data.
-    pub fn none() -> Self {
-        Registry { processors: vec![] }
-    }
-
     pub fn processors(&self) -> &[Processor] {
         &self.processors
     }

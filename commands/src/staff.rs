@@ -119,22 +119,65 @@ impl UseCase for Record {
     }
 }
 
-/// Records that compliance staff read the data a legal hold keeps past its date (R21),
-/// before it is answered: the hold must be in force on the account.
+/// One category of one subject that a hold keeps past its date, as the retention view
+/// lists it.
+#[derive(Clone, Debug)]
+pub struct HeldItem {
+    pub subject: lightwidget_domain::Subject,
+    pub category: lightwidget_domain::Category,
+}
+
+/// A personal datum read from the archive: the event that recorded it, when, and its value.
+#[derive(Clone, Debug)]
+pub struct HeldDatum {
+    pub event_type: String,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    pub value: serde_json::Value,
+}
+
+/// The compliance read of the data a legal hold keeps past its date (R21): recorded first
+/// (the hold must be in force on the account), then each archived item's values, opened
+/// with the archived keys alone. Subjects without a stream of their own give no values.
+/// Returns the position of the recorded read and the data per item, in the items' order.
 pub async fn read_held_data(
     cx: &Context,
     inv: Invocation<'_>,
     account_id: AccountId,
     hold_id: HoldId,
     read_by: StaffId,
-) -> Result<u64, CommandError> {
+    items: &[HeldItem],
+) -> Result<(u64, Vec<Vec<HeldDatum>>), CommandError> {
     let work = RecordHeld {
         account_id,
         hold_id,
         read_by,
     };
     let done = transact(&*cx.store, &*cx.clock, inv.meta, None, &work).await?;
-    Ok(done.position)
+    let mut data = Vec::with_capacity(items.len());
+    for item in items {
+        let (subject, category) = (item.subject.as_str(), item.category);
+        let mut values = Vec::new();
+        if let Some(stream) = streams::of_subject(subject) {
+            let raw = cx.store.read_whole_stream_raw(&stream).await?;
+            let opened = lightwidget_store::open_archived(&*cx.store, raw, &[category]).await?;
+            for e in &opened {
+                let mut found = Vec::new();
+                lightwidget_store::sealing::personal_values(
+                    &e.data,
+                    subject,
+                    category.as_str(),
+                    &mut found,
+                );
+                values.extend(found.into_iter().map(|value| HeldDatum {
+                    event_type: e.event_type.clone(),
+                    recorded_at: e.recorded_at,
+                    value,
+                }));
+            }
+        }
+        data.push(values);
+    }
+    Ok((done.position, data))
 }
 
 struct RecordHeld {

@@ -198,6 +198,32 @@ pub fn sealed_key_ids_of(data: &Value, only: Option<&[Category]>, out: &mut Hash
     }
 }
 
+/// The opened values of the personal fields of `subject` and `category` in a payload (erased
+/// and sealed fields have none).
+pub fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
+    match data {
+        Value::Object(map) => {
+            if let Some(p) = map.get(PERSONAL_MARKER) {
+                if p["subject"] == subject && p["category"] == category {
+                    if let Some(v) = p.get("value") {
+                        out.push(v.clone());
+                    }
+                }
+                return;
+            }
+            for v in map.values() {
+                personal_values(v, subject, category, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                personal_values(v, subject, category, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Opens every sealed field whose key is in `keys`; every other sealed field becomes
 /// `"erased": true`. Never fails: a field that cannot be opened is, for every reader, erased.
 pub fn open(data: &Value, keys: &HashMap<Uuid, DataKey>) -> Value {

@@ -12,7 +12,6 @@ use axum::http::{header, Uri};
 use axum::response::Response;
 use axum::Json;
 use lightwidget_domain::event::Role;
-use lightwidget_domain::personal::PERSONAL_MARKER;
 use lightwidget_domain::Category;
 use lightwidget_retention::projection::{is_item, ItemDoc, VIEW as RETENTION};
 use lightwidget_store::{validate_stream, RecordedEvent};
@@ -185,31 +184,6 @@ pub struct Export {
     pub categories: Vec<CategoryExport>,
 }
 
-/// Every opened personal field of `subject` and `category` in `data`.
-pub(crate) fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Vec<Value>) {
-    match data {
-        Value::Object(map) => {
-            if let Some(p) = map.get(PERSONAL_MARKER) {
-                if p["subject"] == subject && p["category"] == category {
-                    if let Some(v) = p.get("value") {
-                        out.push(v.clone());
-                    }
-                }
-                return;
-            }
-            for v in map.values() {
-                personal_values(v, subject, category, out);
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                personal_values(v, subject, category, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// Every personal datum held about the caller (owner), by category, each category with its
 /// retention items (R26). Access logs of the caller's widgets are their visitors' data and
 /// are not in it; erased data is absent, its item says when it went.
@@ -257,7 +231,7 @@ pub async fn export(
         }
         for e in &streams[&stream] {
             let mut values = Vec::new();
-            personal_values(&e.data, subject, category, &mut values);
+            lightwidget_store::sealing::personal_values(&e.data, subject, category, &mut values);
             for value in values {
                 entry.data.push(Datum {
                     subject_id: subject.to_owned(),

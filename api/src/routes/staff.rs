@@ -222,52 +222,52 @@ pub async fn held_data(
     let by = caller.staff(Role::Compliance)?;
     let hold_id: HoldId = hold_id.parse().map_err(|_| Problem::not_found("hold"))?;
     let account_id = account_of_hold(&app, hold_id).await?;
+    let docs = super::docs_of(&app, VIEW, Some(&account_id.to_string())).await?;
+    let mut archived = Vec::new();
+    for doc in docs.iter().filter(|d| is_item(d)) {
+        let item: ItemDoc = doc.read()?;
+        if let (Some(a), None) = (&item.facts.archived, &item.facts.purged) {
+            archived.push((item.due_at.clone(), a.at, item.subject_id, item.category));
+        }
+    }
+    let wanted: Vec<staff::HeldItem> = archived
+        .iter()
+        .map(|(_, _, subject, category)| staff::HeldItem {
+            subject: subject.clone(),
+            category: *category,
+        })
+        .collect();
     let meta = app.meta(Some(&caller));
-    let position = staff::read_held_data(
+    let (position, data) = staff::read_held_data(
         &app.commands,
         lightwidget_commands::Invocation::once(&meta),
         account_id,
         hold_id,
         by,
+        &wanted,
     )
     .await?;
-    let docs = super::docs_of(&app, VIEW, Some(&account_id.to_string())).await?;
-    let mut items = Vec::new();
-    for doc in docs.iter().filter(|d| is_item(d)) {
-        let item: ItemDoc = doc.read()?;
-        let (Some(archived), None) = (&item.facts.archived, &item.facts.purged) else {
-            continue;
-        };
-        let subject = item.subject_id.as_str();
-        let mut data = Vec::new();
-        if let Some(stream) = lightwidget_domain::streams::of_subject(subject) {
-            let raw = app.store.read_whole_stream_raw(&stream).await?;
-            let opened =
-                lightwidget_store::open_archived(&*app.store, raw, &[item.category]).await?;
-            for e in &opened {
-                let mut values = Vec::new();
-                crate::routes::audit::personal_values(
-                    &e.data,
-                    subject,
-                    item.category.as_str(),
-                    &mut values,
-                );
-                data.extend(values.into_iter().map(|value| crate::routes::audit::Datum {
-                    subject_id: subject.to_owned(),
-                    event_type: e.event_type.clone(),
-                    recorded_at: lightwidget_store::format_time(e.recorded_at),
-                    value,
-                }));
-            }
-        }
-        items.push(HeldItem {
-            subject_id: subject.to_owned(),
-            category: item.category.as_str().to_owned(),
-            due_at: item.due_at.clone(),
-            archived_at: lightwidget_store::format_time(archived.at),
-            data,
-        });
-    }
+    let items = archived
+        .into_iter()
+        .zip(data)
+        .map(
+            |((due_at, archived_at, subject, category), data)| HeldItem {
+                subject_id: subject.as_str().to_owned(),
+                category: category.as_str().to_owned(),
+                due_at,
+                archived_at: lightwidget_store::format_time(archived_at),
+                data: data
+                    .into_iter()
+                    .map(|d| crate::routes::audit::Datum {
+                        subject_id: subject.as_str().to_owned(),
+                        event_type: d.event_type,
+                        recorded_at: lightwidget_store::format_time(d.recorded_at),
+                        value: d.value,
+                    })
+                    .collect(),
+            },
+        )
+        .collect();
     Ok(Json(HeldData {
         hold_id,
         account_id,
