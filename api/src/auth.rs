@@ -7,16 +7,19 @@ use crate::state::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use lightwidget_commands::tokens::{token_hash, Grant};
-use lightwidget_domain::event::{Principal, Role};
-use lightwidget_domain::{AccountId, StaffId};
+use lightwidget_domain::event::{Principal, Role, StaffRemoved, StaffTokensRotated};
+use lightwidget_domain::{AccountId, DomainEvent, StaffId};
+use lightwidget_store::EventStore;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Who is calling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Who is calling, and with which token (its hash: what sign-out revokes).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     pub principal: Principal,
     pub role: Role,
+    pub token_hash: String,
 }
 
 impl Caller {
@@ -48,28 +51,168 @@ impl Caller {
     }
 }
 
-/// Tokens already looked up by this process, with what they grant. A grant never changes
-/// (tokens are not revoked yet; each expires by its own issue time), so an entry never goes
-/// stale; the map is bounded by clearing it when full.
+/// Tokens already looked up by this process, with what they grant. A grant changes only by
+/// revocation (sign-out, a staff member removed, tokens rotated); expiry is checked on every
+/// request from the grant's issue time. The cache serves from memory only while
+/// [`TokenCache::follow`] reads the log's revocations, from every process that appends: a
+/// revocation on another process reaches this one within the follower's lag (PostgreSQL's
+/// NOTIFY, a read, tens of milliseconds). A request that names `min_position` is checked
+/// against the log itself. While nothing follows, every request reads the log.
 #[derive(Debug, Default)]
-pub struct TokenCache(Mutex<HashMap<String, Grant>>);
+pub struct TokenCache(Mutex<Tokens>);
+
+#[derive(Debug, Default)]
+struct Tokens {
+    following: bool,
+    /// The follower has read every revocation up to here.
+    seen: u64,
+    /// Moves whenever the follower forgets something: a grant read from the log before a
+    /// move may be stale and is not kept.
+    generation: u64,
+    grants: HashMap<String, Grant>,
+}
 
 const TOKEN_CACHE_LIMIT: usize = 100_000;
 
+/// What a revocation revokes: one token, or every token of a staff member.
+#[derive(Clone, Copy, Debug)]
+pub enum Revocation<'a> {
+    Token(&'a str),
+    Staff(StaffId),
+}
+
+/// The events that revoke a token.
+const REVOCATIONS: &[&str] = &["TokenRevoked", "StaffRemoved", "StaffTokensRotated"];
+
 impl TokenCache {
-    pub fn get(&self, hash: &str) -> Option<Grant> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(hash)
-            .copied()
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
-    pub fn put(&self, hash: String, grant: Grant) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= TOKEN_CACHE_LIMIT {
-            map.clear();
+
+    /// The grant from memory, or the generation to hand to [`TokenCache::put`] after
+    /// reading it from the log.
+    fn get(&self, hash: &str) -> Result<Grant, u64> {
+        let t = self.tokens();
+        match t.grants.get(hash) {
+            Some(g) if t.following => Ok(*g),
+            _ => Err(t.generation),
         }
-        map.insert(hash, grant);
+    }
+
+    fn put(&self, hash: String, grant: Grant, generation: u64) {
+        let mut t = self.tokens();
+        if !t.following || t.generation != generation {
+            return;
+        }
+        if t.grants.len() >= TOKEN_CACHE_LIMIT {
+            t.grants.clear();
+        }
+        t.grants.insert(hash, grant);
+    }
+
+    /// Forgets the grants these events revoke.
+    fn forget(&self, revoked: &[DomainEvent]) {
+        for e in revoked {
+            match e {
+                DomainEvent::TokenRevoked(r) => self.revoked(Revocation::Token(&r.token_hash)),
+                DomainEvent::StaffRemoved(StaffRemoved { staff_id, .. })
+                | DomainEvent::StaffTokensRotated(StaffTokensRotated { staff_id, .. }) => {
+                    self.revoked(Revocation::Staff(*staff_id))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Forgets at once what a revocation decided in this process revokes (the follower
+    /// would, a moment later): this process answers 401 from the revocation's answer on.
+    pub fn revoked(&self, revocation: Revocation<'_>) {
+        let mut t = self.tokens();
+        t.generation += 1;
+        match revocation {
+            Revocation::Token(hash) => {
+                t.grants.remove(hash);
+            }
+            Revocation::Staff(staff_id) => {
+                let of = Principal::Staff { staff_id };
+                t.grants.retain(|_, g| g.principal != of);
+            }
+        }
+    }
+
+    /// How far the follower has read the log; `None` while nothing follows.
+    pub fn followed(&self) -> Option<u64> {
+        let t = self.tokens();
+        t.following.then_some(t.seen)
+    }
+
+    fn saw(&self, seen: u64) {
+        self.tokens().seen = seen;
+    }
+
+    fn restart(&self, following: bool) {
+        let mut t = self.tokens();
+        t.grants.clear();
+        t.generation += 1;
+        t.following = following;
+    }
+
+    /// Reads the log's revocations from its head until `stop` resolves.
+    pub async fn follow(
+        &self,
+        events: Arc<dyn EventStore>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut after = None;
+        loop {
+            let step = async {
+                let from = match after {
+                    Some(p) => p,
+                    None => {
+                        let head = events.head().await?.position;
+                        self.restart(true);
+                        self.saw(head);
+                        head
+                    }
+                };
+                let (raw, end) = events.read_all_light_of(from, 1000, REVOCATIONS).await?;
+                let full = raw.len() >= 1000;
+                let revoked: Vec<DomainEvent> = raw
+                    .into_iter()
+                    .filter_map(|e| e.decode_sealed().ok())
+                    .collect();
+                if !revoked.is_empty() {
+                    self.forget(&revoked);
+                }
+                self.saw(end.max(from));
+                Ok::<_, lightwidget_store::StoreError>((end.max(from), full))
+            };
+            tokio::select! {
+                _ = &mut stop => return,
+                r = step => match r {
+                    Ok((end, full)) => {
+                        after = Some(end);
+                        if !full {
+                            tokio::select! {
+                                _ = &mut stop => return,
+                                _ = events.wait_for(end, Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e,
+                            "the token cache cannot follow the log; tokens are read from the store");
+                        self.restart(false);
+                        after = None;
+                        tokio::select! {
+                            _ = &mut stop => return,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        }
+                    }
+                },
+            }
+        }
     }
 }
 
@@ -91,9 +234,17 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header is not a Bearer token")
             })?;
-        let grant = lookup(app, &token_hash(token))
+        let hash = token_hash(token);
+        let fresh = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("min_position=")));
+        let grant = lookup(app, &hash, fresh)
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown token"))?;
+        if grant.revoked {
+            return Err(Problem::unauthorized("the token was revoked"));
+        }
         // On the server's clock (the manual clock moves it): every token but the
         // installation's admin token ends `LW_TOKEN_TTL_HOURS` after it was issued.
         if grant.expires && app.clock.now() >= grant.issued_at + app.token_ttl {
@@ -102,17 +253,24 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             principal: grant.principal,
             role: grant.role,
+            token_hash: hash,
         })
     }
 }
 
-async fn lookup(app: &AppState, hash: &str) -> Result<Option<Grant>, Problem> {
-    if let Some(g) = app.tokens.get(hash) {
-        return Ok(Some(g));
-    }
+/// The grant of a token: from memory unless `fresh` (the request named a `min_position`, so
+/// it is checked against the log itself), else from the log.
+async fn lookup(app: &AppState, hash: &str, fresh: bool) -> Result<Option<Grant>, Problem> {
+    let generation = match app.tokens.get(hash) {
+        Ok(g) if !fresh => return Ok(Some(g)),
+        Ok(_) => None,
+        Err(generation) => Some(generation),
+    };
     let Some(grant) = lightwidget_commands::tokens::lookup(&*app.store, hash).await? else {
         return Ok(None);
     };
-    app.tokens.put(hash.to_owned(), grant);
+    if let Some(generation) = generation {
+        app.tokens.put(hash.to_owned(), grant, generation);
+    }
     Ok(Some(grant))
 }

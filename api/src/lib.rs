@@ -91,6 +91,7 @@ pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
         Arc::new(models::Statistics),
         Arc::new(models::Breaches),
         Arc::new(models::Outbox),
+        Arc::new(models::Staff),
         Arc::new(lightwidget_retention::projection::Retention::new(
             policy.clone(),
         )),
@@ -275,6 +276,7 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics_text))
         .routes(routes!(accounts::sign_in))
+        .routes(routes!(accounts::sign_out))
         .routes(routes!(accounts::me, accounts::delete_me))
         .routes(routes!(accounts::restore_me))
         .routes(routes!(widgets::create_preview))
@@ -293,7 +295,9 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::paypal))
         .routes(routes!(orders::list_invoices))
         .routes(routes!(orders::get_invoice))
-        .routes(routes!(admin::add_staff))
+        .routes(routes!(admin::add_staff, admin::list_staff))
+        .routes(routes!(admin::remove_staff))
+        .routes(routes!(admin::rotate_admin_token))
         .routes(routes!(staff::read_account))
         .routes(routes!(staff::block))
         .routes(routes!(staff::unblock))
@@ -637,6 +641,18 @@ impl Application {
         {
             // The widget documents the public routes read, followed from the log.
             let (cache, events) = (self.state.widget_docs.clone(), self.state.store.clone());
+            let mut stop = stop_rx.clone();
+            runners.push(tokio::spawn(async move {
+                cache
+                    .follow(events, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            }));
+        }
+        {
+            // The token cache learns revocations from the log (other processes' too).
+            let (cache, events) = (self.state.tokens.clone(), self.state.store.clone());
             let mut stop = stop_rx.clone();
             runners.push(tokio::spawn(async move {
                 cache

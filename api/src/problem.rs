@@ -255,10 +255,14 @@ fn rejection(r: Rejection) -> Problem {
             HoldError::MissingCaseRef => Problem::invalid("case_ref", e.to_string()),
             other => Problem::conflict(other.to_string()),
         },
-        Rejection::Staff(StaffError::AlreadyExists) => Problem::conflict(
-            "this Idempotency-Key already added a staff member; its token was shown then",
-        )
-        .field("Idempotency-Key"),
+        Rejection::Staff(e) => match e {
+            StaffError::AlreadyExists => Problem::conflict(
+                "this Idempotency-Key already added a staff member; its token was shown then",
+            )
+            .field("Idempotency-Key"),
+            StaffError::NotFound => Problem::not_found("staff member"),
+            other => Problem::conflict(other.to_string()),
+        },
         Rejection::Breach(e) => match e {
             BreachError::NotFound => Problem::not_found("breach"),
             BreachError::DetectedInTheFuture => Problem::invalid("detected_at", e.to_string()),

@@ -471,3 +471,35 @@ fn the_master_key_lives_apart_and_open_files_are_refused() {
     let (child, _, _) = serve_with(cwd.path(), &settings);
     terminate(child);
 }
+
+/// A new `LW_ADMIN_TOKEN` at start replaces the admin token it held before: the old one
+/// answers 401 from then on, and going back to it does not bring it back (issue 21).
+#[test]
+fn a_new_admin_token_setting_revokes_the_old_one() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let status = |addr: &str, token: &str| {
+        let reply = http_get(addr, "/v1/audit/verify", Some(token));
+        reply.lines().next().unwrap_or_default().to_owned()
+    };
+    let old = ("LW_ADMIN_TOKEN", "first-admin-token-0123456789".to_owned());
+    let new = ("LW_ADMIN_TOKEN", "second-admin-token-012345678".to_owned());
+    let (child, addr, _) = serve_with(cwd.path(), std::slice::from_ref(&old));
+    assert!(
+        status(&addr, &old.1).contains("200"),
+        "{}",
+        status(&addr, &old.1)
+    );
+    terminate(child);
+    let (child, addr, _) = serve_with(cwd.path(), std::slice::from_ref(&new));
+    assert!(status(&addr, &new.1).contains("200"));
+    assert!(
+        status(&addr, &old.1).contains("401"),
+        "{}",
+        status(&addr, &old.1)
+    );
+    terminate(child);
+    let (child, addr, _) = serve_with(cwd.path(), std::slice::from_ref(&old));
+    assert!(status(&addr, &old.1).contains("401"));
+    assert!(status(&addr, &new.1).contains("200"));
+    terminate(child);
+}

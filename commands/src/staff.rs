@@ -8,7 +8,9 @@ use crate::{CommandError, Context};
 use lightwidget_domain::account::Account;
 use lightwidget_domain::event::{Principal, Role};
 use lightwidget_domain::hold::{HeldDataReads, LegalHolds, RecordHeldRead};
-use lightwidget_domain::staff::{AccountReads, AddStaff, RecordRead, StaffMember};
+use lightwidget_domain::staff::{
+    AccountReads, AddStaff, RecordRead, StaffCommand, StaffError, StaffMember,
+};
 use lightwidget_domain::values::StaffName;
 use lightwidget_domain::{streams, AccountId, HoldId, StaffId};
 use lightwidget_store::RecordedEvent;
@@ -62,11 +64,46 @@ impl UseCase for Add<'_> {
     async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
         let stream = self.add.staff_id.stream();
         let member = u.load::<StaffMember>(&stream).await?;
-        u.decide(&stream, &member, self.add.clone())?;
+        u.decide(&stream, &member, StaffCommand::Add(self.add.clone()))?;
         let principal = Principal::Staff {
             staff_id: self.add.staff_id,
         };
         tokens::issue(u, self.token, principal, self.add.role).await
+    }
+}
+
+/// Removes a staff member (an admin's act): every token of theirs answers 401 from then on.
+/// The installation's admin is not removed (their token is rotated instead), nor is the
+/// admin who asks. `NotFound` for no such member.
+pub async fn remove_staff(
+    cx: &Context,
+    meta: &lightwidget_store::Metadata,
+    admin: StaffId,
+    staff_id: StaffId,
+) -> Result<u64, CommandError> {
+    if staff_id == tokens::BOOTSTRAP_ADMIN {
+        return Err(StaffError::InstallationAdmin.into());
+    }
+    let work = Remove { admin, staff_id };
+    Ok(transact(&*cx.store, &*cx.clock, meta, None, &work)
+        .await?
+        .position)
+}
+
+struct Remove {
+    admin: StaffId,
+    staff_id: StaffId,
+}
+
+#[async_trait::async_trait]
+impl UseCase for Remove {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let stream = self.staff_id.stream();
+        let member = u.load::<StaffMember>(&stream).await?;
+        u.decide(&stream, &member, StaffCommand::Remove { by: self.admin })?;
+        Ok(())
     }
 }
 

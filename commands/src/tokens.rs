@@ -6,7 +6,9 @@ use crate::unit::{transact, Unit, UseCase};
 use crate::{CommandError, Context};
 use base64::Engine;
 use lightwidget_domain::event::{Principal, Role};
-use lightwidget_domain::staff::{AddStaff, IssueToken, StaffMember, Token};
+use lightwidget_domain::staff::{
+    AddStaff, IssueToken, StaffCommand, StaffMember, Token, TokenCommand,
+};
 use lightwidget_domain::values::StaffName;
 use lightwidget_domain::{streams, StaffId};
 use lightwidget_store::{Metadata, StoreError};
@@ -41,11 +43,11 @@ pub async fn issue(
     u.decide(
         &stream,
         &loaded,
-        IssueToken {
+        TokenCommand::Issue(IssueToken {
             token_hash,
             principal,
             role,
-        },
+        }),
     )?;
     Ok(())
 }
@@ -103,18 +105,30 @@ impl UseCase for Bootstrap<'_> {
             u.decide(
                 &staff_stream,
                 &admin,
-                AddStaff {
+                StaffCommand::Add(AddStaff {
                     staff_id: BOOTSTRAP_ADMIN,
                     name,
                     role: Role::Admin,
                     added_by: None,
-                },
+                }),
             )?;
         }
         let stream = streams::token(&token_hash(self.token));
         let known = u.load::<Token>(&stream).await?;
         if known.state.issued.is_some() {
+            if known.state.revoked {
+                tracing::warn!("LW_ADMIN_TOKEN names a revoked admin token; it is refused");
+            }
             return Ok(false);
+        }
+        if exists {
+            // A new configured token replaces the admin's tokens so far: changing
+            // `LW_ADMIN_TOKEN` revokes the one it held before.
+            u.decide(
+                &staff_stream,
+                &admin,
+                StaffCommand::RotateTokens { by: None },
+            )?;
         }
         let principal = Principal::Staff {
             staff_id: BOOTSTRAP_ADMIN,
@@ -124,39 +138,135 @@ impl UseCase for Bootstrap<'_> {
     }
 }
 
-/// What a token grants: whom, with which role, since when, and whether it expires (every
-/// token but the installation's admin token, `LW_ADMIN_TOKEN`, does).
+/// What a token grants: whom, with which role, since when, whether it expires (every token
+/// but the installation's admin token does) and whether it was revoked (its holder signed
+/// out, the staff member was removed, or their tokens were rotated after it was issued).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub principal: Principal,
     pub role: Role,
     pub issued_at: chrono::DateTime<chrono::Utc>,
     pub expires: bool,
+    pub revoked: bool,
 }
 
-/// The grant of a token, from the log: `None` when it was never issued.
+/// The grant of a token, from the log: `None` when it was never issued. Reads the token's
+/// stream and, for a staff token, the staff member's.
 pub async fn lookup(
     store: &dyn lightwidget_store::EventStore,
     token_hash: &str,
 ) -> Result<Option<Grant>, CommandError> {
-    let events = store.read_stream(&streams::token(token_hash), 0, 1).await?;
-    let Some(e) = events.first() else {
+    use lightwidget_domain::DomainEvent as E;
+    let events = store.read_stream(&streams::token(token_hash), 0, 2).await?;
+    let Some(first) = events.first() else {
         return Ok(None);
     };
-    match e.to_domain()? {
-        lightwidget_domain::DomainEvent::TokenIssued(t) => Ok(Some(Grant {
-            principal: t.principal,
-            role: t.role,
-            issued_at: t.issued_at,
-            expires: t.principal
-                != (Principal::Staff {
-                    staff_id: BOOTSTRAP_ADMIN,
-                }),
-        })),
-        _ => Err(StoreError::Corrupt(format!(
-            "a token stream holds another event at position {}",
-            e.position
+    let E::TokenIssued(t) = first.to_domain()? else {
+        return Err(StoreError::Corrupt(format!(
+            "a token stream begins with another event at position {}",
+            first.position
         ))
-        .into()),
+        .into());
+    };
+    let mut grant = Grant {
+        principal: t.principal,
+        role: t.role,
+        issued_at: t.issued_at,
+        expires: t.principal
+            != (Principal::Staff {
+                staff_id: BOOTSTRAP_ADMIN,
+            }),
+        revoked: events.len() > 1,
+    };
+    if let Principal::Staff { staff_id } = t.principal {
+        for e in store.read_whole_stream(&staff_id.stream()).await? {
+            match e.to_domain()? {
+                E::StaffRemoved(_) => grant.revoked = true,
+                E::StaffTokensRotated(_) if e.position > first.position => grant.revoked = true,
+                _ => {}
+            }
+        }
+    }
+    Ok(Some(grant))
+}
+
+/// Signs a token's holder out: the token is revoked. The answer is the revocation's position.
+pub async fn sign_out(
+    cx: &Context,
+    meta: &Metadata,
+    token_hash: &str,
+) -> Result<u64, CommandError> {
+    let work = SignOut(streams::token(token_hash));
+    Ok(transact(&*cx.store, &*cx.clock, meta, None, &work)
+        .await?
+        .position)
+}
+
+struct SignOut(String);
+
+#[async_trait::async_trait]
+impl UseCase for SignOut {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let token = u.load::<Token>(&self.0).await?;
+        u.decide(&self.0, &token, TokenCommand::Revoke)?;
+        Ok(())
+    }
+}
+
+/// A staff member's new token, shown once.
+#[derive(Clone, Debug)]
+pub struct Rotated {
+    pub token: String,
+    pub position: u64,
+}
+
+/// Replaces every token of `staff_id` by a new one (an admin's own, `POST /v1/admin/token`):
+/// the old ones are revoked in the same append that issues the new one.
+pub async fn rotate(
+    cx: &Context,
+    meta: &Metadata,
+    staff_id: StaffId,
+) -> Result<Rotated, CommandError> {
+    let token = generate_token();
+    let work = Rotate {
+        staff_id,
+        token: &token,
+    };
+    let done = transact(&*cx.store, &*cx.clock, meta, None, &work).await?;
+    Ok(Rotated {
+        token,
+        position: done.position,
+    })
+}
+
+struct Rotate<'a> {
+    staff_id: StaffId,
+    token: &'a str,
+}
+
+#[async_trait::async_trait]
+impl UseCase for Rotate<'_> {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        let stream = self.staff_id.stream();
+        let member = u.load::<StaffMember>(&stream).await?;
+        let role = member
+            .state
+            .role
+            .ok_or(CommandError::NotFound("staff member"))?;
+        u.decide(
+            &stream,
+            &member,
+            StaffCommand::RotateTokens {
+                by: Some(self.staff_id),
+            },
+        )?;
+        let principal = Principal::Staff {
+            staff_id: self.staff_id,
+        };
+        issue(u, self.token, principal, role).await
     }
 }

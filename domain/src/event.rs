@@ -486,6 +486,31 @@ schema_derive! {
         pub added_at: DateTime<Utc>,
     }
 
+    /// A token was revoked by its holder signing out (`DELETE /v1/auth/session`), on its
+    /// stream `token-<token_hash>`: it answers 401 from then on.
+    pub struct TokenRevoked {
+        pub token_hash: String,
+        pub revoked_at: DateTime<Utc>,
+    }
+
+    /// An admin removed a staff member: every token of theirs answers 401 from then on, and
+    /// none is issued to them again. On `staff-<id>`.
+    pub struct StaffRemoved {
+        pub staff_id: StaffId,
+        pub removed_by: StaffId,
+        pub removed_at: DateTime<Utc>,
+    }
+
+    /// A staff member's tokens were replaced (`POST /v1/admin/token`, or a new
+    /// `LW_ADMIN_TOKEN` at start, `rotated_by: None`): every token of theirs issued before
+    /// this event answers 401 from then on. The new token's `TokenIssued` follows it in the
+    /// same append. On `staff-<id>`.
+    pub struct StaffTokensRotated {
+        pub staff_id: StaffId,
+        pub rotated_by: Option<StaffId>,
+        pub rotated_at: DateTime<Utc>,
+    }
+
     /// Security staff read an account's profile and login history (R22), on the stream
     /// `access-<account>`. The stated reason is sealed with the account's profile and goes
     /// with it; that the read happened, by whom and when, stays.
@@ -741,6 +766,9 @@ events! {
     MessageDelivered => 1,
     MessageFailed => 1,
     MessageCancelled => 1,
+    TokenRevoked => 1,
+    StaffRemoved => 1,
+    StaffTokensRotated => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

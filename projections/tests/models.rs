@@ -583,7 +583,81 @@ fn html_escapes_everything_from_the_user() {
     assert!(!html.contains("<img"));
 }
 
+/// The staff list: a member listed with role and name, removed (revoked_at), then their
+/// name erased; no token hash in any document.
+async fn staff_list(backend: Backend) {
+    use lightwidget_domain::event::Role;
+    use lightwidget_projections::models::staff::{Staff, StaffDoc};
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let ann = StaffId(uuid::Uuid::new_v4());
+    let stream = format!("staff-{ann}");
+    append(
+        &t,
+        &stream,
+        vec![StaffAdded {
+            staff_id: ann,
+            name: Personal::new(Subject::staff(ann), Category::Profile, MARK.to_owned()),
+            role: Role::Auditor,
+            added_by: None,
+            added_at: t0(),
+        }
+        .into()],
+    )
+    .await;
+    append(
+        &t,
+        &format!("token-{MARK}hash"),
+        vec![TokenIssued {
+            token_hash: format!("{MARK}hash"),
+            principal: Principal::Staff { staff_id: ann },
+            role: Role::Auditor,
+            issued_at: t0(),
+        }
+        .into()],
+    )
+    .await;
+    catch_up(&t, Staff).await;
+    let read = |d: Option<ViewDoc>| d.expect("a document").read::<StaffDoc>().expect("reads");
+    let listed = read(doc(&t, "staff", &ann.to_string()).await);
+    assert_eq!(listed.name.as_deref(), Some(MARK));
+    assert_eq!((listed.role, listed.revoked_at), (Role::Auditor, None));
+
+    append(
+        &t,
+        &stream,
+        vec![StaffRemoved {
+            staff_id: ann,
+            removed_by: StaffId(uuid::Uuid::from_u128(1)),
+            removed_at: t0() + Duration::hours(1),
+        }
+        .into()],
+    )
+    .await;
+    catch_up(&t, Staff).await;
+    let removed = read(doc(&t, "staff", &ann.to_string()).await);
+    assert_eq!(
+        removed.revoked_at,
+        Some(lightwidget_store::format_time(t0() + Duration::hours(1)))
+    );
+    assert_eq!(removed.name.as_deref(), Some(MARK));
+    assert_eq!(
+        all_docs(&t, "staff").await.len(),
+        1,
+        "one document per member, no tokens"
+    );
+
+    erase(&t, Subject::staff(ann), Category::Profile, None).await;
+    catch_up(&t, Staff).await;
+    assert_eq!(read(doc(&t, "staff", &ann.to_string()).await).name, None);
+    assert!(!contains(&all_docs(&t, "staff").await, MARK));
+    rebuild(t.store.clone(), t.views.clone(), Arc::new(Staff))
+        .await
+        .expect("rebuild");
+    assert!(!contains(&all_docs(&t, "staff").await, MARK));
+}
+
 lightwidget_testkit::both!(
+    staff_list,
     accounts_and_widgets,
     invoices,
     statistics,

@@ -47,6 +47,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Option<TestDatabase>,
     pub dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL URL, master key and settings it was started with (for a second server
+    /// on the same database).
+    beside: Option<(String, MasterKey, Settings)>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -111,6 +114,37 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         ),
         ..Settings::ephemeral()
     };
+    let beside = db
+        .as_ref()
+        .map(|db| (db.url.clone(), master.clone(), settings.clone()));
+    let mut app = start(settings, storage, clock).await;
+    app.db = db;
+    app.dir = dir;
+    app.beside = beside;
+    app
+}
+
+/// A second server on the same PostgreSQL database as `self`, with the same master key,
+/// settings and clock: another process serving the same store, as behind a load balancer.
+pub async fn spawn_beside(first: &TestApp) -> TestApp {
+    let (url, master, settings) = first.beside.clone().expect("a PostgreSQL test app");
+    let store = Arc::new(
+        PgEventStore::connect(
+            &url,
+            master.clone(),
+            first.clock.clone(),
+            PgOptions::default(),
+        )
+        .await
+        .expect("connect"),
+    );
+    let system_clock = matches!(settings.clock, ClockSetting::System);
+    let manual = (!system_clock).then(|| first.clock.clone());
+    let storage = Storage::new(store, first.clock.clone(), manual, &master);
+    start(settings, storage, first.clock.clone()).await
+}
+
+async fn start(settings: Settings, storage: Storage, clock: Arc<ManualClock>) -> TestApp {
     let (store, views) = (storage.events.clone(), storage.views.clone());
     let app = Application::with_storage(settings, storage)
         .await
@@ -130,8 +164,9 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         views,
         clock,
         client: reqwest::Client::new(),
-        db,
-        dir,
+        db: None,
+        dir: None,
+        beside: None,
         stop: Some(stop),
         done: Some(done),
     }

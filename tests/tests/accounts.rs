@@ -145,6 +145,92 @@ async fn tokens_expire_but_the_admin_token(backend: Backend) {
     app.get("/v1/me", again["token"].as_str()).await.expect(200);
 }
 
+/// Signing out revokes the calling token, and only it: a `TokenRevoked` on its stream, a 401
+/// with `WWW-Authenticate` from then on (also for a second sign-out), while another token of
+/// the same account still works (issue 21).
+async fn signing_out_revokes_that_token(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, _, _) = app.sign_in("erin").await;
+    let (other, _, _) = app.sign_in("erin").await;
+    app.get("/v1/me", Some(&token)).await.expect(200);
+    let r = app.delete("/v1/auth/session", Some(&token)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    for path in ["/v1/me", "/v1/widgets"] {
+        let r = app.get(path, Some(&token)).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert_eq!(
+            r.headers
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer error=\"invalid_token\"")
+        );
+    }
+    let head = app.store.head().await.expect("head").position;
+    assert_eq!(
+        app.delete("/v1/auth/session", Some(&token)).await.status,
+        401
+    );
+    assert_eq!(app.delete("/v1/auth/session", None).await.status, 401);
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "a refused sign-out records nothing"
+    );
+    app.get("/v1/me", Some(&other)).await.expect(200);
+    let hash = lightwidget_commands::tokens::token_hash(&token);
+    let stream = app
+        .store
+        .read_stream_raw(&format!("token-{hash}"), 0, 10)
+        .await
+        .expect("read");
+    let types: Vec<&str> = stream.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["TokenIssued", "TokenRevoked"]);
+    // Staff sign out the same way.
+    let auditor = app.staff("auditor").await;
+    app.get("/v1/audit/verify", Some(&auditor))
+        .await
+        .expect(200);
+    assert_eq!(
+        app.delete("/v1/auth/session", Some(&auditor)).await.status,
+        204
+    );
+    assert_eq!(
+        app.get("/v1/audit/verify", Some(&auditor)).await.status,
+        401
+    );
+}
+
+/// Two servers on one PostgreSQL: a token signed out on one answers 401 on the other, which
+/// had it cached — at once for a request naming the sign-out's position, and for every
+/// request once the other's follower has read the revocation.
+async fn a_sign_out_reaches_every_server(backend: Backend) {
+    assert_eq!(backend, Backend::Postgres);
+    let a = lightwidget_tests::spawn_app(backend).await;
+    let b = lightwidget_tests::spawn_beside(&a).await;
+    let (token, _, _) = a.sign_in("fay").await;
+    let auditor = a.staff("auditor").await;
+    b.get("/v1/me", Some(&token)).await.expect(200);
+    b.get("/v1/audit/verify", Some(&auditor)).await.expect(200);
+    assert_eq!(a.delete("/v1/auth/session", Some(&token)).await.status, 204);
+    let head = a.store.head().await.expect("head").position;
+    let r = b.get(&format!("/v1/me{}", min(head)), Some(&token)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    // Without a position, once b's token cache has followed the log past the sign-out (b's
+    // /readyz tells how far; a bounded wait for that condition, not for time).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let ready = b.get("/readyz", None).await.expect(200);
+        if ready["followers"]["tokens"].as_u64() >= Some(head) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::task::yield_now().await;
+    }
+    let r = b.get("/v1/me", Some(&token)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    b.get("/v1/audit/verify", Some(&auditor)).await.expect(200);
+}
+
 async fn deleting_the_account_quarantines_it_and_its_widgets(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let (token, _, _) = app.sign_in("carol").await;
@@ -233,5 +319,11 @@ both! {
     bad_sign_in => bad_sign_ins_store_nothing;
     tokens => tokens_are_checked;
     token_expiry => tokens_expire_but_the_admin_token;
+    sign_out => signing_out_revokes_that_token;
     account_deletion => deleting_the_account_quarantines_it_and_its_widgets;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sign_out_reaches_every_server() {
+    a_sign_out_reaches_every_server(Backend::Postgres).await
 }

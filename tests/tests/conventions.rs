@@ -483,6 +483,10 @@ const ROUTES: &[&str] = &[
     "GET /v1/invoices",
     "GET /v1/invoices/{number}",
     "POST /v1/staff",
+    "GET /v1/staff",
+    "DELETE /v1/staff/{staff_id}",
+    "POST /v1/admin/token",
+    "DELETE /v1/auth/session",
     "POST /v1/security/accounts/{id}/block",
     "POST /v1/security/accounts/{id}/unblock",
     "POST /v1/compliance/holds",
@@ -543,6 +547,7 @@ async fn openapi_describes_every_route(backend: Backend) {
             .replace("{account_id}", &id)
             .replace("{subject_id}", &id)
             .replace("{visitor_id}", &id)
+            .replace("{staff_id}", &id)
             .replace("{slug}", "an-article")
             .replace("{projection}", "widgets")
             .replace("{number}", "FV%2F2026%2F000001");

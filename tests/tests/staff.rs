@@ -382,7 +382,175 @@ async fn gauge_reads(app: &lightwidget_tests::TestApp, line: &str) -> bool {
     false
 }
 
+/// The admin lists staff (never a token), removes a member (every token of theirs 401 from
+/// then on, `revoked_at` in the list), but never themself nor the installation's admin; only
+/// an admin may do any of it, and every refusal records nothing (issue 21).
+async fn admins_list_and_remove_staff(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let created = app
+        .post(
+            "/v1/staff",
+            Some(ADMIN_TOKEN),
+            json!({"name": "Greta Auditor", "role": "auditor"}),
+        )
+        .await
+        .expect(201);
+    let (auditor, auditor_id) = (
+        created["token"].as_str().expect("token").to_owned(),
+        created["staff_id"].as_str().expect("id").to_owned(),
+    );
+    let second_admin = app
+        .post(
+            "/v1/staff",
+            Some(ADMIN_TOKEN),
+            json!({"name": "Hal", "role": "admin"}),
+        )
+        .await
+        .expect(201);
+    let (admin2, admin2_id) = (
+        second_admin["token"].as_str().expect("token").to_owned(),
+        second_admin["staff_id"].as_str().expect("id").to_owned(),
+    );
+    let position = second_admin["position"].as_u64().expect("position");
+    let list = app
+        .get(
+            &format!("/v1/staff?min_position={position}"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .expect(200);
+    let staff = list["staff"].as_array().expect("staff");
+    assert_eq!(staff.len(), 3, "{list}");
+    assert_eq!(staff[0]["name"], "admin");
+    let greta = staff
+        .iter()
+        .find(|m| m["staff_id"] == auditor_id.as_str())
+        .expect("listed");
+    assert_eq!(greta["name"], "Greta Auditor");
+    assert_eq!(greta["role"], "auditor");
+    assert!(greta["created_at"].is_string() && greta["revoked_at"].is_null());
+    let text = list.to_string();
+    assert!(
+        !text.contains(&auditor) && !text.contains("token"),
+        "{text}"
+    );
+    let hash = lightwidget_commands::tokens::token_hash(&auditor);
+    assert!(!text.contains(&hash), "no token hash either");
+
+    let head = app.store.head().await.expect("head").position;
+    let remove = format!("/v1/staff/{auditor_id}");
+    assert_eq!(app.get("/v1/staff", Some(&auditor)).await.status, 403);
+    assert_eq!(app.delete(&remove, Some(&auditor)).await.status, 403);
+    let (owner, _, _) = app.sign_in("ida").await;
+    let head = head.max(app.store.head().await.expect("head").position);
+    assert_eq!(app.delete(&remove, Some(&owner)).await.status, 403);
+    let unknown = format!("/v1/staff/{}", uuid::Uuid::new_v4());
+    assert_eq!(app.delete(&unknown, Some(ADMIN_TOKEN)).await.status, 404);
+    assert_eq!(
+        app.delete("/v1/staff/not-a-uuid", Some(ADMIN_TOKEN))
+            .await
+            .status,
+        404
+    );
+    let installation = format!("/v1/staff/{}", uuid::Uuid::from_u128(1));
+    assert_eq!(app.delete(&installation, Some(&admin2)).await.status, 409);
+    let own = format!("/v1/staff/{admin2_id}");
+    assert_eq!(app.delete(&own, Some(&admin2)).await.status, 409);
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        head,
+        "refusals record nothing"
+    );
+
+    app.get("/v1/audit/verify", Some(&auditor))
+        .await
+        .expect(200);
+    let removed = app.delete(&remove, Some(&admin2)).await.expect(200);
+    let position = removed["position"].as_u64().expect("position");
+    let r = app.get("/v1/audit/verify", Some(&auditor)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.headers.get("www-authenticate").is_some());
+    assert_eq!(app.delete(&remove, Some(&admin2)).await.status, 409);
+    let list = app
+        .get(&format!("/v1/staff?min_position={position}"), Some(&admin2))
+        .await
+        .expect(200);
+    let greta = list["staff"]
+        .as_array()
+        .expect("staff")
+        .iter()
+        .find(|m| m["staff_id"] == auditor_id.as_str())
+        .cloned()
+        .expect("still listed");
+    assert!(greta["revoked_at"].is_string(), "{greta}");
+    let events = app
+        .store
+        .read_stream_raw(&format!("staff-{auditor_id}"), 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(
+        events.last().map(|e| e.event_type.as_str()),
+        Some("StaffRemoved")
+    );
+}
+
+/// `POST /v1/admin/token` gives the admin a new token once; every token the admin held
+/// before (the configured one included) answers 401 from then on, another admin's goes on
+/// working.
+async fn the_admin_token_rotates(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        lightwidget_tests::TestConfig {
+            token_ttl: Some(std::time::Duration::from_secs(720 * 3600)),
+            ..Default::default()
+        },
+    )
+    .await;
+    let other = app.staff("admin").await;
+    let auditor = app.staff("auditor").await;
+    assert_eq!(
+        app.post("/v1/admin/token", Some(&auditor), json!(null))
+            .await
+            .status,
+        403
+    );
+    let rotated = app
+        .post("/v1/admin/token", Some(ADMIN_TOKEN), json!(null))
+        .await
+        .expect(201);
+    let new = rotated["token"].as_str().expect("token").to_owned();
+    assert_ne!(new, ADMIN_TOKEN);
+    let r = app.get("/v1/audit/verify", Some(ADMIN_TOKEN)).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    app.get("/v1/audit/verify", Some(&new)).await.expect(200);
+    app.get("/v1/audit/verify", Some(&other)).await.expect(200);
+    app.get("/v1/audit/verify", Some(&auditor))
+        .await
+        .expect(200);
+    // The new token is the installation's admin token: it does not expire.
+    app.post(
+        "/v1/admin/clock",
+        Some(&new),
+        json!({"advance_seconds": chrono::Duration::days(365).num_seconds()}),
+    )
+    .await
+    .expect(200);
+    app.get("/v1/audit/verify", Some(&new)).await.expect(200);
+    assert_eq!(app.get("/v1/audit/verify", Some(&other)).await.status, 401);
+    // The rotation is an event, and no token is in it.
+    let events = app
+        .store
+        .read_stream_raw(&format!("staff-{}", uuid::Uuid::from_u128(1)), 0, 10)
+        .await
+        .expect("read");
+    let last = events.last().expect("events");
+    assert_eq!(last.event_type, "StaffTokensRotated");
+    assert!(!last.data.contains(&new));
+}
+
 both! {
+    staff_list => admins_list_and_remove_staff;
+    admin_token => the_admin_token_rotates;
     breach_register => compliance_keeps_the_breach_register;
     block => security_blocks_and_unblocks;
     holds => compliance_places_and_releases_holds;

@@ -53,6 +53,20 @@ pub async fn sign_in(
     }))
 }
 
+/// Signs out: the calling token is revoked, and answers 401 from then on (on every process
+/// serving the same store, once it has read the revocation; at once with `min_position`).
+#[utoipa::path(delete, path = "/v1/auth/session", tag = "accounts",
+    responses((status = 204, description = "the token is revoked"),
+        (status = 401, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn sign_out(State(app): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let meta = app.meta(Some(&caller));
+    lightwidget_commands::tokens::sign_out(&app.commands, &meta, &caller.token_hash).await?;
+    app.tokens
+        .revoked(crate::auth::Revocation::Token(&caller.token_hash));
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Me {
     #[schema(value_type = String, format = Uuid)]

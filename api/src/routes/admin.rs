@@ -2,10 +2,10 @@
 
 use super::Call;
 use crate::auth::Caller;
-use crate::extract::{IdempotencyKey, JsonBody};
+use crate::extract::{IdempotencyKey, JsonBody, MinPosition};
 use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use lightwidget_commands::staff;
@@ -69,6 +69,108 @@ pub async fn add_staff(
             token: created.token,
             expires_at: lightwidget_store::format_time(app.clock.now() + app.token_ttl),
             position: created.position,
+        }),
+    ))
+}
+
+/// A staff member as the admin lists them: never a token.
+#[derive(Serialize, ToSchema)]
+pub struct StaffEntry {
+    #[schema(value_type = String, format = Uuid)]
+    pub staff_id: StaffId,
+    /// `None` once erased.
+    pub name: Option<String>,
+    pub role: String,
+    pub created_at: String,
+    /// When they were removed (their tokens answer 401 from then on).
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StaffList {
+    pub staff: Vec<StaffEntry>,
+}
+
+/// Every staff member, removed ones included, oldest first (admin).
+#[utoipa::path(get, path = "/v1/staff", tag = "staff",
+    params(("min_position" = Option<u64>, Query, description = "wait until the read model reached this position")),
+    responses((status = 200, body = StaffList), (status = 400, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 503, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_staff(
+    State(app): State<AppState>,
+    caller: Caller,
+    MinPosition(min): MinPosition,
+) -> ApiResult<Json<StaffList>> {
+    use lightwidget_projections::models::staff::{StaffDoc, OWNER, VIEW};
+    caller.staff(Role::Admin)?;
+    app.wait_for(VIEW, min).await?;
+    let mut staff = Vec::new();
+    for d in super::docs_of(&app, VIEW, Some(OWNER)).await? {
+        let d = d.read::<StaffDoc>()?;
+        staff.push(StaffEntry {
+            staff_id: d.staff_id,
+            name: d.name,
+            role: d.role.as_str().to_owned(),
+            created_at: d.created_at,
+            revoked_at: d.revoked_at,
+        });
+    }
+    staff.sort_by(|a, b| (&a.created_at, a.staff_id).cmp(&(&b.created_at, b.staff_id)));
+    Ok(Json(StaffList { staff }))
+}
+
+/// Removes a staff member (admin): every token of theirs answers 401 from then on. The
+/// installation's admin and the caller themself are not removed (409).
+#[utoipa::path(delete, path = "/v1/staff/{staff_id}", tag = "staff",
+    params(("staff_id" = String, Path, description = "a UUID")),
+    responses((status = 200, body = crate::routes::accounts::Position),
+        (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn remove_staff(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(staff_id): Path<String>,
+) -> ApiResult<Json<crate::routes::accounts::Position>> {
+    let admin = caller.staff(Role::Admin)?;
+    let staff_id = staff_id
+        .parse::<uuid::Uuid>()
+        .map(StaffId)
+        .map_err(|_| Problem::not_found("staff member"))?;
+    let meta = app.meta(Some(&caller));
+    let position = staff::remove_staff(&app.commands, &meta, admin, staff_id).await?;
+    app.tokens.revoked(crate::auth::Revocation::Staff(staff_id));
+    Ok(Json(crate::routes::accounts::Position { position }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewAdminToken {
+    /// Shown once; only its hash is kept. Every token the caller held before answers 401.
+    pub token: String,
+    pub position: u64,
+}
+
+/// Rotates the calling admin's token: a new one, shown once; the old ones answer 401 from
+/// then on. For the installation's admin this replaces `LW_ADMIN_TOKEN` without a restart.
+#[utoipa::path(post, path = "/v1/admin/token", tag = "staff",
+    responses((status = 201, body = NewAdminToken), (status = 401, body = Problem),
+        (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn rotate_admin_token(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<NewAdminToken>)> {
+    let admin = caller.staff(Role::Admin)?;
+    let meta = app.meta(Some(&caller));
+    let rotated = lightwidget_commands::tokens::rotate(&app.commands, &meta, admin).await?;
+    app.tokens.revoked(crate::auth::Revocation::Staff(admin));
+    Ok((
+        StatusCode::CREATED,
+        Json(NewAdminToken {
+            token: rotated.token,
+            position: rotated.position,
         }),
     ))
 }

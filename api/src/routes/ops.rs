@@ -44,6 +44,12 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
                 "status": "ready",
                 "head_position": head,
                 "projections": projections,
+                // How far the in-memory caches have read the log: the widget pages, and
+                // the token cache's revocations (`null` while it does not follow).
+                "followers": {
+                    "widget_pages": app.widget_docs.followed(),
+                    "tokens": app.tokens.followed(),
+                },
             }))
             .into_response()
         }

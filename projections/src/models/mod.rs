@@ -1,11 +1,12 @@
-//! The read models: accounts, widgets, invoices, statistics, the breach register and the
-//! outbox. Each handles the erasure and
+//! The read models: accounts, widgets, invoices, statistics, the breach register, the
+//! outbox and the staff list. Each handles the erasure and
 //! purge events by deleting or anonymizing what it holds (R23).
 
 pub mod accounts;
 pub mod breaches;
 pub mod invoices;
 pub mod outbox;
+pub mod staff;
 pub mod statistics;
 pub mod widgets;
 
@@ -13,5 +14,6 @@ pub use accounts::Accounts;
 pub use breaches::Breaches;
 pub use invoices::Invoices;
 pub use outbox::Outbox;
+pub use staff::Staff;
 pub use statistics::Statistics;
 pub use widgets::Widgets;
