@@ -447,7 +447,11 @@ fn the_master_key_lives_apart_and_open_files_are_refused() {
     );
     // The same key opens the data again: the profile sealed under it reads back.
     let (child, addr, _) = serve_with(cwd.path(), &settings);
-    let events = http_get(&addr, "/v1/audit/events", Some(&admin));
+    let events = http_get(
+        &addr,
+        "/v1/audit/events?reveal=true&reason=key%20custody%20test",
+        Some(&admin),
+    );
     assert!(events.contains("keeper"), "{events}");
     terminate(child);
 

@@ -102,7 +102,11 @@ impl UseCase for SignIn<'_> {
                 Category::Profile,
                 self.user.profile.clone(),
             ),
-            access_token: Personal::new(subject, Category::Profile, self.user.access_token.clone()),
+            access_token: Personal::new(
+                subject,
+                Category::Credentials,
+                self.user.access_token.clone(),
+            ),
         };
         u.decide(&account_id.stream(), &account, sign_in)?;
         if new {

@@ -9,7 +9,8 @@ use lightwidget_domain::account::Account;
 use lightwidget_domain::event::{Principal, Role};
 use lightwidget_domain::hold::{HeldDataReads, LegalHolds, RecordHeldRead};
 use lightwidget_domain::staff::{
-    AccountReads, AddStaff, RecordRead, StaffCommand, StaffError, StaffMember,
+    AccountReads, AddStaff, AuditReads, RecordRead, RecordReveal, StaffCommand, StaffError,
+    StaffMember,
 };
 use lightwidget_domain::values::StaffName;
 use lightwidget_domain::{streams, AccountId, HoldId, StaffId};
@@ -107,6 +108,37 @@ impl UseCase for Remove {
     }
 }
 
+/// Records an auditor's revealing read before it is answered (R22): the position of the
+/// record.
+pub async fn record_reveal(
+    cx: &Context,
+    inv: Invocation<'_>,
+    read_by: StaffId,
+    reason: String,
+    scope: String,
+) -> Result<u64, CommandError> {
+    let work = Reveal(RecordReveal {
+        read_by,
+        reason,
+        scope,
+    });
+    Ok(transact(&*cx.store, &*cx.clock, inv.meta, None, &work)
+        .await?
+        .position)
+}
+
+struct Reveal(RecordReveal);
+
+#[async_trait::async_trait]
+impl UseCase for Reveal {
+    type Output = ();
+
+    async fn run(&self, u: &mut Unit<'_>) -> Result<(), CommandError> {
+        u.decide_unversioned::<AuditReads>(streams::AUDIT_READS, self.0.clone())?;
+        Ok(())
+    }
+}
+
 /// What a recorded read found.
 #[derive(Clone, Debug)]
 pub struct AccountRead {
@@ -199,8 +231,10 @@ pub async fn read_held_data(
             let opened = lightwidget_store::open_archived(&*cx.store, raw, &[category]).await?;
             for e in &opened {
                 let mut found = Vec::new();
+                // Credentials are never shown, not even under a hold.
+                let shown = lightwidget_store::sealing::event_for_reader(e, true);
                 lightwidget_store::sealing::personal_values(
-                    &e.data,
+                    &shown,
                     subject,
                     category.as_str(),
                     &mut found,

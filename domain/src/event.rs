@@ -282,7 +282,9 @@ schema_derive! {
         pub registered_at: DateTime<Utc>,
     }
 
-    /// A sign-in; the access token is profile data (R22 login history).
+    /// A sign-in. The access token is a credential (category `credentials`, under the
+    /// profile's key: erased with the profile, never shown); up to version 2 it was labelled
+    /// `profile` (withheld all the same, see `lightwidget_schemas::withheld_fields`).
     pub struct AccountSignedIn {
         pub account_id: AccountId,
         pub access_token: Personal<String>,
@@ -521,6 +523,16 @@ schema_derive! {
         pub read_at: DateTime<Utc>,
     }
 
+    /// An auditor asked to see the personal data of the log or of a replayed read model
+    /// opened (`reveal=true`), on the stream `audit-reads`, before the answer (R22): who, why,
+    /// and what they read (the endpoint and its query). Credentials stay withheld even then.
+    pub struct AuditDataRevealed {
+        pub read_by: StaffId,
+        pub reason: String,
+        pub scope: String,
+        pub read_at: DateTime<Utc>,
+    }
+
     /// The owner's Instagram media, fetched for a widget and cached at most 24 hours (R7),
     /// on the stream `media-<widget>`.
     pub struct MediaCached {
@@ -724,44 +736,44 @@ macro_rules! events {
 }
 
 events! {
-    AccountRegistered => 2,
-    AccountSignedIn => 2,
+    AccountRegistered => 3,
+    AccountSignedIn => 3,
     AccountDeletionRequested => 1,
     AccountRestored => 1,
-    AccountBlocked => 2,
+    AccountBlocked => 3,
     AccountUnblocked => 1,
     AccountPurged => 1,
-    PreviewCreated => 2,
-    WidgetCreated => 2,
-    WidgetUpdated => 2,
+    PreviewCreated => 3,
+    WidgetCreated => 3,
+    WidgetUpdated => 3,
     WidgetUpgraded => 1,
     WidgetDeletionRequested => 1,
     WidgetRestored => 1,
     WidgetPurged => 1,
-    WidgetViewed => 2,
-    WidgetClicked => 2,
-    HitsRecorded => 2,
+    WidgetViewed => 3,
+    WidgetClicked => 3,
+    HitsRecorded => 3,
     CommandRecorded => 1,
-    OrderPlaced => 2,
-    OrderPaid => 2,
-    InvoiceIssued => 2,
+    OrderPlaced => 3,
+    OrderPaid => 3,
+    InvoiceIssued => 3,
     LegalHoldPlaced => 1,
     LegalHoldReleased => 1,
-    PersonalDataErased => 2,
+    PersonalDataErased => 3,
     InstagramIdentityLinked => 1,
     TokenIssued => 1,
-    StaffAdded => 2,
-    MediaCached => 2,
-    AccountDataRead => 2,
-    CommentPosted => 2,
-    TicketOpened => 2,
-    BreachRecorded => 2,
+    StaffAdded => 3,
+    MediaCached => 3,
+    AccountDataRead => 3,
+    CommentPosted => 3,
+    TicketOpened => 3,
+    BreachRecorded => 3,
     BreachNotified => 1,
     PolicyPublished => 1,
-    ConsentStated => 1,
-    PersonalDataArchived => 1,
+    ConsentStated => 2,
+    PersonalDataArchived => 2,
     HeldDataRead => 1,
-    MessageQueued => 2,
+    MessageQueued => 3,
     MessageAttempted => 1,
     MessageDelivered => 1,
     MessageFailed => 1,
@@ -769,6 +781,7 @@ events! {
     TokenRevoked => 1,
     StaffRemoved => 1,
     StaffTokensRotated => 1,
+    AuditDataRevealed => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

@@ -17,7 +17,6 @@ pub const PERSONAL_MARKER: &str = "$personal";
 
 /// The categories of POLICY.md's retention table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Preview,
@@ -34,10 +33,53 @@ pub enum Category {
     CommentAuthor,
     /// A visitor's analytics consent and the policy version it was given under (R3).
     Consent,
+    /// Secrets a subject's data is reached with: the Instagram access token. Sealed under
+    /// the profile's key (so erased with the profile, by construction) and never shown by
+    /// any read: not to auditors, not in an export.
+    Credentials,
+}
+
+/// In event schemas a category is a string: the list of categories is the policy's, and
+/// grows without changing the shape of any event (decision 19). Decoding still refuses a
+/// category it does not know.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Category {
+    fn schema_name() -> String {
+        "Category".into()
+    }
+
+    fn json_schema(_: &mut schemars::gen::SchemaGenerator) -> schemars::schema::Schema {
+        schemars::schema::SchemaObject {
+            instance_type: Some(schemars::schema::InstanceType::String.into()),
+            metadata: Some(Box::new(schemars::schema::Metadata {
+                description: Some("A category of the retention policy (POLICY.md).".into()),
+                ..Default::default()
+            })),
+            string: Some(Box::new(schemars::schema::StringValidation {
+                pattern: Some("^[a-z][a-z_]*$".into()),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
+        .into()
+    }
 }
 
 impl Category {
-    pub const ALL: [Category; 12] = [
+    /// The category whose data key seals this one: credentials share the profile's.
+    pub fn keyed_as(self) -> Category {
+        match self {
+            Category::Credentials => Category::Profile,
+            c => c,
+        }
+    }
+
+    /// Whether no read ever shows data of this category.
+    pub fn is_withheld(self) -> bool {
+        self == Category::Credentials
+    }
+
+    pub const ALL: [Category; 13] = [
         Category::Preview,
         Category::MediaCache,
         Category::Profile,
@@ -50,6 +92,7 @@ impl Category {
         Category::Security,
         Category::CommentAuthor,
         Category::Consent,
+        Category::Credentials,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -66,6 +109,7 @@ impl Category {
             Category::Security => "security",
             Category::CommentAuthor => "comment_author",
             Category::Consent => "consent",
+            Category::Credentials => "credentials",
         }
     }
 }

@@ -50,6 +50,9 @@ pub fn idempotency(key_hash: &str) -> String {
     of("idempotency", key_hash)
 }
 
+/// The stream recording auditors' revealing reads of the log (R22).
+pub const AUDIT_READS: &str = "audit-reads";
+
 /// The stream of the privacy policy's versions (R25).
 pub const PRIVACY_POLICIES: &str = "privacy-policies";
 

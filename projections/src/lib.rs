@@ -268,6 +268,43 @@ fn decode(e: &RecordedEvent) -> Result<DomainEvent, ProjectionError> {
     })
 }
 
+/// A projection fed no personal data: every personal field reads erased, no key is touched.
+/// What a replay computes for a reader who did not ask to see personal data: the documents
+/// that differ from the opened ones are the ones personal data shaped.
+pub struct WithoutPersonalData<'a>(pub &'a dyn Projection);
+
+impl Projection for WithoutPersonalData<'_> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn reads(
+        &self,
+        event: &RecordedEvent,
+        domain: &DomainEvent,
+        loaded: &dyn ViewReader,
+    ) -> Vec<String> {
+        self.0.reads(event, domain, loaded)
+    }
+    fn handle(&self, event: &RecordedEvent, domain: &DomainEvent, view: &mut Overlay) {
+        self.0.handle(event, domain, view)
+    }
+    fn handle_batch(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
+        self.0.handle_batch(events, domain, view)
+    }
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        self.0.event_types()
+    }
+    fn follows_references(&self) -> bool {
+        self.0.follows_references()
+    }
+    fn needs_personal_data(&self) -> bool {
+        false
+    }
+    fn opens(&self, _event_type: &str) -> bool {
+        false
+    }
+}
+
 /// The projection's documents as they stood after position `at` (inclusive), computed by
 /// streaming the log in batches — the log is never loaded whole.
 pub async fn evaluate_as_of(

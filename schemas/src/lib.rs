@@ -116,7 +116,41 @@ const UPCASTERS: &[(&str, u32, Upcaster)] = &[
     ("CommentPosted", 1, Upcaster::Widened),
     // v2: a message may be a page view for analytics (R3).
     ("MessageQueued", 1, Upcaster::Widened),
+    // v(N+1): a category is a string in event schemas (decision 19), and the Instagram
+    // access token of a sign-in is labelled `credentials`; every older payload decodes as is.
+    ("AccountRegistered", 2, Upcaster::Widened),
+    ("AccountSignedIn", 2, Upcaster::Widened),
+    ("AccountBlocked", 2, Upcaster::Widened),
+    ("PreviewCreated", 2, Upcaster::Widened),
+    ("WidgetCreated", 2, Upcaster::Widened),
+    ("WidgetUpdated", 2, Upcaster::Widened),
+    ("WidgetViewed", 2, Upcaster::Widened),
+    ("WidgetClicked", 2, Upcaster::Widened),
+    ("HitsRecorded", 2, Upcaster::Widened),
+    ("OrderPlaced", 2, Upcaster::Widened),
+    ("OrderPaid", 2, Upcaster::Widened),
+    ("InvoiceIssued", 2, Upcaster::Widened),
+    ("PersonalDataErased", 2, Upcaster::Widened),
+    ("StaffAdded", 2, Upcaster::Widened),
+    ("MediaCached", 2, Upcaster::Widened),
+    ("AccountDataRead", 2, Upcaster::Widened),
+    ("CommentPosted", 2, Upcaster::Widened),
+    ("TicketOpened", 2, Upcaster::Widened),
+    ("BreachRecorded", 2, Upcaster::Widened),
+    ("ConsentStated", 1, Upcaster::Widened),
+    ("PersonalDataArchived", 1, Upcaster::Widened),
+    ("MessageQueued", 2, Upcaster::Widened),
 ];
+
+/// The personal fields of a stored payload that hold credentials under another label:
+/// before version 3 a sign-in's Instagram access token was labelled `profile`. Readers
+/// withhold them as they withhold the `credentials` category.
+pub fn withheld_fields(event_type: &str, version: u32) -> &'static [&'static str] {
+    match (event_type, version) {
+        ("AccountSignedIn", ..=2) => &["access_token"],
+        _ => &[],
+    }
+}
 
 fn upcaster(event_type: &str, from_version: u32) -> Option<Upcaster> {
     UPCASTERS

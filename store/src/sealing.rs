@@ -36,7 +36,15 @@ fn personal_inner(v: &Value) -> Option<&Map<String, Value>> {
     }
 }
 
+/// The key that seals a field (its subject, and the category its own is keyed as).
 fn key_ref(inner: &Map<String, Value>) -> Result<KeyRef, StoreError> {
+    let (r, _) = field_ref(inner)?;
+    Ok(r)
+}
+
+/// A field's key, and its own category (bound into the associated data: a field cannot be
+/// relabelled, as from credentials to profile, without failing to open).
+fn field_ref(inner: &Map<String, Value>) -> Result<(KeyRef, Category), StoreError> {
     let subject = inner
         .get("subject")
         .and_then(Value::as_str)
@@ -51,7 +59,13 @@ fn key_ref(inner: &Map<String, Value>) -> Result<KeyRef, StoreError> {
         .ok_or_else(|| {
             StoreError::InvalidPayload("a personal field without a valid category".into())
         })?;
-    Ok(KeyRef { subject, category })
+    Ok((
+        KeyRef {
+            subject,
+            category: category.keyed_as(),
+        },
+        category,
+    ))
 }
 
 /// Associated data of a sealed field: the ciphertext cannot be moved to another subject,
@@ -149,13 +163,13 @@ fn seal_field(
         // An erased field stays erased.
         return Ok(data.clone());
     };
-    let key_ref = key_ref(inner)?;
+    let (key_ref, category) = field_ref(inner)?;
     let (key_id, key) = keys
         .get(&key_ref)
         .ok_or_else(|| StoreError::Internal("no data key prepared for a personal field".into()))?;
     let plaintext = serde_json::to_vec(value)
         .map_err(|e| StoreError::Internal(format!("serialize personal value: {e}")))?;
-    let KeyRef { subject, category } = key_ref;
+    let subject = key_ref.subject;
     let sealed = key.seal(&plaintext, &aad(&subject, category, *key_id));
     let mut m = Map::new();
     m.insert("subject".into(), Value::String(subject.to_string()));
@@ -224,6 +238,63 @@ pub fn personal_values(data: &Value, subject: &str, category: &str, out: &mut Ve
     }
 }
 
+/// A personal field as a reader is shown it without its value: `{"sealed": {"subject",
+/// "category"}}`.
+fn sealed_marker(inner: &Map<String, Value>) -> Value {
+    let mut m = Map::new();
+    for k in ["subject", "category"] {
+        m.insert(k.into(), inner.get(k).cloned().unwrap_or(Value::Null));
+    }
+    let mut outer = Map::new();
+    outer.insert("sealed".into(), Value::Object(m));
+    Value::Object(outer)
+}
+
+/// An opened payload as a person may read it: every personal field of a withheld category
+/// (credentials), and the top-level `withheld` fields (credentials under an older label,
+/// [`lightwidget_schemas::withheld_fields`]), read sealed; so does every other personal field
+/// unless `reveal`. Erased fields stay as they are.
+pub fn for_reader(data: &Value, withheld: &[&str], reveal: bool) -> Value {
+    fn walk(v: &Value, reveal: bool, force: bool) -> Value {
+        if let Some(inner) = personal_inner(v) {
+            let erased = inner.get("erased").and_then(Value::as_bool) == Some(true);
+            let withheld = inner
+                .get("category")
+                .and_then(Value::as_str)
+                .and_then(|c| c.parse::<Category>().ok())
+                .is_none_or(Category::is_withheld);
+            return if erased || (reveal && !withheld && !force) {
+                v.clone()
+            } else {
+                sealed_marker(inner)
+            };
+        }
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), walk(v, reveal, force)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(|v| walk(v, reveal, force)).collect()),
+            other => other.clone(),
+        }
+    }
+    match data {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), walk(v, reveal, withheld.contains(&k.as_str()))))
+                .collect(),
+        ),
+        other => walk(other, reveal, false),
+    }
+}
+
+/// The payload of a recorded event as a person may read it ([`for_reader`]).
+pub fn event_for_reader(event: &crate::RecordedEvent, reveal: bool) -> Value {
+    let withheld = lightwidget_schemas::withheld_fields(&event.event_type, event.schema_version);
+    for_reader(&event.data, withheld, reveal)
+}
+
 /// Opens every sealed field whose key is in `keys`; every other sealed field becomes
 /// `"erased": true`. Never fails: a field that cannot be opened is, for every reader, erased.
 pub fn open(data: &Value, keys: &HashMap<Uuid, DataKey>) -> Value {
@@ -234,8 +305,8 @@ pub fn open(data: &Value, keys: &HashMap<Uuid, DataKey>) -> Value {
             let key_id: Uuid = inner.get("key_id")?.as_str()?.parse().ok()?;
             let key = keys.get(&key_id)?;
             let sealed = B64.decode(inner.get("sealed")?.as_str()?).ok()?;
-            let r = key_ref(inner).ok()?;
-            let plain = key.open(&sealed, &aad(&r.subject, r.category, key_id))?;
+            let (r, category) = field_ref(inner).ok()?;
+            let plain = key.open(&sealed, &aad(&r.subject, category, key_id))?;
             serde_json::from_slice::<Value>(&plain).ok()
         })();
         let mut m = Map::new();
@@ -387,5 +458,34 @@ mod tests {
             plaintext_refs(&bad, &mut BTreeSet::new()),
             Err(StoreError::InvalidPayload(_))
         ));
+    }
+
+    #[test]
+    fn readers_see_personal_fields_sealed_unless_revealed_and_credentials_never() {
+        let data = json!({
+            "account_id": "a1",
+            "profile": {"$personal": {"subject": "account:a1", "category": "profile", "value": {"username": "MARKER-alice"}}},
+            "access_token": {"$personal": {"subject": "account:a1", "category": "credentials", "value": "MARKER-token"}},
+            "old": {"$personal": {"subject": "account:a1", "category": "profile", "value": "MARKER-old-token"}},
+            "gone": {"$personal": {"subject": "order:o1", "category": "billing", "erased": true}}
+        });
+        let sealed = for_reader(&data, &["old"], false);
+        assert!(!sealed.to_string().contains("MARKER"), "{sealed}");
+        assert_eq!(
+            sealed["profile"],
+            json!({"sealed": {"subject": "account:a1", "category": "profile"}})
+        );
+        assert_eq!(sealed["gone"], data["gone"], "erased stays erased");
+        assert_eq!(sealed["account_id"], "a1");
+        let revealed = for_reader(&data, &["old"], true);
+        assert_eq!(revealed["profile"], data["profile"]);
+        assert_eq!(
+            revealed["access_token"],
+            json!({"sealed": {"subject": "account:a1", "category": "credentials"}})
+        );
+        assert!(revealed["old"]["sealed"].is_object(), "{revealed}");
+        let text = revealed.to_string();
+        assert!(text.contains("MARKER-alice"), "{text}");
+        assert!(!text.contains("MARKER-token") && !text.contains("MARKER-old-token"));
     }
 }

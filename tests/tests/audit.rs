@@ -82,17 +82,67 @@ async fn auditors_read_the_log_in_order_with_erased_fields_marked(backend: Backe
         2
     );
     let stream = format!("preview-{preview}");
-    let one = ndjson(&app, &format!("?stream={stream}"), &auditor).await;
+    // Sealed unless revealed: the category shows, the value does not, nothing is recorded.
+    let before = app.store.head().await.expect("head").position;
+    let sealed = ndjson(&app, &format!("?stream={stream}"), &auditor).await;
+    assert_eq!(
+        sealed[0]["data"]["settings"]["sealed"]["category"], "preview",
+        "{}",
+        sealed[0]
+    );
+    assert!(!sealed[0].to_string().contains("Secret draft"));
+    let r = app
+        .get(
+            &format!("/v1/audit/events?stream={stream}&reveal=true"),
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("reason")));
+    for query in [
+        "reveal=yes&reason=x",
+        &format!("reveal=true&reason={}", "x".repeat(501)),
+    ] {
+        let r = app
+            .get(&format!("/v1/audit/events?{query}"), Some(&auditor))
+            .await;
+        assert_eq!(r.status, 400, "{query}");
+    }
+    assert_eq!(app.store.head().await.expect("head").position, before);
+    let reveal = "&reveal=true&reason=case%20AUD-4%20sample%20check";
+    let one = ndjson(&app, &format!("?stream={stream}{reveal}"), &auditor).await;
     assert_eq!(one.len(), 1);
     assert_eq!(
         one[0]["data"]["settings"]["$personal"]["value"]["title"],
         "Secret draft"
     );
+    // The revealing read was recorded first: who, why, what.
+    let reads = ndjson(&app, "?stream=audit-reads", &auditor).await;
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0]["type"], "AuditDataRevealed");
+    assert_eq!(reads[0]["position"].as_u64(), Some(before + 1));
+    assert_eq!(reads[0]["data"]["reason"], "case AUD-4 sample check");
+    assert_eq!(
+        reads[0]["data"]["scope"],
+        format!("GET /v1/audit/events?stream={stream}&reveal=true")
+    );
+    assert!(reads[0]["actor"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("staff:")));
+    // Credentials (the Instagram access token) are never revealed.
+    let signed = ndjson(&app, &format!("?type=AccountSignedIn{reveal}"), &auditor).await;
+    assert!(!signed.is_empty());
+    for e in &signed {
+        assert_eq!(
+            e["data"]["access_token"]["sealed"]["category"], "credentials",
+            "{e}"
+        );
+        assert!(!e.to_string().contains("demo-token"), "{e}");
+    }
 
     // Erased: the field reads as erased, the envelope and its hash stay.
     app.advance(Duration::minutes(16)).await;
     app.sweep().await;
-    let erased = ndjson(&app, &format!("?stream={stream}"), &auditor).await;
+    let erased = ndjson(&app, &format!("?stream={stream}{reveal}"), &auditor).await;
     assert_eq!(erased[0]["data"]["settings"]["$personal"]["erased"], true);
     assert!(erased[0]["data"]["settings"]["$personal"]
         .get("value")
@@ -191,7 +241,8 @@ async fn an_owner_exports_every_category_held(backend: Backend) {
         format!("order:{}", order["order_id"].as_str().expect("order")),
     ];
     let mut touched = std::collections::BTreeSet::new();
-    for e in ndjson(&app, "", ADMIN_TOKEN).await {
+    let revealed = "?reveal=true&reason=export%20completeness%20check";
+    for e in ndjson(&app, revealed, ADMIN_TOKEN).await {
         collect(&e["data"], &subjects, &mut touched);
     }
     let mut expected: Vec<&str> = touched.iter().map(String::as_str).collect();
@@ -208,6 +259,8 @@ async fn an_owner_exports_every_category_held(backend: Backend) {
     ] {
         assert!(text.contains(expected), "{expected} in {text}");
     }
+    // Credentials are never exported: the Instagram access token is not in it.
+    assert!(!text.contains("demo-token"), "{text}");
     let profile = &export["categories"][2];
     assert!(profile["retention"][0]["explanation"]
         .as_str()
@@ -254,9 +307,34 @@ async fn auditors_verify_the_chain_and_replay_projections(backend: Backend) {
     assert!(v["first_bad_position"].is_null());
     assert_eq!(v["head_hash"].as_str().map(str::len), Some(64));
 
-    let then = app
+    // Without reveal, what personal data shaped reads sealed; the rest stays.
+    let sealed = app
         .get(
             &format!("/v1/audit/replay/widgets?at={created}&key={w}"),
+            Some(&auditor),
+        )
+        .await
+        .expect(200);
+    let doc = &sealed["documents"][0]["doc"];
+    assert_eq!(doc["title"], json!({"sealed": {}}), "{doc}");
+    assert_eq!(doc["layout"], json!({"sealed": {}}));
+    assert!(
+        doc["status"].is_string() && doc["created_at"].is_string(),
+        "{doc}"
+    );
+    assert!(!sealed.to_string().contains("First title"));
+    let r = app
+        .get(
+            &format!("/v1/audit/replay/widgets?at={created}&reveal=true"),
+            Some(&auditor),
+        )
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (400, Some("reason")));
+    let reveal = "&reveal=true&reason=replay%20check";
+    let head_before = app.store.head().await.expect("head").position;
+    let then = app
+        .get(
+            &format!("/v1/audit/replay/widgets?at={created}&key={w}{reveal}"),
             Some(&auditor),
         )
         .await
@@ -264,9 +342,17 @@ async fn auditors_verify_the_chain_and_replay_projections(backend: Backend) {
     assert_eq!(then["at_position"], created);
     assert_eq!(then["documents"].as_array().map(Vec::len), Some(1));
     assert_eq!(then["documents"][0]["doc"]["title"], "First title");
+    let recorded = app
+        .store
+        .read_stream_raw("audit-reads", 0, 10)
+        .await
+        .expect("read");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].position, head_before + 1);
+    assert_eq!(recorded[0].event_type, "AuditDataRevealed");
     let now = app
         .get(
-            &format!("/v1/audit/replay/widgets?at={head}"),
+            &format!("/v1/audit/replay/widgets?at={head}{reveal}"),
             Some(&auditor),
         )
         .await
@@ -284,7 +370,8 @@ async fn auditors_verify_the_chain_and_replay_projections(backend: Backend) {
         )
         .await
         .expect(200);
-    assert_eq!(by_time["at_position"], head);
+    // Everything: the two recorded reveals included.
+    assert_eq!(by_time["at_position"], head + 2);
     let before_all = app
         .get(
             "/v1/audit/replay/widgets?at=2000-01-01T00:00:00Z",
@@ -320,7 +407,61 @@ async fn auditors_verify_the_chain_and_replay_projections(backend: Backend) {
     app.stop().await;
 }
 
+/// A sign-in recorded before credentials had their category (version 2: the access token
+/// labelled `profile`) is withheld all the same: not revealed to auditors, not exported.
+async fn older_credentials_are_withheld_too(backend: Backend) {
+    use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent};
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("olga").await;
+    let mut old = NewEvent::from_domain(
+        &lightwidget_domain::event::AccountSignedIn {
+            account_id: account.parse().expect("id"),
+            access_token: lightwidget_domain::Personal::new(
+                lightwidget_domain::Subject::new("account", &account),
+                lightwidget_domain::Category::Profile,
+                "LEGACY-TOKEN-7".to_owned(),
+            ),
+            signed_in_at: chrono::Utc::now(),
+        }
+        .into(),
+        &Metadata::system(),
+    );
+    old.schema_version = 2;
+    let position = app
+        .store
+        .append(AppendRequest::single(
+            format!("account-{account}"),
+            ExpectedVersion::Any,
+            vec![old],
+        ))
+        .await
+        .expect("append")
+        .last_position;
+    let revealed = ndjson(
+        &app,
+        &format!("?after={}&reveal=true&reason=legacy%20check", position - 1),
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(revealed[0]["schema_version"], 2);
+    assert_eq!(
+        revealed[0]["data"]["access_token"]["sealed"]["category"],
+        "profile"
+    );
+    assert!(!revealed[0].to_string().contains("LEGACY-TOKEN-7"));
+    let export = app
+        .get(
+            &format!("/v1/me/export?min_position={position}"),
+            Some(&token),
+        )
+        .await
+        .expect(200);
+    assert!(export.to_string().contains("olga"), "{export}");
+    assert!(!export.to_string().contains("LEGACY-TOKEN-7"));
+}
+
 both! {
+    legacy_credentials => older_credentials_are_withheld_too;
     verify_and_replay => auditors_verify_the_chain_and_replay_projections;
     audit_events => auditors_read_the_log_in_order_with_erased_fields_marked;
     export => an_owner_exports_every_category_held;

@@ -25,6 +25,69 @@ struct EventFilter {
     limit: Option<u64>,
     stream: Option<String>,
     types: Option<Vec<String>>,
+    reveal: Reveal,
+}
+
+/// Whether a reader asked to see personal data opened, and why.
+#[derive(Default)]
+struct Reveal {
+    reveal: bool,
+    reason: Option<String>,
+}
+
+impl Reveal {
+    /// Takes `reveal` and `reason` from a query pair; false when the pair is another.
+    fn take(&mut self, k: &str, v: &str) -> ApiResult<bool> {
+        match k {
+            "reveal" => {
+                self.reveal = match v {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(Problem::bad_parameter(
+                            "reveal",
+                            "reveal must be true or false",
+                        ))
+                    }
+                }
+            }
+            "reason" => {
+                let reason = lightwidget_domain::values::text("reason", v, 500).map_err(|_| {
+                    Problem::bad_parameter("reason", "reason must be 1 to 500 characters")
+                })?;
+                self.reason = Some(reason);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Records a revealing read before it is answered (R22): `true` when personal data may
+    /// be shown. `reveal=true` without a reason is refused, naming `reason`.
+    async fn record(&self, app: &AppState, caller: &Caller, uri: &Uri) -> ApiResult<bool> {
+        if !self.reveal {
+            return Ok(false);
+        }
+        let reason = self.reason.clone().ok_or_else(|| {
+            Problem::bad_parameter("reason", "reveal=true needs a reason: why the data is read")
+        })?;
+        let read_by = caller.staff(Role::Auditor)?;
+        let query: Vec<String> = url_pairs(uri.query().unwrap_or_default())
+            .filter(|(k, _)| k != "reason")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let scope = format!("GET {}?{}", uri.path(), query.join("&"));
+        let call = super::Call::new(app, Some(caller), None, String::new());
+        lightwidget_commands::staff::record_reveal(
+            &app.commands,
+            call.invocation(),
+            read_by,
+            reason,
+            scope,
+        )
+        .await?;
+        Ok(true)
+    }
 }
 
 fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
@@ -33,8 +96,12 @@ fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
         limit: None,
         stream: None,
         types: None,
+        reveal: Reveal::default(),
     };
     for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
+        if f.reveal.take(&k, &v)? {
+            continue;
+        }
         match k.as_ref() {
             "after" => {
                 f.after = v
@@ -57,7 +124,7 @@ fn event_filter(uri: &Uri) -> ApiResult<EventFilter> {
             other => {
                 return Err(Problem::bad_parameter(
                     other,
-                    "unknown query parameter (after, limit, stream, type)",
+                    "unknown query parameter (after, limit, stream, type, reveal, reason)",
                 ))
             }
         }
@@ -98,11 +165,14 @@ async fn page(
 }
 
 /// The log as NDJSON envelopes in position order (auditor): `after` a position, `limit`,
-/// `stream`, `type` (comma-separated). Streamed page by page, never loaded whole; personal
-/// fields read opened, or as erased once their key is shredded.
+/// `stream`, `type` (comma-separated). Streamed page by page, never loaded whole. Personal
+/// fields read `{"sealed": {"subject", "category"}}`, or as erased once their key is
+/// shredded; with `reveal=true` and a `reason` they read opened, and the read is recorded
+/// (`AuditDataRevealed`) before the answer. Credentials are never shown.
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit",
     params(("after" = Option<u64>, Query), ("limit" = Option<u64>, Query),
-        ("stream" = Option<String>, Query), ("type" = Option<String>, Query)),
+        ("stream" = Option<String>, Query), ("type" = Option<String>, Query),
+        ("reveal" = Option<bool>, Query), ("reason" = Option<String>, Query)),
     responses((status = 200, content_type = "application/x-ndjson", body = String),
         (status = 400, body = Problem), (status = 401, body = Problem),
         (status = 403, body = Problem)),
@@ -110,12 +180,13 @@ async fn page(
 pub async fn events(State(app): State<AppState>, caller: Caller, uri: Uri) -> ApiResult<Response> {
     caller.staff(Role::Auditor)?;
     let f = event_filter(&uri)?;
+    let reveal = f.reveal.record(&app, &caller, &uri).await?;
     // The first page is read before answering, so that a failing store is a 500, not a
     // broken stream.
     let start = if f.stream.is_some() { 0 } else { f.after };
     let first = page(&app, &f, start).await?;
     let state = (app, f, Some(first), 0u64);
-    let body = futures::stream::unfold(state, |(app, f, pending, sent)| async move {
+    let body = futures::stream::unfold(state, move |(app, f, pending, sent)| async move {
         let (events, next) = match pending {
             Some(p) => p,
             None => return None,
@@ -126,7 +197,11 @@ pub async fn events(State(app): State<AppState>, caller: Caller, uri: Uri) -> Ap
             if f.limit.is_some_and(|l| sent >= l) {
                 break;
             }
-            if serde_json::to_writer(&mut out, e).is_err() {
+            let shown = RecordedEvent {
+                data: lightwidget_store::sealing::event_for_reader(e, reveal),
+                ..e.clone()
+            };
+            if serde_json::to_writer(&mut out, &shown).is_err() {
                 break;
             }
             out.push(b'\n');
@@ -231,7 +306,9 @@ pub async fn export(
         }
         for e in &streams[&stream] {
             let mut values = Vec::new();
-            lightwidget_store::sealing::personal_values(&e.data, subject, category, &mut values);
+            // Credentials are never exported (also those of an older label).
+            let shown = lightwidget_store::sealing::event_for_reader(e, true);
+            lightwidget_store::sealing::personal_values(&shown, subject, category, &mut values);
             for value in values {
                 entry.data.push(Datum {
                     subject_id: subject.to_owned(),
@@ -278,6 +355,39 @@ pub async fn verify(State(app): State<AppState>, caller: Caller) -> ApiResult<Js
     }))
 }
 
+async fn evaluate(
+    app: &AppState,
+    projection: &dyn lightwidget_projections::Projection,
+    position: u64,
+) -> ApiResult<BTreeMap<String, lightwidget_store::ViewDoc>> {
+    lightwidget_projections::evaluate_as_of(&*app.store, projection, position)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "replay");
+            Problem::internal()
+        })
+}
+
+/// `opened` with every value that differs in `unopened` (the same document computed with no
+/// personal field opened) read `{"sealed": {}}`.
+fn sealed_where_differs(opened: &Value, unopened: Option<&Value>) -> Value {
+    match (opened, unopened) {
+        (Value::Object(o), Some(Value::Object(u))) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), sealed_where_differs(v, u.get(k))))
+                .collect(),
+        ),
+        (Value::Array(o), Some(Value::Array(u))) if o.len() == u.len() => Value::Array(
+            o.iter()
+                .zip(u)
+                .map(|(o, u)| sealed_where_differs(o, Some(u)))
+                .collect(),
+        ),
+        (o, Some(u)) if o == u => o.clone(),
+        _ => serde_json::json!({"sealed": {}}),
+    }
+}
+
 /// A projection as it stood at a point of the log.
 #[derive(Serialize, ToSchema)]
 pub struct Replayed {
@@ -290,10 +400,12 @@ pub struct Replayed {
 
 /// A read model computed from the log up to a position or a time (auditor): `at` is a
 /// position or an RFC 3339 time (the last position recorded at or before it); `key` keeps one
-/// document. Computed by streaming the log, whatever the live view holds.
+/// document. Computed by streaming the log, whatever the live view holds. What personal data
+/// shaped reads `{"sealed": {}}` unless `reveal=true` with a `reason`, recorded first.
 #[utoipa::path(get, path = "/v1/audit/replay/{projection}", tag = "audit",
     params(("projection" = String, Path, description = "accounts, widgets, invoices, statistics or retention"),
-        ("at" = String, Query), ("key" = Option<String>, Query)),
+        ("at" = String, Query), ("key" = Option<String>, Query),
+        ("reveal" = Option<bool>, Query), ("reason" = Option<String>, Query)),
     responses((status = 200, body = Replayed), (status = 400, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem),
         (status = 404, body = Problem)),
@@ -309,8 +421,11 @@ pub async fn replay(
         .into_iter()
         .find(|p| p.name() == name)
         .ok_or_else(|| Problem::not_found("projection"))?;
-    let (mut at, mut key) = (None, None);
+    let (mut at, mut key, mut reveal) = (None, None, Reveal::default());
     for (k, v) in url_pairs(uri.query().unwrap_or_default()) {
+        if reveal.take(&k, &v)? {
+            continue;
+        }
         match k.as_ref() {
             "at" => at = Some(v),
             "key" => key = Some(v),
@@ -318,7 +433,7 @@ pub async fn replay(
             other => {
                 return Err(Problem::bad_parameter(
                     other,
-                    "unknown query parameter (at, key)",
+                    "unknown query parameter (at, key, reveal, reason)",
                 ))
             }
         }
@@ -336,16 +451,26 @@ pub async fn replay(
             Problem::bad_parameter("at", "at must be a log position or an RFC 3339 time")
         })?;
     let position = position.min(app.store.head().await?.position);
-    let docs = lightwidget_projections::evaluate_as_of(&*app.store, &*projection, position)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "replay");
-            Problem::internal()
-        })?;
+    let revealed = reveal.record(&app, &caller, &uri).await?;
+    let docs = evaluate(&app, &*projection, position).await?;
+    // Without reveal, what personal data shaped reads sealed: the documents computed with no
+    // personal field opened, compared with the opened ones.
+    let unopened = if revealed {
+        None
+    } else {
+        let unopened = lightwidget_projections::WithoutPersonalData(&*projection);
+        Some(evaluate(&app, &unopened, position).await?)
+    };
     let documents = docs
         .into_iter()
         .filter(|(k, _)| key.as_ref().is_none_or(|want| want == k))
-        .map(|(k, d)| serde_json::json!({"key": k, "doc": d.doc}))
+        .map(|(k, d)| {
+            let doc = match unopened.as_ref() {
+                None => d.doc,
+                Some(u) => sealed_where_differs(&d.doc, u.get(&k).map(|u| &u.doc)),
+            };
+            serde_json::json!({"key": k, "doc": doc})
+        })
         .collect();
     Ok(Json(Replayed {
         projection: name,
