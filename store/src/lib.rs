@@ -387,9 +387,10 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     }
     /// Removes what the storage engine may still keep of erased data outside its live rows
     /// (R23): the embedded store checkpoints and truncates its write-ahead log, whose old
-    /// page images would otherwise hold view documents as they were before an erasure.
-    /// PostgreSQL keeps nothing a dump or a query can see. Returns false when the engine was
-    /// too busy to finish (try again later).
+    /// page images would otherwise hold view documents as they were before an erasure;
+    /// PostgreSQL rewrites the read models' and the keys' tables, whose dead tuples would
+    /// otherwise stay in the pages' free space. Returns false when the engine was too busy to
+    /// finish (try again later).
     async fn scrub(&self) -> Result<bool, StoreError> {
         Ok(true)
     }

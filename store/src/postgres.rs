@@ -948,6 +948,37 @@ impl EventStore for PgEventStore {
         self.import_events(events).await
     }
 
+    /// Rewrites the read models' table and the key table (`VACUUM FULL`): a plain VACUUM
+    /// frees dead tuples but leaves their bytes in the page's free space, so a document as it
+    /// was before an erasure, or a shredded data key, could still be read off the heap. The
+    /// rewrite takes each table's exclusive lock for its length; it waits at most 2 s for
+    /// the lock (then: busy, tried again later) rather than queue every reader behind it.
+    /// The WAL's old segments are left to PostgreSQL's checkpoints.
+    async fn scrub(&self) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        client.batch_execute("SET lock_timeout = '2s'").await?;
+        let mut done = true;
+        for table in ["views", "data_keys"] {
+            match client
+                .batch_execute(&format!("VACUUM (FULL) {table}"))
+                .await
+            {
+                Ok(()) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                {
+                    done = false
+                }
+                Err(e) => {
+                    let _ = client.batch_execute("RESET lock_timeout").await;
+                    return Err(e.into());
+                }
+            }
+        }
+        client.batch_execute("RESET lock_timeout").await?;
+        Ok(done)
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<AppendResult, StoreError> {
         writer::precheck(&request)?;
         let (reply, answer) = oneshot::channel();

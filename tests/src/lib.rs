@@ -47,6 +47,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: Option<TestDatabase>,
     pub dir: Option<tempfile::TempDir>,
+    /// The master key the store was opened with.
+    pub master: MasterKey,
     /// The PostgreSQL URL, master key and settings it was started with (for a second server
     /// on the same database).
     beside: Option<(String, MasterKey, Settings)>,
@@ -117,7 +119,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
     let beside = db
         .as_ref()
         .map(|db| (db.url.clone(), master.clone(), settings.clone()));
-    let mut app = start(settings, storage, clock).await;
+    let mut app = start(settings, storage, clock, master).await;
     app.db = db;
     app.dir = dir;
     app.beside = beside;
@@ -141,10 +143,15 @@ pub async fn spawn_beside(first: &TestApp) -> TestApp {
     let system_clock = matches!(settings.clock, ClockSetting::System);
     let manual = (!system_clock).then(|| first.clock.clone());
     let storage = Storage::new(store, first.clock.clone(), manual, &master);
-    start(settings, storage, first.clock.clone()).await
+    start(settings, storage, first.clock.clone(), master).await
 }
 
-async fn start(settings: Settings, storage: Storage, clock: Arc<ManualClock>) -> TestApp {
+async fn start(
+    settings: Settings,
+    storage: Storage,
+    clock: Arc<ManualClock>,
+    master: MasterKey,
+) -> TestApp {
     let (store, views) = (storage.events.clone(), storage.views.clone());
     let app = Application::with_storage(settings, storage)
         .await
@@ -166,6 +173,7 @@ async fn start(settings: Settings, storage: Storage, clock: Arc<ManualClock>) ->
         client: reqwest::Client::new(),
         db: None,
         dir: None,
+        master,
         beside: None,
         stop: Some(stop),
         done: Some(done),

@@ -15,7 +15,8 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Everything the server logs in this test process, at debug level and above.
+/// Everything the server logs in this test process, at every level (`RUST_LOG=trace` as the
+/// server's main reads it; only the test's own HTTP client is held at info).
 fn log() -> &'static Arc<Mutex<Vec<u8>>> {
     static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
     LOG.get_or_init(|| {
@@ -23,7 +24,7 @@ fn log() -> &'static Arc<Mutex<Vec<u8>>> {
         let sink = buffer.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(lightwidget_api::log_filter(Some(
-                "debug,hyper_util=info,reqwest=info",
+                "trace,hyper_util=info,reqwest=info",
             )))
             .with_writer(move || Sink(sink.clone()))
             .with_ansi(false)
@@ -152,6 +153,73 @@ fn storage_text(app: &TestApp) -> String {
     text
 }
 
+/// The raw pages of the tables that hold plaintext (the read models) or key material (the
+/// data keys), with their TOAST tables, read with `pageinspect`: dead tuples included, which
+/// neither a dump nor a query shows.
+async fn heap_pages(app: &TestApp) -> Vec<u8> {
+    let db = app.db.as_ref().expect("a PostgreSQL test app");
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        .await
+        .expect("pageinspect (PostgreSQL's contrib)");
+    let mut pages = Vec::new();
+    for table in ["views", "data_keys"] {
+        let rels = client
+            .query(
+                "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relname = $1 \
+                 UNION ALL SELECT t.reltoastrelid::regclass::text FROM pg_class t \
+                 WHERE t.relname = $1 AND t.reltoastrelid <> 0",
+                &[&table],
+            )
+            .await
+            .expect("relations");
+        for rel in rels {
+            let rel: String = rel.get(0);
+            let rows = client
+                .query(
+                    "SELECT get_raw_page($1::text, b::int) FROM generate_series(0, \
+                     (pg_relation_size($1::text::regclass) / 8192) - 1) b",
+                    &[&rel],
+                )
+                .await
+                .expect("pages");
+            for r in rows {
+                pages.extend_from_slice(r.get::<_, &[u8]>(0));
+            }
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    pages
+}
+
+/// The wrapped data keys of the account's subjects, as stored.
+async fn wrapped_keys(app: &TestApp, account: &str) -> Vec<Vec<u8>> {
+    let db = app.db.as_ref().expect("a PostgreSQL test app");
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT wrapped FROM data_keys WHERE subject = $1",
+            &[&format!("account:{account}")],
+        )
+        .await
+        .expect("keys");
+    drop(client);
+    let _ = driver.await;
+    rows.into_iter().map(|r| r.get(0)).collect()
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Every API response that can hold the account's data, concatenated.
 async fn api_text(
     app: &TestApp,
@@ -195,14 +263,18 @@ async fn api_text(
     // The history as auditors read it: every event, opened where a key is left.
     let audit = app
         .client
-        .get(app.url("/v1/audit/events"))
+        .get(app.url("/v1/audit/events?reveal=true&reason=proof%20of%20erasure"))
         .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("audit events");
     assert_eq!(audit.status(), 200);
     let audit = audit.text().await.expect("body");
-    assert_eq!(audit.lines().count() as u64, head, "the whole log");
+    assert_eq!(
+        audit.lines().count() as u64,
+        head + 1,
+        "the whole log, with the record of this revealing read"
+    );
     text.push_str(&audit);
     text
 }
@@ -315,11 +387,29 @@ async fn no_marker_survives_the_purge(backend: Backend) {
             "{sealed} is stored sealed only: {stored:?}"
         );
     }
+    let keys = match backend {
+        Backend::Postgres => {
+            let pages = heap_pages(&app).await;
+            assert!(
+                contains_bytes(&pages, m.title.as_bytes()),
+                "the heap holds the live widget document before the purge"
+            );
+            let keys = wrapped_keys(&app, &account).await;
+            assert!(!keys.is_empty());
+            assert!(keys.iter().all(|k| contains_bytes(&pages, k)));
+            keys
+        }
+        Backend::Sqlite => vec![],
+    };
     let logged = log_text();
-    assert!(
-        logged.contains("DEBUG") || logged.contains("INFO"),
-        "the log is captured"
-    );
+    assert!(logged.contains("DEBUG"), "the log is captured below info");
+    if !found(&logged, &markers).is_empty() {
+        for (what, m) in &markers {
+            for line in logged.lines().filter(|l| l.contains(m.as_str())) {
+                eprintln!("{what} logged: {line}");
+            }
+        }
+    }
     assert_eq!(
         found(&logged, &markers),
         Vec::<&str>::new(),
@@ -366,6 +456,32 @@ async fn no_marker_survives_the_purge(backend: Backend) {
         Vec::<&str>::new(),
         "server log"
     );
+    if backend == Backend::Postgres {
+        // Not even in dead tuples: the purging sweep rewrote the tables (R23).
+        let pages = heap_pages(&app).await;
+        let left: Vec<&str> = markers
+            .iter()
+            .filter(|(_, m)| contains_bytes(&pages, m.as_bytes()))
+            .map(|(what, _)| *what)
+            .collect();
+        assert_eq!(left, Vec::<&str>::new(), "heap pages after the purge");
+        assert!(wrapped_keys(&app, &account).await.is_empty());
+        assert!(
+            !keys.iter().any(|k| contains_bytes(&pages, k)),
+            "a shredded key's bytes are gone from the key table's pages"
+        );
+    }
+    // No secret was ever logged: tokens, the master key, the webhook secret.
+    let logged = log_text();
+    for (what, secret) in [
+        ("owner token", token.as_str()),
+        ("security token", security.as_str()),
+        ("admin token", ADMIN_TOKEN),
+        ("webhook secret", lightwidget_tests::PAYPAL_SECRET),
+        ("master key", app.master.to_base64().as_str()),
+    ] {
+        assert!(!logged.contains(secret), "the {what} is logged");
+    }
     app.stop().await;
 }
 
