@@ -15,6 +15,7 @@ pub mod media;
 pub mod problem;
 pub mod processors;
 pub mod routes;
+pub mod runners;
 pub mod settings;
 pub mod state;
 
@@ -580,6 +581,7 @@ impl Application {
             clock: storage.clock,
             manual_clock: storage.manual_clock,
             tokens: Arc::new(auth::TokenCache::default()),
+            runners: Arc::new(runners::RunnerHealth::default()),
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
             metrics: routes::ops::prometheus(),
             policy,
@@ -632,16 +634,12 @@ impl Application {
                 self.state.views.clone(),
                 projection,
             );
-            let mut stop = stop_rx.clone();
-            runners.push(tokio::spawn(async move {
-                let name = runner.view().to_owned();
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = runner.run(stopped).await {
-                    tracing::error!(projection = %name, error = %e, "projection runner stopped");
-                }
-            }));
+            runners.push(tokio::spawn(runners::supervise(
+                runner,
+                self.state.views.clone(),
+                self.state.runners.clone(),
+                stop_rx.clone(),
+            )));
         }
         {
             // The widget documents the public routes read, followed from the log.

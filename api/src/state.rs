@@ -38,6 +38,8 @@ pub struct Shared {
     /// Set under `LW_CLOCK=manual`: the clock `POST /v1/admin/clock` moves.
     pub manual_clock: Option<Arc<ManualClock>>,
     pub tokens: Arc<TokenCache>,
+    /// How each projection runner stands (for `/readyz`).
+    pub runners: Arc<crate::runners::RunnerHealth>,
     /// The application layer: every use case runs through it.
     pub commands: Arc<lightwidget_commands::Context>,
     pub hits: HitRecorder,
@@ -76,6 +78,14 @@ impl AppState {
     /// Read-your-writes: waits until `view` has reached `min` (API.md: up to 5 s, then 503).
     pub async fn wait_for(&self, view: &str, min: Option<u64>) -> Result<(), Problem> {
         let Some(min) = min else { return Ok(()) };
+        // A position the log has not reached cannot be waited for: refused at once.
+        let head = self.store.head().await?.position;
+        if min > head {
+            return Err(Problem::bad_parameter(
+                "min_position",
+                format!("min_position {min} is past the log's head ({head})"),
+            ));
+        }
         match lightwidget_projections::wait_for_position(&*self.views, view, min, MIN_POSITION_WAIT)
             .await
         {

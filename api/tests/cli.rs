@@ -507,3 +507,92 @@ fn a_new_admin_token_setting_revokes_the_old_one() {
     assert!(status(&addr, &new.1).contains("200"));
     terminate(child);
 }
+
+/// The runners of each read model, as one server's `/readyz` tells them.
+fn runner_states(addr: &str) -> Vec<String> {
+    let reply = http_get(addr, "/readyz", None);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return vec![];
+    };
+    v["projections"]
+        .as_object()
+        .map(|p| {
+            p.values()
+                .map(|x| x["runner"].as_str().unwrap_or("none").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `addr` until every runner reads `state` (true), or `limit` passes (false).
+fn all_runners(addr: &str, state: &str, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let states = runner_states(addr);
+        if !states.is_empty() && states.iter().all(|s| s == state) {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two servers on one PostgreSQL: each read model is written by one of them at a time (the
+/// other stands by), and when the one that runs them is killed with SIGKILL, the other takes
+/// every runner over within 10 s and keeps the read models current (issue 22).
+#[test]
+fn a_killed_servers_runners_move_to_the_other() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(lightwidget_testkit::TestDatabase::create());
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let admin = "two-servers-admin-token-0123".to_owned();
+    let settings = [
+        ("LW_DATABASE_URL", db.url.clone()),
+        ("LW_MASTER_KEY", MasterKey::generate().to_base64()),
+        ("LW_ADMIN_TOKEN", admin.clone()),
+    ];
+    let (mut first, a, _) = serve_with(cwd.path(), &settings);
+    assert!(
+        all_runners(&a, "running", Duration::from_secs(10)),
+        "{:?}",
+        runner_states(&a)
+    );
+    let (second, b, _) = serve_with(cwd.path(), &settings);
+    assert!(
+        all_runners(&b, "standby", Duration::from_secs(10)),
+        "{:?}",
+        runner_states(&b)
+    );
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    let killed = std::time::Instant::now();
+    assert!(
+        all_runners(&b, "running", Duration::from_secs(10)),
+        "{:?}",
+        runner_states(&b)
+    );
+    eprintln!("runners taken over in {:?}", killed.elapsed());
+    // The survivor keeps its read models current: a sign-in reaches the accounts view.
+    let body = r#"{"code":"demo:survivor"}"#;
+    assert_eq!(http_post(&b, "/v1/auth/instagram", body), Some(200));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let reply = http_get(&b, "/readyz", None);
+        let body = reply
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if v["projections"]["accounts"]["lag"] == 0 && v["head_position"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminate(second);
+    drop(db);
+}

@@ -26,7 +26,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{DataKey, MasterKey};
 pub use error::StoreError;
 pub use sealing::KeyRef;
-pub use views::{DocChange, ViewDoc, ViewQuery, ViewStore};
+pub use views::{DocChange, Lease, ViewDoc, ViewQuery, ViewStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};

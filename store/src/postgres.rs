@@ -57,6 +57,8 @@ impl Default for PgOptions {
 
 #[derive(Debug)]
 pub struct PgEventStore {
+    /// For the connections that hold runners' leases, one each.
+    url: String,
     pool: Pool,
     /// For the read models' commits only: see [`views_pool_for`].
     views_pool: Pool,
@@ -197,6 +199,7 @@ impl PgEventStore {
             false => None,
         };
         Ok(PgEventStore {
+            url: url.to_owned(),
             pool,
             views_pool,
             master,
@@ -1107,6 +1110,28 @@ fn view_doc(r: &Row) -> Result<ViewDoc, StoreError> {
 
 #[async_trait]
 impl ViewStore for PgEventStore {
+    /// A session advisory lock, on a connection of its own that the lease keeps: the lock
+    /// goes when the lease is dropped, when the process dies (its socket closes), or when the
+    /// database restarts (then the lease reads lost).
+    async fn try_lease(&self, name: &str) -> Result<Option<crate::views::Lease>, StoreError> {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await?;
+        let (lost_tx, lost_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            let _ = lost_tx.send(true);
+        });
+        let row = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&format!("lightwidget writer of {name}")],
+            )
+            .await?;
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        Ok(Some(crate::views::Lease::held(lost_rx, Box::new(client))))
+    }
+
     async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;
         let stmt = client

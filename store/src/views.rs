@@ -95,8 +95,60 @@ pub struct ViewQuery {
 /// How many documents a whole-view query reads at a time.
 pub const QUERY_PAGE: usize = 500;
 
+/// The right to be the one process that writes a view, among the processes sharing a store.
+/// Dropping it gives it up. [`Lease::lost`] resolves if it is lost while held (on PostgreSQL:
+/// the connection that holds the advisory lock ended, as when the database restarts).
+pub struct Lease {
+    lost: Option<tokio::sync::watch::Receiver<bool>>,
+    _hold: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Lease {
+    /// The lease of a store no other process shares: never lost.
+    pub fn unshared() -> Self {
+        Lease {
+            lost: None,
+            _hold: None,
+        }
+    }
+
+    /// A lease kept while `hold` lives; `lost` turns true if it ends.
+    pub fn held(
+        lost: tokio::sync::watch::Receiver<bool>,
+        hold: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        Lease {
+            lost: Some(lost),
+            _hold: Some(hold),
+        }
+    }
+
+    /// Resolves when the lease is lost; never, for an unshared one.
+    pub async fn lost(&self) {
+        match &self.lost {
+            Some(rx) => {
+                let mut rx = rx.clone();
+                let _ = rx.wait_for(|lost| *lost).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease").finish_non_exhaustive()
+    }
+}
+
 #[async_trait]
 pub trait ViewStore: Send + Sync + std::fmt::Debug {
+    /// Takes the lease of `name`'s writer: `None` while another process holds it. A store
+    /// only one process opens (the embedded one) always grants it.
+    async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        let _ = name;
+        Ok(Some(Lease::unshared()))
+    }
     /// The log position `view` reflects (0 when it has never been built).
     async fn checkpoint(&self, view: &str) -> Result<u64, StoreError>;
     /// Applies `changes` and moves the checkpoint from `from` to `to`, in one transaction.

@@ -129,9 +129,111 @@ async fn readiness_follows_the_store() {
         .expect("request");
     assert_eq!(health.status(), 200);
     on_the_server(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true;")).await;
+    let back = ready_within(&app, Duration::from_secs(5)).await;
     assert_eq!(
-        ready().await.status(),
-        200,
-        "ready again once the store answers"
+        back["status"], "ready",
+        "ready again within 5 s of the store: {back}"
     );
+    for (view, p) in back["projections"].as_object().expect("projections") {
+        assert_eq!(p["runner"], "running", "{view} runs again: {back}");
+    }
+}
+
+/// Polls `/readyz` until it answers 200 (its body), or panics after `limit`: a bounded wait
+/// for a condition.
+async fn ready_within(app: &lightwidget_tests::TestApp, limit: Duration) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let r = app.get("/readyz", None).await;
+        if r.status == 200 {
+            return r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not ready within {limit:?}: {} {}",
+            r.status,
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `/readyz` until it answers 503 naming a failing runner, or panics after `limit`.
+async fn failing_within(app: &lightwidget_tests::TestApp, limit: Duration) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let r = app.get("/readyz", None).await;
+        if r.status == 503 {
+            return r.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still ready: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `/readyz` is 503 while a projection runner fails (its read models' table is gone, so
+/// every commit fails) though the store answers, and ready again once the runner recovers
+/// on its own; both backends, the table renamed away and back behind the server's back.
+async fn readiness_follows_the_runners(backend: Backend) {
+    let app = spawn_app(backend).await;
+    ready_within(&app, Duration::from_secs(5)).await;
+    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
+    match backend {
+        Backend::Postgres => on_the_app(&app, &rename("views", "views_away")).await,
+        Backend::Sqlite => on_sqlite(&app, &rename("views", "views_away")),
+    }
+    // An event every runner reads, so that each tries to commit.
+    app.sign_in("rita").await;
+    let down = failing_within(&app, Duration::from_secs(5)).await;
+    assert!(
+        down["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("accounts")),
+        "{down}"
+    );
+    match backend {
+        Backend::Postgres => on_the_app(&app, &rename("views_away", "views")).await,
+        Backend::Sqlite => on_sqlite(&app, &rename("views_away", "views")),
+    }
+    let back = ready_within(&app, Duration::from_secs(5)).await;
+    let head = app.store.head().await.expect("head").position;
+    wait_for_position(&*app.views, "accounts", head, Duration::from_secs(5))
+        .await
+        .expect("the accounts view caught up after the failure");
+    assert_eq!(back["projections"]["accounts"]["runner"], "running");
+}
+
+/// Runs statements on the test app's own database.
+async fn on_the_app(app: &lightwidget_tests::TestApp, sql: &str) {
+    let db = app.db.as_ref().expect("a PostgreSQL test app");
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let driver = tokio::spawn(conn);
+    client.batch_execute(sql).await.expect("statement");
+    drop(client);
+    let _ = driver.await;
+}
+
+/// Runs a statement on the embedded store's read-model database (`views.db`).
+fn on_sqlite(app: &lightwidget_tests::TestApp, sql: &str) {
+    let dir = app.dir.as_ref().expect("an embedded test app");
+    let c = rusqlite::Connection::open(dir.path().join("views.db")).expect("open views.db");
+    c.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
+    c.execute_batch(sql).expect("statement");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_readiness_follows_the_runners() {
+    readiness_follows_the_runners(Backend::Postgres).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_readiness_follows_the_runners() {
+    readiness_follows_the_runners(Backend::Sqlite).await
 }

@@ -24,19 +24,36 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Ready when the store answers; reports each read model's position and lag behind the log.
+/// Ready when the store answers and no projection runner is failing; reports each read
+/// model's position, lag behind the log and runner (`running` here, `standby` while another
+/// process runs it, `starting`).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "ready, with each projection's position and lag"),
         (status = 503, body = Problem)))]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     match lag(&app).await {
         Ok((head, projections)) => {
+            let runners = app.runners.states();
+            let failing: Vec<&str> = runners
+                .iter()
+                .filter(|(_, s)| **s == crate::runners::RunnerState::Failing)
+                .map(|(v, _)| v.as_str())
+                .collect();
+            if !failing.is_empty() {
+                return Problem::unavailable(
+                    format!("projection runners failing: {}", failing.join(", ")),
+                    2,
+                )
+                .into_response();
+            }
             let projections: serde_json::Map<String, serde_json::Value> = projections
                 .into_iter()
                 .map(|(name, at)| {
+                    let runner = runners.get(name).map(|s| s.as_str());
                     (
                         name.to_owned(),
-                        serde_json::json!({"position": at, "lag": head.saturating_sub(at)}),
+                        serde_json::json!({"position": at, "lag": head.saturating_sub(at),
+                            "runner": runner}),
                     )
                 })
                 .collect();
