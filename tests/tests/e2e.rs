@@ -21,6 +21,8 @@ mod processors;
 mod public;
 #[path = "retention.rs"]
 mod retention;
+#[path = "servers.rs"]
+mod servers;
 #[path = "staff.rs"]
 mod staff;
 #[path = "widgets.rs"]
