@@ -41,6 +41,9 @@ const MAX_REQUESTS_PER_BATCH: usize = 256;
 pub struct SqliteOptions {
     /// Test hook: hold every write transaction open this long before its COMMIT.
     pub pre_commit_delay: Option<Duration>,
+    /// Test hook: the log's database may grow to this many pages (`PRAGMA max_page_count`,
+    /// set on the writer's connection before each batch), as if its disk were that full.
+    pub page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Opens a connection with the pragmas every connection of the store uses: every commit
@@ -297,6 +300,7 @@ impl SqliteEventStore {
                     rx,
                     head_tx,
                     options.pre_commit_delay,
+                    options.page_limit,
                 )
             })
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
@@ -395,9 +399,16 @@ fn writer_thread(
     mut rx: mpsc::Receiver<Pending>,
     head: watch::Sender<u64>,
     delay: Option<Duration>,
+    page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
 ) {
     let mut cache = WriterCache::default();
     while let Some(first) = rx.blocking_recv() {
+        if let Some(limit) = &page_limit {
+            let pages = limit.load(std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = conn.pragma_update(None, "max_page_count", pages as i64) {
+                tracing::warn!(error = %e, "setting the test page limit");
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_BATCH {
             match rx.try_recv() {

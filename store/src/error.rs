@@ -69,6 +69,11 @@ impl From<rusqlite::Error> for StoreError {
             Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
                 StoreError::Unavailable(format!("sqlite: {e}"))
             }
+            // Out of space: nothing was written (the transaction rolled back), and a retry
+            // succeeds once there is room again.
+            Some(rusqlite::ErrorCode::DiskFull) => StoreError::Unavailable(
+                "sqlite: the database or its disk is full; nothing was written".into(),
+            ),
             _ => StoreError::Internal(format!("sqlite: {e}")),
         }
     }

@@ -64,6 +64,7 @@ impl Ctx {
                     Arc::new(SystemClock),
                     SqliteOptions {
                         pre_commit_delay: delay,
+                        ..SqliteOptions::default()
                     },
                 )
                 .expect("open"),

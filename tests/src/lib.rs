@@ -36,6 +36,8 @@ pub struct TestConfig {
     /// `LW_TOKEN_TTL_HOURS` as a duration (default here: a century, so that tests moving the
     /// manual clock by months keep their tokens; the server's own default is 720 hours).
     pub token_ttl: Option<std::time::Duration>,
+    /// The embedded store's page limit (`SqliteOptions::page_limit`): a disk that fills up.
+    pub sqlite_page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -88,7 +90,10 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
                     dir.path(),
                     master.clone(),
                     clock.clone(),
-                    SqliteOptions::default(),
+                    SqliteOptions {
+                        page_limit: config.sqlite_page_limit.clone(),
+                        ..SqliteOptions::default()
+                    },
                 )
                 .expect("open"),
             );

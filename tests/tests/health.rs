@@ -6,6 +6,7 @@ use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject};
 use lightwidget_projections::wait_for_position;
 use lightwidget_store::{AppendRequest, ExpectedVersion, Metadata, NewEvent};
 use lightwidget_tests::{spawn_app, Backend};
+use serde_json::json;
 use std::time::Duration;
 
 async fn health_readiness_and_projections(backend: Backend) {
@@ -236,4 +237,79 @@ async fn postgres_readiness_follows_the_runners() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_readiness_follows_the_runners() {
     readiness_follows_the_runners(Backend::Sqlite).await
+}
+
+/// The embedded store's disk fills up: commands answer 503 problem+json with `Retry-After`,
+/// nothing of a refused command is in the log, the chain verifies, and once there is room
+/// again commands succeed without a restart (issue 22). The disk is `PRAGMA max_page_count`
+/// on the log's writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_503_and_passes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let limit = std::sync::Arc::new(AtomicU64::new(u32::MAX as u64 - 1));
+    let app = lightwidget_tests::spawn_app_with(
+        Backend::Sqlite,
+        lightwidget_tests::TestConfig {
+            sqlite_page_limit: Some(limit.clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (token, _, _) = app.sign_in("fiona").await;
+    let dir = app.dir.as_ref().expect("data dir").path().join("ledger.db");
+    let pages: i64 = rusqlite::Connection::open(&dir)
+        .expect("open")
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .expect("page count");
+    limit.store(pages as u64, Ordering::Relaxed);
+    let mut full = None;
+    for n in 0..5_000 {
+        let before = app.store.head().await.expect("head").position;
+        let r = app
+            .post(
+                "/v1/widgets",
+                Some(&token),
+                json!({"title": format!("filler {n} {}", "x".repeat(180)), "layout": "grid", "columns": 3}),
+            )
+            .await;
+        match r.status {
+            201 => continue,
+            503 => {
+                full = Some((r, before));
+                break;
+            }
+            other => panic!("neither created nor 503: {other} {}", r.body),
+        }
+    }
+    let (r, before) = full.expect("the disk filled up");
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(
+        r.headers["content-type"].to_str().expect("text"),
+        "application/problem+json"
+    );
+    assert_eq!(
+        app.store.head().await.expect("head").position,
+        before,
+        "nothing of the refused command was written"
+    );
+    let verified = app
+        .get("/v1/audit/verify", Some(lightwidget_tests::ADMIN_TOKEN))
+        .await
+        .expect(200);
+    assert_eq!(verified["ok"], true);
+    // Room again: the next command succeeds, the chain goes on.
+    limit.store(u32::MAX as u64 - 1, Ordering::Relaxed);
+    app.post(
+        "/v1/widgets",
+        Some(&token),
+        json!({"title": "after", "layout": "grid", "columns": 3}),
+    )
+    .await
+    .expect(201);
+    let verified = app
+        .get("/v1/audit/verify", Some(lightwidget_tests::ADMIN_TOKEN))
+        .await
+        .expect(200);
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["head_position"], before + 1);
 }
