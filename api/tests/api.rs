@@ -4,5 +4,7 @@
 mod archive;
 #[path = "cli.rs"]
 mod cli;
+#[path = "crash.rs"]
+mod crash;
 #[path = "layers.rs"]
 mod layers;
