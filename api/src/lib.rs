@@ -12,6 +12,7 @@ pub mod extract;
 pub mod instagram;
 pub mod limits;
 pub mod media;
+pub mod openapi;
 pub mod problem;
 pub mod processors;
 pub mod routes;
@@ -325,8 +326,9 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document of every route.
-pub fn openapi() -> utoipa::openapi::OpenApi {
+/// The OpenAPI document of every route, as served: the routes' descriptions with every
+/// error each can answer declared ([`openapi::declare_errors`]).
+pub fn openapi() -> serde_json::Value {
     let (_, mut doc) = api_routes();
     doc.paths.paths.insert(
         "/openapi.json".into(),
@@ -338,13 +340,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .response("200", utoipa::openapi::Response::new("OpenAPI 3")),
         ),
     );
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    openapi::declare_errors(&mut doc);
     doc
 }
 
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes();
     let doc = Arc::new(openapi());
-    api.route(
+    let queries = Arc::new(openapi::QueryParameters::of(&doc));
+    api.route_layer(axum::middleware::from_fn_with_state(
+        queries,
+        openapi::known_query,
+    ))
+    .route(
         "/openapi.json",
         axum::routing::get(move || {
             let doc = doc.clone();

@@ -375,6 +375,36 @@ impl TestApp {
         .expect(200)
     }
 
+    /// Runs SQL on the app's own storage behind its back: its PostgreSQL database, or the
+    /// embedded store's read-model database (`views.db`).
+    pub async fn sql(&self, sql: &str) {
+        if let Some(db) = &self.db {
+            let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            let driver = tokio::spawn(conn);
+            client.batch_execute(sql).await.expect("statement");
+            drop(client);
+            let _ = driver.await;
+            return;
+        }
+        let dir = self.dir.as_ref().expect("a test app with storage");
+        let c = rusqlite::Connection::open(dir.path().join("views.db")).expect("open views.db");
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .expect("busy timeout");
+        c.execute_batch(sql).expect("statement");
+    }
+
+    /// Takes the read models' table away: every runner's commit fails, so no read model
+    /// moves past where it is (until [`TestApp::release_read_models`]).
+    pub async fn hold_read_models(&self) {
+        self.sql("ALTER TABLE views RENAME TO views_away").await
+    }
+
+    pub async fn release_read_models(&self) {
+        self.sql("ALTER TABLE views_away RENAME TO views").await
+    }
+
     /// Moves the manual clock on through the admin API.
     pub async fn advance(&self, by: chrono::Duration) {
         self.post(

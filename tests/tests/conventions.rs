@@ -529,6 +529,93 @@ const ROUTES: &[&str] = &[
     "POST /v1/compliance/breaches/{id}/notified",
 ];
 
+/// The document tells the truth about errors (issue 22): every operation declares 503 and
+/// 408, a secured one 401 (with `WWW-Authenticate`) and 403, a write 429 (with
+/// `Retry-After`), one with a body 400/413/415/422, all as `application/problem+json`; every
+/// query declares `min_position`; and a query parameter an API operation does not declare is
+/// 400 naming it (the public page takes any).
+async fn openapi_declares_every_error(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let doc = app.get("/openapi.json", None).await.expect(200);
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            let responses = &op["responses"];
+            let mut expected = vec!["408", "503"];
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured {
+                expected.extend(["401", "403"]);
+            }
+            if method != "get" {
+                expected.push("429");
+            }
+            if op.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            for status in expected {
+                let r = &responses[status];
+                assert!(
+                    r["content"]["application/problem+json"]["schema"]["$ref"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with("/Problem")),
+                    "{method} {path} {status}: {r}"
+                );
+            }
+            for (status, r) in responses.as_object().expect("responses") {
+                if status.as_str() >= "400" {
+                    assert!(
+                        r["content"].get("application/json").is_none(),
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+            if secured {
+                assert!(responses["401"]["headers"]["WWW-Authenticate"].is_object());
+            }
+            if method != "get" {
+                assert!(responses["429"]["headers"]["Retry-After"].is_object());
+            }
+            if method == "get" && path.starts_with("/v1/") {
+                let params = op["parameters"].as_array().expect("parameters");
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == "min_position" && p["in"] == "query"),
+                    "{method} {path}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked} operations");
+    let (token, _, _) = app.sign_in("query").await;
+    for (path, field) in [
+        ("/v1/widgets?color=red", "color"),
+        ("/v1/me?=false", "query"),
+        ("/v1/widgets?min_position=0&x=1", "x"),
+    ] {
+        let r = app.get(path, Some(&token)).await;
+        assert_eq!(
+            (r.status, r.body["field"].as_str()),
+            (400, Some(field)),
+            "{path} {}",
+            r.body
+        );
+    }
+    app.get("/v1/widgets?min_position=0", Some(&token))
+        .await
+        .expect(200);
+    let (w, at) = app.create_widget(&token, "tagged").await;
+    let page = app
+        .get(
+            &format!("/w/{w}?min_position={at}&utm_source=newsletter"),
+            None,
+        )
+        .await;
+    assert_eq!(page.status, 200, "a page takes what an embedding adds");
+}
+
 async fn openapi_describes_every_route(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let doc = app.get("/openapi.json", None).await.expect(200);
@@ -613,9 +700,12 @@ async fn graceful_stop(app: TestApp) {
 async fn shutdown_finishes_in_flight_requests(backend: Backend) {
     let app = lightwidget_tests::spawn_app(backend).await;
     let (token, _, _) = app.sign_in("alice").await;
-    // A query that waits (min_position beyond the head) is in flight when the stop comes.
+    // A query that waits (for a position its read model cannot reach: the read models are
+    // held back) is in flight when the stop comes.
+    app.hold_read_models().await;
+    app.sign_in("alice").await;
     let head = app.store.head().await.expect("head").position;
-    let url = app.url(&format!("/v1/widgets?min_position={}", head + 1));
+    let url = app.url(&format!("/v1/me?min_position={head}"));
     let client = app.client.clone();
     let pending = tokio::spawn(async move {
         client
@@ -644,10 +734,14 @@ async fn a_request_over_the_timeout_is_a_408_problem(backend: Backend) {
     )
     .await;
     let (token, _, _) = app.sign_in("slow").await;
-    // Waiting for a position far ahead would take 5 s; the request timeout is 1 s.
+    // Waiting for a position the read models cannot reach (they are held back) would take
+    // 5 s; the request timeout is 1 s.
+    app.hold_read_models().await;
+    app.sign_in("slow").await;
+    let head = app.store.head().await.expect("head").position;
     let started = std::time::Instant::now();
     let r = app
-        .get("/v1/me?min_position=1000000000", Some(&token))
+        .get(&format!("/v1/me?min_position={head}"), Some(&token))
         .await;
     assert_eq!(r.status, 408, "{r:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
@@ -665,6 +759,7 @@ both! {
     bodies => bodies_are_checked;
     idempotency => idempotency_keys_replay_the_first_answer;
     min_position => min_position_past_the_head_is_400;
+    openapi_errors => openapi_declares_every_error;
     blocked => blocked_accounts_cannot_act;
     clock => the_manual_clock_moves_for_the_admin_only;
     role_matrix => the_role_matrix;

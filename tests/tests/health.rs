@@ -182,11 +182,7 @@ async fn failing_within(app: &lightwidget_tests::TestApp, limit: Duration) -> se
 async fn readiness_follows_the_runners(backend: Backend) {
     let app = spawn_app(backend).await;
     ready_within(&app, Duration::from_secs(5)).await;
-    let rename = |from: &str, to: &str| format!("ALTER TABLE {from} RENAME TO {to}");
-    match backend {
-        Backend::Postgres => on_the_app(&app, &rename("views", "views_away")).await,
-        Backend::Sqlite => on_sqlite(&app, &rename("views", "views_away")),
-    }
+    app.hold_read_models().await;
     // An event every runner reads, so that each tries to commit.
     app.sign_in("rita").await;
     let down = failing_within(&app, Duration::from_secs(5)).await;
@@ -196,37 +192,13 @@ async fn readiness_follows_the_runners(backend: Backend) {
             .is_some_and(|d| d.contains("accounts")),
         "{down}"
     );
-    match backend {
-        Backend::Postgres => on_the_app(&app, &rename("views_away", "views")).await,
-        Backend::Sqlite => on_sqlite(&app, &rename("views_away", "views")),
-    }
+    app.release_read_models().await;
     let back = ready_within(&app, Duration::from_secs(5)).await;
     let head = app.store.head().await.expect("head").position;
     wait_for_position(&*app.views, "accounts", head, Duration::from_secs(5))
         .await
         .expect("the accounts view caught up after the failure");
     assert_eq!(back["projections"]["accounts"]["runner"], "running");
-}
-
-/// Runs statements on the test app's own database.
-async fn on_the_app(app: &lightwidget_tests::TestApp, sql: &str) {
-    let db = app.db.as_ref().expect("a PostgreSQL test app");
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    let driver = tokio::spawn(conn);
-    client.batch_execute(sql).await.expect("statement");
-    drop(client);
-    let _ = driver.await;
-}
-
-/// Runs a statement on the embedded store's read-model database (`views.db`).
-fn on_sqlite(app: &lightwidget_tests::TestApp, sql: &str) {
-    let dir = app.dir.as_ref().expect("an embedded test app");
-    let c = rusqlite::Connection::open(dir.path().join("views.db")).expect("open views.db");
-    c.busy_timeout(Duration::from_secs(5))
-        .expect("busy timeout");
-    c.execute_batch(sql).expect("statement");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

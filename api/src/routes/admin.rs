@@ -18,8 +18,10 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewStaff {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// `security`, `compliance`, `auditor` or `admin`.
+    #[schema(pattern = "^(security|compliance|auditor|admin)$")]
     pub role: String,
 }
 
@@ -179,6 +181,7 @@ pub async fn rotate_admin_token(
 #[serde(deny_unknown_fields)]
 pub struct AdvanceClock {
     /// Seconds to move the manual clock forward (0 to 10 years).
+    #[schema(minimum = 0, maximum = 316224000)]
     pub advance_seconds: i64,
 }
 

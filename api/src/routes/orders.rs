@@ -116,12 +116,19 @@ pub fn card_like(tree: &Value, path: &str) -> Option<String> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BillingBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 500, pattern = "\\S")]
     pub address: String,
+    #[schema(
+        max_length = 254,
+        pattern = "^[!-?A-~]+@[!-\\-/-?A-~][!-?A-~]*\\.[!-?A-~]*[!-\\-/-?A-~]$"
+    )]
     pub email: String,
     #[serde(default)]
     pub vat_id: Option<String>,
     /// ISO 3166-1 alpha-2, upper case.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 
@@ -129,6 +136,7 @@ pub struct BillingBody {
 #[serde(deny_unknown_fields)]
 pub struct UpgradeBody {
     /// `pro`.
+    #[schema(pattern = "^pro$")]
     pub plan: String,
     pub billing: BillingBody,
 }
@@ -382,7 +390,8 @@ pub async fn list_invoices(
 
 /// One invoice by number (`FV/2026/000001`, slashes as they are or encoded).
 #[utoipa::path(get, path = "/v1/invoices/{number}", tag = "orders",
-    params(("number" = String, Path), ("min_position" = Option<u64>, Query)),
+    params(("number" = String, Path, description = "`FV/<year>/<6 digits>`", pattern = "^FV/[0-9]{4}/[0-9]{6}$"),
+        ("min_position" = Option<u64>, Query)),
     responses((status = 200, body = InvoiceView), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -395,6 +404,17 @@ pub async fn get_invoice(
     let owner = caller.owner().ok();
     if owner.is_none() {
         caller.staff(Role::Compliance)?;
+    }
+    // `FV/<year>/<6 digits>`: anything else names no invoice (and is never sent to the
+    // store, where a NUL byte, say, is not even text).
+    let b = number.as_bytes();
+    let shaped = b.len() == 14
+        && b.starts_with(b"FV/")
+        && b[7] == b'/'
+        && b[3..7].iter().all(u8::is_ascii_digit)
+        && b[8..].iter().all(u8::is_ascii_digit);
+    if !shaped {
+        return Err(Problem::not_found("invoice"));
     }
     app.wait_for(invoices::VIEW, min).await?;
     let doc = app

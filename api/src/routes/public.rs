@@ -30,7 +30,9 @@ fn slug_of(slug: &str) -> ApiResult<&str> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommentBody {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub author: String,
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     pub text: String,
 }
 

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct BlockBody {
     /// Why the account is blocked (kept as security data of the account).
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -93,7 +94,9 @@ pub async fn unblock(
 pub struct HoldBody {
     #[schema(value_type = String, format = Uuid)]
     pub account_id: AccountId,
+    #[schema(min_length = 1, max_length = 2000, pattern = "\\S")]
     pub reason: String,
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub case_ref: String,
 }
 

@@ -26,10 +26,13 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub title: String,
     /// `grid`, `slider`, `masonry` or `list`.
+    #[schema(pattern = "^(grid|slider|masonry|list)$")]
     pub layout: String,
     /// 1 to 12.
+    #[schema(minimum = 1, maximum = 12)]
     pub columns: i64,
 }
 
@@ -253,8 +256,11 @@ pub async fn get_widget(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub title: Option<String>,
+    #[schema(pattern = "^(grid|slider|masonry|list)$")]
     pub layout: Option<String>,
+    #[schema(minimum = 1, maximum = 12)]
     pub columns: Option<i64>,
 }
 
