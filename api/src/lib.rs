@@ -17,6 +17,7 @@ pub mod problem;
 pub mod processors;
 pub mod routes;
 pub mod runners;
+pub mod server;
 pub mod settings;
 pub mod state;
 
@@ -489,6 +490,7 @@ pub struct Application {
     state: AppState,
     admin_token: Option<String>,
     sweep_interval: std::time::Duration,
+    transport: server::Limits,
 }
 
 impl Application {
@@ -609,6 +611,14 @@ impl Application {
             state,
             admin_token,
             sweep_interval: settings.sweep_interval(),
+            transport: server::Limits {
+                header_timeout: settings
+                    .header_timeout
+                    .unwrap_or(server::Limits::default().header_timeout),
+                max_connections: settings
+                    .max_connections
+                    .unwrap_or(server::Limits::default().max_connections),
+            },
         })
     }
 
@@ -717,9 +727,8 @@ impl Application {
         runners.push(tokio::spawn(
             self.state.dispatcher.clone().run(stop_rx.clone()),
         ));
-        let app = router(self.state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        let app = router(self.state);
+        let served = server::serve(self.listener, app, self.transport, shutdown)
             .await
             .context("serving");
         let _ = stop_tx.send(true);

@@ -201,6 +201,11 @@ pub struct Settings {
     /// `LW_TOKEN_TTL_HOURS`: how long owner and staff tokens work (the admin token excepted);
     /// default 720 hours.
     pub token_ttl: Option<std::time::Duration>,
+    /// `LW_HEADER_TIMEOUT_SECONDS`: how long a connection may take to send a request head,
+    /// and stay idle between requests (default 10 s).
+    pub header_timeout: Option<std::time::Duration>,
+    /// `LW_MAX_CONNECTIONS`: connections served at once (default 4096).
+    pub max_connections: Option<usize>,
 }
 
 /// `LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE` (per client IP, on anonymous writes; default 60) and
@@ -346,6 +351,15 @@ impl Settings {
             )
             .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
             rate_limits: RateLimits::from_env()?,
+            header_timeout: seconds("LW_HEADER_TIMEOUT_SECONDS", 3600)?,
+            max_connections: var("LW_MAX_CONNECTIONS")
+                .map(|v| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .ok_or_else(|| anyhow::anyhow!("LW_MAX_CONNECTIONS must be 1 to 1000000"))
+                })
+                .transpose()?,
             token_ttl: var("LW_TOKEN_TTL_HOURS")
                 .map(|v| {
                     v.parse::<u64>()

@@ -38,6 +38,10 @@ pub struct TestConfig {
     pub token_ttl: Option<std::time::Duration>,
     /// The embedded store's page limit (`SqliteOptions::page_limit`): a disk that fills up.
     pub sqlite_page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// `LW_HEADER_TIMEOUT_SECONDS` (default 10 s).
+    pub header_timeout: Option<std::time::Duration>,
+    /// `LW_MAX_CONNECTIONS` (default 4096).
+    pub max_connections: Option<usize>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -114,6 +118,8 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         processors: config.processors.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
         rate_limits: config.rate_limits.unwrap_or_default(),
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
         token_ttl: Some(
             config
                 .token_ttl

@@ -25,5 +25,7 @@ mod retention;
 mod servers;
 #[path = "staff.rs"]
 mod staff;
+#[path = "transport.rs"]
+mod transport;
 #[path = "widgets.rs"]
 mod widgets;

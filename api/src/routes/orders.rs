@@ -390,7 +390,7 @@ pub async fn list_invoices(
 
 /// One invoice by number (`FV/2026/000001`, slashes as they are or encoded).
 #[utoipa::path(get, path = "/v1/invoices/{number}", tag = "orders",
-    params(("number" = String, Path, description = "`FV/<year>/<6 digits>`", pattern = "^FV/[0-9]{4}/[0-9]{6}$"),
+    params(("number" = String, Path, description = "`FV/<year>/<6 digits>`, its slashes encoded as %2F"),
         ("min_position" = Option<u64>, Query)),
     responses((status = 200, body = InvoiceView), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 404, body = Problem)),
