@@ -3,7 +3,7 @@
 # against the server's own /openapi.json, on each backend, with an owner's token and the
 # admin's (who holds every staff role); then the operations that end the caller's session
 # or account, each with a token of its own. Fails on any failure.
-#   scripts/schemathesis.sh [examples per operation and run]   (default 40: about 7,500
+#   scripts/schemathesis.sh [examples per operation and run]   (default 40: about 7,400
 #   requests in all; CI runs 8)
 set -euo pipefail
 cd "$(dirname "$0")/.."
