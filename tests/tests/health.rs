@@ -159,12 +159,17 @@ async fn ready_within(app: &lightwidget_tests::TestApp, limit: Duration) -> serd
     }
 }
 
-/// Polls `/readyz` until it answers 503 naming a failing runner, or panics after `limit`.
-async fn failing_within(app: &lightwidget_tests::TestApp, limit: Duration) -> serde_json::Value {
+/// Polls `/readyz` until it answers 503 naming `view`'s runner as failing, or panics after
+/// `limit`.
+async fn failing_within(
+    app: &lightwidget_tests::TestApp,
+    view: &str,
+    limit: Duration,
+) -> serde_json::Value {
     let deadline = std::time::Instant::now() + limit;
     loop {
         let r = app.get("/readyz", None).await;
-        if r.status == 503 {
+        if r.status == 503 && r.body["detail"].as_str().is_some_and(|d| d.contains(view)) {
             return r.body;
         }
         assert!(
@@ -185,11 +190,11 @@ async fn readiness_follows_the_runners(backend: Backend) {
     app.hold_read_models().await;
     // An event every runner reads, so that each tries to commit.
     app.sign_in("rita").await;
-    let down = failing_within(&app, Duration::from_secs(5)).await;
+    let down = failing_within(&app, "accounts", Duration::from_secs(5)).await;
     assert!(
         down["detail"]
             .as_str()
-            .is_some_and(|d| d.contains("accounts")),
+            .is_some_and(|d| d.contains("failing")),
         "{down}"
     );
     app.release_read_models().await;
