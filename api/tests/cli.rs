@@ -36,7 +36,7 @@ fn serve(cwd: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
 }
 
 /// [`serve`] with these settings too.
-fn serve_with(
+pub(crate) fn serve_with(
     cwd: &std::path::Path,
     settings: &[(&str, String)],
 ) -> (std::process::Child, String, Vec<String>) {

@@ -5,13 +5,12 @@
 //! cycles per backend (3 by default, CI's short form; `scripts/crash.sh` runs 20).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lightwidget");
 const WRITERS: usize = 16;
 const VIEWERS: usize = 2;
 const ADMIN: &str = "crash-admin-token-0123456789";
@@ -51,37 +50,8 @@ fn json(body: &str) -> serde_json::Value {
 
 /// Starts `lightwidget serve` with these settings: the process and its address.
 fn serve(cwd: &std::path::Path, settings: &[(&str, String)]) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(cwd)
-        .env_clear()
-        .env("LW_LISTEN", "127.0.0.1:0")
-        .envs(settings.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("addr=").nth(1) {
-                let _ = tx.send(
-                    rest.split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                );
-            }
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(addr) => (child, addr),
-        Err(_) => {
-            let _ = child.kill();
-            panic!("the server did not report its address within 30 s");
-        }
-    }
+    let (child, addr, _) = super::cli::serve_with(cwd, settings);
+    (child, addr)
 }
 
 /// What the load saw acknowledged.
