@@ -24,10 +24,13 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct BreachBody {
     /// 1 to 5,000 characters; names no person.
+    #[schema(min_length = 1, max_length = 5000, pattern = "\\S")]
     pub description: String,
     /// RFC 3339: when the breach became known.
+    #[schema(format = DateTime)]
     pub detected_at: String,
     /// The categories of personal data concerned (at least one).
+    #[schema(min_items = 1)]
     pub categories: Vec<String>,
     #[schema(value_type = Vec<String>)]
     pub affected_accounts: Vec<AccountId>,
@@ -45,8 +48,10 @@ pub struct BreachCreated {
 #[serde(deny_unknown_fields)]
 pub struct NotifiedBody {
     /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub authority: String,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub notified_at: String,
 }
 

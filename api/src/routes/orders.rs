@@ -229,12 +229,14 @@ pub async fn upgrade(
 pub struct PaypalBody {
     #[schema(value_type = String, format = Uuid)]
     pub order_id: OrderId,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub transaction_id: String,
     /// Decimal, like `"29.00"`.
     #[schema(value_type = String)]
     pub amount: Value,
     pub currency: String,
     /// `COMPLETED`.
+    #[schema(pattern = "^COMPLETED$")]
     pub status: String,
 }
 

@@ -98,10 +98,13 @@ pub async fn policies(State(app): State<AppState>) -> ApiResult<Json<Policies>> 
 #[serde(deny_unknown_fields)]
 pub struct NewPolicy {
     /// A label not used before, 1 to 50 characters.
+    #[schema(min_length = 1, max_length = 50, pattern = "\\S")]
     pub version: String,
     /// The policy's text, 1 to 200,000 characters.
+    #[schema(min_length = 1, max_length = 200000, pattern = "\\S")]
     pub text: String,
     /// RFC 3339, at least 5 days from now.
+    #[schema(format = DateTime)]
     pub effective_at: String,
 }
 

@@ -131,8 +131,15 @@ pub async fn list_comments(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TicketBody {
+    /// Required: where the answer goes (R4).
+    #[schema(
+        max_length = 254,
+        pattern = "^[!-?A-~]+@[!-\\-/-?A-~][!-?A-~]*\\.[!-?A-~]*[!-\\-/-?A-~]$"
+    )]
     pub email: Option<String>,
+    #[schema(max_length = 200)]
     pub subject: Option<String>,
+    #[schema(max_length = 10000)]
     pub message: Option<String>,
 }
 
