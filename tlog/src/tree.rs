@@ -1,0 +1,159 @@
+//! The log as an RFC 6962 Merkle tree: leaf hashes, the hashes a tree stores as it grows
+//! (Go's stored-hash layout: each append adds at most 1 + log₂ n), roots, and proofs.
+
+use tlog_tiles::tlog;
+
+/// A SHA-256 tree hash.
+pub use tlog_tiles::tlog::Hash;
+
+/// Why a proof or a read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProofError {
+    #[error("the proof does not hold: {0}")]
+    Invalid(String),
+    #[error("a hash could not be read: {0}")]
+    Read(String),
+}
+
+impl From<tlog::Error> for ProofError {
+    fn from(e: tlog::Error) -> Self {
+        ProofError::Invalid(e.to_string())
+    }
+}
+
+/// The hash of a leaf: SHA-256(0x00 ‖ data). The log's leaf data is an event's chain hash.
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    tlog::record_hash(data)
+}
+
+/// The hashes to store when leaf `n` (0-based) is appended, given the hashes stored so far
+/// (read through `stored`): at most 1 + log₂ n, in stored-hash index order from
+/// [`stored_index`]`(0, n)` on.
+pub fn hashes_to_store(
+    n: u64,
+    leaf: Hash,
+    stored: &impl Fn(&[u64]) -> Result<Vec<Hash>, String>,
+) -> Result<Vec<Hash>, ProofError> {
+    tlog::stored_hashes_for_record_hash(n, leaf, &Reader(stored)).map_err(Into::into)
+}
+
+/// The stored-hash index of the node at `level` and position `n`: where a store keeps it.
+pub fn stored_index(level: u8, n: u64) -> u64 {
+    tlog::stored_hash_index(level, n)
+}
+
+/// How many hashes a tree of `leaves` leaves stores.
+pub fn stored_count(leaves: u64) -> u64 {
+    tlog::stored_hash_count(leaves)
+}
+
+/// The root of the tree of `size` leaves (`size` = 0: SHA-256 of nothing), reading at most
+/// 1 + log₂ size stored hashes.
+pub fn root(
+    size: u64,
+    stored: &impl Fn(&[u64]) -> Result<Vec<Hash>, String>,
+) -> Result<Hash, ProofError> {
+    tlog::tree_hash(size, &Reader(stored)).map_err(Into::into)
+}
+
+/// The proof that leaf `index` is in the tree of `size` leaves.
+pub fn prove_inclusion(
+    size: u64,
+    index: u64,
+    stored: &impl Fn(&[u64]) -> Result<Vec<Hash>, String>,
+) -> Result<Vec<Hash>, ProofError> {
+    tlog::prove_record(size, index, &Reader(stored)).map_err(Into::into)
+}
+
+/// The proof that the tree of `old` leaves is a prefix of the tree of `new` leaves.
+pub fn prove_consistency(
+    new: u64,
+    old: u64,
+    stored: &impl Fn(&[u64]) -> Result<Vec<Hash>, String>,
+) -> Result<Vec<Hash>, ProofError> {
+    tlog::prove_tree(new, old, &Reader(stored)).map_err(Into::into)
+}
+
+/// Checks that `leaf` is leaf `index` of the tree of `size` leaves with root `root`.
+pub fn check_inclusion(
+    proof: &[Hash],
+    size: u64,
+    root: Hash,
+    index: u64,
+    leaf: Hash,
+) -> Result<(), ProofError> {
+    tlog::check_record(&proof.to_vec(), size, root, index, leaf).map_err(Into::into)
+}
+
+/// Checks that the tree of `old` leaves with root `old_root` is a prefix of the tree of `new`
+/// leaves with root `new_root`.
+pub fn check_consistency(
+    proof: &[Hash],
+    new: u64,
+    new_root: Hash,
+    old: u64,
+    old_root: Hash,
+) -> Result<(), ProofError> {
+    tlog::check_tree(&proof.to_vec(), new, new_root, old, old_root).map_err(Into::into)
+}
+
+struct Reader<'a, F>(&'a F);
+
+impl<F: Fn(&[u64]) -> Result<Vec<Hash>, String>> tlog::HashReader for Reader<'_, F> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
+        let hashes = (self.0)(indexes).map_err(|_| tlog::Error::IndexesNotInTree)?;
+        if hashes.len() != indexes.len() {
+            return Err(tlog::Error::IndexesNotInTree);
+        }
+        Ok(hashes)
+    }
+}
+
+/// A tree held in memory: what a witness rebuilds from the events (`--audit-events`), and
+/// what the tests check the stores against.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryTree {
+    stored: Vec<Hash>,
+    leaves: u64,
+}
+
+impl MemoryTree {
+    /// Appends a leaf with this data (an event's chain hash).
+    pub fn append(&mut self, data: &[u8]) -> Result<(), ProofError> {
+        let n = self.leaves;
+        let hashes = hashes_to_store(n, leaf_hash(data), &|i| self.read(i))?;
+        self.stored.extend(hashes);
+        self.leaves += 1;
+        Ok(())
+    }
+
+    pub fn size(&self) -> u64 {
+        self.leaves
+    }
+
+    fn read(&self, indexes: &[u64]) -> Result<Vec<Hash>, String> {
+        indexes
+            .iter()
+            .map(|i| {
+                usize::try_from(*i)
+                    .ok()
+                    .and_then(|i| self.stored.get(i))
+                    .copied()
+                    .ok_or_else(|| format!("no stored hash {i}"))
+            })
+            .collect()
+    }
+
+    /// The root of the first `size` leaves.
+    pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        root(size, &|i| self.read(i))
+    }
+
+    pub fn prove_inclusion(&self, size: u64, index: u64) -> Result<Vec<Hash>, ProofError> {
+        prove_inclusion(size, index, &|i| self.read(i))
+    }
+
+    pub fn prove_consistency(&self, new: u64, old: u64) -> Result<Vec<Hash>, ProofError> {
+        prove_consistency(new, old, &|i| self.read(i))
+    }
+}
