@@ -222,7 +222,9 @@ fn only_for_owner(path: &Path, setting: &str, fix: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Creates `path` for its owner alone (mode 0600) with these bytes; an existing file is
+/// refused, never overwritten.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -46,6 +46,23 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// The transparency log's signing key.
+    LogKey {
+        #[command(subcommand)]
+        command: LogKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogKeyCommand {
+    /// Writes a new Ed25519 key named ORIGIN to FILE (mode 0600, never over an existing
+    /// file) in the private-key format of Go's sumdb/note, and prints its verifier key.
+    Generate {
+        #[arg(long)]
+        origin: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -211,6 +228,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{}", serde_json::json!({"key": k, "doc": d.doc}));
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::LogKey {
+            command: LogKeyCommand::Generate { origin, out },
+        } => {
+            // No store: the key is written to its file and nowhere else.
+            let (key, private) = lightwidget_tlog::LogKey::generate(&origin)?;
+            lightwidget_api::write_private(&out, format!("{private}\n").as_bytes())?;
+            println!("{}", key.verifier_key());
             Ok(ExitCode::SUCCESS)
         }
     }

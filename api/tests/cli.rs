@@ -596,3 +596,45 @@ fn a_killed_servers_runners_move_to_the_other() {
     terminate(second);
     drop(db);
 }
+
+/// `lightwidget log-key generate` writes a signing key in Go's note format for its owner
+/// alone, prints the matching verifier key, and never overwrites a key (issue 27).
+#[test]
+fn log_key_generate_writes_a_private_key_and_prints_its_verifier_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("log.key");
+    let run = || {
+        Command::new(BIN)
+            .args(["log-key", "generate", "--origin", "example.test/log"])
+            .arg("--out")
+            .arg(&file)
+            .env_clear()
+            .output()
+            .expect("run")
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let private = std::fs::read_to_string(&file).expect("key file");
+    assert!(
+        private.starts_with("PRIVATE+KEY+example.test/log+"),
+        "{private}"
+    );
+    let mode = std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key = lightwidget_tlog::LogKey::from_private(&private).expect("loads");
+    assert_eq!(printed, key.verifier_key());
+    assert!(
+        !printed.contains(private.trim()),
+        "the private key is not printed"
+    );
+    // A second run refuses to overwrite it.
+    let again = run();
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&file).expect("key file"), private);
+}
