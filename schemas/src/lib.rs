@@ -48,6 +48,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "archived_keys",
         sql: include_str!("../sql/postgres/0006_archived_keys.sql"),
     },
+    Migration {
+        version: 7,
+        name: "tree",
+        sql: include_str!("../sql/postgres/0007_tree.sql"),
+    },
 ];
 
 /// SQLite migrations of the log's database file, in order. The read models had their tables
@@ -73,6 +78,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "archived_keys",
         sql: include_str!("../sql/sqlite/0004_archived_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "tree",
+        sql: include_str!("../sql/sqlite/0005_tree.sql"),
     },
 ];
 

@@ -101,6 +101,83 @@ fn busy_wait(attempt: i32) -> bool {
 }
 
 /// Inserts stored events as they are (positions, hashes and all).
+/// The tree's stored hashes at these indexes, in their order; a missing one is an error.
+fn read_tree(conn: &Connection, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+    indexes
+        .iter()
+        .map(|i| {
+            let h: Vec<u8> = stmt
+                .query_row([*i as i64], |r| r.get(0))
+                .map_err(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => {
+                        StoreError::Corrupt(format!("the tree lacks stored hash {i}"))
+                    }
+                    e => e.into(),
+                })?;
+            to_hash(h)
+        })
+        .collect()
+}
+
+fn insert_tree(conn: &Connection, rows: &[(u64, [u8; 32])]) -> Result<(), StoreError> {
+    let mut ins = conn.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)")?;
+    for (idx, hash) in rows {
+        ins.execute(params![*idx as i64, hash.as_slice()])?;
+    }
+    Ok(())
+}
+
+/// Gives the tree the leaves of the events after the first `size` positions, up to `head`,
+/// reading their chain hashes from the log (a log older than the tree, or an import).
+fn grow_tree(conn: &Connection, size: u64, head: u64) -> Result<(), StoreError> {
+    let indexes = lightwidget_tlog::tree::frontier_indexes(size);
+    let mut frontier = writer::Frontier::of(size, read_tree(conn, &indexes)?)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM events WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT 10000",
+    )?;
+    while frontier.size < head {
+        let hashes: Vec<[u8; 32]> = stmt
+            .query_map([frontier.size as i64, head as i64], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
+            .map(|h| h.map_err(StoreError::from).and_then(to_hash))
+            .collect::<Result<_, _>>()?;
+        if hashes.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "the log has no event at position {}",
+                frontier.size + 1
+            )));
+        }
+        let (rows, next) = frontier.extend(hashes)?;
+        insert_tree(conn, &rows)?;
+        frontier = next;
+    }
+    Ok(())
+}
+
+/// How many leaves the stored tree covers: the hashes of leaf n are stored only with those
+/// of every leaf before it, so the count of rows is the stored-hash count of some size.
+fn tree_size(conn: &Connection, head: u64) -> Result<u64, StoreError> {
+    let rows: i64 = conn.query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0))?;
+    let rows = rows as u64;
+    let (mut lo, mut hi) = (0u64, head);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if lightwidget_tlog::tree::stored_count(mid) <= rows {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if lightwidget_tlog::tree::stored_count(lo) != rows {
+        return Err(StoreError::Corrupt(format!(
+            "the tree holds {rows} hashes, which is no tree's count"
+        )));
+    }
+    Ok(lo)
+}
+
 fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreError> {
     let mut ins = conn.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
@@ -278,6 +355,19 @@ impl SqliteEventStore {
         let path = dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
         migrate(&mut conn)?;
+        {
+            // A log older than its tree gets it now, before the writer starts.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let head: i64 =
+                tx.query_row("SELECT position FROM log_head WHERE id = 1", [], |r| {
+                    r.get(0)
+                })?;
+            let covered = tree_size(&tx, head as u64)?;
+            if covered < head as u64 {
+                grow_tree(&tx, covered, head as u64)?;
+            }
+            tx.commit()?;
+        }
         let views_path = dir.join(VIEWS_FILE);
         apply(
             &mut open_connection(&views_path)?,
@@ -525,6 +615,7 @@ impl SqliteTx<'_> {
             ])?;
         }
         insert_events(self.conn, events)?;
+        insert_tree(self.conn, w.tree)?;
         self.conn
             .prepare_cached(
                 "UPDATE log_head SET position = ?1, hash = ?2, key_epoch = ?3 WHERE id = 1",
@@ -562,6 +653,10 @@ impl LogTx for SqliteTx<'_> {
             self.rollback().await;
         }
         result
+    }
+
+    async fn tree_hashes(&mut self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        read_tree(self.conn, indexes)
     }
 
     async fn peek(&mut self, streams: &[String], refs: &[KeyRef]) -> Result<Peek, StoreError> {
@@ -842,6 +937,11 @@ impl KeyStore for SqliteEventStore {
 
 #[async_trait]
 impl EventStore for SqliteEventStore {
+    async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let indexes = indexes.to_vec();
+        self.read(move |c| read_tree(c, &indexes)).await
+    }
+
     async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
         let Some(last) = events.last().cloned() else {
             return Err(StoreError::EmptyBatch);
@@ -868,6 +968,7 @@ impl EventStore for SqliteEventStore {
                 StoreError::InvalidPayload(format!("the events do not continue this log {why}"))
             })?;
             insert_events(&tx, &events)?;
+            grow_tree(&tx, head.position, last.position)?;
             tx.execute(
                 "UPDATE log_head SET position = ?1, hash = ?2 WHERE id = 1",
                 params![last.position as i64, last.hash.as_slice()],

@@ -43,6 +43,13 @@ impl From<tokio_postgres::Error> for StoreError {
         // Constraint violations carry the offending key in `detail`; the top-level message
         // names only the constraint.
         match e.as_db_error() {
+            // The server is going away or not yet back (shutdown, restart, recovery), or
+            // the connection broke: unavailable, to be tried again, never an internal error.
+            Some(db)
+                if db.code().code().starts_with("57P") || db.code().code().starts_with("08") =>
+            {
+                StoreError::Unavailable(format!("postgres {}", db.code().code()))
+            }
             Some(db) => {
                 // The message may quote an input value: quoted parts are blanked.
                 StoreError::Internal(format!(

@@ -394,6 +394,13 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     async fn scrub(&self) -> Result<bool, StoreError> {
         Ok(true)
     }
+    /// The log's Merkle tree: its stored hashes at these indexes (Go's stored-hash layout;
+    /// leaf `i` is the chain hash of position `i + 1`), in their order. A root or a proof
+    /// reads O(log n) of them (`lightwidget_tlog::tree`).
+    async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let _ = indexes;
+        Err(StoreError::Internal("this store keeps no tree".into()))
+    }
     /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
     /// store's own writer, by other processes where the backend can tell, else by polling.
     async fn wait_for(&self, after: u64, timeout: Duration);

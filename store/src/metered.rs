@@ -97,6 +97,9 @@ impl EventStore for MeteredStore {
     async fn scrub(&self) -> Result<bool, StoreError> {
         self.0.scrub().await
     }
+    async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        self.0.tree_hashes(indexes).await
+    }
     async fn head(&self) -> Result<Head, StoreError> {
         self.0.head().await
     }

@@ -170,6 +170,7 @@ impl PgEventStore {
         let pool = pool_for(url, options.pool_size)?;
         let views_pool = views_pool_for(url, VIEWS_POOL_SIZE)?;
         migrate(&pool).await?;
+        backfill_tree(&pool).await?;
         let start = read_head(&pool).await?.position;
         let (head_tx, head_rx) = watch::channel(start);
         let head_tx = Arc::new(head_tx);
@@ -378,17 +379,22 @@ macro_rules! write_if_head {
                SELECT * FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::uuid[], \
                  $14::text[], $15::int[], $16::timestamptz[], $17::text[], $18::uuid[], \
                  $19::uuid[], $20::text[], $21::bytea[], $22::bytea[]) \
+               WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
+             tr AS ( \
+               INSERT INTO tree_hashes (idx, hash) \
+               SELECT * FROM unnest($24::bigint[], $25::bytea[]) \
                WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
              SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), ",
             $deleted,
-            ", (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $23) FROM upd)"
+            ", (SELECT count(*) FROM keys), (SELECT pg_notify('lw_events', $23) FROM upd), \
+             (SELECT count(*) FROM tr)"
         )
     };
 }
 /// The optimistic write of an append that shreds keys.
 const SQL_WRITE_IF_HEAD: &str = write_if_head!(
     "del AS ( \
-       DELETE FROM data_keys WHERE key_id = ANY($24::uuid[]) AND EXISTS (SELECT 1 FROM upd) \
+       DELETE FROM data_keys WHERE key_id = ANY($26::uuid[]) AND EXISTS (SELECT 1 FROM upd) \
        RETURNING 1), ",
     "(SELECT count(*) FROM del)"
 );
@@ -416,9 +422,11 @@ impl PgTx<'_> {
             c.prepare_cached(SQL_SET_HEAD),
             c.prepare_cached(SQL_NOTIFY),
             c.prepare_cached(SQL_DELETE_KEYS),
-            c.prepare_cached(SQL_INSERT_KEYS)
+            c.prepare_cached(SQL_INSERT_KEYS),
+            c.prepare_cached(SQL_INSERT_TREE)
         );
-        let (expect, insert, set_head, notify, delete_keys, insert_keys) = match stmts {
+        let (expect, insert, set_head, notify, delete_keys, insert_keys, insert_tree) = match stmts
+        {
             Ok(s) => s,
             Err(e) if guard.is_some() => return Err(e.into()),
             Err(e) => return self.abort(e).await,
@@ -463,6 +471,14 @@ impl PgTx<'_> {
             }
             c.execute(&insert, &cols.params()).await
         };
+        let tree_idx: Vec<i64> = w.tree.iter().map(|(i, _)| *i as i64).collect();
+        let tree_hashes: Vec<&[u8]> = w.tree.iter().map(|(_, h)| h.as_slice()).collect();
+        let ins_tree = async {
+            if w.tree.is_empty() {
+                return Ok(0);
+            }
+            c.execute(&insert_tree, &[&tree_idx, &tree_hashes]).await
+        };
         let position = w.head.position as i64;
         let hash = w.head.hash.as_slice();
         let key_epoch = w.key_epoch as i64;
@@ -476,12 +492,13 @@ impl PgTx<'_> {
                 Some(_) => Ok(()),
             }
         };
-        let (b, g, d, k, e, h, n, cm) = tokio::join!(
+        let (b, g, d, k, e, t, h, n, cm) = tokio::join!(
             begin,
             guard_q,
             del_keys,
             ins_keys,
             ins_events,
+            ins_tree,
             c.execute(&set_head, &p_head),
             c.query(&notify, &p_notify),
             commit
@@ -492,6 +509,7 @@ impl PgTx<'_> {
             d.err(),
             k.err(),
             e.err(),
+            t.err(),
             h.err(),
             n.err(),
             cm.err(),
@@ -545,18 +563,23 @@ impl PgTx<'_> {
         ];
         params.extend(cols.params());
         params.push(&payload);
+        let tree_idx: Vec<i64> = w.tree.iter().map(|(i, _)| *i as i64).collect();
+        let tree_hashes: Vec<&[u8]> = w.tree.iter().map(|(_, h)| h.as_slice()).collect();
+        params.push(&tree_idx);
+        params.push(&tree_hashes);
         if shreds {
             params.push(&w.delete_keys);
         }
         let row = c.query_one(&stmt, &params).await?;
-        let (moved, events, deleted, keys): (i64, i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (moved, events, deleted, keys, tree): (i64, i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(5));
         if moved != 1 {
             return Err(StoreError::Internal("the log head moved".into()));
         }
         if events as usize != w.events.len()
             || deleted as usize != w.delete_keys.len()
             || keys as usize != w.new_keys.len()
+            || tree as usize != w.tree.len()
         {
             // The statement committed, but not everything this writer expected: its
             // knowledge of the keys was wrong. Nothing acknowledged is lost (the rows are
@@ -576,6 +599,13 @@ impl PgTx<'_> {
 }
 
 impl LogTx for PgTx<'_> {
+    async fn tree_hashes(&mut self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        match read_tree(self.client, indexes).await {
+            Ok(h) => Ok(h),
+            Err(e) => self.abort(e).await,
+        }
+    }
+
     async fn begin(
         &mut self,
         streams: &[String],
@@ -815,6 +845,120 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+const SQL_INSERT_TREE: &str =
+    "INSERT INTO tree_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
+const SQL_READ_TREE: &str = "SELECT idx, hash FROM tree_hashes WHERE idx = ANY($1)";
+
+/// The tree's stored hashes at these indexes, in their order; a missing one is an error.
+async fn read_tree(
+    c: &impl deadpool_postgres::GenericClient,
+    indexes: &[u64],
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    let idx: Vec<i64> = indexes.iter().map(|i| *i as i64).collect();
+    let rows = c.query(SQL_READ_TREE, &[&idx]).await?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for r in rows {
+        found.insert(r.get::<_, i64>(0) as u64, to_hash(r.get(1))?);
+    }
+    indexes
+        .iter()
+        .map(|i| {
+            found
+                .get(i)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("the tree lacks stored hash {i}")))
+        })
+        .collect()
+}
+
+async fn insert_tree(
+    c: &impl deadpool_postgres::GenericClient,
+    rows: &[(u64, [u8; 32])],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let idx: Vec<i64> = rows.iter().map(|(i, _)| *i as i64).collect();
+    let hashes: Vec<&[u8]> = rows.iter().map(|(_, h)| h.as_slice()).collect();
+    c.execute(SQL_INSERT_TREE, &[&idx, &hashes]).await?;
+    Ok(())
+}
+
+/// Gives the tree the leaves of the events after the first `size` positions up to `head`,
+/// from their chain hashes (a log older than the tree, or an import), inside the caller's
+/// transaction.
+async fn grow_tree(
+    c: &impl deadpool_postgres::GenericClient,
+    size: u64,
+    head: u64,
+) -> Result<(), StoreError> {
+    let indexes = lightwidget_tlog::tree::frontier_indexes(size);
+    let mut frontier = crate::writer::Frontier::of(size, read_tree(c, &indexes).await?)?;
+    while frontier.size < head {
+        let rows = c
+            .query(
+                "SELECT hash FROM events WHERE position > $1 AND position <= $2 \
+                 ORDER BY position LIMIT 10000",
+                &[&(frontier.size as i64), &(head as i64)],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "the log has no event at position {}",
+                frontier.size + 1
+            )));
+        }
+        let hashes = rows
+            .into_iter()
+            .map(|r| to_hash(r.get(0)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (rows, next) = frontier.extend(hashes)?;
+        insert_tree(c, &rows).await?;
+        frontier = next;
+    }
+    Ok(())
+}
+
+/// Gives a log older than its tree the tree, under the head's lock (other processes opening
+/// the same database wait, then find it done).
+async fn backfill_tree(pool: &Pool) -> Result<(), StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let head: i64 = tx
+        .query_one("SELECT position FROM log_head WHERE id = 1 FOR UPDATE", &[])
+        .await?
+        .get(0);
+    let rows: i64 = tx
+        .query_one("SELECT count(*) FROM tree_hashes", &[])
+        .await?
+        .get(0);
+    let covered = covered_by(rows as u64, head as u64)?;
+    if covered < head as u64 {
+        grow_tree(&tx, covered, head as u64).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// How many leaves a tree of `rows` stored hashes covers (at most `head`).
+pub(crate) fn covered_by(rows: u64, head: u64) -> Result<u64, StoreError> {
+    let (mut lo, mut hi) = (0u64, head);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if lightwidget_tlog::tree::stored_count(mid) <= rows {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if lightwidget_tlog::tree::stored_count(lo) != rows {
+        return Err(StoreError::Corrupt(format!(
+            "the tree holds {rows} hashes, which is no tree's count"
+        )));
+    }
+    Ok(lo)
+}
+
 impl PgEventStore {
     async fn import_events(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
         let Some(last) = events.last() else {
@@ -837,6 +981,7 @@ impl PgEventStore {
         })?;
         let cols = EventColumns::from(events);
         tx.execute(SQL_INSERT_EVENTS, &cols.params()).await?;
+        grow_tree(&tx, head.position, last.position).await?;
         tx.execute(
             "UPDATE log_head SET position = $1, hash = $2 WHERE id = 1",
             &[&(last.position as i64), &last.hash.as_slice()],
@@ -949,6 +1094,11 @@ impl KeyStore for PgEventStore {
 impl EventStore for PgEventStore {
     async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {
         self.import_events(events).await
+    }
+
+    async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+        let client = self.pool.get().await?;
+        read_tree(&client, indexes).await
     }
 
     /// Rewrites the read models' table and the key table (`VACUUM FULL`): a plain VACUUM

@@ -62,6 +62,8 @@ pub(crate) struct Write<'a> {
     pub delete_keys: &'a [Uuid],
     pub new_keys: &'a [KeyRow],
     pub events: &'a [StoredEvent],
+    /// The Merkle tree's new stored hashes, by stored-hash index (insert-only).
+    pub tree: &'a [(u64, [u8; 32])],
     pub head: Head,
     pub key_epoch: u64,
 }
@@ -76,6 +78,9 @@ pub(crate) trait LogTx {
     ) -> Result<Snapshot, StoreError>;
     /// The key rows of these (subject, category) pairs that exist.
     async fn keys_for(&mut self, refs: &[KeyRef]) -> Result<Vec<KeyRow>, StoreError>;
+    /// The tree's stored hashes at these indexes, in their order (inside `begin`'s
+    /// transaction); a missing one is an error.
+    async fn tree_hashes(&mut self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError>;
     /// Reads, without locking and outside any write, the head's position and key epoch,
     /// the versions of `streams` and the key rows of `refs`, all from one snapshot: what the
     /// writer's cache lacks to decide a batch on its own.
@@ -197,6 +202,9 @@ struct Batch<'a> {
     shredded: Vec<KeyRef>,
     rows: Vec<StoredEvent>,
     key_epoch: u64,
+    /// The tree's new stored hashes, and its right edge after them (set by [`Batch::grow`]).
+    tree: Vec<(u64, [u8; 32])>,
+    frontier: Option<Frontier>,
 }
 
 impl<'a> Batch<'a> {
@@ -218,6 +226,8 @@ impl<'a> Batch<'a> {
             shredded: Vec::new(),
             rows: Vec::new(),
             key_epoch: snap.key_epoch,
+            tree: Vec::new(),
+            frontier: None,
         }
     }
 
@@ -225,11 +235,20 @@ impl<'a> Batch<'a> {
         self.rows.is_empty() && self.delete_keys.is_empty() && self.new_keys.is_empty()
     }
 
+    /// Adds the tree's hashes for the batch's events to what it writes.
+    fn grow(&mut self, frontier: &Frontier) -> Result<(), StoreError> {
+        let (rows, next) = frontier.extend(self.rows.iter().map(|e| e.hash))?;
+        self.tree = rows;
+        self.frontier = Some(next);
+        Ok(())
+    }
+
     fn write(&self) -> Write<'_> {
         Write {
             delete_keys: &self.delete_keys,
             new_keys: &self.new_keys,
             events: &self.rows,
+            tree: &self.tree,
             head: self.head,
             key_epoch: self.key_epoch + u64::from(!self.delete_keys.is_empty()),
         }
@@ -377,6 +396,8 @@ impl<'a> Batch<'a> {
 #[derive(Default)]
 pub(crate) struct WriterCache {
     head: Option<(Head, u64)>,
+    /// The tree's right edge at `head`, once read.
+    frontier: Option<Frontier>,
     versions: HashMap<String, u64>,
     keys: HashMap<KeyRef, (Uuid, DataKey)>,
 }
@@ -397,6 +418,75 @@ enum Vouch {
     No,
 }
 
+/// A stored hash of the tree: its stored-hash index and the hash.
+pub type TreeRow = (u64, [u8; 32]);
+
+/// The right edge of the log's Merkle tree (leaf `i` is the chain hash of position `i + 1`):
+/// the stored hashes of the complete subtrees making up the tree of `size` leaves. A batch's
+/// new tree hashes are computed from it alone: O(log n) per append.
+#[derive(Clone, Debug, Default)]
+pub struct Frontier {
+    pub size: u64,
+    pub hashes: std::collections::BTreeMap<u64, [u8; 32]>,
+}
+
+impl Frontier {
+    /// The frontier of the tree of `size` leaves, from its stored hashes (`read` answers
+    /// them in the order asked).
+    pub fn of(size: u64, read: Vec<[u8; 32]>) -> Result<Frontier, StoreError> {
+        let indexes = lightwidget_tlog::tree::frontier_indexes(size);
+        if read.len() != indexes.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the tree of {size} leaves lacks stored hashes"
+            )));
+        }
+        Ok(Frontier {
+            size,
+            hashes: indexes.into_iter().zip(read).collect(),
+        })
+    }
+
+    /// Appends these leaves (chain hashes, in position order): the rows to store, and the
+    /// frontier after them.
+    pub fn extend(
+        &self,
+        leaves: impl IntoIterator<Item = [u8; 32]>,
+    ) -> Result<(Vec<TreeRow>, Frontier), StoreError> {
+        use lightwidget_tlog::tree;
+        let mut known = self.hashes.clone();
+        let mut rows = Vec::new();
+        let mut size = self.size;
+        for leaf in leaves {
+            let read = |idx: &[u64]| -> Result<Vec<tree::Hash>, String> {
+                idx.iter()
+                    .map(|i| {
+                        known
+                            .get(i)
+                            .map(|h| tree::Hash(*h))
+                            .ok_or_else(|| format!("no stored hash {i}"))
+                    })
+                    .collect()
+            };
+            let new = tree::hashes_to_store(size, tree::leaf_hash(&leaf), &read)
+                .map_err(|e| StoreError::Internal(format!("tree hashes: {e}")))?;
+            let first = tree::stored_count(size);
+            for (k, h) in new.into_iter().enumerate() {
+                known.insert(first + k as u64, h.0);
+                rows.push((first + k as u64, h.0));
+            }
+            size += 1;
+        }
+        let mut hashes = std::collections::BTreeMap::new();
+        for i in tree::frontier_indexes(size) {
+            let h = known
+                .get(&i)
+                .ok_or_else(|| StoreError::Internal(format!("frontier hash {i} missing")))?;
+            hashes.insert(i, *h);
+        }
+        Ok((rows, Frontier { size, hashes }))
+    }
+}
+
 /// Past this many streams or keys the cache starts over (it only saves round trips).
 const CACHE_LIMIT: usize = 100_000;
 
@@ -413,6 +503,7 @@ impl WriterCache {
             self.keys.clear();
         }
         self.head = Some((batch.head, key_epoch));
+        self.frontier = batch.frontier.clone();
         self.versions
             .extend(batch.versions.iter().map(|(s, v)| (s.clone(), *v)));
         self.keys
@@ -568,14 +659,19 @@ pub(crate) async fn commit_batch<T: LogTx>(
             Err(e) => tracing::debug!(error = %e, "peek failed; reading under the lock"),
         }
     }
-    if let Vouch::Ready(snap, keys) = vouched {
+    // The tree's right edge must be known at the cache's head to write optimistically.
+    let frontier = match (&vouched, &cache.frontier) {
+        (Vouch::Ready(snap, _), Some(f)) if f.size == snap.head.position => Some(f.clone()),
+        _ => None,
+    };
+    if let (Vouch::Ready(snap, keys), Some(frontier)) = (vouched, frontier) {
         let expected = HeadAt {
             position: snap.head.position,
             key_epoch: snap.key_epoch,
         };
         let mut batch = Batch::new(master, now, snap, keys);
         let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
-        if results.iter().all(Result::is_ok) && !batch.is_empty() {
+        if results.iter().all(Result::is_ok) && !batch.is_empty() && batch.grow(&frontier).is_ok() {
             let write = batch.write();
             let epoch = write.key_epoch;
             match tx.commit_if_head(expected, &write).await {
@@ -638,11 +734,36 @@ pub(crate) async fn commit_batch<T: LogTx>(
         };
     }
 
+    let size = snap.head.position;
     let mut batch = Batch::new(master, now, snap, keys);
     let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
     if batch.is_empty() {
         tx.rollback().await;
         return Ok(results);
+    }
+    let frontier = match cache.frontier.as_ref().filter(|f| f.size == size) {
+        Some(f) => f.clone(),
+        None => {
+            let indexes = lightwidget_tlog::tree::frontier_indexes(size);
+            let read = match tx.tree_hashes(&indexes).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            };
+            match Frontier::of(size, read) {
+                Ok(f) => f,
+                Err(e) => {
+                    tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+    };
+    if let Err(e) = batch.grow(&frontier) {
+        tx.rollback().await;
+        return Err(e);
     }
     let write = batch.write();
     let epoch = write.key_epoch;

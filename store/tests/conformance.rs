@@ -1203,7 +1203,152 @@ async fn archived_keys_are_opened_only_by_the_archive_read(backend: Backend) {
     assert_eq!(value(&opened[0])["erased"], true);
 }
 
+/// Every event's chain hash, in position order.
+async fn chain_hashes(s: &dyn EventStore) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    loop {
+        let page = s.read_all_raw(out.len() as u64, 1000).await.expect("read");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page.into_iter().map(|e| e.hash));
+    }
+}
+
+/// The store's Merkle tree, rebuilt from nothing but the events' chain hashes.
+async fn tree_of_the_events(s: &dyn EventStore) -> lightwidget_tlog::MemoryTree {
+    let mut tree = lightwidget_tlog::MemoryTree::default();
+    for h in chain_hashes(s).await {
+        tree.append(&h).expect("append");
+    }
+    tree
+}
+
+/// The root of the store's tree of `size` leaves, from its stored hashes.
+async fn store_root(s: &Arc<dyn EventStore>, size: u64) -> lightwidget_tlog::Hash {
+    let indexes = lightwidget_tlog::tree::frontier_indexes(size);
+    let stored = s.tree_hashes(&indexes).await.expect("tree hashes");
+    let by_index: std::collections::HashMap<u64, [u8; 32]> =
+        indexes.into_iter().zip(stored).collect();
+    lightwidget_tlog::tree::root(size, &|idx: &[u64]| {
+        idx.iter()
+            .map(|i| {
+                by_index
+                    .get(i)
+                    .map(|h| lightwidget_tlog::Hash(*h))
+                    .ok_or_else(|| format!("no hash {i}"))
+            })
+            .collect()
+    })
+    .expect("root")
+}
+
+/// The log is also an RFC 6962 tree (issue 27): every append — single events, batches,
+/// several writers on two store handles at once — stores the tree's hashes in its
+/// transaction, so that the root of every size read from the store (O(log n) rows) is the
+/// root of the events' chain hashes, and an inclusion proof from the store verifies. The
+/// stored hashes cannot be changed.
+async fn the_log_is_also_a_merkle_tree(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let a = ctx.open().await;
+    let b = ctx.open().await;
+    for i in 0..5u64 {
+        a.append(AppendRequest::single(
+            "tree-single",
+            ExpectedVersion::Any,
+            vec![event(i)],
+        ))
+        .await
+        .expect("append");
+    }
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let s = if w % 2 == 0 { a.clone() } else { b.clone() };
+        writers.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let events: Vec<NewEvent> = (0..(1 + i % 4)).map(|k| event(i * 10 + k)).collect();
+                s.append(AppendRequest::single(
+                    format!("tree-{w}"),
+                    ExpectedVersion::Any,
+                    events,
+                ))
+                .await
+                .expect("append");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let head = a.head().await.expect("head").position;
+    let tree = tree_of_the_events(&*a).await;
+    assert_eq!(tree.size(), head);
+    for size in [0, 1, 2, 3, 5, 8, head / 2, head - 1, head] {
+        assert_eq!(
+            store_root(&a, size).await,
+            tree.root(size).expect("root"),
+            "size {size}"
+        );
+    }
+    // An inclusion proof made from the store's hashes verifies against the root.
+    let proof = lightwidget_tlog::tree::prove_inclusion(head, 7, &|idx: &[u64]| {
+        futures::executor::block_on(a.tree_hashes(idx))
+            .map(|v| v.into_iter().map(lightwidget_tlog::Hash).collect())
+            .map_err(|e| e.to_string())
+    })
+    .expect("prove");
+    let leaf = lightwidget_tlog::tree::leaf_hash(&chain_hashes(&*a).await[7]);
+    lightwidget_tlog::tree::check_inclusion(&proof, head, tree.root(head).expect("root"), 7, leaf)
+        .expect("verifies");
+    assert!(
+        ctx.raw_sql_fails("UPDATE tree_hashes SET hash = hash WHERE idx = 0")
+            .await,
+        "the tree is insert-only"
+    );
+    assert!(ctx.raw_sql_fails("DELETE FROM tree_hashes").await);
+}
+
+/// A log from before the tree gets it when the store opens: the table and its migration
+/// record taken away, the store reopened, the tree is there and matches the events.
+async fn a_log_older_than_its_tree_gets_one_at_open(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    for i in 0..37u64 {
+        s.append(AppendRequest::single(
+            "old",
+            ExpectedVersion::Any,
+            vec![event(i)],
+        ))
+        .await
+        .expect("append");
+    }
+    drop(s);
+    let version = match backend {
+        Backend::Postgres => 7,
+        Backend::Sqlite => 5,
+    };
+    ctx.raw_sql(&format!(
+        "DROP TABLE tree_hashes; DELETE FROM schema_migrations WHERE version = {version};"
+    ))
+    .await;
+    let s = ctx.open().await;
+    let tree = tree_of_the_events(&*s).await;
+    assert_eq!(store_root(&s, 37).await, tree.root(37).expect("root"));
+    // And appends go on from it.
+    s.append(AppendRequest::single(
+        "old",
+        ExpectedVersion::Any,
+        vec![event(99)],
+    ))
+    .await
+    .expect("append");
+    let tree = tree_of_the_events(&*s).await;
+    assert_eq!(store_root(&s, 38).await, tree.root(38).expect("root"));
+}
+
 lightwidget_testkit::both!(
+    the_log_is_also_a_merkle_tree,
+    a_log_older_than_its_tree_gets_one_at_open,
     archived_keys_are_opened_only_by_the_archive_read,
     concurrent_writers_and_a_subscriber,
     optimistic_concurrency,

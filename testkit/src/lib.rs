@@ -641,6 +641,9 @@ mod forward {
         async fn scrub(&self) -> Result<bool, StoreError> {
             self.inner.scrub().await
         }
+        async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
+            self.inner.tree_hashes(indexes).await
+        }
         async fn head(&self) -> Result<Head, StoreError> {
             self.inner.head().await
         }

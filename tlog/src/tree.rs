@@ -42,6 +42,12 @@ pub fn stored_index(level: u8, n: u64) -> u64 {
     tlog::stored_hash_index(level, n)
 }
 
+/// The stored-hash indexes of the complete subtrees that make up the tree of `size` leaves:
+/// its right edge, all that the next leaf's hashes are computed from (at most log₂ size + 1).
+pub fn frontier_indexes(size: u64) -> Vec<u64> {
+    tlog::sub_tree_index(0, size, Vec::new())
+}
+
 /// How many hashes a tree of `leaves` leaves stores.
 pub fn stored_count(leaves: u64) -> u64 {
     tlog::stored_hash_count(leaves)
