@@ -156,26 +156,10 @@ fn grow_tree(conn: &Connection, size: u64, head: u64) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// How many leaves the stored tree covers: the hashes of leaf n are stored only with those
-/// of every leaf before it, so the count of rows is the stored-hash count of some size.
+/// How many leaves the stored tree covers.
 fn tree_size(conn: &Connection, head: u64) -> Result<u64, StoreError> {
     let rows: i64 = conn.query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0))?;
-    let rows = rows as u64;
-    let (mut lo, mut hi) = (0u64, head);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if lightwidget_tlog::tree::stored_count(mid) <= rows {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    if lightwidget_tlog::tree::stored_count(lo) != rows {
-        return Err(StoreError::Corrupt(format!(
-            "the tree holds {rows} hashes, which is no tree's count"
-        )));
-    }
-    Ok(lo)
+    writer::covered_by(rows as u64, head)
 }
 
 fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreError> {

@@ -932,31 +932,12 @@ async fn backfill_tree(pool: &Pool) -> Result<(), StoreError> {
         .query_one("SELECT count(*) FROM tree_hashes", &[])
         .await?
         .get(0);
-    let covered = covered_by(rows as u64, head as u64)?;
+    let covered = crate::writer::covered_by(rows as u64, head as u64)?;
     if covered < head as u64 {
         grow_tree(&tx, covered, head as u64).await?;
     }
     tx.commit().await?;
     Ok(())
-}
-
-/// How many leaves a tree of `rows` stored hashes covers (at most `head`).
-pub(crate) fn covered_by(rows: u64, head: u64) -> Result<u64, StoreError> {
-    let (mut lo, mut hi) = (0u64, head);
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if lightwidget_tlog::tree::stored_count(mid) <= rows {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    if lightwidget_tlog::tree::stored_count(lo) != rows {
-        return Err(StoreError::Corrupt(format!(
-            "the tree holds {rows} hashes, which is no tree's count"
-        )));
-    }
-    Ok(lo)
 }
 
 impl PgEventStore {

@@ -418,6 +418,27 @@ enum Vouch {
     No,
 }
 
+/// How many leaves a tree of `rows` stored hashes covers (at most `head`): the hashes of a
+/// leaf are stored only with those of every leaf before it, so `rows` is the stored-hash
+/// count of some size.
+pub(crate) fn covered_by(rows: u64, head: u64) -> Result<u64, StoreError> {
+    let (mut lo, mut hi) = (0u64, head);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if lightwidget_tlog::tree::stored_count(mid) <= rows {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    if lightwidget_tlog::tree::stored_count(lo) != rows {
+        return Err(StoreError::Corrupt(format!(
+            "the tree holds {rows} hashes, which is no tree's count"
+        )));
+    }
+    Ok(lo)
+}
+
 /// A stored hash of the tree: its stored-hash index and the hash.
 pub type TreeRow = (u64, [u8; 32]);
 
