@@ -469,19 +469,15 @@ async fn deadline(
 
 /// The log filter of `RUST_LOG` (default `info`), with the targets that would print personal
 /// data capped whatever it says: tokio-postgres logs every statement's parameters at debug
-/// level, and those parameters are view documents, some with personal data in the clear;
-/// axum's server logs each connection's peer address (a visitor's IP) at trace level.
+/// level, and those parameters are view documents, some with personal data in the clear.
+/// (The server's own connection loop, `server::serve`, logs no peer address at any level.)
 pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
     let base = tracing_subscriber::EnvFilter::try_new(directives.unwrap_or("info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    [
-        "tokio_postgres=info",
-        "tokio_postgres::query=info",
-        "axum::serve=debug",
-    ]
-    .into_iter()
-    .filter_map(|d| d.parse().ok())
-    .fold(base, |f, d| f.add_directive(d))
+    ["tokio_postgres=info", "tokio_postgres::query=info"]
+        .into_iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(base, |f, d| f.add_directive(d))
 }
 
 /// How long a request may take before it is answered 408 (`LW_REQUEST_TIMEOUT_SECONDS`).
