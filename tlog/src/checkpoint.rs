@@ -106,6 +106,13 @@ fn verifier_key_of(private: &str) -> Result<String, CheckpointError> {
     Ok(signed_note::new_ed25519_verifier_key(name, &public))
 }
 
+/// Checks that `key` is a signed-note Ed25519 verifier key (`<name>+<id>+<base64>`).
+pub fn check_verifier_key(key: &str) -> Result<(), CheckpointError> {
+    StandardVerifier::new(key.trim())
+        .map(|_| ())
+        .map_err(|e| CheckpointError::Key(e.to_string()))
+}
+
 /// A checkpoint, once its signature verified.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {

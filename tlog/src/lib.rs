@@ -8,7 +8,11 @@
 //! switch touches this crate only.
 
 pub mod checkpoint;
+pub mod cli;
+pub mod proof;
+pub mod receipt;
 pub mod tree;
+pub mod witness;
 
 pub use checkpoint::{Checkpoint, CheckpointError, LogKey};
 pub use tree::{Hash, MemoryTree, ProofError};

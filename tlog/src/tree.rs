@@ -92,7 +92,8 @@ pub fn check_inclusion(
 }
 
 /// Checks that the tree of `old` leaves with root `old_root` is a prefix of the tree of `new`
-/// leaves with root `new_root`.
+/// leaves with root `new_root`. The empty tree is a prefix of every tree (with an empty
+/// proof); a tree is consistent with itself when the roots agree (with an empty proof).
 pub fn check_consistency(
     proof: &[Hash],
     new: u64,
@@ -100,7 +101,68 @@ pub fn check_consistency(
     old: u64,
     old_root: Hash,
 ) -> Result<(), ProofError> {
+    if old > new {
+        return Err(ProofError::Invalid(format!(
+            "a tree of {old} leaves cannot be a prefix of one of {new}"
+        )));
+    }
+    if old == 0 || old == new {
+        let agrees = old == 0 || old_root == new_root;
+        return match (proof.is_empty(), agrees) {
+            (true, true) => Ok(()),
+            (false, _) => Err(ProofError::Invalid("this proof must be empty".into())),
+            (true, false) => Err(ProofError::Invalid("two roots of one size differ".into())),
+        };
+    }
     tlog::check_tree(&proof.to_vec(), new, new_root, old, old_root).map_err(Into::into)
+}
+
+/// The stored-hash indexes that [`root`] reads for a tree of `size` leaves: a store reads
+/// them first (asynchronously), then computes with what it read.
+pub fn root_indexes(size: u64) -> Vec<u64> {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let _ = root(size, &recorder(&seen));
+    seen.into_inner()
+}
+
+/// The stored-hash indexes that [`prove_inclusion`] reads.
+pub fn inclusion_indexes(size: u64, index: u64) -> Vec<u64> {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let _ = prove_inclusion(size, index, &recorder(&seen));
+    seen.into_inner()
+}
+
+/// The stored-hash indexes that [`prove_consistency`] reads.
+pub fn consistency_indexes(new: u64, old: u64) -> Vec<u64> {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let _ = prove_consistency(new, old, &recorder(&seen));
+    seen.into_inner()
+}
+
+/// A reader that notes the indexes asked for and answers none (each operation reads once).
+fn recorder(
+    seen: &std::cell::RefCell<Vec<u64>>,
+) -> impl Fn(&[u64]) -> Result<Vec<Hash>, String> + '_ {
+    move |indexes| {
+        seen.borrow_mut().extend_from_slice(indexes);
+        Err("noting the indexes only".into())
+    }
+}
+
+/// A reader over hashes read beforehand, by index.
+pub fn reader_of(
+    read: &std::collections::HashMap<u64, Hash>,
+) -> impl Fn(&[u64]) -> Result<Vec<Hash>, String> + '_ {
+    move |indexes| {
+        indexes
+            .iter()
+            .map(|i| {
+                read.get(i)
+                    .copied()
+                    .ok_or_else(|| format!("hash {i} was not read"))
+            })
+            .collect()
+    }
 }
 
 struct Reader<'a, F>(&'a F);
