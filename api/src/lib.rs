@@ -20,6 +20,7 @@ pub mod runners;
 pub mod server;
 pub mod settings;
 pub mod state;
+pub mod transparency;
 
 pub use settings::{ClockSetting, Settings};
 pub use state::AppState;
@@ -95,6 +96,7 @@ pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
         Arc::new(models::Breaches),
         Arc::new(models::Outbox),
         Arc::new(models::Staff),
+        Arc::new(models::Receipts),
         Arc::new(lightwidget_retention::projection::Retention::new(
             policy.clone(),
         )),
@@ -182,7 +184,7 @@ fn read_master_key(path: &Path, setting: &str) -> anyhow::Result<Option<MasterKe
 
 /// Creates the data directory (mode 0700) when it is missing; refuses one other users may
 /// read.
-fn private_dir(dir: &Path, setting: &str) -> anyhow::Result<()> {
+pub(crate) fn private_dir(dir: &Path, setting: &str) -> anyhow::Result<()> {
     if !dir.exists() {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -200,7 +202,7 @@ fn private_dir(dir: &Path, setting: &str) -> anyhow::Result<()> {
 
 /// Refuses a file or directory that users other than its owner may read or write: the
 /// master key, and the data it protects.
-fn only_for_owner(path: &Path, setting: &str, fix: &str) -> anyhow::Result<()> {
+pub(crate) fn only_for_owner(path: &Path, setting: &str, fix: &str) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -270,8 +272,8 @@ impl utoipa::Modify for BearerAuth {
 /// described, because both come from the same list.
 pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use routes::{
-        accounts, admin, audit, breaches, consent, ops, orders, privacy, public, retention, staff,
-        widgets,
+        accounts, admin, audit, breaches, consent, log, ops, orders, privacy, public, retention,
+        staff, widgets,
     };
     use utoipa::OpenApi;
     use utoipa_axum::router::OpenApiRouter;
@@ -317,6 +319,12 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::export))
         .routes(routes!(public::post_comment, public::list_comments))
         .routes(routes!(public::open_ticket))
+        .routes(routes!(log::checkpoint))
+        .routes(routes!(log::key))
+        .routes(routes!(log::consistency))
+        .routes(routes!(log::inclusion))
+        .routes(routes!(log::checkpoints))
+        .routes(routes!(log::receipt))
         .routes(routes!(retention::list))
         .routes(routes!(retention::subject))
         .routes(routes!(retention::purges))
@@ -487,6 +495,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: AppState,
     admin_token: Option<String>,
+    generated_log_key: Option<String>,
     sweep_interval: std::time::Duration,
     transport: server::Limits,
 }
@@ -565,7 +574,17 @@ impl Application {
                 ..defaults
             },
         ));
+        let log_identity = transparency::identity(&settings)?;
+        let generated_log_key = log_identity
+            .generated
+            .then(|| log_identity.key.verifier_key().to_owned());
+        let log = Arc::new(transparency::Transparency::new(
+            log_identity,
+            events.clone(),
+            storage.views.clone(),
+        ));
         let state = AppState::new(state::Shared {
+            log,
             token_ttl: settings
                 .token_ttl
                 .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -608,6 +627,7 @@ impl Application {
             listener,
             state,
             admin_token,
+            generated_log_key,
             sweep_interval: settings.sweep_interval(),
             transport: server::Limits {
                 header_timeout: settings
@@ -623,6 +643,11 @@ impl Application {
     /// The admin token generated at this first start, to be shown once.
     pub fn generated_admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref()
+    }
+
+    /// The verifier key of the log key generated at this first start, to be shown once.
+    pub fn generated_log_key(&self) -> Option<&str> {
+        self.generated_log_key.as_deref()
     }
 
     pub fn state(&self) -> &AppState {
@@ -721,6 +746,8 @@ impl Application {
                 }
             }));
         }
+        // The transparency log's signer (one process per store signs).
+        runners.push(tokio::spawn(self.state.log.clone().run(stop_rx.clone())));
         // The outbox's deliveries to the configured processors.
         runners.push(tokio::spawn(
             self.state.dispatcher.clone().run(stop_rx.clone()),

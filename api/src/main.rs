@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         key: Option<String>,
     },
+    /// The auditor's witness of the transparency log: needs the log's URL and verifier key,
+    /// no database.
+    Witness {
+        #[command(subcommand)]
+        command: lightwidget_tlog::cli::WitnessCommand,
+    },
+    /// Erasure receipts: verify one with the log's verifier key, no database.
+    Receipt {
+        #[command(subcommand)]
+        command: lightwidget_tlog::cli::ReceiptCommand,
+    },
     /// The transparency log's signing key.
     LogKey {
         #[command(subcommand)]
@@ -139,13 +150,31 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The auditor's and the subject's tools read no server settings and open no store.
+    let command = match cli.command {
+        Command::Witness { command } => {
+            return Ok(ExitCode::from(
+                lightwidget_tlog::cli::witness(command).await,
+            ))
+        }
+        Command::Receipt { command } => {
+            return Ok(ExitCode::from(
+                lightwidget_tlog::cli::receipt(command).await,
+            ))
+        }
+        other => other,
+    };
     let settings = Settings::from_env()?;
-    match cli.command {
+    match command {
         Command::Serve => {
             let app = Application::build(settings).await?;
             if let Some(token) = app.generated_admin_token() {
                 // Shown once, on standard output; only its hash is stored.
                 println!("admin token (shown once; keep it): {token}");
+            }
+            if let Some(vkey) = app.generated_log_key() {
+                // Public, but printed once: auditors pin it (GET /v1/log/key serves it too).
+                println!("log verifier key (generated; give it to auditors): {vkey}");
             }
             tracing::info!(addr = %app.local_addr()?, "listening");
             app.run_until_stopped(shutdown_signal()).await?;
@@ -230,6 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Witness { .. } | Command::Receipt { .. } => Ok(ExitCode::FAILURE),
         Command::LogKey {
             command: LogKeyCommand::Generate { origin, out },
         } => {

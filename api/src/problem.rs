@@ -26,8 +26,13 @@ pub struct Problem {
     /// The request field at fault (a JSON path such as `billing.email`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Members a problem type adds (RFC 9457 §3.2), such as a receipt's `state`.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Seconds (a `u32`: it keeps the problem small enough to return by value).
     #[serde(skip)]
-    retry_after: Option<u64>,
+    retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -38,8 +43,17 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            extensions: None,
             retry_after: None,
         }
+    }
+
+    /// Adds a member of the problem type.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value);
+        self
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -107,7 +121,7 @@ impl Problem {
     /// 503 with `Retry-After`.
     pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Self {
         let mut p = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail);
-        p.retry_after = Some(retry_after);
+        p.retry_after = Some(u32::try_from(retry_after).unwrap_or(u32::MAX));
         p
     }
 
@@ -118,7 +132,7 @@ impl Problem {
             "rate-limited",
             "too many requests; nothing of this one was recorded",
         );
-        p.retry_after = Some(retry_after);
+        p.retry_after = Some(u32::try_from(retry_after).unwrap_or(u32::MAX));
         p
     }
 

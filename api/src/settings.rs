@@ -206,6 +206,24 @@ pub struct Settings {
     pub header_timeout: Option<std::time::Duration>,
     /// `LW_MAX_CONNECTIONS`: connections served at once (default 4096).
     pub max_connections: Option<usize>,
+    pub log: LogSettings,
+}
+
+/// The transparency log's key and the server's own witness file.
+#[derive(Clone, Debug, Default)]
+pub struct LogSettings {
+    /// `LW_LOG_KEY_FILE`: the signing key, in Go's `sumdb/note` private-key format (default
+    /// `log.key` in the data dir, generated at first start).
+    pub key_file: Option<PathBuf>,
+    /// `LW_LOG_ORIGIN`: the origin (key name) of a generated key; a key file's name must
+    /// match it when both are given.
+    pub origin: Option<String>,
+    /// `LW_LOG_CHECKPOINT_FILE`: the last checkpoint the server signed (default
+    /// `log.checkpoint` in the data dir).
+    pub checkpoint_file: Option<PathBuf>,
+    /// Whether the key and the checkpoint file live in files (the server) or the key is made
+    /// up in memory for this process alone (tests' ephemeral servers, unless they name files).
+    pub persistent: bool,
 }
 
 /// `LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE` (per client IP, on anonymous writes; default 60) and
@@ -369,6 +387,12 @@ impl Settings {
                         .ok_or_else(|| anyhow::anyhow!("LW_TOKEN_TTL_HOURS must be 1 to 87600"))
                 })
                 .transpose()?,
+            log: LogSettings {
+                key_file: var("LW_LOG_KEY_FILE").map(PathBuf::from),
+                origin: var("LW_LOG_ORIGIN"),
+                checkpoint_file: var("LW_LOG_CHECKPOINT_FILE").map(PathBuf::from),
+                persistent: true,
+            },
         })
     }
 }

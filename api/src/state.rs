@@ -32,6 +32,8 @@ impl std::ops::Deref for AppState {
 
 /// The server's shared parts, behind [`AppState`].
 pub struct Shared {
+    /// The transparency log's signer and key.
+    pub log: Arc<crate::transparency::Transparency>,
     pub store: Arc<dyn EventStore>,
     pub views: Arc<dyn ViewStore>,
     pub clock: Arc<dyn Clock>,

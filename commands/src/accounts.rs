@@ -122,17 +122,33 @@ impl UseCase for SignIn<'_> {
     }
 }
 
+/// An account deletion, decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    pub quarantined: Quarantined,
+    /// The erasure receipt's token (128 random bits, hex), to be given once; only its
+    /// SHA-256 is recorded (`ErasureReceiptRequested`).
+    pub receipt_token: String,
+}
+
 /// Deletes the caller's account: it and all its active widgets enter the 90-day quarantine
-/// (R20), in one append.
+/// (R20), in one append, which also records the hash of a new erasure receipt's token.
 pub async fn delete_account(
     cx: &Context,
     meta: &Metadata,
     account_id: AccountId,
-) -> Result<Quarantined, CommandError> {
+) -> Result<Deleted, CommandError> {
+    let receipt_token = {
+        use rand::RngCore;
+        let mut bytes = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        hex::encode(bytes)
+    };
     let work = WithWidgets {
         cx,
         account_id,
         command: AccountCommand::RequestDeletion,
+        receipt: Some(crate::tokens::token_hash(&receipt_token)),
         widget_command: |w: &Widget| {
             (w.status == WidgetStatus::Active).then_some(WidgetCommand::RequestDeletion {
                 cause: DeletionCause::AccountDeletion,
@@ -142,9 +158,13 @@ pub async fn delete_account(
         },
     };
     let done = transact(&*cx.store, &*cx.clock, meta, None, &work).await?;
-    crate::widgets::quarantined(&done, |e| match e {
+    let quarantined = crate::widgets::quarantined(&done, |e| match e {
         DomainEvent::AccountDeletionRequested(e) => Some(e.quarantine_until),
         _ => None,
+    })?;
+    Ok(Deleted {
+        quarantined,
+        receipt_token,
     })
 }
 
@@ -158,6 +178,7 @@ pub async fn restore_account(
         cx,
         account_id,
         command: AccountCommand::Restore,
+        receipt: None,
         widget_command: |w: &Widget| {
             matches!(
                 w.status,
@@ -204,6 +225,8 @@ struct WithWidgets<'c, F> {
     cx: &'c Context,
     account_id: AccountId,
     command: AccountCommand,
+    /// The hash of an erasure receipt's token to record with the command.
+    receipt: Option<String>,
     widget_command: F,
 }
 
@@ -218,6 +241,15 @@ where
         let stream = self.account_id.stream();
         let account = u.load::<Account>(&stream).await?;
         let events = u.decide(&stream, &account, self.command.clone())?;
+        if let Some(token_hash) = &self.receipt {
+            u.decide(
+                &stream,
+                &account,
+                AccountCommand::RequestErasureReceipt {
+                    token_hash: token_hash.clone(),
+                },
+            )?;
+        }
         for id in account_widgets(self.cx, self.account_id).await? {
             let widget = u.load::<Widget>(&id.stream()).await?;
             if let Some(c) = (self.widget_command)(&widget.state) {

@@ -57,6 +57,10 @@ pub enum AccountCommand {
         access_token: Personal<String>,
     },
     RequestDeletion,
+    /// Records the hash of an erasure receipt's token for a deletion being requested.
+    RequestErasureReceipt {
+        token_hash: String,
+    },
     Restore,
     Block {
         by: StaffId,
@@ -148,6 +152,15 @@ impl Aggregate for Account {
                     account_id: id,
                     requested_at: now,
                     quarantine_until: now + Duration::days(QUARANTINE_DAYS),
+                }
+                .into()])
+            }
+            C::RequestErasureReceipt { token_hash } => {
+                let id = self.id.ok_or(AccountError::NotFound)?;
+                Ok(vec![ErasureReceiptRequested {
+                    account_id: id,
+                    token_hash,
+                    requested_at: now,
                 }
                 .into()])
             }

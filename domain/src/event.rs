@@ -488,6 +488,16 @@ schema_derive! {
         pub added_at: DateTime<Utc>,
     }
 
+    /// The owner who asked for their account's deletion was given an erasure receipt's URL,
+    /// on the account's stream, in the deletion's append. Only the SHA-256 (hex) of the URL's
+    /// random token is kept; the receipt becomes servable once a signed checkpoint covers the
+    /// account's `AccountPurged`.
+    pub struct ErasureReceiptRequested {
+        pub account_id: AccountId,
+        pub token_hash: String,
+        pub requested_at: DateTime<Utc>,
+    }
+
     /// A token was revoked by its holder signing out (`DELETE /v1/auth/session`), on its
     /// stream `token-<token_hash>`: it answers 401 from then on.
     pub struct TokenRevoked {
@@ -782,6 +792,7 @@ events! {
     StaffRemoved => 1,
     StaffTokensRotated => 1,
     AuditDataRevealed => 1,
+    ErasureReceiptRequested => 1,
 }
 
 /// Why stored bytes could not become a [`DomainEvent`].

@@ -53,6 +53,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "tree",
         sql: include_str!("../sql/postgres/0007_tree.sql"),
     },
+    Migration {
+        version: 8,
+        name: "checkpoints",
+        sql: include_str!("../sql/postgres/0008_checkpoints.sql"),
+    },
 ];
 
 /// SQLite migrations of the log's database file, in order. The read models had their tables
@@ -83,6 +88,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "tree",
         sql: include_str!("../sql/sqlite/0005_tree.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "checkpoints",
+        sql: include_str!("../sql/sqlite/0006_checkpoints.sql"),
     },
 ];
 

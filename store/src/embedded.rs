@@ -713,6 +713,26 @@ fn control(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// A row of `log_checkpoints` (size, root, note, signed_at).
+fn checkpoint_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<crate::SignedCheckpoint, StoreError>> {
+    let size: i64 = r.get(0)?;
+    let root: Vec<u8> = r.get(1)?;
+    let note: String = r.get(2)?;
+    let signed_at: String = r.get(3)?;
+    Ok((|| {
+        Ok(crate::SignedCheckpoint {
+            size: size as u64,
+            root: to_hash(root)?,
+            note,
+            signed_at: chrono::DateTime::parse_from_rfc3339(&signed_at)
+                .map_err(|_| StoreError::Corrupt("a checkpoint's time is not RFC 3339".into()))?
+                .with_timezone(&chrono::Utc),
+        })
+    })())
+}
+
 fn to_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     bytes
         .try_into()
@@ -924,6 +944,55 @@ impl EventStore for SqliteEventStore {
     async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         let indexes = indexes.to_vec();
         self.read(move |c| read_tree(c, &indexes)).await
+    }
+
+    async fn record_checkpoint(&self, c: &crate::SignedCheckpoint) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.read(move |conn| {
+            write_transaction(conn, |conn| {
+                conn.execute(
+                    "INSERT INTO log_checkpoints (size, root, note, signed_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![
+                        c.size as i64,
+                        c.root.as_slice(),
+                        c.note,
+                        format_time(c.signed_at)
+                    ],
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::SignedCheckpoint>, StoreError> {
+        let after = after.min(i64::MAX as u64) as i64;
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT size, root, note, signed_at FROM log_checkpoints \
+                 WHERE size > ?1 ORDER BY size, seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(rusqlite::params![after, limit as i64], checkpoint_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<crate::SignedCheckpoint>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT size, root, note, signed_at FROM log_checkpoints \
+                 ORDER BY seq DESC LIMIT 1",
+            )?;
+            let mut rows = stmt.query_map([], checkpoint_row)?;
+            rows.next().transpose()?.transpose()
+        })
+        .await
     }
 
     async fn import(&self, events: &[StoredEvent]) -> Result<Head, StoreError> {

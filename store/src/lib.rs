@@ -18,6 +18,7 @@ mod error;
 pub mod metered;
 pub mod postgres;
 pub mod sealing;
+pub mod tree;
 pub mod views;
 mod writer;
 
@@ -238,6 +239,16 @@ pub struct StoredEvent {
     pub hash: Hash,
 }
 
+/// A checkpoint of the log's tree as the server signed it: the C2SP signed note, with its
+/// size and root for look-ups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub signed_at: DateTime<Utc>,
+}
+
 /// An event as readers see it: personal fields opened, or marked erased.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordedEvent {
@@ -400,6 +411,31 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         let _ = indexes;
         Err(StoreError::Internal("this store keeps no tree".into()))
+    }
+    /// Records a checkpoint the server signed (insert-only; the key never comes here).
+    async fn record_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let _ = checkpoint;
+        Err(StoreError::Internal(
+            "this store keeps no checkpoints".into(),
+        ))
+    }
+    /// The checkpoints signed with a size above `after`, in size order (then signing order),
+    /// at most `limit`.
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::Internal(
+            "this store keeps no checkpoints".into(),
+        ))
+    }
+    /// The checkpoint signed last, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, StoreError> {
+        Err(StoreError::Internal(
+            "this store keeps no checkpoints".into(),
+        ))
     }
     /// Returns when the head may have moved past `after`, or after `timeout`. Notified by the
     /// store's own writer, by other processes where the backend can tell, else by polling.

@@ -100,6 +100,19 @@ impl EventStore for MeteredStore {
     async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         self.0.tree_hashes(indexes).await
     }
+    async fn record_checkpoint(&self, c: &crate::SignedCheckpoint) -> Result<(), StoreError> {
+        self.0.record_checkpoint(c).await
+    }
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::SignedCheckpoint>, StoreError> {
+        self.0.checkpoints(after, limit).await
+    }
+    async fn latest_checkpoint(&self) -> Result<Option<crate::SignedCheckpoint>, StoreError> {
+        self.0.latest_checkpoint().await
+    }
     async fn head(&self) -> Result<Head, StoreError> {
         self.0.head().await
     }

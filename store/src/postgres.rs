@@ -850,6 +850,15 @@ const SQL_INSERT_TREE: &str =
 const SQL_READ_TREE: &str = "SELECT idx, hash FROM tree_hashes WHERE idx = ANY($1)";
 
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
+fn checkpoint_row(r: tokio_postgres::Row) -> Result<crate::SignedCheckpoint, StoreError> {
+    Ok(crate::SignedCheckpoint {
+        size: r.get::<_, i64>(0) as u64,
+        root: to_hash(r.get(1))?,
+        note: r.get(2),
+        signed_at: r.get(3),
+    })
+}
+
 async fn read_tree(
     c: &impl deadpool_postgres::GenericClient,
     indexes: &[u64],
@@ -1080,6 +1089,44 @@ impl EventStore for PgEventStore {
     async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
         let client = self.pool.get().await?;
         read_tree(&client, indexes).await
+    }
+
+    async fn record_checkpoint(&self, c: &crate::SignedCheckpoint) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO log_checkpoints (size, root, note, signed_at) VALUES ($1, $2, $3, $4)",
+                &[&(c.size as i64), &c.root.as_slice(), &c.note, &c.signed_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::SignedCheckpoint>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT size, root, note, signed_at FROM log_checkpoints \
+                 WHERE size > $1 ORDER BY size, seq LIMIT $2",
+                &[&(after.min(i64::MAX as u64) as i64), &(limit as i64)],
+            )
+            .await?;
+        rows.into_iter().map(checkpoint_row).collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<crate::SignedCheckpoint>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT size, root, note, signed_at FROM log_checkpoints ORDER BY seq DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        row.map(checkpoint_row).transpose()
     }
 
     /// Rewrites the read models' table and the key table (`VACUUM FULL`): a plain VACUUM

@@ -644,6 +644,24 @@ mod forward {
         async fn tree_hashes(&self, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
             self.inner.tree_hashes(indexes).await
         }
+        async fn record_checkpoint(
+            &self,
+            c: &lightwidget_store::SignedCheckpoint,
+        ) -> Result<(), StoreError> {
+            self.inner.record_checkpoint(c).await
+        }
+        async fn checkpoints(
+            &self,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<lightwidget_store::SignedCheckpoint>, StoreError> {
+            self.inner.checkpoints(after, limit).await
+        }
+        async fn latest_checkpoint(
+            &self,
+        ) -> Result<Option<lightwidget_store::SignedCheckpoint>, StoreError> {
+            self.inner.latest_checkpoint().await
+        }
         async fn head(&self) -> Result<Head, StoreError> {
             self.inner.head().await
         }

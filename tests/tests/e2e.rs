@@ -25,6 +25,8 @@ mod retention;
 mod servers;
 #[path = "staff.rs"]
 mod staff;
+#[path = "transparency.rs"]
+mod transparency;
 #[path = "transport.rs"]
 mod transport;
 #[path = "widgets.rs"]

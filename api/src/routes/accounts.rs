@@ -141,33 +141,39 @@ pub async fn me(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Quarantined {
-    pub quarantine_until: String,
-    pub position: u64,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct Position {
     pub position: u64,
 }
 
+/// The account's deletion: its quarantine, and where its erasure receipt will be.
+#[derive(Serialize, ToSchema)]
+pub struct AccountDeleted {
+    pub quarantine_until: String,
+    pub position: u64,
+    /// `/v1/log/receipts/{token}`: the signed proof that the log holds the account's
+    /// erasure, once it happened and a checkpoint covers it. Shown once.
+    pub erasure_receipt_url: String,
+}
+
 /// Deletes the caller's account: it and all its widgets enter the 90-day quarantine (R20).
+/// The answer holds the URL of the erasure receipt (the token in it is shown only here).
 #[utoipa::path(delete, path = "/v1/me", tag = "accounts",
-    responses((status = 202, body = Quarantined), (status = 401, body = Problem),
+    responses((status = 202, body = AccountDeleted), (status = 401, body = Problem),
         (status = 403, body = Problem), (status = 409, body = Problem)),
     security(("bearer" = [])))]
 pub async fn delete_me(
     State(app): State<AppState>,
     caller: Caller,
-) -> ApiResult<(StatusCode, Json<Quarantined>)> {
+) -> ApiResult<(StatusCode, Json<AccountDeleted>)> {
     let account_id = caller.owner()?;
     let meta = app.meta(Some(&caller));
     let done = usecases::delete_account(&app.commands, &meta, account_id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(Quarantined {
-            quarantine_until: lightwidget_store::format_time(done.until),
-            position: done.position,
+        Json(AccountDeleted {
+            quarantine_until: lightwidget_store::format_time(done.quarantined.until),
+            position: done.quarantined.position,
+            erasure_receipt_url: format!("/v1/log/receipts/{}", done.receipt_token),
         }),
     ))
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod breaches;
 pub mod consent;
+pub mod log;
 pub mod ops;
 pub mod orders;
 pub mod privacy;

@@ -33,6 +33,9 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(app): State<AppState>) -> Response {
     match lag(&app).await {
         Ok((head, projections)) => {
+            if let Some(alarm) = app.log.alarm() {
+                return Problem::unavailable(format!("log: {alarm}"), 5).into_response();
+            }
             let runners = app.runners.states();
             let failing: Vec<&str> = runners
                 .iter()

@@ -1,11 +1,12 @@
 //! The read models: accounts, widgets, invoices, statistics, the breach register, the
-//! outbox and the staff list. Each handles the erasure and
+//! outbox, the staff list and the erasure receipts asked for. Each handles the erasure and
 //! purge events by deleting or anonymizing what it holds (R23).
 
 pub mod accounts;
 pub mod breaches;
 pub mod invoices;
 pub mod outbox;
+pub mod receipts;
 pub mod staff;
 pub mod statistics;
 pub mod widgets;
@@ -14,6 +15,7 @@ pub use accounts::Accounts;
 pub use breaches::Breaches;
 pub use invoices::Invoices;
 pub use outbox::Outbox;
+pub use receipts::Receipts;
 pub use staff::Staff;
 pub use statistics::Statistics;
 pub use widgets::Widgets;
