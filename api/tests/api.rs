@@ -8,3 +8,5 @@ mod cli;
 mod crash;
 #[path = "layers.rs"]
 mod layers;
+#[path = "transparency.rs"]
+mod transparency;

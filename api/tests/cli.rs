@@ -86,7 +86,7 @@ pub(crate) fn serve_with(
     (child, addr, printed)
 }
 
-fn terminate(mut child: std::process::Child) {
+pub(crate) fn terminate(mut child: std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1308,6 +1308,92 @@ async fn the_log_is_also_a_merkle_tree(backend: Backend) {
     assert!(ctx.raw_sql_fails("DELETE FROM tree_hashes").await);
 }
 
+/// Signed checkpoints are kept insert-only and read back in size order, the last one as
+/// the latest; roots and proofs read from the store through `tree` (O(log n) hashes each)
+/// agree with the tree rebuilt from the events.
+async fn checkpoints_are_kept_and_proofs_read_from_the_store(backend: Backend) {
+    use lightwidget_store::SignedCheckpoint;
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    assert_eq!(s.latest_checkpoint().await.expect("latest"), None);
+    for i in 0..13u64 {
+        s.append(AppendRequest::single(
+            "cp",
+            ExpectedVersion::Any,
+            vec![event(i)],
+        ))
+        .await
+        .expect("append");
+    }
+    let tree = tree_of_the_events(&*s).await;
+    let at = |size: u64, note: &str| SignedCheckpoint {
+        size,
+        root: tree.root(size).expect("root").0,
+        note: note.to_owned(),
+        signed_at: lightwidget_store::store_time(chrono::Utc::now()),
+    };
+    let written = [
+        at(0, "zero"),
+        at(5, "five"),
+        at(13, "thirteen"),
+        at(5, "five again"),
+    ];
+    for c in &written {
+        s.record_checkpoint(c).await.expect("record");
+    }
+    let latest = s.latest_checkpoint().await.expect("latest").expect("some");
+    assert_eq!(latest, written[3], "the latest is the last signed");
+    let history = s.checkpoints(0, 100).await.expect("history");
+    let notes: Vec<&str> = history.iter().map(|c| c.note.as_str()).collect();
+    assert_eq!(
+        notes,
+        ["five", "five again", "thirteen"],
+        "sizes above 0, in size order"
+    );
+    assert_eq!(s.checkpoints(5, 100).await.expect("after").len(), 1);
+    assert_eq!(s.checkpoints(0, 1).await.expect("limit").len(), 1);
+    assert!(
+        ctx.raw_sql_fails("UPDATE log_checkpoints SET note = 'x'")
+            .await
+    );
+    assert!(ctx.raw_sql_fails("DELETE FROM log_checkpoints").await);
+
+    for size in [0, 1, 6, 13] {
+        assert_eq!(
+            lightwidget_store::tree::root(&*s, size)
+                .await
+                .expect("root"),
+            tree.root(size).expect("root")
+        );
+    }
+    let proof = lightwidget_store::tree::consistency(&*s, 13, 6)
+        .await
+        .expect("proof");
+    lightwidget_tlog::tree::check_consistency(
+        &proof,
+        13,
+        tree.root(13).expect("root"),
+        6,
+        tree.root(6).expect("root"),
+    )
+    .expect("the consistency proof verifies");
+    let path = lightwidget_store::tree::inclusion(&*s, 13, 9)
+        .await
+        .expect("path");
+    let leaf = lightwidget_tlog::tree::leaf_hash(&chain_hashes(&*s).await[9]);
+    lightwidget_tlog::tree::check_inclusion(&path, 13, tree.root(13).expect("root"), 9, leaf)
+        .expect("the inclusion path verifies");
+    // A proof from a root that is not the tree's fails.
+    assert!(lightwidget_tlog::tree::check_consistency(
+        &proof,
+        13,
+        tree.root(13).expect("root"),
+        6,
+        tree.root(5).expect("root"),
+    )
+    .is_err());
+}
+
 /// A log from before the tree gets it when the store opens: the table and its migration
 /// record taken away, the store reopened, the tree is there and matches the events.
 async fn a_log_older_than_its_tree_gets_one_at_open(backend: Backend) {
@@ -1348,6 +1434,7 @@ async fn a_log_older_than_its_tree_gets_one_at_open(backend: Backend) {
 
 lightwidget_testkit::both!(
     the_log_is_also_a_merkle_tree,
+    checkpoints_are_kept_and_proofs_read_from_the_store,
     a_log_older_than_its_tree_gets_one_at_open,
     archived_keys_are_opened_only_by_the_archive_read,
     concurrent_writers_and_a_subscriber,
