@@ -58,6 +58,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "checkpoints",
         sql: include_str!("../sql/postgres/0008_checkpoints.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tree_runs",
+        sql: include_str!("../sql/postgres/0009_tree_runs.sql"),
+    },
 ];
 
 /// SQLite migrations of the log's database file, in order. The read models had their tables
@@ -93,6 +98,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "checkpoints",
         sql: include_str!("../sql/sqlite/0006_checkpoints.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "tree_runs",
+        sql: include_str!("../sql/sqlite/0007_tree_runs.sql"),
     },
 ];
 

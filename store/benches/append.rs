@@ -6,7 +6,9 @@
 //! multiplies the operation counts (default 1).
 //!
 //! Cases, per backend:
-//! * store, single events, 1 task / 16 tasks; store, batches of 100, 1 task;
+//! * store, single events, 1 task / 16 tasks; store, batches of 100, 1 task: each with the
+//!   Merkle tree (as served) and without it (`bench_without_tree`, the tree's baseline),
+//!   two rounds each in the order without, with, with, without;
 //! * raw `INSERT` of rows of the same size into a table with the same columns and indexes:
 //!   one row per transaction on 1 and on 16 connections, 100 rows per transaction.
 
@@ -106,11 +108,18 @@ where
     }
 }
 
-async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Measured>) {
+/// The store's cases, named `store{tag}: …`; `round` keeps each round's streams apart.
+async fn store_cases(
+    store: Arc<dyn EventStore>,
+    scale: usize,
+    tag: &'static str,
+    round: usize,
+    out: &mut Vec<Measured>,
+) {
     let s = store.clone();
     out.push(
         run(
-            "store: single events, 1 task",
+            &format!("store{tag}: single events, 1 task"),
             1,
             1000 * scale,
             1,
@@ -118,7 +127,7 @@ async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Mea
                 let s = s.clone();
                 async move {
                     s.append(AppendRequest::single(
-                        format!("b1-{t}"),
+                        format!("b1-{round}-{t}"),
                         ExpectedVersion::Exact(i as u64),
                         vec![event(i as u64)],
                     ))
@@ -132,7 +141,7 @@ async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Mea
     let s = store.clone();
     out.push(
         run(
-            "store: single events, 16 tasks",
+            &format!("store{tag}: single events, 16 tasks"),
             16,
             250 * scale,
             1,
@@ -140,7 +149,7 @@ async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Mea
                 let s = s.clone();
                 async move {
                     s.append(AppendRequest::single(
-                        format!("b16-{t}"),
+                        format!("b16-{round}-{t}"),
                         ExpectedVersion::Exact(i as u64),
                         vec![event(i as u64)],
                     ))
@@ -154,7 +163,7 @@ async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Mea
     let s = store.clone();
     out.push(
         run(
-            "store: batches of 100, 1 task",
+            &format!("store{tag}: batches of 100, 1 task"),
             1,
             100 * scale,
             100,
@@ -163,7 +172,7 @@ async fn store_cases(store: Arc<dyn EventStore>, scale: usize, out: &mut Vec<Mea
                 async move {
                     let events = (0..100).map(|k| event(k as u64)).collect();
                     s.append(AppendRequest::single(
-                        format!("bb-{t}"),
+                        format!("bb-{round}-{t}"),
                         ExpectedVersion::Exact(i as u64 * 100),
                         events,
                     ))
@@ -262,7 +271,19 @@ async fn postgres(scale: usize) -> Vec<Measured> {
         )
         .await,
     );
-    store_cases(Arc::new(store), scale, &mut out).await;
+    let bare_db = TestDatabase::create().await;
+    let bare = PgEventStore::connect(
+        &bare_db.url,
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        PgOptions {
+            bench_without_tree: true,
+            ..PgOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
+    with_and_without_tree(Arc::new(store), Arc::new(bare), scale, &mut out).await;
     drop(raw_pool);
     out
 }
@@ -380,11 +401,55 @@ async fn sqlite(scale: usize) -> Vec<Measured> {
             .await,
         );
     }
-    store_cases(Arc::new(store), scale, &mut out).await;
+    let bare_dir = tempfile::tempdir().expect("tempdir");
+    let bare = SqliteEventStore::open(
+        bare_dir.path(),
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        SqliteOptions {
+            bench_without_tree: true,
+            ..SqliteOptions::default()
+        },
+    )
+    .expect("open");
+    with_and_without_tree(Arc::new(store), Arc::new(bare), scale, &mut out).await;
+    out
+}
+
+/// The store's cases with the Merkle tree and without it (the benchmark hook), in the order
+/// without, with, with, without, so that a drift of the machine during the run weighs on both.
+async fn with_and_without_tree(
+    tree: Arc<dyn EventStore>,
+    bare: Arc<dyn EventStore>,
+    scale: usize,
+    out: &mut Vec<Measured>,
+) {
+    store_cases(bare.clone(), scale, WITHOUT_TREE, 0, out).await;
+    store_cases(tree.clone(), scale, "", 0, out).await;
+    store_cases(tree, scale, "", 1, out).await;
+    store_cases(bare, scale, WITHOUT_TREE, 1, out).await;
+}
+
+const WITHOUT_TREE: &str = " without the tree";
+
+/// Measurements of one case in several rounds, as one.
+fn merged(results: &[Measured]) -> Vec<Measured> {
+    let mut out: Vec<Measured> = Vec::new();
+    for m in results {
+        match out.iter_mut().find(|o| o.case == m.case) {
+            Some(o) => {
+                o.events += m.events;
+                o.elapsed += m.elapsed;
+                o.latencies.extend(m.latencies.iter().copied());
+            }
+            None => out.push(m.clone()),
+        }
+    }
     out
 }
 
 fn report(backend: &str, results: &[Measured]) {
+    let results = &merged(results);
     let base = |name: &str| {
         results
             .iter()
@@ -407,22 +472,31 @@ fn report(backend: &str, results: &[Measured]) {
         ),
     ];
     println!("\n### {backend}\n");
-    println!("| case | events | events/s | p50 ms | p99 ms | vs raw |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| case | events | events/s | p50 ms | p99 ms | vs raw | with the tree vs without |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for m in results {
+        let plain = m.case.replace(WITHOUT_TREE, "");
         let ratio = pairs
             .iter()
-            .find(|(s, _)| *s == m.case)
+            .find(|(s, _)| *s == plain)
             .map(|(_, r)| format!("{:.0}%", 100.0 * m.rate() / base(r)))
             .unwrap_or_else(|| "baseline".into());
+        let tree = match (m.case.contains(WITHOUT_TREE), m.case.starts_with("store")) {
+            (false, true) => {
+                let bare = m.case.replacen("store", &format!("store{WITHOUT_TREE}"), 1);
+                format!("{:.1}%", 100.0 * m.rate() / base(&bare))
+            }
+            _ => String::new(),
+        };
         println!(
-            "| {} | {} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} |",
             m.case,
             m.events,
             m.rate(),
             ms(m.pct(0.5)),
             ms(m.pct(0.99)),
-            ratio
+            ratio,
+            tree
         );
     }
 }

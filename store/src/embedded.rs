@@ -44,6 +44,9 @@ pub struct SqliteOptions {
     /// Test hook: the log's database may grow to this many pages (`PRAGMA max_page_count`,
     /// set on the writer's connection before each batch), as if its disk were that full.
     pub page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Benchmark hook: appends keep no Merkle tree (the append benchmark's baseline). Such a
+    /// store has no proofs; never in production.
+    pub bench_without_tree: bool,
 }
 
 /// Opens a connection with the pragmas every connection of the store uses: every commit
@@ -103,27 +106,30 @@ fn busy_wait(attempt: i32) -> bool {
 /// Inserts stored events as they are (positions, hashes and all).
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
 fn read_tree(conn: &Connection, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT hash FROM tree_hashes WHERE idx = ?1")?;
+    // The hash cut from the run that starts at or before its index (one index probe).
+    let mut stmt = conn.prepare_cached(
+        "SELECT substr(hashes, (?1 - first_idx) * 32 + 1, 32) FROM tree_runs \
+         WHERE first_idx <= ?1 ORDER BY first_idx DESC LIMIT 1",
+    )?;
     indexes
         .iter()
         .map(|i| {
+            let lacks = || StoreError::Corrupt(format!("the tree lacks stored hash {i}"));
             let h: Vec<u8> = stmt
                 .query_row([*i as i64], |r| r.get(0))
                 .map_err(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => {
-                        StoreError::Corrupt(format!("the tree lacks stored hash {i}"))
-                    }
+                    rusqlite::Error::QueryReturnedNoRows => lacks(),
                     e => e.into(),
                 })?;
-            to_hash(h)
+            to_hash(h).map_err(|_| lacks())
         })
         .collect()
 }
 
 fn insert_tree(conn: &Connection, rows: &[(u64, [u8; 32])]) -> Result<(), StoreError> {
-    let mut ins = conn.prepare_cached("INSERT INTO tree_hashes (idx, hash) VALUES (?1, ?2)")?;
-    for (idx, hash) in rows {
-        ins.execute(params![*idx as i64, hash.as_slice()])?;
+    let mut ins = conn.prepare_cached("INSERT INTO tree_runs (first_idx, hashes) VALUES (?1, ?2)")?;
+    for (first, hashes) in writer::runs(rows) {
+        ins.execute(params![first, hashes])?;
     }
     Ok(())
 }
@@ -158,8 +164,14 @@ fn grow_tree(conn: &Connection, size: u64, head: u64) -> Result<(), StoreError> 
 
 /// How many leaves the stored tree covers.
 fn tree_size(conn: &Connection, head: u64) -> Result<u64, StoreError> {
-    let rows: i64 = conn.query_row("SELECT count(*) FROM tree_hashes", [], |r| r.get(0))?;
-    writer::covered_by(rows as u64, head)
+    let last = conn
+        .query_row(
+            "SELECT first_idx, length(hashes) FROM tree_runs ORDER BY first_idx DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize)),
+        )
+        .optional()?;
+    writer::covered_by(writer::stored_in_runs(last), head)
 }
 
 fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreError> {
@@ -375,6 +387,7 @@ impl SqliteEventStore {
                     head_tx,
                     options.pre_commit_delay,
                     options.page_limit,
+                    options.bench_without_tree,
                 )
             })
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
@@ -474,8 +487,9 @@ fn writer_thread(
     head: watch::Sender<u64>,
     delay: Option<Duration>,
     page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
+    without_tree: bool,
 ) {
-    let mut cache = WriterCache::default();
+    let mut cache = WriterCache::new(without_tree);
     while let Some(first) = rx.blocking_recv() {
         if let Some(limit) = &page_limit {
             let pages = limit.load(std::sync::atomic::Ordering::Relaxed);

@@ -43,6 +43,9 @@ pub struct PgOptions {
     /// Test hook: hold every write transaction open this long before its COMMIT, to prove
     /// that a late commit cannot make a subscriber skip an event.
     pub pre_commit_delay: Option<Duration>,
+    /// Benchmark hook: appends keep no Merkle tree (the append benchmark's baseline). Such a
+    /// store has no proofs; never in production.
+    pub bench_without_tree: bool,
 }
 
 impl Default for PgOptions {
@@ -51,6 +54,7 @@ impl Default for PgOptions {
             pool_size: 16,
             listen: true,
             pre_commit_delay: None,
+            bench_without_tree: false,
         }
     }
 }
@@ -182,6 +186,7 @@ impl PgEventStore {
             rx,
             head_tx.clone(),
             options.pre_commit_delay,
+            options.bench_without_tree,
         ));
         let listener = match options.listen {
             true => {
@@ -245,8 +250,9 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Pending>,
     head: Arc<watch::Sender<u64>>,
     delay: Option<Duration>,
+    without_tree: bool,
 ) {
-    let mut cache = WriterCache::default();
+    let mut cache = WriterCache::new(without_tree);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_REQUESTS_PER_BATCH {
@@ -381,7 +387,7 @@ macro_rules! write_if_head {
                  $19::uuid[], $20::text[], $21::bytea[], $22::bytea[]) \
                WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
              tr AS ( \
-               INSERT INTO tree_hashes (idx, hash) \
+               INSERT INTO tree_runs (first_idx, hashes) \
                SELECT * FROM unnest($24::bigint[], $25::bytea[]) \
                WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
              SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), ",
@@ -471,8 +477,9 @@ impl PgTx<'_> {
             }
             c.execute(&insert, &cols.params()).await
         };
-        let tree_idx: Vec<i64> = w.tree.iter().map(|(i, _)| *i as i64).collect();
-        let tree_hashes: Vec<&[u8]> = w.tree.iter().map(|(_, h)| h.as_slice()).collect();
+        let runs = crate::writer::runs(w.tree);
+        let tree_idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
+        let tree_hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
         let ins_tree = async {
             if w.tree.is_empty() {
                 return Ok(0);
@@ -563,8 +570,9 @@ impl PgTx<'_> {
         ];
         params.extend(cols.params());
         params.push(&payload);
-        let tree_idx: Vec<i64> = w.tree.iter().map(|(i, _)| *i as i64).collect();
-        let tree_hashes: Vec<&[u8]> = w.tree.iter().map(|(_, h)| h.as_slice()).collect();
+        let runs = crate::writer::runs(w.tree);
+        let tree_idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
+        let tree_hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
         params.push(&tree_idx);
         params.push(&tree_hashes);
         if shreds {
@@ -579,7 +587,7 @@ impl PgTx<'_> {
         if events as usize != w.events.len()
             || deleted as usize != w.delete_keys.len()
             || keys as usize != w.new_keys.len()
-            || tree as usize != w.tree.len()
+            || tree as usize != runs.len()
         {
             // The statement committed, but not everything this writer expected: its
             // knowledge of the keys was wrong. Nothing acknowledged is lost (the rows are
@@ -846,8 +854,15 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
 }
 
 const SQL_INSERT_TREE: &str =
-    "INSERT INTO tree_hashes (idx, hash) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
-const SQL_READ_TREE: &str = "SELECT idx, hash FROM tree_hashes WHERE idx = ANY($1)";
+    "INSERT INTO tree_runs (first_idx, hashes) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
+/// Each index's hash, cut from the run that starts at or before it (one index probe each).
+const SQL_READ_TREE: &str = "SELECT i, substring(r.hashes FROM ((i - r.first_idx) * 32 + 1)::int FOR 32) \
+     FROM unnest($1::bigint[]) AS i \
+     CROSS JOIN LATERAL (SELECT first_idx, hashes FROM tree_runs WHERE first_idx <= i \
+       ORDER BY first_idx DESC LIMIT 1) AS r";
+/// How many hashes the tree holds: where its last run ends.
+const SQL_TREE_COUNT: &str =
+    "SELECT first_idx, length(hashes) FROM tree_runs ORDER BY first_idx DESC LIMIT 1";
 
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
 fn checkpoint_row(r: tokio_postgres::Row) -> Result<crate::SignedCheckpoint, StoreError> {
@@ -867,7 +882,10 @@ async fn read_tree(
     let rows = c.query(SQL_READ_TREE, &[&idx]).await?;
     let mut found = HashMap::with_capacity(rows.len());
     for r in rows {
-        found.insert(r.get::<_, i64>(0) as u64, to_hash(r.get(1))?);
+        // Past its run's end the cut is short: that hash is not stored.
+        if let Ok(h) = to_hash(r.get(1)) {
+            found.insert(r.get::<_, i64>(0) as u64, h);
+        }
     }
     indexes
         .iter()
@@ -887,8 +905,9 @@ async fn insert_tree(
     if rows.is_empty() {
         return Ok(());
     }
-    let idx: Vec<i64> = rows.iter().map(|(i, _)| *i as i64).collect();
-    let hashes: Vec<&[u8]> = rows.iter().map(|(_, h)| h.as_slice()).collect();
+    let runs = crate::writer::runs(rows);
+    let idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
+    let hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
     c.execute(SQL_INSERT_TREE, &[&idx, &hashes]).await?;
     Ok(())
 }
@@ -937,11 +956,12 @@ async fn backfill_tree(pool: &Pool) -> Result<(), StoreError> {
         .query_one("SELECT position FROM log_head WHERE id = 1 FOR UPDATE", &[])
         .await?
         .get(0);
-    let rows: i64 = tx
-        .query_one("SELECT count(*) FROM tree_hashes", &[])
+    let last = tx
+        .query_opt(SQL_TREE_COUNT, &[])
         .await?
-        .get(0);
-    let covered = crate::writer::covered_by(rows as u64, head as u64)?;
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, i32>(1) as usize));
+    let rows = crate::writer::stored_in_runs(last);
+    let covered = crate::writer::covered_by(rows, head as u64)?;
     if covered < head as u64 {
         grow_tree(&tx, covered, head as u64).await?;
     }

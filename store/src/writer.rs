@@ -400,6 +400,8 @@ pub(crate) struct WriterCache {
     frontier: Option<Frontier>,
     versions: HashMap<String, u64>,
     keys: HashMap<KeyRef, (Uuid, DataKey)>,
+    /// Benchmark hook: appends store no tree (the append benchmark's baseline only).
+    without_tree: bool,
 }
 
 /// Unwrapped data keys by (subject, category).
@@ -441,6 +443,32 @@ pub(crate) fn covered_by(rows: u64, head: u64) -> Result<u64, StoreError> {
 
 /// A stored hash of the tree: its stored-hash index and the hash.
 pub type TreeRow = (u64, [u8; 32]);
+
+/// At most this many hashes in one stored run (3 KiB: a row that stays in its page).
+pub const RUN_HASHES: usize = 96;
+
+/// Stored hashes as the runs the stores keep: (first stored-hash index, the hashes of the
+/// consecutive indexes from it, concatenated), at most [`RUN_HASHES`] each.
+pub fn runs(rows: &[TreeRow]) -> Vec<(i64, Vec<u8>)> {
+    let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut next = None;
+    for (idx, hash) in rows {
+        match out.last_mut() {
+            Some((_, bytes)) if next == Some(*idx) && bytes.len() < RUN_HASHES * 32 => {
+                bytes.extend_from_slice(hash)
+            }
+            _ => out.push((*idx as i64, hash.to_vec())),
+        }
+        next = Some(idx + 1);
+    }
+    out
+}
+
+/// How many hashes the stored runs hold, from the last run (`None`: no run): the runs are
+/// consecutive from index 0, so the last one ends where the tree does.
+pub fn stored_in_runs(last: Option<(i64, usize)>) -> u64 {
+    last.map_or(0, |(first, bytes)| first as u64 + (bytes / 32) as u64)
+}
 
 /// The right edge of the log's Merkle tree (leaf `i` is the chain hash of position `i + 1`):
 /// the stored hashes of the complete subtrees making up the tree of `size` leaves. A batch's
@@ -512,8 +540,17 @@ impl Frontier {
 const CACHE_LIMIT: usize = 100_000;
 
 impl WriterCache {
+    /// The cache of a writer; `without_tree` is the append benchmark's hook (a store whose
+    /// appends keep no Merkle tree has no proofs: never in production).
+    pub(crate) fn new(without_tree: bool) -> WriterCache {
+        WriterCache {
+            without_tree,
+            ..WriterCache::default()
+        }
+    }
+
     fn clear(&mut self) {
-        *self = WriterCache::default();
+        *self = WriterCache::new(self.without_tree);
     }
 
     fn absorb(&mut self, batch: &Batch<'_>, key_epoch: u64) {
@@ -682,7 +719,8 @@ pub(crate) async fn commit_batch<T: LogTx>(
     }
     // The tree's right edge must be known at the cache's head to write optimistically.
     let frontier = match (&vouched, &cache.frontier) {
-        (Vouch::Ready(snap, _), Some(f)) if f.size == snap.head.position => Some(f.clone()),
+        _ if cache.without_tree => Some(None),
+        (Vouch::Ready(snap, _), Some(f)) if f.size == snap.head.position => Some(Some(f.clone())),
         _ => None,
     };
     if let (Vouch::Ready(snap, keys), Some(frontier)) = (vouched, frontier) {
@@ -692,7 +730,10 @@ pub(crate) async fn commit_batch<T: LogTx>(
         };
         let mut batch = Batch::new(master, now, snap, keys);
         let results: Vec<_> = requests.iter().map(|r| batch.apply(r)).collect();
-        if results.iter().all(Result::is_ok) && !batch.is_empty() && batch.grow(&frontier).is_ok() {
+        if results.iter().all(Result::is_ok)
+            && !batch.is_empty()
+            && frontier.as_ref().is_none_or(|f| batch.grow(f).is_ok())
+        {
             let write = batch.write();
             let epoch = write.key_epoch;
             match tx.commit_if_head(expected, &write).await {
@@ -763,7 +804,8 @@ pub(crate) async fn commit_batch<T: LogTx>(
         return Ok(results);
     }
     let frontier = match cache.frontier.as_ref().filter(|f| f.size == size) {
-        Some(f) => f.clone(),
+        _ if cache.without_tree => None,
+        Some(f) => Some(f.clone()),
         None => {
             let indexes = lightwidget_tlog::tree::frontier_indexes(size);
             let read = match tx.tree_hashes(&indexes).await {
@@ -774,7 +816,7 @@ pub(crate) async fn commit_batch<T: LogTx>(
                 }
             };
             match Frontier::of(size, read) {
-                Ok(f) => f,
+                Ok(f) => Some(f),
                 Err(e) => {
                     tx.rollback().await;
                     return Err(e);
@@ -782,7 +824,7 @@ pub(crate) async fn commit_batch<T: LogTx>(
             }
         }
     };
-    if let Err(e) = batch.grow(&frontier) {
+    if let Some(Err(e)) = frontier.map(|f| batch.grow(&f)) {
         tx.rollback().await;
         return Err(e);
     }
@@ -859,4 +901,26 @@ pub(crate) async fn run_batch<T: LogTx>(
         }
     }
     head
+}
+
+#[cfg(test)]
+mod runs_tests {
+    use super::{runs, stored_in_runs, RUN_HASHES};
+
+    #[test]
+    fn consecutive_hashes_become_runs_of_at_most_96_and_a_gap_starts_a_new_one() {
+        let rows: Vec<(u64, [u8; 32])> = (10..10 + 200u64)
+            .chain(500..503)
+            .map(|i| (i, [i as u8; 32]))
+            .collect();
+        let out = runs(&rows);
+        let shape: Vec<(i64, usize)> = out.iter().map(|(i, b)| (*i, b.len() / 32)).collect();
+        assert_eq!(
+            shape,
+            [(10, RUN_HASHES), (106, RUN_HASHES), (202, 8), (500, 3)]
+        );
+        assert_eq!(&out[1].1[..32], &[106u8; 32]);
+        assert_eq!(stored_in_runs(None), 0);
+        assert_eq!(stored_in_runs(Some((202, 8 * 32))), 210);
+    }
 }

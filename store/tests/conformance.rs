@@ -52,6 +52,7 @@ impl Ctx {
                         pool_size: 8,
                         listen: true,
                         pre_commit_delay: delay,
+                        ..PgOptions::default()
                     },
                 )
                 .await
@@ -1301,11 +1302,11 @@ async fn the_log_is_also_a_merkle_tree(backend: Backend) {
     lightwidget_tlog::tree::check_inclusion(&proof, head, tree.root(head).expect("root"), 7, leaf)
         .expect("verifies");
     assert!(
-        ctx.raw_sql_fails("UPDATE tree_hashes SET hash = hash WHERE idx = 0")
+        ctx.raw_sql_fails("UPDATE tree_runs SET hashes = hashes WHERE first_idx = 0")
             .await,
         "the tree is insert-only"
     );
-    assert!(ctx.raw_sql_fails("DELETE FROM tree_hashes").await);
+    assert!(ctx.raw_sql_fails("DELETE FROM tree_runs").await);
 }
 
 /// Signed checkpoints are kept insert-only and read back in size order, the last one as
@@ -1366,6 +1367,26 @@ async fn checkpoints_are_kept_and_proofs_read_from_the_store(backend: Backend) {
             tree.root(size).expect("root")
         );
     }
+    // A batch of 120 events stores about 240 hashes: more than one run of them.
+    s.append(AppendRequest::single(
+        "cp-batch",
+        ExpectedVersion::Any,
+        (100..220).map(event).collect(),
+    ))
+    .await
+    .expect("append");
+    let big = tree_of_the_events(&*s).await;
+    for size in [13, 14, 64, 100, 127, 128, 129, 133] {
+        assert_eq!(
+            lightwidget_store::tree::root(&*s, size).await.expect("root"),
+            big.root(size).expect("root"),
+            "size {size}"
+        );
+    }
+    let path = lightwidget_store::tree::inclusion(&*s, 133, 97).await.expect("path");
+    let leaf = lightwidget_tlog::tree::leaf_hash(&chain_hashes(&*s).await[97]);
+    lightwidget_tlog::tree::check_inclusion(&path, 133, big.root(133).expect("root"), 97, leaf)
+        .expect("a path through several runs verifies");
     let proof = lightwidget_store::tree::consistency(&*s, 13, 6)
         .await
         .expect("proof");
@@ -1409,12 +1430,13 @@ async fn a_log_older_than_its_tree_gets_one_at_open(backend: Backend) {
         .expect("append");
     }
     drop(s);
-    let version = match backend {
-        Backend::Postgres => 7,
-        Backend::Sqlite => 5,
+    // The tree's migrations (the table, then its runs) as if never applied.
+    let (tree, runs) = match backend {
+        Backend::Postgres => (7, 9),
+        Backend::Sqlite => (5, 7),
     };
     ctx.raw_sql(&format!(
-        "DROP TABLE tree_hashes; DELETE FROM schema_migrations WHERE version = {version};"
+        "DROP TABLE tree_runs; DELETE FROM schema_migrations WHERE version IN ({tree}, {runs});"
     ))
     .await;
     let s = ctx.open().await;
