@@ -106,29 +106,38 @@ fn busy_wait(attempt: i32) -> bool {
 /// Inserts stored events as they are (positions, hashes and all).
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
 fn read_tree(conn: &Connection, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
-    // The hash cut from the run that starts at or before its index (one index probe).
-    let mut stmt = conn.prepare_cached(
-        "SELECT substr(hashes, (?1 - first_idx) * 32 + 1, 32) FROM tree_runs \
-         WHERE first_idx <= ?1 ORDER BY first_idx DESC LIMIT 1",
+    use writer::{leaf_of, locate, Stored};
+    // An interior node is cut from the run that starts at or before its rank (one index
+    // probe); a leaf is its event's chain hash, hashed.
+    let mut node = conn.prepare_cached(
+        "SELECT substr(hashes, (?1 - first_rank) * 32 + 1, 32) FROM tree_runs \
+         WHERE first_rank <= ?1 ORDER BY first_rank DESC LIMIT 1",
     )?;
+    let mut leaf = conn.prepare_cached("SELECT hash FROM events WHERE position = ?1")?;
     indexes
         .iter()
         .map(|i| {
             let lacks = || StoreError::Corrupt(format!("the tree lacks stored hash {i}"));
+            let (stmt, key, is_leaf) = match locate(*i) {
+                Stored::Leaf(p) => (&mut leaf, p, true),
+                Stored::Interior(r) => (&mut node, r, false),
+            };
             let h: Vec<u8> = stmt
-                .query_row([*i as i64], |r| r.get(0))
+                .query_row([key as i64], |r| r.get(0))
                 .map_err(|e| match e {
                     rusqlite::Error::QueryReturnedNoRows => lacks(),
                     e => e.into(),
                 })?;
-            to_hash(h).map_err(|_| lacks())
+            let h = to_hash(h).map_err(|_| lacks())?;
+            Ok(if is_leaf { leaf_of(&h) } else { h })
         })
         .collect()
 }
 
 fn insert_tree(conn: &Connection, rows: &[(u64, [u8; 32])]) -> Result<(), StoreError> {
-    let mut ins = conn.prepare_cached("INSERT INTO tree_runs (first_idx, hashes) VALUES (?1, ?2)")?;
-    for (first, hashes) in writer::runs(rows) {
+    let mut ins =
+        conn.prepare_cached("INSERT INTO tree_runs (first_rank, hashes) VALUES (?1, ?2)")?;
+    for (first, hashes) in writer::interior_runs(rows) {
         ins.execute(params![first, hashes])?;
     }
     Ok(())
@@ -166,7 +175,7 @@ fn grow_tree(conn: &Connection, size: u64, head: u64) -> Result<(), StoreError> 
 fn tree_size(conn: &Connection, head: u64) -> Result<u64, StoreError> {
     let last = conn
         .query_row(
-            "SELECT first_idx, length(hashes) FROM tree_runs ORDER BY first_idx DESC LIMIT 1",
+            "SELECT first_rank, length(hashes) FROM tree_runs ORDER BY first_rank DESC LIMIT 1",
             [],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize)),
         )
@@ -385,9 +394,7 @@ impl SqliteEventStore {
                     clock,
                     rx,
                     head_tx,
-                    options.pre_commit_delay,
-                    options.page_limit,
-                    options.bench_without_tree,
+                    options,
                 )
             })
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
@@ -485,11 +492,14 @@ fn writer_thread(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Pending>,
     head: watch::Sender<u64>,
-    delay: Option<Duration>,
-    page_limit: Option<Arc<std::sync::atomic::AtomicU64>>,
-    without_tree: bool,
+    options: SqliteOptions,
 ) {
-    let mut cache = WriterCache::new(without_tree);
+    let SqliteOptions {
+        pre_commit_delay: delay,
+        page_limit,
+        bench_without_tree,
+    } = options;
+    let mut cache = WriterCache::new(bench_without_tree);
     while let Some(first) = rx.blocking_recv() {
         if let Some(limit) = &page_limit {
             let pages = limit.load(std::sync::atomic::Ordering::Relaxed);

@@ -387,7 +387,7 @@ macro_rules! write_if_head {
                  $19::uuid[], $20::text[], $21::bytea[], $22::bytea[]) \
                WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1), \
              tr AS ( \
-               INSERT INTO tree_runs (first_idx, hashes) \
+               INSERT INTO tree_runs (first_rank, hashes) \
                SELECT * FROM unnest($24::bigint[], $25::bytea[]) \
                WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1) \
              SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ev), ",
@@ -477,7 +477,7 @@ impl PgTx<'_> {
             }
             c.execute(&insert, &cols.params()).await
         };
-        let runs = crate::writer::runs(w.tree);
+        let runs = crate::writer::interior_runs(w.tree);
         let tree_idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
         let tree_hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
         let ins_tree = async {
@@ -570,7 +570,7 @@ impl PgTx<'_> {
         ];
         params.extend(cols.params());
         params.push(&payload);
-        let runs = crate::writer::runs(w.tree);
+        let runs = crate::writer::interior_runs(w.tree);
         let tree_idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
         let tree_hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
         params.push(&tree_idx);
@@ -854,15 +854,18 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
 }
 
 const SQL_INSERT_TREE: &str =
-    "INSERT INTO tree_runs (first_idx, hashes) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
-/// Each index's hash, cut from the run that starts at or before it (one index probe each).
-const SQL_READ_TREE: &str = "SELECT i, substring(r.hashes FROM ((i - r.first_idx) * 32 + 1)::int FOR 32) \
+    "INSERT INTO tree_runs (first_rank, hashes) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
+/// Each interior node's hash, cut from the run that starts at or before its rank.
+const SQL_READ_TREE: &str =
+    "SELECT i, substring(r.hashes FROM ((i - r.first_rank) * 32 + 1)::int FOR 32) \
      FROM unnest($1::bigint[]) AS i \
-     CROSS JOIN LATERAL (SELECT first_idx, hashes FROM tree_runs WHERE first_idx <= i \
-       ORDER BY first_idx DESC LIMIT 1) AS r";
-/// How many hashes the tree holds: where its last run ends.
+     CROSS JOIN LATERAL (SELECT first_rank, hashes FROM tree_runs WHERE first_rank <= i \
+       ORDER BY first_rank DESC LIMIT 1) AS r";
+/// The leaves' data: the events' chain hashes.
+const SQL_READ_LEAVES: &str = "SELECT position, hash FROM events WHERE position = ANY($1)";
+/// How many interior nodes the tree holds: where its last run ends.
 const SQL_TREE_COUNT: &str =
-    "SELECT first_idx, length(hashes) FROM tree_runs ORDER BY first_idx DESC LIMIT 1";
+    "SELECT first_rank, length(hashes) FROM tree_runs ORDER BY first_rank DESC LIMIT 1";
 
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
 fn checkpoint_row(r: tokio_postgres::Row) -> Result<crate::SignedCheckpoint, StoreError> {
@@ -878,22 +881,38 @@ async fn read_tree(
     c: &impl deadpool_postgres::GenericClient,
     indexes: &[u64],
 ) -> Result<Vec<[u8; 32]>, StoreError> {
-    let idx: Vec<i64> = indexes.iter().map(|i| *i as i64).collect();
-    let rows = c.query(SQL_READ_TREE, &[&idx]).await?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for r in rows {
-        // Past its run's end the cut is short: that hash is not stored.
-        if let Ok(h) = to_hash(r.get(1)) {
-            found.insert(r.get::<_, i64>(0) as u64, h);
+    use crate::writer::{leaf_of, locate, Stored};
+    let (mut leaves, mut ranks) = (Vec::new(), Vec::new());
+    for i in indexes {
+        match locate(*i) {
+            Stored::Leaf(p) => leaves.push(p as i64),
+            Stored::Interior(r) => ranks.push(r as i64),
+        }
+    }
+    let mut found_leaves = HashMap::with_capacity(leaves.len());
+    if !leaves.is_empty() {
+        for r in c.query(SQL_READ_LEAVES, &[&leaves]).await? {
+            found_leaves.insert(r.get::<_, i64>(0) as u64, leaf_of(&to_hash(r.get(1))?));
+        }
+    }
+    let mut found_nodes = HashMap::with_capacity(ranks.len());
+    if !ranks.is_empty() {
+        for r in c.query(SQL_READ_TREE, &[&ranks]).await? {
+            // Past its run's end the cut is short: that node is not stored.
+            if let Ok(h) = to_hash(r.get(1)) {
+                found_nodes.insert(r.get::<_, i64>(0) as u64, h);
+            }
         }
     }
     indexes
         .iter()
         .map(|i| {
-            found
-                .get(i)
-                .copied()
-                .ok_or_else(|| StoreError::Corrupt(format!("the tree lacks stored hash {i}")))
+            match locate(*i) {
+                Stored::Leaf(p) => found_leaves.get(&p),
+                Stored::Interior(r) => found_nodes.get(&r),
+            }
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt(format!("the tree lacks stored hash {i}")))
         })
         .collect()
 }
@@ -905,7 +924,7 @@ async fn insert_tree(
     if rows.is_empty() {
         return Ok(());
     }
-    let runs = crate::writer::runs(rows);
+    let runs = crate::writer::interior_runs(rows);
     let idx: Vec<i64> = runs.iter().map(|(i, _)| *i).collect();
     let hashes: Vec<&[u8]> = runs.iter().map(|(_, h)| h.as_slice()).collect();
     c.execute(SQL_INSERT_TREE, &[&idx, &hashes]).await?;

@@ -420,22 +420,24 @@ enum Vouch {
     No,
 }
 
-/// How many leaves a tree of `rows` stored hashes covers (at most `head`): the hashes of a
-/// leaf are stored only with those of every leaf before it, so `rows` is the stored-hash
-/// count of some size.
-pub(crate) fn covered_by(rows: u64, head: u64) -> Result<u64, StoreError> {
+/// How many leaves the stored tree covers, from how many interior nodes it holds (at most
+/// `head`): the largest size with that many, since the nodes of a leaf are stored only with
+/// those of every leaf before it (a leaf completing no node adds none, so the next leaf to
+/// grow from is the first that completes one).
+pub(crate) fn covered_by(interior: u64, head: u64) -> Result<u64, StoreError> {
+    use lightwidget_tlog::tree::interior_count;
     let (mut lo, mut hi) = (0u64, head);
     while lo < hi {
         let mid = lo + (hi - lo).div_ceil(2);
-        if lightwidget_tlog::tree::stored_count(mid) <= rows {
+        if interior_count(mid) <= interior {
             lo = mid;
         } else {
             hi = mid - 1;
         }
     }
-    if lightwidget_tlog::tree::stored_count(lo) != rows {
+    if interior_count(lo) != interior {
         return Err(StoreError::Corrupt(format!(
-            "the tree holds {rows} hashes, which is no tree's count"
+            "the tree holds {interior} interior nodes, which is no tree's count"
         )));
     }
     Ok(lo)
@@ -447,27 +449,55 @@ pub type TreeRow = (u64, [u8; 32]);
 /// At most this many hashes in one stored run (3 KiB: a row that stays in its page).
 pub const RUN_HASHES: usize = 96;
 
-/// Stored hashes as the runs the stores keep: (first stored-hash index, the hashes of the
-/// consecutive indexes from it, concatenated), at most [`RUN_HASHES`] each.
-pub fn runs(rows: &[TreeRow]) -> Vec<(i64, Vec<u8>)> {
+/// New stored hashes as the stores keep them: a leaf's hash is not kept (it is
+/// SHA-256(0x00 ‖ the event's chain hash)); the interior nodes go in runs of consecutive
+/// ranks (`lightwidget_tlog::tree::interior_rank`): (first rank, the hashes concatenated), at
+/// most [`RUN_HASHES`] each.
+pub fn interior_runs(rows: &[TreeRow]) -> Vec<(i64, Vec<u8>)> {
+    use lightwidget_tlog::tree::{interior_rank, split_index};
     let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
     let mut next = None;
     for (idx, hash) in rows {
+        let (level, n) = split_index(*idx);
+        if level == 0 {
+            continue;
+        }
+        let rank = interior_rank(level, n);
         match out.last_mut() {
-            Some((_, bytes)) if next == Some(*idx) && bytes.len() < RUN_HASHES * 32 => {
+            Some((_, bytes)) if next == Some(rank) && bytes.len() < RUN_HASHES * 32 => {
                 bytes.extend_from_slice(hash)
             }
-            _ => out.push((*idx as i64, hash.to_vec())),
+            _ => out.push((rank as i64, hash.to_vec())),
         }
-        next = Some(idx + 1);
+        next = Some(rank + 1);
     }
     out
 }
 
-/// How many hashes the stored runs hold, from the last run (`None`: no run): the runs are
-/// consecutive from index 0, so the last one ends where the tree does.
+/// How many interior nodes the stored runs hold, from the last run (`None`: no run): the
+/// runs are consecutive from rank 0, so the last one ends where the tree does.
 pub fn stored_in_runs(last: Option<(i64, usize)>) -> u64 {
     last.map_or(0, |(first, bytes)| first as u64 + (bytes / 32) as u64)
+}
+
+/// Where the tree's stored hash at `index` is: a leaf (its position in the log), or an
+/// interior node (its rank).
+pub enum Stored {
+    Leaf(u64),
+    Interior(u64),
+}
+
+pub fn locate(index: u64) -> Stored {
+    use lightwidget_tlog::tree::{interior_rank, split_index};
+    match split_index(index) {
+        (0, n) => Stored::Leaf(n + 1),
+        (level, n) => Stored::Interior(interior_rank(level, n)),
+    }
+}
+
+/// The stored hash of a leaf from its event's chain hash.
+pub fn leaf_of(chain_hash: &[u8; 32]) -> [u8; 32] {
+    lightwidget_tlog::tree::leaf_hash(chain_hash).0
 }
 
 /// The right edge of the log's Merkle tree (leaf `i` is the chain hash of position `i + 1`):
@@ -905,22 +935,45 @@ pub(crate) async fn run_batch<T: LogTx>(
 
 #[cfg(test)]
 mod runs_tests {
-    use super::{runs, stored_in_runs, RUN_HASHES};
+    use super::{covered_by, interior_runs, stored_in_runs, RUN_HASHES};
+    use lightwidget_tlog::tree::{interior_count, stored_count, stored_index};
 
     #[test]
-    fn consecutive_hashes_become_runs_of_at_most_96_and_a_gap_starts_a_new_one() {
-        let rows: Vec<(u64, [u8; 32])> = (10..10 + 200u64)
-            .chain(500..503)
-            .map(|i| (i, [i as u8; 32]))
+    fn interior_nodes_become_runs_of_at_most_96_and_leaves_are_not_kept() {
+        // The hashes 300 leaves store, as an append of them all writes them.
+        let rows: Vec<(u64, [u8; 32])> = (0..stored_count(300))
+            .map(|i| (i, [(i % 251) as u8; 32]))
             .collect();
-        let out = runs(&rows);
+        let out = interior_runs(&rows);
         let shape: Vec<(i64, usize)> = out.iter().map(|(i, b)| (*i, b.len() / 32)).collect();
+        let total = interior_count(300) as usize;
         assert_eq!(
             shape,
-            [(10, RUN_HASHES), (106, RUN_HASHES), (202, 8), (500, 3)]
+            [
+                (0, RUN_HASHES),
+                (96, RUN_HASHES),
+                (192, RUN_HASHES),
+                (288, total - 288)
+            ]
         );
-        assert_eq!(&out[1].1[..32], &[106u8; 32]);
+        // Rank 0 is the node of level 1 over leaves 0 and 1.
+        let first = stored_index(1, 0) as usize;
+        assert_eq!(&out[0].1[..32], &rows[first].1);
         assert_eq!(stored_in_runs(None), 0);
-        assert_eq!(stored_in_runs(Some((202, 8 * 32))), 210);
+        assert_eq!(
+            stored_in_runs(Some((288, (total - 288) * 32))),
+            total as u64
+        );
+    }
+
+    #[test]
+    fn the_size_covered_is_the_largest_with_that_many_interior_nodes() {
+        assert_eq!(covered_by(0, 0).ok(), Some(0));
+        assert_eq!(covered_by(0, 1).ok(), Some(1));
+        assert_eq!(covered_by(0, 5).ok(), Some(1));
+        assert_eq!(covered_by(1, 5).ok(), Some(3));
+        assert_eq!(covered_by(interior_count(300), 300).ok(), Some(300));
+        assert_eq!(covered_by(interior_count(300), 1000).ok(), Some(301));
+        assert!(covered_by(1000, 10).is_err());
     }
 }

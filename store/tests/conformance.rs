@@ -1302,7 +1302,7 @@ async fn the_log_is_also_a_merkle_tree(backend: Backend) {
     lightwidget_tlog::tree::check_inclusion(&proof, head, tree.root(head).expect("root"), 7, leaf)
         .expect("verifies");
     assert!(
-        ctx.raw_sql_fails("UPDATE tree_runs SET hashes = hashes WHERE first_idx = 0")
+        ctx.raw_sql_fails("UPDATE tree_runs SET hashes = hashes WHERE first_rank = 0")
             .await,
         "the tree is insert-only"
     );
@@ -1378,12 +1378,16 @@ async fn checkpoints_are_kept_and_proofs_read_from_the_store(backend: Backend) {
     let big = tree_of_the_events(&*s).await;
     for size in [13, 14, 64, 100, 127, 128, 129, 133] {
         assert_eq!(
-            lightwidget_store::tree::root(&*s, size).await.expect("root"),
+            lightwidget_store::tree::root(&*s, size)
+                .await
+                .expect("root"),
             big.root(size).expect("root"),
             "size {size}"
         );
     }
-    let path = lightwidget_store::tree::inclusion(&*s, 133, 97).await.expect("path");
+    let path = lightwidget_store::tree::inclusion(&*s, 133, 97)
+        .await
+        .expect("path");
     let leaf = lightwidget_tlog::tree::leaf_hash(&chain_hashes(&*s).await[97]);
     lightwidget_tlog::tree::check_inclusion(&path, 133, big.root(133).expect("root"), 97, leaf)
         .expect("a path through several runs verifies");

@@ -48,6 +48,27 @@ pub fn frontier_indexes(size: u64) -> Vec<u64> {
     tlog::sub_tree_index(0, size, Vec::new())
 }
 
+/// The level and position of the node at a stored-hash index.
+pub fn split_index(index: u64) -> (u8, u64) {
+    tlog::split_stored_hash_index(index)
+}
+
+/// The rank of an interior node (`level` ≥ 1) among the interior nodes in the order a growing
+/// tree completes them: the node at `level`, position `n` is completed by leaf
+/// `m = (n + 1)·2^level − 1`, after the `m − popcount(m)` interior nodes of the leaves before
+/// it and the `level − 1` below it of its own leaf. An append's new nodes have consecutive
+/// ranks.
+pub fn interior_rank(level: u8, n: u64) -> u64 {
+    debug_assert!(level >= 1);
+    let m = ((n + 1) << level) - 1;
+    interior_count(m) + u64::from(level) - 1
+}
+
+/// How many interior nodes a tree of `leaves` leaves has completed.
+pub fn interior_count(leaves: u64) -> u64 {
+    leaves - u64::from(leaves.count_ones())
+}
+
 /// How many hashes a tree of `leaves` leaves stores.
 pub fn stored_count(leaves: u64) -> u64 {
     tlog::stored_hash_count(leaves)

@@ -262,3 +262,27 @@ fn checkpoints_verify_under_the_pinned_key_and_origin_only() {
         "the private key is never shown"
     );
 }
+
+/// The interior ranks number the stored interior nodes densely, in the order a growing tree
+/// completes them; the stored-hash indexes and ranks agree on every node of a 300-leaf tree.
+#[test]
+fn interior_ranks_are_dense_and_in_creation_order() {
+    use lightwidget_tlog::tree::{interior_count, interior_rank, split_index, stored_count};
+    let mut next = 0;
+    for index in 0..stored_count(300) {
+        let (level, n) = split_index(index);
+        if level == 0 {
+            continue;
+        }
+        assert_eq!(
+            interior_rank(level, n),
+            next,
+            "index {index}: level {level}, n {n}"
+        );
+        next += 1;
+    }
+    assert_eq!(next, interior_count(300));
+    assert_eq!(interior_count(1), 0);
+    assert_eq!(interior_count(2), 1);
+    assert_eq!(interior_count(4), 3);
+}

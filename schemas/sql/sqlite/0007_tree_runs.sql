@@ -1,9 +1,9 @@
--- The tree's stored hashes in runs (issue 27); see the PostgreSQL twin.
+-- The tree's interior nodes in runs (issue 27), replacing `tree_hashes`; see the PostgreSQL
+-- twin. The store rebuilds the nodes from the events' chain hashes when it opens.
 CREATE TABLE tree_runs (
-    first_idx INTEGER PRIMARY KEY,
-    hashes    BLOB NOT NULL CHECK (length(hashes) BETWEEN 32 AND 3072 AND length(hashes) % 32 = 0)
+    first_rank INTEGER PRIMARY KEY,
+    hashes     BLOB NOT NULL CHECK (length(hashes) BETWEEN 32 AND 3072 AND length(hashes) % 32 = 0)
 );
-INSERT INTO tree_runs (first_idx, hashes) SELECT idx, hash FROM tree_hashes;
 DROP TABLE tree_hashes;
 CREATE TRIGGER tree_runs_no_update BEFORE UPDATE ON tree_runs
 BEGIN SELECT RAISE(ABORT, 'the tree is insert-only'); END;
