@@ -387,16 +387,7 @@ impl SqliteEventStore {
         let writer_master = master.clone();
         let writer = std::thread::Builder::new()
             .name("lw-sqlite-writer".into())
-            .spawn(move || {
-                writer_thread(
-                    conn,
-                    writer_master,
-                    clock,
-                    rx,
-                    head_tx,
-                    options,
-                )
-            })
+            .spawn(move || writer_thread(conn, writer_master, clock, rx, head_tx, options))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
         Ok(SqliteEventStore {
             dir: dir.to_owned(),
