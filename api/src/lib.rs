@@ -752,10 +752,13 @@ impl Application {
         runners.push(tokio::spawn(
             self.state.dispatcher.clone().run(stop_rx.clone()),
         ));
+        let hits = self.state.hits.clone();
         let app = router(self.state);
         let served = server::serve(self.listener, app, self.transport, shutdown)
             .await
             .context("serving");
+        // Every page answered has its view queued: store them all before stopping.
+        hits.drain().await;
         let _ = stop_tx.send(true);
         for r in runners {
             let _ = r.await;

@@ -1,8 +1,11 @@
 //! The crash test (issue 22): the real `lightwidget` binary under load — 16 concurrent
 //! command writers and page views — is killed with SIGKILL at a varying moment, started
-//! again, and checked: every acknowledged command is in the log, every answered page view is
-//! counted (and no more than were sent), and the chain verifies. `LW_CRASH_CYCLES` sets the
-//! cycles per backend (3 by default, CI's short form; `scripts/crash.sh` runs 20).
+//! again, and checked: every acknowledged command is in the log, every page view answered
+//! before the last moments of each kill is counted (issue 23: a page answers once its view is
+//! queued; the recorder stores it within 100 ms), no more views are counted than were sent,
+//! and the chain verifies. `LW_CRASH_CYCLES` sets the cycles per backend (3 by default, CI's
+//! short form; `scripts/crash.sh` runs 20). And a graceful stop right after a burst of pages
+//! loses none of their views.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -62,6 +65,29 @@ struct Seen {
     /// Page views answered 200, and sent (answered or not).
     views_answered: AtomicU64,
     views_sent: AtomicU64,
+    /// When each answered view was answered, and when each kill was sent.
+    answered_at: Mutex<Vec<std::time::Instant>>,
+    killed_at: Mutex<Vec<std::time::Instant>>,
+}
+
+/// The recorder's bound (100 ms: a crash loses at most the views queued that long before
+/// it), plus what a loaded 2-core machine adds between a page's answer and its view's append
+/// being scheduled, and between `kill` and the process's end.
+const LOSS_WINDOW: Duration = Duration::from_millis(250);
+
+/// How many answered views a kill may take with it: those answered within `window` before a
+/// kill (up to the kill itself and what the dying process answered after it was sent).
+fn may_lose(seen: &Seen, window: Duration) -> u64 {
+    let answered = seen.answered_at.lock().expect("lock");
+    let kills = seen.killed_at.lock().expect("lock");
+    answered
+        .iter()
+        .filter(|a| {
+            kills
+                .iter()
+                .any(|k| **a + window >= *k && **a <= *k + Duration::from_millis(50))
+        })
+        .count() as u64
 }
 
 fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, label: &str) {
@@ -131,6 +157,10 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
                 seen.views_sent.fetch_add(1, Ordering::Relaxed);
                 if let Some((200, _)) = request(&addr, "GET", &format!("/w/{viewed}"), None, None) {
                     seen.views_answered.fetch_add(1, Ordering::Relaxed);
+                    seen.answered_at
+                        .lock()
+                        .expect("lock")
+                        .push(std::time::Instant::now());
                 }
             }
         }));
@@ -140,6 +170,10 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
         *address.lock().expect("lock") = addr;
         // Kill at a moment that varies from cycle to cycle.
         std::thread::sleep(Duration::from_millis(400 + (cycle as u64 * 173) % 600));
+        seen.killed_at
+            .lock()
+            .expect("lock")
+            .push(std::time::Instant::now());
         child.kill().expect("kill -9");
         child.wait().expect("reaped");
     }
@@ -200,11 +234,16 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
         seen.views_answered.load(Ordering::Relaxed),
         seen.views_sent.load(Ordering::Relaxed),
     );
-    // A view is stored before its page is answered: every answered view is counted; a view
-    // stored but killed before its answer is counted too, but never one not sent.
+    // A page answers once its view is queued: a kill may take the views answered in the
+    // moments before it, no others; a view stored but killed before its answer is counted
+    // too, but never one not sent.
+    let allowed = may_lose(&seen, LOSS_WINDOW);
+    let within_100ms = may_lose(&seen, Duration::from_millis(100));
+    let lost = answered.saturating_sub(counted);
     assert!(
-        answered <= counted && counted <= sent,
-        "views answered {answered}, counted {counted}, sent {sent}"
+        lost <= allowed && counted <= sent,
+        "views answered {answered}, counted {counted} (lost {lost}; {allowed} answered within \
+         {LOSS_WINDOW:?} of a kill), sent {sent}"
     );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -212,7 +251,7 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
     let mut child = child;
     let _ = child.wait();
     eprintln!(
-        "{label}: kill -9 x{cycles}: {} widgets acknowledged, none lost; views answered {answered}, counted {counted}, sent {sent}; chain verified to {head}",
+        "{label}: kill -9 x{cycles}: {} widgets acknowledged, none lost; views answered {answered}, counted {counted}, sent {sent}, lost {lost} (answered within 100 ms of a kill: {within_100ms}; within {LOSS_WINDOW:?}: {allowed}); chain verified to {head}",
         acknowledged.len()
     );
 }
@@ -245,4 +284,90 @@ fn postgres_survives_kill_9_under_load() {
     ));
     crash_cycles(settings, cwd.path(), "postgres");
     drop(db);
+}
+
+/// A graceful stop right after a burst of pages: every answered view is stored (issue 23).
+fn a_graceful_stop_keeps_every_queued_view(settings: Vec<(&'static str, String)>, label: &str) {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let (child, addr) = serve(cwd.path(), &settings);
+    let (_, body) = request(
+        &addr,
+        "POST",
+        "/v1/auth/instagram",
+        None,
+        Some(r#"{"code":"demo:graceful"}"#),
+    )
+    .expect("sign-in");
+    let token = json(&body)["token"].as_str().expect("token").to_owned();
+    let (status, body) = request(
+        &addr,
+        "POST",
+        "/v1/widgets",
+        Some(&token),
+        Some(r#"{"title":"burst","layout":"grid","columns":3}"#),
+    )
+    .expect("widget");
+    assert_eq!(status, 201, "{body}");
+    let widget = json(&body)["widget_id"].as_str().expect("id").to_owned();
+    let created = json(&body)["position"].as_u64().expect("position");
+    let page = format!("/w/{widget}?min_position={created}");
+    let answered = Arc::new(AtomicU64::new(0));
+    let burst: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, page, answered) = (addr.clone(), page.clone(), answered.clone());
+            std::thread::spawn(move || {
+                for _ in 0..150 {
+                    match request(&addr, "GET", &page, None, None) {
+                        Some((200, _)) => {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => eprintln!("page: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in burst {
+        t.join().expect("burst");
+    }
+    // At once after the last answer: SIGTERM.
+    super::cli::terminate(child);
+    let answered = answered.load(Ordering::Relaxed);
+    assert_eq!(answered, 600, "every page was answered");
+    let (child, addr) = serve(cwd.path(), &settings);
+    let (_, body) = request(&addr, "GET", "/v1/audit/verify", Some(ADMIN), None).expect("verify");
+    let head = json(&body)["head_position"].as_u64().expect("head");
+    let (status, body) = request(
+        &addr,
+        "GET",
+        &format!("/v1/widgets/{widget}/stats?min_position={head}"),
+        Some(&token),
+        None,
+    )
+    .expect("stats");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json(&body)["views"].as_u64(),
+        Some(answered),
+        "{label}: {body}"
+    );
+    super::cli::terminate(child);
+}
+
+#[test]
+fn sqlite_keeps_every_queued_view_across_a_graceful_stop() {
+    a_graceful_stop_keeps_every_queued_view(settings_common(), "sqlite");
+}
+
+#[test]
+fn postgres_keeps_every_queued_view_across_a_graceful_stop() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(lightwidget_testkit::TestDatabase::create());
+    let mut settings = settings_common();
+    settings.push(("LW_DATABASE_URL", db.url.clone()));
+    settings.push((
+        "LW_MASTER_KEY",
+        lightwidget_store::MasterKey::generate().to_base64(),
+    ));
+    a_graceful_stop_keeps_every_queued_view(settings, "postgres");
 }

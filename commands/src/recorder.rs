@@ -1,7 +1,13 @@
 //! The batching path for views and clicks (R1, R2): producers hand views and clicks to a
 //! recorder task that stores whatever has queued — up to 1,000 — in one atomic append, as
-//! `HitsRecorded` events of up to [`HITS_PER_EVENT`] hits each on the `hits` stream. A
-//! producer's `record` returns only once its hit is stored: nothing acknowledged is lost.
+//! `HitsRecorded` events of up to [`HITS_PER_EVENT`] hits each on the `hits` stream.
+//!
+//! Two kinds of producer (issue 23's decision): a click's `record` returns only once its hit
+//! is stored; a page view is `queue`d and its page answered at once. The recorder stores what
+//! is queued within [`FLUSH_WITHIN`] (the linger, then one append), retrying a failed append
+//! of queued views; `drain` (a graceful stop) stores everything queued before it returns. A
+//! crash loses at most the views queued in the last moments; when the queue is full a
+//! producer waits for room, so no view is dropped silently.
 //!
 //! One event per batch rather than one per hit: the log's per-event costs (a row, its index
 //! entries, a link of the hash chain, and each projection runner reading and decoding it)
@@ -18,8 +24,22 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
-/// A hit, the message it causes (a consented page view's analytics, R3), and its reply.
-type Queued = (DomainEvent, Option<DomainEvent>, Reply);
+/// A hit, the message it causes (a consented page view's analytics, R3), and its reply
+/// (`None`: queued, nobody waits).
+type Queued = (DomainEvent, Option<DomainEvent>, Option<Reply>);
+
+/// How soon a queued view is stored when the store keeps up (the bound of what a crash can
+/// lose): the linger plus one append.
+pub const FLUSH_WITHIN: Duration = Duration::from_millis(100);
+
+/// How many hits may wait in the queue: about what the recorder stores in [`FLUSH_WITHIN`]
+/// on this machine, so that a backlog makes producers wait rather than grow what a crash
+/// would lose.
+pub const QUEUE: usize = 4096;
+
+/// How long a failed append of queued views is tried again before they are given up (and
+/// counted in the log as lost).
+pub const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// The actor every batch of hits is recorded under: hits carry no caller.
 pub const HITS_ACTOR: &str = lightwidget_store::ANONYMOUS_ACTOR;
@@ -41,6 +61,10 @@ pub const APPENDS_IN_FLIGHT: usize = 4;
 #[derive(Clone, Debug)]
 pub struct HitRecorder {
     queue: mpsc::Sender<Queued>,
+    /// Set to ask the recorder to store what is queued and stop.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Turns true once the recorder stored everything and stopped.
+    done: tokio::sync::watch::Receiver<bool>,
 }
 
 impl HitRecorder {
@@ -58,14 +82,47 @@ impl HitRecorder {
         max_batch: usize,
         linger: Duration,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(16_384);
-        tokio::spawn(run(
-            store,
-            rx,
-            max_batch.clamp(1, lightwidget_store::MAX_EVENTS_PER_APPEND),
-            linger,
-        ));
-        HitRecorder { queue: tx }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            run(
+                store,
+                rx,
+                stop_rx,
+                max_batch.clamp(1, lightwidget_store::MAX_EVENTS_PER_APPEND),
+                linger,
+            )
+            .await;
+            let _ = done_tx.send(true);
+        });
+        HitRecorder {
+            queue: tx,
+            stop: Arc::new(stop),
+            done,
+        }
+    }
+
+    /// Queues a page view (and the message it causes) to be stored within
+    /// [`FLUSH_WITHIN`]; returns once it is queued, waiting for room when the queue is full.
+    pub async fn queue(
+        &self,
+        event: DomainEvent,
+        message: Option<DomainEvent>,
+    ) -> Result<(), StoreError> {
+        check(&event, message.as_ref())?;
+        self.queue
+            .send((event, message, None))
+            .await
+            .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))
+    }
+
+    /// Stores every hit queued so far and stops the recorder (a graceful stop): returns once
+    /// they are stored (or given up after [`RETRY_FOR`]). Hits sent after it are refused.
+    pub async fn drain(&self) {
+        let _ = self.stop.send(true);
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
     }
 
     /// Stores a `WidgetViewed` or `WidgetClicked`; returns the log position of the event
@@ -82,25 +139,10 @@ impl HitRecorder {
         event: DomainEvent,
         message: Option<DomainEvent>,
     ) -> Result<u64, StoreError> {
-        if !matches!(
-            event,
-            DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
-        ) {
-            return Err(StoreError::InvalidPayload(
-                "only views and clicks are recorded here".into(),
-            ));
-        }
-        if message
-            .as_ref()
-            .is_some_and(|m| !matches!(m, DomainEvent::MessageQueued(_)))
-        {
-            return Err(StoreError::InvalidPayload(
-                "only a queued message goes with a hit".into(),
-            ));
-        }
+        check(&event, message.as_ref())?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((event, message, reply))
+            .send((event, message, Some(reply)))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer
@@ -109,14 +151,50 @@ impl HitRecorder {
     }
 }
 
+/// Only views and clicks are recorded here, each with at most a queued message.
+fn check(event: &DomainEvent, message: Option<&DomainEvent>) -> Result<(), StoreError> {
+    if !matches!(
+        event,
+        DomainEvent::WidgetViewed(_) | DomainEvent::WidgetClicked(_)
+    ) {
+        return Err(StoreError::InvalidPayload(
+            "only views and clicks are recorded here".into(),
+        ));
+    }
+    if message.is_some_and(|m| !matches!(m, DomainEvent::MessageQueued(_))) {
+        return Err(StoreError::InvalidPayload(
+            "only a queued message goes with a hit".into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn run(
     store: Arc<dyn EventStore>,
     mut rx: mpsc::Receiver<Queued>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
     max: usize,
     linger: Duration,
 ) {
     let in_flight = Arc::new(tokio::sync::Semaphore::new(APPENDS_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    loop {
+        let next = tokio::select! {
+            biased;
+            item = rx.recv() => Some(item),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let first = match next {
+            Some(Some(item)) => item,
+            Some(None) => break,
+            None => {
+                // A graceful stop: nothing more comes in; what is queued is stored.
+                rx.close();
+                match rx.recv().await {
+                    Some(item) => item,
+                    None => break,
+                }
+            }
+        };
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
         // Take what is queued; then let the producers run and take what they add, as long as
@@ -142,87 +220,123 @@ async fn run(
                 }
             }
         }
-        let meta = Metadata::anonymous();
-        // Hits in order, HITS_PER_EVENT to an event; each reply learns its event's index.
-        let mut events = Vec::new();
-        let mut messages = Vec::new();
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut queued = batch.into_iter().peekable();
-        while queued.peek().is_some() {
-            let mut hits = HitsRecorded {
-                views: Vec::new(),
-                clicks: Vec::new(),
-            };
-            let index = events.len() as u64;
-            for (event, message, reply) in queued.by_ref().take(HITS_PER_EVENT) {
-                if let Some(DomainEvent::MessageQueued(m)) = &message {
-                    messages.push(StreamWrite {
-                        stream: m.message_id.stream(),
-                        expected: ExpectedVersion::Exact(0),
-                        events: vec![NewEvent::from_domain(
-                            &DomainEvent::MessageQueued(m.clone()),
-                            &meta,
-                        )],
-                    });
-                }
-                match event {
-                    DomainEvent::WidgetViewed(v) => hits.views.push(v),
-                    DomainEvent::WidgetClicked(c) => hits.clicks.push(c),
-                    // `record` lets nothing else in.
-                    _ => continue,
-                }
-                replies.push((index, reply));
-            }
-            events.push(NewEvent::from_domain(&hits.into(), &meta));
-        }
         // The next batch gathers while this one is stored.
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        tokio::spawn(store_batch(
-            store.clone(),
-            events,
-            messages,
-            replies,
-            permit,
-        ));
+        tokio::spawn(store_batch(store.clone(), batch, permit));
     }
-    // Every clone is gone: wait for what is still being stored.
+    // Every clone is gone, or a graceful stop emptied the queue: wait for what is still
+    // being stored.
     let _ = in_flight.acquire_many(APPENDS_IN_FLIGHT as u32).await;
 }
 
-/// Appends one batch and answers its producers.
-async fn store_batch(
-    store: Arc<dyn EventStore>,
-    events: Vec<NewEvent>,
-    messages: Vec<StreamWrite>,
-    replies: Vec<(u64, Reply)>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
-    // The hits first, so that each reply's index counts from the append's first position.
+/// The append of a batch of hits (and the messages they cause), with each hit's event index.
+fn batch_request(batch: &[Queued]) -> (AppendRequest, Vec<u64>) {
+    let meta = Metadata::anonymous();
+    // Hits in order, HITS_PER_EVENT to an event; each hit learns its event's index.
+    let mut events = Vec::new();
+    let mut messages = Vec::new();
+    let mut indexes = Vec::with_capacity(batch.len());
+    for chunk in batch.chunks(HITS_PER_EVENT) {
+        let mut hits = HitsRecorded {
+            views: Vec::new(),
+            clicks: Vec::new(),
+        };
+        let index = events.len() as u64;
+        for (event, message, _) in chunk {
+            if let Some(DomainEvent::MessageQueued(m)) = message {
+                messages.push(StreamWrite {
+                    stream: m.message_id.stream(),
+                    expected: ExpectedVersion::Exact(0),
+                    events: vec![NewEvent::from_domain(
+                        &DomainEvent::MessageQueued(m.clone()),
+                        &meta,
+                    )],
+                });
+            }
+            match event {
+                DomainEvent::WidgetViewed(v) => hits.views.push(v.clone()),
+                DomainEvent::WidgetClicked(c) => hits.clicks.push(c.clone()),
+                // `check` lets nothing else in.
+                _ => {}
+            }
+            indexes.push(index);
+        }
+        events.push(NewEvent::from_domain(&hits.into(), &meta));
+    }
+    // The hits first, so that each index counts from the append's first position.
     let mut writes = vec![StreamWrite {
         stream: HITS_STREAM.to_owned(),
         expected: ExpectedVersion::Any,
         events,
     }];
     writes.extend(messages);
-    let result = store
-        .append(AppendRequest {
+    (
+        AppendRequest {
             writes,
             shred: vec![],
-        })
-        .await;
-    match result {
+        },
+        indexes,
+    )
+}
+
+/// Appends one batch and answers its producers. When the append fails, those waiting are
+/// answered the error at once, and the queued views (nobody waits for them) are appended
+/// again, as the same events, until they are stored or [`RETRY_FOR`] has passed.
+async fn store_batch(
+    store: Arc<dyn EventStore>,
+    batch: Vec<Queued>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let (request, indexes) = batch_request(&batch);
+    match store.append(request).await {
         Ok(r) => {
-            for (index, reply) in replies {
-                let _ = reply.send(Ok(r.first_position + index));
+            for ((_, _, reply), index) in batch.into_iter().zip(indexes) {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(r.first_position + index));
+                }
             }
         }
         Err(e) => {
             let message = e.to_string();
-            for (_, reply) in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+            let mut queued = Vec::new();
+            for (event, msg, reply) in batch {
+                match reply {
+                    Some(reply) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
+                    }
+                    None => queued.push((event, msg, None)),
+                }
+            }
+            if !queued.is_empty() {
+                retry_queued(&*store, queued).await;
             }
         }
+    }
+}
+
+/// Appends queued views until they are stored, backing off from 100 ms to 2 s, for at most
+/// [`RETRY_FOR`]. The same request each time (its event ids fixed): an append that was
+/// stored but not answered is not stored twice.
+async fn retry_queued(store: &dyn EventStore, queued: Vec<Queued>) {
+    let (request, _) = batch_request(&queued);
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(wait).await;
+        match store.append(request.clone()).await {
+            Ok(_) => return,
+            Err(e) if started.elapsed() >= RETRY_FOR => {
+                tracing::error!(
+                    views = queued.len(),
+                    error = %e,
+                    "queued page views could not be stored and are lost"
+                );
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "storing queued page views; trying again"),
+        }
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }

@@ -125,7 +125,7 @@ pub struct Viewer<'a> {
     pub ip: &'a str,
 }
 
-/// Records a view of a widget's public page (R1, R2), through the batching recorder. With a
+/// Records a view of a widget's public page (R1, R2), queued to the batching recorder. With a
 /// `viewer` who consented to analytics and sent no `DNT: 1`, the page view for analytics is
 /// queued in the same append, its IP anonymized (R3).
 pub async fn record_view(
@@ -160,7 +160,9 @@ pub async fn record_view(
             }
         }
     };
-    hits.record_with(support::viewed(widget_id, access, now), message)
+    // Queued, not awaited (issue 23): the page answers now, the view is stored within
+    // `recorder::FLUSH_WITHIN`.
+    hits.queue(support::viewed(widget_id, access, now), message)
         .await?;
     Ok(())
 }

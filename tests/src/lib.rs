@@ -411,6 +411,36 @@ impl TestApp {
         self.sql("ALTER TABLE views_away RENAME TO views").await
     }
 
+    /// Waits until the log holds at least `n` page views in all (a page answers once its
+    /// view is queued; the recorder stores it within 100 ms): the log's head then. Polls the
+    /// log, for at most 10 s.
+    pub async fn views_stored(&self, n: usize) -> u64 {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (stored, head) = self.stored_views().await;
+            if stored >= n {
+                return head;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{stored} page views stored after 10 s, {n} expected"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// How many page views the log holds, and its head.
+    pub async fn stored_views(&self) -> (usize, u64) {
+        let events = self.store.read_all_raw(0, 1_000_000).await.expect("read");
+        let stored = events
+            .iter()
+            .filter(|e| e.event_type == "HitsRecorded")
+            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+            .map(|d| d["views"].as_array().map_or(0, Vec::len))
+            .sum();
+        (stored, events.last().map_or(0, |e| e.position))
+    }
+
     /// Moves the manual clock on through the admin API.
     pub async fn advance(&self, by: chrono::Duration) {
         self.post(

@@ -324,6 +324,8 @@ async fn no_marker_survives_the_purge(backend: Backend) {
             .await;
         assert!(r.status == 200 || r.status == 204, "{r:?}");
     }
+    // The page's view is queued before its answer: stored before anything is looked at.
+    app.views_stored(1).await;
     let r = app
         .send(
             visitor

@@ -630,6 +630,8 @@ async fn page_views_reach_analytics_only_with_consent(backend: Backend) {
     // A bad visitor id is refused, naming the parameter.
     let r = app.get(&format!("/w/{w}?visitor=not-a-uuid"), None).await;
     assert_eq!((r.status, r.body["field"].as_str()), (400, Some("visitor")));
+    // The five views (and any analytics message they queue) are stored before the count.
+    app.views_stored(5).await;
     let head = app.store.head().await.expect("head").position;
     let r = app
         .get(

@@ -102,6 +102,7 @@ async fn widget_quarantine_then_purge_on_day_91(backend: Backend) {
         200
     );
     app.post(&format!("/w/{w}/click"), None, json!({})).await;
+    app.views_stored(1).await;
     // Counted before the purge, so that "gone" below is not vacuous.
     let head = app.store.head().await.expect("head").position;
     let counted = app

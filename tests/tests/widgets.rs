@@ -221,6 +221,8 @@ async fn the_public_page_counts_views_and_clicks(backend: Backend) {
     }
     let r = app.post(&format!("/w/{id}/click"), None, json!({})).await;
     assert_eq!(r.status, 204);
+    // A page's view is queued, not stored before its answer: waited for.
+    app.views_stored(3).await;
     let head = app.store.head().await.expect("head").position;
     let stats = app
         .get(
