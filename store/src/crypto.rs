@@ -106,7 +106,9 @@ impl DataKey {
 fn seal_with(key: &[u8; 32], plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.into());
     let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // The thread's CSPRNG (ChaCha12, reseeded from the OS), not a system call per seal: a
+    // page view seals several fields. 192 random bits make a repeated nonce negligible.
+    rand::thread_rng().fill_bytes(&mut nonce);
     // Encryption with a valid key and nonce length cannot fail; an empty ciphertext would be
     // refused by `open`, never mistaken for data.
     let ct = cipher

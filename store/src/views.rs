@@ -51,6 +51,12 @@ impl ViewDoc {
     /// The document read as its typed form; `T` may borrow strings from it. A document that
     /// does not fit is `Corrupt`: the message names the key and the field, never a value.
     pub fn read<'a, T: serde::Deserialize<'a>>(&'a self) -> Result<T, StoreError> {
+        // The plain decoder first (the hot path: every page and query reads a document);
+        // only a document that does not fit is read again, tracking the path, to name the
+        // field.
+        if let Ok(t) = T::deserialize(&self.doc) {
+            return Ok(t);
+        }
         serde_path_to_error::deserialize(&self.doc).map_err(|e| {
             StoreError::Corrupt(format!(
                 "document `{}`: the field `{}` does not fit its type",

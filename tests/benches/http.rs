@@ -4,8 +4,8 @@
 //!
 //! * `POST /v1/widgets` (a command: load the account, decide, append),
 //! * `GET /v1/widgets/{id}` (a query: token lookup, one read-model document),
-//! * `GET /w/{id}` (the public page: one read-model document, and a view recorded through
-//!   the batching path before the page is answered).
+//! * `GET /w/{id}` (the public page: one read-model document, and a view queued to the
+//!   batching recorder, which stores it within 100 ms; issue 23).
 //!
 //! The server runs on its own 2-thread runtime, the load client on another; both share the
 //! machine's cores, as a load tool on the same host would. Each connection sends its next

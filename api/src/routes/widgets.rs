@@ -432,11 +432,17 @@ async fn public_widget(
         .get(&id.to_string(), min)
         .await?
         .ok_or_else(|| Problem::not_found("widget"))?;
+    Ok((id, doc))
+}
+
+/// The page of an active widget, read from its document once per request (the public
+/// page's hot path); 404 while quarantined or purged.
+fn active_page(doc: &lightwidget_store::ViewDoc) -> ApiResult<widgets::PageDoc<'_>> {
     let page: widgets::PageDoc = doc.read()?;
     if page.status != widgets::WidgetState::Active {
         return Err(Problem::not_found("widget"));
     }
-    Ok((id, doc))
+    Ok(page)
 }
 
 /// The `visitor` query parameter: the id the visitor's browser made (R3).
@@ -471,7 +477,7 @@ pub async fn public_page(
     let visitor = visitor_of(&uri)?;
     app.wait_for(widgets::VIEW, min).await?;
     let (id, doc) = public_widget(&app, &id, min).await?;
-    let page: widgets::PageDoc = doc.read()?;
+    let page = active_page(&doc)?;
     let html = page
         .html
         .ok_or_else(|| Problem::not_found("widget"))?
@@ -510,7 +516,8 @@ pub async fn click(
     ClientIp(client): ClientIp,
     headers: HeaderMap,
 ) -> ApiResult<StatusCode> {
-    let (id, _) = public_widget(&app, &id, None).await?;
+    let (id, doc) = public_widget(&app, &id, None).await?;
+    active_page(&doc)?;
     visitors::record_click(&app.commands, &app.hits, id, access_log(&headers, client)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
