@@ -69,10 +69,13 @@ enum Durability {
 fn open_with(path: &Path, sync: Durability) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
     conn.busy_handler(Some(busy_wait))?;
+    // No connection checkpoints on its own commit: the store's checkpointer thread does it
+    // (`checkpointer`), so an append never waits for a WAL checkpoint.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA secure_delete = ON;
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     let synchronous = match sync {
         Durability::Full => "FULL",
@@ -80,6 +83,41 @@ fn open_with(path: &Path, sync: Durability) -> Result<Connection, StoreError> {
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     Ok(conn)
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// Past this many WAL frames (about 16 MiB at 4 KiB pages) the checkpointer restarts the WAL.
+const RESTART_AT_FRAMES: i64 = 4096;
+
+/// The WAL checkpoints of one database file, off the writers' commits (issue 23: the SQLite
+/// p99 was checkpoints run inside a commit, holding every append behind them). Every 50 ms a
+/// PASSIVE checkpoint copies what it can without waiting for anyone; once the WAL holds more
+/// than [`RESTART_AT_FRAMES`], a RESTART checkpoint (which waits, at most 20 ms, for the
+/// writer and the readers; most frames are copied already) lets the next commit write from
+/// the WAL's start, so the file does not grow without bound. Runs until `stop` is set.
+fn checkpointer(path: PathBuf, stop: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering;
+    let Ok(conn) = Connection::open(&path) else {
+        return;
+    };
+    let _ = conn.busy_timeout(Duration::from_millis(20));
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let passive = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        if let Ok((frames, _copied)) = passive {
+            if frames >= RESTART_AT_FRAMES {
+                let _ =
+                    conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+            }
+        }
+    }
+    // A last full checkpoint, so that a store closed cleanly leaves a short WAL.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    });
 }
 
 /// How often a connection retries a locked database before it gives up: about 10 s in all.
@@ -103,7 +141,6 @@ fn busy_wait(attempt: i32) -> bool {
     true
 }
 
-/// Inserts stored events as they are (positions, hashes and all).
 /// The tree's stored hashes at these indexes, in their order; a missing one is an error.
 fn read_tree(conn: &Connection, indexes: &[u64]) -> Result<Vec<[u8; 32]>, StoreError> {
     use writer::{leaf_of, locate, Stored};
@@ -183,6 +220,7 @@ fn tree_size(conn: &Connection, head: u64) -> Result<u64, StoreError> {
     writer::covered_by(writer::stored_in_runs(last), head)
 }
 
+/// Inserts stored events as they are (positions, hashes and all).
 fn insert_events(conn: &Connection, events: &[StoredEvent]) -> Result<(), StoreError> {
     let mut ins = conn.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
@@ -334,6 +372,9 @@ pub struct SqliteEventStore {
     appends: Option<mpsc::Sender<Pending>>,
     head: watch::Receiver<u64>,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// The WAL checkpointers of the log's file and the read models' ([`checkpointer`]).
+    checkpointers: Vec<std::thread::JoinHandle<()>>,
+    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for SqliteEventStore {
@@ -342,6 +383,11 @@ impl Drop for SqliteEventStore {
         self.appends.take();
         if let Some(w) = self.writer.take() {
             let _ = w.join();
+        }
+        self.stop_checkpoints
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in self.checkpointers.drain(..) {
+            let _ = c.join();
         }
     }
 }
@@ -389,6 +435,17 @@ impl SqliteEventStore {
             .name("lw-sqlite-writer".into())
             .spawn(move || writer_thread(conn, writer_master, clock, rx, head_tx, options))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
+        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut checkpointers = Vec::new();
+        for file in [path.clone(), views_path.clone()] {
+            let stop = stop_checkpoints.clone();
+            checkpointers.push(
+                std::thread::Builder::new()
+                    .name("lw-sqlite-checkpoint".into())
+                    .spawn(move || checkpointer(file, stop))
+                    .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?,
+            );
+        }
         Ok(SqliteEventStore {
             dir: dir.to_owned(),
             master,
@@ -405,6 +462,8 @@ impl SqliteEventStore {
             appends: Some(tx),
             head: head_rx,
             writer: Some(writer),
+            checkpointers,
+            stop_checkpoints,
         })
     }
 
