@@ -57,6 +57,27 @@ fn serve(cwd: &std::path::Path, settings: &[(&str, String)]) -> (std::process::C
     (child, addr)
 }
 
+/// Signs `user` in and creates a widget: the token, the widget's id and its position.
+fn owner_and_widget(addr: &str, user: &str) -> (String, String, u64) {
+    let code = format!(r#"{{"code":"demo:{user}"}}"#);
+    let (status, body) =
+        request(addr, "POST", "/v1/auth/instagram", None, Some(&code)).expect("sign-in");
+    assert_eq!(status, 200, "{body}");
+    let token = json(&body)["token"].as_str().expect("token").to_owned();
+    let (status, body) = request(
+        addr,
+        "POST",
+        "/v1/widgets",
+        Some(&token),
+        Some(r#"{"title":"viewed","layout":"grid","columns":3}"#),
+    )
+    .expect("widget");
+    assert_eq!(status, 201, "{body}");
+    let widget = json(&body)["widget_id"].as_str().expect("id").to_owned();
+    let position = json(&body)["position"].as_u64().expect("position");
+    (token, widget, position)
+}
+
 /// What the load saw acknowledged.
 #[derive(Default)]
 struct Seen {
@@ -97,26 +118,7 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
         .unwrap_or(3);
     // The owner and the widget whose page is viewed, made on a first start.
     let (mut child, addr) = serve(cwd, &settings);
-    let (status, body) = request(
-        &addr,
-        "POST",
-        "/v1/auth/instagram",
-        None,
-        Some(r#"{"code":"demo:crash"}"#),
-    )
-    .expect("sign-in");
-    assert_eq!(status, 200, "{body}");
-    let token = json(&body)["token"].as_str().expect("token").to_owned();
-    let (status, body) = request(
-        &addr,
-        "POST",
-        "/v1/widgets",
-        Some(&token),
-        Some(r#"{"title":"viewed","layout":"grid","columns":3}"#),
-    )
-    .expect("widget");
-    assert_eq!(status, 201, "{body}");
-    let viewed = json(&body)["widget_id"].as_str().expect("id").to_owned();
+    let (token, viewed, _) = owner_and_widget(&addr, "crash");
     child.kill().expect("kill");
     child.wait().expect("reaped");
 
@@ -290,26 +292,7 @@ fn postgres_survives_kill_9_under_load() {
 fn a_graceful_stop_keeps_every_queued_view(settings: Vec<(&'static str, String)>, label: &str) {
     let cwd = tempfile::tempdir().expect("tempdir");
     let (child, addr) = serve(cwd.path(), &settings);
-    let (_, body) = request(
-        &addr,
-        "POST",
-        "/v1/auth/instagram",
-        None,
-        Some(r#"{"code":"demo:graceful"}"#),
-    )
-    .expect("sign-in");
-    let token = json(&body)["token"].as_str().expect("token").to_owned();
-    let (status, body) = request(
-        &addr,
-        "POST",
-        "/v1/widgets",
-        Some(&token),
-        Some(r#"{"title":"burst","layout":"grid","columns":3}"#),
-    )
-    .expect("widget");
-    assert_eq!(status, 201, "{body}");
-    let widget = json(&body)["widget_id"].as_str().expect("id").to_owned();
-    let created = json(&body)["position"].as_u64().expect("position");
+    let (token, widget, created) = owner_and_widget(&addr, "graceful");
     let page = format!("/w/{widget}?min_position={created}");
     let answered = Arc::new(AtomicU64::new(0));
     let burst: Vec<_> = (0..4)

@@ -108,6 +108,30 @@ fn lightwidget(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `lightwidget witness check` on a state file, with evidence into `evidence` if given.
+fn witness_check(state: &str, evidence: Option<&Path>, env: &[(&str, &str)]) -> (i32, String) {
+    let mut args = vec!["witness", "check", "--state", state];
+    let dir = evidence.map(|d| d.to_str().expect("path").to_owned());
+    if let Some(d) = &dir {
+        args.extend(["--evidence", d.as_str()]);
+    }
+    lightwidget(&args, env)
+}
+
+/// `lightwidget witness verify-evidence DIR --vkey VKEY`.
+fn verify_evidence(dir: &Path, vkey: &str) -> (i32, String) {
+    lightwidget(
+        &[
+            "witness",
+            "verify-evidence",
+            dir.to_str().expect("path"),
+            "--vkey",
+            vkey,
+        ],
+        &[],
+    )
+}
+
 /// Polls `/readyz` until it answers `status` (true) or 10 s pass (false).
 fn readyz_becomes(addr: &str, status: u16) -> (bool, String) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -423,30 +447,11 @@ fn a_restored_backup_is_caught(store: Store) {
     assert!(size < held);
     let before = std::fs::read(&state).expect("state");
     let rollback = under.cwd.path().join("rollback");
-    let (code, out) = lightwidget(
-        &[
-            "witness",
-            "check",
-            "--state",
-            state_arg,
-            "--evidence",
-            rollback.to_str().expect("p"),
-        ],
-        &[],
-    );
+    let (code, out) = witness_check(state_arg, Some(&rollback), &[]);
     assert_eq!(code, 4, "{out}");
     assert_eq!(std::fs::read(&state).expect("state"), before);
     // A smaller checkpoint of a prefix proves nothing to a third party.
-    let (code, out) = lightwidget(
-        &[
-            "witness",
-            "verify-evidence",
-            rollback.to_str().expect("p"),
-            "--vkey",
-            &vkey,
-        ],
-        &[],
-    );
+    let (code, out) = verify_evidence(&rollback, &vkey);
     assert_eq!(code, 2, "{out}");
 
     // The restored log grows past the size held: a fork, proven.
@@ -457,32 +462,13 @@ fn a_restored_backup_is_caught(store: Store) {
     }
     checkpoint(&addr, last);
     let fork = under.cwd.path().join("fork");
-    let (code, out) = lightwidget(
-        &[
-            "witness",
-            "check",
-            "--state",
-            state_arg,
-            "--evidence",
-            fork.to_str().expect("p"),
-        ],
-        &[],
-    );
+    let (code, out) = witness_check(state_arg, Some(&fork), &[]);
     assert_eq!(code, 3, "{out}");
     assert_eq!(std::fs::read(&state).expect("state"), before);
     for f in ["old.checkpoint", "new.checkpoint", "proof.txt"] {
         assert!(fork.join(f).exists(), "{f}");
     }
-    let (code, out) = lightwidget(
-        &[
-            "witness",
-            "verify-evidence",
-            fork.to_str().expect("p"),
-            "--vkey",
-            &vkey,
-        ],
-        &[],
-    );
+    let (code, out) = verify_evidence(&fork, &vkey);
     assert_eq!(code, 0, "{out}");
     // A forged copy: the new checkpoint's root changed by one character.
     let note = std::fs::read_to_string(fork.join("new.checkpoint")).expect("note");
@@ -493,16 +479,7 @@ fn a_restored_backup_is_caught(store: Store) {
         &root[1..]
     );
     std::fs::write(fork.join("new.checkpoint"), note.replace(&root, &flipped)).expect("forge");
-    let (code, out) = lightwidget(
-        &[
-            "witness",
-            "verify-evidence",
-            fork.to_str().expect("p"),
-            "--vkey",
-            &vkey,
-        ],
-        &[],
-    );
+    let (code, out) = verify_evidence(&fork, &vkey);
     assert_eq!(code, 2, "{out}");
     terminate(server);
 }
