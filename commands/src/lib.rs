@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod payment;
 pub mod policies;
 pub mod processors;
+pub mod receipts;
 pub mod recorder;
 pub mod staff;
 pub mod tokens;

@@ -185,14 +185,7 @@ struct EventHashes {
 }
 
 fn hex_hash(s: &str) -> Option<Hash> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(Hash(out))
+    Some(Hash(hex::decode(s).ok()?.try_into().ok()?))
 }
 
 /// Runs a witness command; its exit code.

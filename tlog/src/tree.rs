@@ -141,33 +141,30 @@ pub fn check_consistency(
 /// The stored-hash indexes that [`root`] reads for a tree of `size` leaves: a store reads
 /// them first (asynchronously), then computes with what it read.
 pub fn root_indexes(size: u64) -> Vec<u64> {
-    let seen = std::cell::RefCell::new(Vec::new());
-    let _ = root(size, &recorder(&seen));
-    seen.into_inner()
+    indexes_read(|r| root(size, &r).map(|_| ()))
 }
 
 /// The stored-hash indexes that [`prove_inclusion`] reads.
 pub fn inclusion_indexes(size: u64, index: u64) -> Vec<u64> {
-    let seen = std::cell::RefCell::new(Vec::new());
-    let _ = prove_inclusion(size, index, &recorder(&seen));
-    seen.into_inner()
+    indexes_read(|r| prove_inclusion(size, index, &r).map(|_| ()))
 }
 
 /// The stored-hash indexes that [`prove_consistency`] reads.
 pub fn consistency_indexes(new: u64, old: u64) -> Vec<u64> {
-    let seen = std::cell::RefCell::new(Vec::new());
-    let _ = prove_consistency(new, old, &recorder(&seen));
-    seen.into_inner()
+    indexes_read(|r| prove_consistency(new, old, &r).map(|_| ()))
 }
 
-/// A reader that notes the indexes asked for and answers none (each operation reads once).
-fn recorder(
-    seen: &std::cell::RefCell<Vec<u64>>,
-) -> impl Fn(&[u64]) -> Result<Vec<Hash>, String> + '_ {
-    move |indexes| {
+/// The indexes an operation asks its reader for: it runs once with a reader that notes them
+/// and answers none (each operation reads once).
+fn indexes_read(
+    op: impl FnOnce(&dyn Fn(&[u64]) -> Result<Vec<Hash>, String>) -> Result<(), ProofError>,
+) -> Vec<u64> {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let _ = op(&|indexes: &[u64]| {
         seen.borrow_mut().extend_from_slice(indexes);
         Err("noting the indexes only".into())
-    }
+    });
+    seen.into_inner()
 }
 
 /// A reader over hashes read beforehand, by index.

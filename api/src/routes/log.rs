@@ -8,14 +8,13 @@ use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lightwidget_domain::event::Role;
-use lightwidget_domain::DomainEvent;
-use lightwidget_projections::models::receipts::{ReceiptDoc, VIEW as RECEIPTS};
+use lightwidget_projections::models::receipts::VIEW as RECEIPTS;
 use lightwidget_store::SignedCheckpoint;
-use lightwidget_tlog::proof::{encode_hash, TlogProof};
+use lightwidget_tlog::proof::encode_hash;
 use lightwidget_tlog::Hash;
 use serde::Serialize;
 use std::time::Duration;
@@ -291,80 +290,24 @@ pub async fn receipt(
     Path(token): Path<String>,
     MinPosition(min): MinPosition,
 ) -> ApiResult<Response> {
+    use lightwidget_commands::receipts::{erasure_receipt, ErasureReceipt};
     app.wait_for(RECEIPTS, min).await?;
-    if token.len() != 32
-        || !token
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(Problem::not_found("receipt"));
+    match erasure_receipt(&app.commands, &token).await? {
+        ErasureReceipt::Ready(proof) => Ok(text(proof, false)),
+        ErasureReceipt::Unknown => Err(Problem::not_found("receipt")),
+        ErasureReceipt::Restored => Err(Problem::conflict(
+            "the account was restored: no erasure is pending under this receipt",
+        )
+        .with("state", "restored".into())),
+        ErasureReceipt::Pending { due_at } => Err(Problem::conflict(
+            "the erasure is not yet in a signed checkpoint",
+        )
+        .with("state", "pending".into())
+        .with(
+            "due_at",
+            due_at
+                .map(lightwidget_store::format_time)
+                .map_or(serde_json::Value::Null, Into::into),
+        )),
     }
-    let hash = lightwidget_commands::tokens::token_hash(&token);
-    let doc = app
-        .views
-        .get_many(RECEIPTS, std::slice::from_ref(&hash))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Problem::not_found("receipt"))?;
-    let asked: ReceiptDoc = doc.read()?;
-    let events = app
-        .store
-        .read_whole_stream(&asked.account_id.stream())
-        .await?;
-    let (mut due_at, mut restored, mut purged) = (None, false, None);
-    for e in &events {
-        match e.to_domain() {
-            Ok(DomainEvent::AccountDeletionRequested(d)) => {
-                due_at = Some(d.quarantine_until);
-                restored = false;
-            }
-            Ok(DomainEvent::AccountRestored(_)) if e.position > asked.position => restored = true,
-            Ok(DomainEvent::AccountPurged(_)) if e.position > asked.position => {
-                purged = Some((e.position, e.recorded_at))
-            }
-            _ => {}
-        }
-    }
-    let pending = |due: Option<chrono::DateTime<chrono::Utc>>| {
-        Problem::conflict("the erasure is not yet in a signed checkpoint")
-            .with("state", "pending".into())
-            .with(
-                "due_at",
-                due.map(lightwidget_store::format_time)
-                    .map_or(serde_json::Value::Null, Into::into),
-            )
-    };
-    let Some((position, at)) = purged else {
-        if restored {
-            return Err(Problem::conflict(
-                "the account was restored: no erasure is pending under this receipt",
-            )
-            .with("state", "restored".into()));
-        }
-        return Err(pending(due_at));
-    };
-    let Some(signed) = app.log.latest().await?.filter(|c| c.size >= position) else {
-        return Err(pending(Some(at)));
-    };
-    let event = app
-        .store
-        .read_all_raw(position - 1, 1)
-        .await?
-        .into_iter()
-        .next()
-        .filter(|e| e.position == position)
-        .ok_or_else(Problem::internal)?;
-    let mut preimage = event.prev_hash.to_vec();
-    preimage.extend(lightwidget_store::chain::canonical_bytes(&event));
-    let path = lightwidget_store::tree::inclusion(&*app.store, signed.size, position - 1).await?;
-    let proof = TlogProof {
-        extra: Some(preimage),
-        index: position - 1,
-        path,
-        checkpoint: signed.note,
-    };
-    let mut r = text(proof.to_text(), false);
-    *r.status_mut() = StatusCode::OK;
-    Ok(r)
 }
