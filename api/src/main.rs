@@ -168,6 +168,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve => {
             let app = Application::build(settings).await?;
+            // Listening for SIGTERM/SIGINT before the address is announced.
+            let shutdown = shutdown_signal();
             if let Some(token) = app.generated_admin_token() {
                 // Shown once, on standard output; only its hash is stored.
                 println!("admin token (shown once; keep it): {token}");
@@ -177,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("log verifier key (generated; give it to auditors): {vkey}");
             }
             tracing::info!(addr = %app.local_addr()?, "listening");
-            app.run_until_stopped(shutdown_signal()).await?;
+            app.run_until_stopped(shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
