@@ -91,14 +91,45 @@ struct Seen {
     killed_at: Mutex<Vec<std::time::Instant>>,
 }
 
-/// The recorder's bound (100 ms: a crash loses at most the views queued that long before
-/// it), plus what a loaded 2-core machine adds between a page's answer and its view's append
-/// being scheduled, and between `kill` and the process's end.
+/// The recorder's bound: the views unstored at any moment were all queued within
+/// `recorder::ADMIT_WITHIN` (50 ms) of each other, so a kill loses at most that span of the
+/// page's traffic — the last 100 ms when the store keeps up; while it stalls, pages wait. To
+/// it comes what a loaded 2-core machine adds between a page's queueing and its answer
+/// reaching the client, and between `kill` and the process's end.
 const LOSS_WINDOW: Duration = Duration::from_millis(250);
 
-/// How many answered views a kill may take with it: those answered within `window` before a
-/// kill (up to the kill itself and what the dying process answered after it was sent).
+/// How many answered views the kills may take with them: for each kill, the most views
+/// answered within any one `window` of its cycle (from the previous kill to just after this
+/// one, counting what the dying process answered after the signal was sent).
 fn may_lose(seen: &Seen, window: Duration) -> u64 {
+    let mut answered = seen.answered_at.lock().expect("lock").clone();
+    answered.sort();
+    let kills = seen.killed_at.lock().expect("lock");
+    let mut from: Option<std::time::Instant> = None;
+    let mut total = 0;
+    for k in kills.iter() {
+        let until = *k + Duration::from_millis(50);
+        let cycle: Vec<_> = answered
+            .iter()
+            .filter(|a| from.is_none_or(|f| **a > f) && **a <= until)
+            .collect();
+        let mut busiest = 0;
+        let mut start = 0;
+        for end in 0..cycle.len() {
+            while *cycle[end] > *cycle[start] + window {
+                start += 1;
+            }
+            busiest = busiest.max(end + 1 - start);
+        }
+        total += busiest as u64;
+        from = Some(until);
+    }
+    total
+}
+
+/// The views answered within `window` before a kill (up to just after it): what a kill may
+/// lose when the store keeps up. Reported, not asserted.
+fn answered_before_kills(seen: &Seen, window: Duration) -> u64 {
     let answered = seen.answered_at.lock().expect("lock");
     let kills = seen.killed_at.lock().expect("lock");
     answered
@@ -236,16 +267,17 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
         seen.views_answered.load(Ordering::Relaxed),
         seen.views_sent.load(Ordering::Relaxed),
     );
-    // A page answers once its view is queued: a kill may take the views answered in the
-    // moments before it, no others; a view stored but killed before its answer is counted
-    // too, but never one not sent.
+    // A page answers once its view is queued: a kill may take at most one short span of
+    // answered views; a view stored but killed before its answer is counted too, but never
+    // one not sent.
     let allowed = may_lose(&seen, LOSS_WINDOW);
-    let within_100ms = may_lose(&seen, Duration::from_millis(100));
+    let within_100ms = answered_before_kills(&seen, Duration::from_millis(100));
     let lost = answered.saturating_sub(counted);
     assert!(
         lost <= allowed && counted <= sent,
-        "views answered {answered}, counted {counted} (lost {lost}; {allowed} answered within \
-         {LOSS_WINDOW:?} of a kill), sent {sent}"
+        "views answered {answered}, counted {counted} (lost {lost}; at most {allowed} answered \
+         in a busiest {LOSS_WINDOW:?} of each cycle; {within_100ms} within 100 ms before a \
+         kill), sent {sent}"
     );
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -253,7 +285,7 @@ fn crash_cycles(settings: Vec<(&'static str, String)>, cwd: &std::path::Path, la
     let mut child = child;
     let _ = child.wait();
     eprintln!(
-        "{label}: kill -9 x{cycles}: {} widgets acknowledged, none lost; views answered {answered}, counted {counted}, sent {sent}, lost {lost} (answered within 100 ms of a kill: {within_100ms}; within {LOSS_WINDOW:?}: {allowed}); chain verified to {head}",
+        "{label}: kill -9 x{cycles}: {} widgets acknowledged, none lost; views answered {answered}, counted {counted}, sent {sent}, lost {lost} (answered within 100 ms before a kill: {within_100ms}; busiest {LOSS_WINDOW:?} of each cycle: {allowed}); chain verified to {head}",
         acknowledged.len()
     );
 }

@@ -5,9 +5,15 @@
 //! Two kinds of producer (issue 23's decision): a click's `record` returns only once its hit
 //! is stored; a page view is `queue`d and its page answered at once. The recorder stores what
 //! is queued within [`FLUSH_WITHIN`] (the linger, then one append), retrying a failed append
-//! of queued views; `drain` (a graceful stop) stores everything queued before it returns. A
-//! crash loses at most the views queued in the last moments; when the queue is full a
-//! producer waits for room, so no view is dropped silently.
+//! of queued views; `drain` (a graceful stop) stores everything queued before it returns.
+//!
+//! What a crash can lose is bounded by time, not by count: a view is admitted only while
+//! the oldest queued view not yet stored is younger than [`ADMIT_WITHIN`]; otherwise the
+//! page waits until the store catches up (for at most [`ADMIT_WAIT`], then it is refused as
+//! unavailable). So the views unstored at any moment were all queued within [`ADMIT_WITHIN`]
+//! of each other, however slow the store: a crash loses at most that much of the page's
+//! traffic, and no view is dropped silently. The queue's count ([`QUEUE`]) is only a
+//! backstop.
 //!
 //! One event per batch rather than one per hit: the log's per-event costs (a row, its index
 //! entries, a link of the hash chain, and each projection runner reading and decoding it)
@@ -18,24 +24,40 @@ use lightwidget_domain::DomainEvent;
 use lightwidget_store::{
     AppendRequest, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamWrite,
 };
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 type Reply = oneshot::Sender<Result<u64, StoreError>>;
 
-/// A hit, the message it causes (a consented page view's analytics, R3), and its reply
-/// (`None`: queued, nobody waits).
-type Queued = (DomainEvent, Option<DomainEvent>, Option<Reply>);
+/// How a hit is answered: a click's reply once stored, or a queued view's ticket among the
+/// unstored ones.
+#[derive(Debug)]
+enum Answer {
+    Reply(Reply),
+    Queued(u64),
+}
+
+/// A hit, the message it causes (a consented page view's analytics, R3), and how it is
+/// answered.
+type Queued = (DomainEvent, Option<DomainEvent>, Answer);
 
 /// How soon a queued view is stored when the store keeps up (the bound of what a crash can
 /// lose): the linger plus one append.
 pub const FLUSH_WITHIN: Duration = Duration::from_millis(100);
 
-/// How many hits may wait in the queue: about what the recorder stores in [`FLUSH_WITHIN`]
-/// on this machine, so that a backlog makes producers wait rather than grow what a crash
-/// would lose.
+/// How many hits may wait in the queue: a backstop behind [`ADMIT_WITHIN`], about what the
+/// recorder stores in [`FLUSH_WITHIN`] on this machine.
 pub const QUEUE: usize = 4096;
+
+/// A view is admitted only while the oldest queued view not yet stored was queued less than
+/// this long ago: half of [`FLUSH_WITHIN`], the other half being the append that stores it.
+pub const ADMIT_WITHIN: Duration = Duration::from_millis(50);
+
+/// How long a page waits to be admitted before it is refused as unavailable: the store has
+/// stored nothing for that long (it is down, or far behind).
+pub const ADMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a failed append of queued views is tried again before they are given up (and
 /// counted in the log as lost).
@@ -58,9 +80,76 @@ pub const HITS_PER_EVENT: usize = 256;
 /// trip) the next batch gathers and goes to the store, which commits them together.
 pub const APPENDS_IN_FLIGHT: usize = 4;
 
+/// The queued views not yet stored, by ticket, with when each was queued; and a wake-up for
+/// pages waiting to be admitted whenever some are stored.
+#[derive(Debug, Default)]
+struct Unstored {
+    queued_at: Mutex<(u64, BTreeMap<u64, Instant>)>,
+    stored: Notify,
+}
+
+impl Unstored {
+    /// Takes a ticket for a view queued now.
+    fn admit(&self) -> u64 {
+        let mut g = self.queued_at.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, map) = &mut *g;
+        *next += 1;
+        map.insert(*next, Instant::now());
+        *next
+    }
+
+    /// How long ago the oldest unstored view was queued (zero when none is).
+    fn oldest(&self) -> Duration {
+        let g = self.queued_at.lock().unwrap_or_else(|e| e.into_inner());
+        g.1.values()
+            .next()
+            .map(|at| at.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// These views are stored (or given up): pages waiting may be admitted.
+    fn done(&self, tickets: impl IntoIterator<Item = u64>) {
+        {
+            let mut g = self.queued_at.lock().unwrap_or_else(|e| e.into_inner());
+            for t in tickets {
+                g.1.remove(&t);
+            }
+        }
+        self.stored.notify_waiters();
+    }
+
+    /// Waits until a view may be admitted: the oldest unstored one is younger than
+    /// [`ADMIT_WITHIN`]. Refused once it has waited [`ADMIT_WAIT`].
+    async fn admission(&self) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + ADMIT_WAIT;
+        loop {
+            let stored = self.stored.notified();
+            tokio::pin!(stored);
+            stored.as_mut().enable();
+            let oldest = self.oldest();
+            if oldest < ADMIT_WITHIN {
+                return Ok(());
+            }
+            // Woken when views are stored; or checked again when the oldest would have aged
+            // out (it may have been stored by an append that notified before we listened).
+            let recheck = tokio::time::Instant::now() + ADMIT_WITHIN;
+            tokio::select! {
+                _ = stored => {}
+                _ = tokio::time::sleep_until(recheck.min(deadline)) => {}
+            }
+            if tokio::time::Instant::now() >= deadline && self.oldest() >= ADMIT_WITHIN {
+                return Err(StoreError::Unavailable(
+                    "page views cannot be stored now; try again shortly".into(),
+                ));
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct HitRecorder {
     queue: mpsc::Sender<Queued>,
+    unstored: Arc<Unstored>,
     /// Set to ask the recorder to store what is queued and stop.
     stop: Arc<tokio::sync::watch::Sender<bool>>,
     /// Turns true once the recorder stored everything and stopped.
@@ -85,9 +174,12 @@ impl HitRecorder {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (done_tx, done) = tokio::sync::watch::channel(false);
+        let unstored = Arc::new(Unstored::default());
+        let u = unstored.clone();
         tokio::spawn(async move {
             run(
                 store,
+                u,
                 rx,
                 stop_rx,
                 max_batch.clamp(1, lightwidget_store::MAX_EVENTS_PER_APPEND),
@@ -98,23 +190,41 @@ impl HitRecorder {
         });
         HitRecorder {
             queue: tx,
+            unstored,
             stop: Arc::new(stop),
             done,
         }
     }
 
     /// Queues a page view (and the message it causes) to be stored within
-    /// [`FLUSH_WITHIN`]; returns once it is queued, waiting for room when the queue is full.
+    /// [`FLUSH_WITHIN`]; returns once it is queued. It waits first while the oldest view not
+    /// yet stored is older than [`ADMIT_WITHIN`] (refused as unavailable after
+    /// [`ADMIT_WAIT`]), and for room when the queue is full.
     pub async fn queue(
         &self,
         event: DomainEvent,
         message: Option<DomainEvent>,
     ) -> Result<(), StoreError> {
         check(&event, message.as_ref())?;
-        self.queue
-            .send((event, message, None))
-            .await
-            .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))
+        self.unstored.admission().await?;
+        let ticket = self.unstored.admit();
+        let sent = self
+            .queue
+            .send((event, message, Answer::Queued(ticket)))
+            .await;
+        if sent.is_err() {
+            self.unstored.done([ticket]);
+            return Err(StoreError::Unavailable(
+                "the hit recorder has stopped".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long ago the oldest queued view not yet stored was queued (zero when all are
+    /// stored).
+    pub fn oldest_unstored(&self) -> Duration {
+        self.unstored.oldest()
     }
 
     /// Stores every hit queued so far and stops the recorder (a graceful stop): returns once
@@ -142,7 +252,7 @@ impl HitRecorder {
         check(&event, message.as_ref())?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((event, message, Some(reply)))
+            .send((event, message, Answer::Reply(reply)))
             .await
             .map_err(|_| StoreError::Unavailable("the hit recorder has stopped".into()))?;
         answer
@@ -171,6 +281,7 @@ fn check(event: &DomainEvent, message: Option<&DomainEvent>) -> Result<(), Store
 
 async fn run(
     store: Arc<dyn EventStore>,
+    unstored: Arc<Unstored>,
     mut rx: mpsc::Receiver<Queued>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     max: usize,
@@ -224,7 +335,7 @@ async fn run(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        tokio::spawn(store_batch(store.clone(), batch, permit));
+        tokio::spawn(store_batch(store.clone(), unstored.clone(), batch, permit));
     }
     // Every clone is gone, or a graceful stop emptied the queue: wait for what is still
     // being stored.
@@ -286,31 +397,43 @@ fn batch_request(batch: &[Queued]) -> (AppendRequest, Vec<u64>) {
 /// again, as the same events, until they are stored or [`RETRY_FOR`] has passed.
 async fn store_batch(
     store: Arc<dyn EventStore>,
+    unstored: Arc<Unstored>,
     batch: Vec<Queued>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let (request, indexes) = batch_request(&batch);
     match store.append(request).await {
         Ok(r) => {
-            for ((_, _, reply), index) in batch.into_iter().zip(indexes) {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Ok(r.first_position + index));
+            let mut tickets = Vec::new();
+            for ((_, _, answer), index) in batch.into_iter().zip(indexes) {
+                match answer {
+                    Answer::Reply(reply) => {
+                        let _ = reply.send(Ok(r.first_position + index));
+                    }
+                    Answer::Queued(ticket) => tickets.push(ticket),
                 }
+            }
+            if !tickets.is_empty() {
+                unstored.done(tickets);
             }
         }
         Err(e) => {
             let message = e.to_string();
             let mut queued = Vec::new();
-            for (event, msg, reply) in batch {
-                match reply {
-                    Some(reply) => {
+            for (event, msg, answer) in batch {
+                match answer {
+                    Answer::Reply(reply) => {
                         let _ = reply.send(Err(StoreError::Unavailable(message.clone())));
                     }
-                    None => queued.push((event, msg, None)),
+                    Answer::Queued(ticket) => queued.push((event, msg, Answer::Queued(ticket))),
                 }
             }
             if !queued.is_empty() {
-                retry_queued(&*store, queued).await;
+                retry_queued(&*store, &queued).await;
+                unstored.done(queued.iter().filter_map(|(_, _, a)| match a {
+                    Answer::Queued(t) => Some(*t),
+                    Answer::Reply(_) => None,
+                }));
             }
         }
     }
@@ -319,8 +442,8 @@ async fn store_batch(
 /// Appends queued views until they are stored, backing off from 100 ms to 2 s, for at most
 /// [`RETRY_FOR`]. The same request each time (its event ids fixed): an append that was
 /// stored but not answered is not stored twice.
-async fn retry_queued(store: &dyn EventStore, queued: Vec<Queued>) {
-    let (request, _) = batch_request(&queued);
+async fn retry_queued(store: &dyn EventStore, queued: &[Queued]) {
+    let (request, _) = batch_request(queued);
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(100);
     loop {

@@ -373,8 +373,119 @@ async fn hits_are_counted_exactly(backend: Backend) {
     }
 }
 
+fn a_view(w: WidgetId, now: chrono::DateTime<Utc>) -> DomainEvent {
+    WidgetViewed {
+        widget_id: w,
+        access: Personal::new(
+            Subject::access_log(w, now),
+            Category::AccessLog,
+            AccessLog {
+                ip: "198.51.100.7".into(),
+                user_agent: None,
+                browser: None,
+                os: None,
+                device_id: None,
+                referrer: None,
+            },
+        ),
+        viewed_at: now,
+    }
+    .into()
+}
+
+/// Views stored in the log so far.
+async fn views_stored(t: &TestStore) -> usize {
+    let mut n = 0;
+    for e in t.store.read_all_raw(0, 10_000).await.expect("read") {
+        if let DomainEvent::HitsRecorded(h) = e.decode_sealed().expect("decode") {
+            n += h.views.len();
+        }
+    }
+    n
+}
+
+/// What a crash can lose is bounded by time (issue 23): while the oldest queued view is not
+/// stored after `ADMIT_WITHIN`, a page waits to be admitted, and goes on once the store
+/// catches up; a store that stores nothing for `ADMIT_WAIT` gets the page refused as
+/// unavailable, never an unbounded backlog.
+async fn a_stalled_store_holds_pages_back(backend: Backend) {
+    use lightwidget_commands::recorder::{ADMIT_WAIT, ADMIT_WITHIN};
+    use lightwidget_store::StoreError;
+    let clock = clock();
+    let t = TestStore::new(backend, clock.clone()).await;
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let hook: lightwidget_testkit::AppendHook = Box::new(move |_| {
+        Box::pin(async move {
+            let _ = entered_tx.send(());
+            let _ = released.await;
+        })
+    });
+    let held = Arc::new(lightwidget_testkit::BeforeFirstAppend::new(
+        t.store.clone(),
+        hook,
+    ));
+    let recorder = HitRecorder::spawn(held, 1000);
+    let w = WidgetId::new();
+    let now = clock.now();
+    // Admitted at once: nothing is waiting to be stored.
+    recorder.queue(a_view(w, now), None).await.expect("queued");
+    // Its append is held; once it is older than ADMIT_WITHIN, a page waits.
+    entered.await.expect("the first append began");
+    tokio::time::sleep(ADMIT_WITHIN).await;
+    assert!(recorder.oldest_unstored() >= ADMIT_WITHIN);
+    let waiting = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move { recorder.queue(a_view(w, now), None).await })
+    };
+    let mut waiting = std::pin::pin!(waiting);
+    assert!(
+        tokio::time::timeout(ADMIT_WITHIN * 4, &mut waiting)
+            .await
+            .is_err(),
+        "a page was admitted while its predecessor had waited past the bound"
+    );
+    // The store catches up: the page goes on, and both views are stored.
+    release.send(()).expect("release");
+    waiting
+        .await
+        .expect("task")
+        .expect("queued after the store caught up");
+    recorder.drain().await;
+    assert_eq!(views_stored(&t).await, 2);
+    assert_eq!(recorder.oldest_unstored(), Duration::ZERO);
+
+    // A store that stores nothing: the page is refused after ADMIT_WAIT, not queued.
+    let (entered_tx, entered) = tokio::sync::oneshot::channel::<()>();
+    let (_never, released) = tokio::sync::oneshot::channel::<()>();
+    let hook: lightwidget_testkit::AppendHook = Box::new(move |_| {
+        Box::pin(async move {
+            let _ = entered_tx.send(());
+            let _ = released.await;
+            std::future::pending::<()>().await;
+        })
+    });
+    let stuck = Arc::new(lightwidget_testkit::BeforeFirstAppend::new(
+        t.store.clone(),
+        hook,
+    ));
+    let recorder = HitRecorder::spawn(stuck, 1000);
+    recorder.queue(a_view(w, now), None).await.expect("queued");
+    entered.await.expect("the first append began");
+    tokio::time::sleep(ADMIT_WITHIN).await;
+    let asked = std::time::Instant::now();
+    let refused = recorder
+        .queue(a_view(w, now), None)
+        .await
+        .expect_err("refused while nothing is stored");
+    assert!(matches!(refused, StoreError::Unavailable(_)), "{refused:?}");
+    assert!(asked.elapsed() >= ADMIT_WAIT, "{:?}", asked.elapsed());
+    assert_eq!(views_stored(&t).await, 2);
+}
+
 lightwidget_testkit::both!(
     idempotency_keys,
     payments_issue_gapless_invoices,
-    hits_are_counted_exactly
+    hits_are_counted_exactly,
+    a_stalled_store_holds_pages_back
 );
