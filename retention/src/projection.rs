@@ -661,24 +661,44 @@ impl Retention {
 
     /// Adds item keys to the last page of the account's list, opening pages as they fill.
     /// A last page that is not loaded is never overwritten: a new page is opened instead.
+    /// The keys are pushed onto the page's document in place: a page is not decoded and
+    /// encoded again for each key (a batch of widget creations adds to one page many times).
     fn list_items(view: &mut Overlay, id: AccountId, a: &mut AccountFacts, keys: Vec<String>) {
-        let (mut n, mut page) = match a.item_pages.checked_sub(1) {
-            None => (0, Vec::new()),
-            Some(last) => match read_page(view, id, last) {
-                Some(page) => (last, page),
-                None => (last + 1, Vec::new()),
-            },
+        let mut n = match a.item_pages.checked_sub(1) {
+            Some(last) if Self::page_room(view, id, last).is_some() => last,
+            Some(last) => {
+                Self::put_page(view, id, last + 1, &[]);
+                last + 1
+            }
+            None => {
+                Self::put_page(view, id, 0, &[]);
+                0
+            }
         };
         for k in keys {
-            if page.len() >= ITEMS_PER_PAGE {
-                Self::put_page(view, id, n, &page);
+            if Self::page_room(view, id, n) == Some(0) {
                 n += 1;
-                page.clear();
+                Self::put_page(view, id, n, &[]);
             }
-            page.push(k);
+            let page = view
+                .get_mut(&items_page_key(id, n))
+                .and_then(|d| d.doc.get_mut("items"))
+                .and_then(|items| items.as_array_mut());
+            if let Some(items) = page {
+                items.push(serde_json::Value::String(k));
+            }
         }
-        Self::put_page(view, id, n, &page);
         a.item_pages = n + 1;
+    }
+
+    /// How many more keys page `n` takes, if it is loaded and well formed.
+    fn page_room(view: &Overlay, id: AccountId, n: u32) -> Option<usize> {
+        let items = view
+            .get(&items_page_key(id, n))?
+            .doc
+            .get("items")?
+            .as_array()?;
+        Some(ITEMS_PER_PAGE.saturating_sub(items.len()))
     }
 
     fn put_page(view: &mut Overlay, id: AccountId, n: u32, keys: &[String]) {
