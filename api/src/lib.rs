@@ -29,6 +29,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use lightwidget_projections::models;
+use lightwidget_projections::tail::{LogTail, TAIL_EVENTS};
 use lightwidget_projections::{Projection, Runner};
 use lightwidget_retention::sweeper::Sweeper;
 use lightwidget_retention::RetentionPolicy;
@@ -670,12 +671,15 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut runners = Vec::new();
+        // One read of the new events for every runner of this process.
+        let tail = Arc::new(LogTail::new(self.state.store.clone(), TAIL_EVENTS));
         for projection in read_models(&self.state.policy) {
             let runner = Runner::new(
                 self.state.store.clone(),
                 self.state.views.clone(),
                 projection,
-            );
+            )
+            .with_tail(tail.clone());
             runners.push(tokio::spawn(runners::supervise(
                 runner,
                 self.state.views.clone(),

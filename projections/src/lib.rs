@@ -10,12 +10,16 @@
 
 pub mod cache;
 pub mod models;
+pub mod tail;
 
 use lightwidget_domain::DomainEvent;
-use lightwidget_store::{DocChange, EventStore, RecordedEvent, StoreError, ViewDoc, ViewStore};
+use lightwidget_store::{
+    DocChange, EventStore, RecordedEvent, StoreError, StoredEvent, ViewDoc, ViewStore,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tail::{LogTail, TailEvent};
 
 /// Read access to a view's current documents while an event is handled.
 pub trait ViewReader {
@@ -205,6 +209,22 @@ async fn read_decoded(
     after: u64,
     limit: usize,
 ) -> Result<Batch, ProjectionError> {
+    read_decoded_from(store, None, projection, after, limit).await
+}
+
+/// [`read_decoded`], from the process's [`LogTail`] when it holds the events after `after`.
+async fn read_decoded_from(
+    store: &dyn EventStore,
+    tail: Option<&LogTail>,
+    projection: &dyn Projection,
+    after: u64,
+    limit: usize,
+) -> Result<Batch, ProjectionError> {
+    if let Some(tail) = tail {
+        if let Some(events) = tail.after(after, limit).await? {
+            return from_tail(store, projection, &events, limit).await;
+        }
+    }
     let (raw, end) = match projection.event_types() {
         Some(types) => {
             let (raw, end) = store.read_all_light_of(after, limit, types).await?;
@@ -258,6 +278,56 @@ async fn read_decoded(
         decoded,
         scanned_to: end,
         full,
+    })
+}
+
+/// A batch from events of the tail: the projection's types only, those it opens opened (by
+/// this runner, with one key look-up), the others decoded sealed once for every runner.
+async fn from_tail(
+    store: &dyn EventStore,
+    projection: &dyn Projection,
+    scanned: &[Arc<TailEvent>],
+    limit: usize,
+) -> Result<Batch, ProjectionError> {
+    let types = projection.event_types();
+    let wanted: Vec<&TailEvent> = scanned
+        .iter()
+        .map(|e| &**e)
+        .filter(|e| types.is_none_or(|t| t.contains(&e.stored.event_type.as_str())))
+        .collect();
+    let to_open: Vec<StoredEvent> = wanted
+        .iter()
+        .filter(|e| projection.opens(&e.stored.event_type))
+        .map(|e| e.stored.clone())
+        .collect();
+    let mut opened = if to_open.is_empty() {
+        Vec::new()
+    } else {
+        lightwidget_store::open_events(store, to_open).await?
+    }
+    .into_iter();
+    let mut events = Vec::with_capacity(wanted.len());
+    let mut decoded = Vec::with_capacity(wanted.len());
+    for e in wanted {
+        let (event, domain) = if projection.opens(&e.stored.event_type) {
+            let Some(event) = opened.next() else { break };
+            let domain = decode(&event)?;
+            (event, domain)
+        } else {
+            let domain = e.sealed().map_err(|message| ProjectionError::Decode {
+                position: e.stored.position,
+                message: message.to_owned(),
+            })?;
+            (e.stored.clone().into_envelope(), domain.clone())
+        };
+        events.push(event);
+        decoded.push(domain);
+    }
+    Ok(Batch {
+        events,
+        decoded,
+        scanned_to: scanned.last().map(|e| e.stored.position),
+        full: scanned.len() >= limit,
     })
 }
 
@@ -379,6 +449,9 @@ pub struct Runner {
     /// is still the one it committed: a commit by anyone else moves the checkpoint, and the
     /// cache is dropped. `None` = known absent.
     cache: std::sync::Mutex<Option<DocCache>>,
+    /// The process's tail of the log, shared with its other runners, read from while this
+    /// runner follows the log near its head.
+    tail: Option<Arc<LogTail>>,
 }
 
 struct DocCache {
@@ -408,6 +481,27 @@ struct Batch {
 /// Documents by key as a runner knows them (`None` = known absent).
 type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
 
+/// `cached` as after `changes`: a document put is known as put, one deleted as absent, and an
+/// owner's documents are forgotten (some of them may never have been loaded).
+fn absorb(cached: &mut DocMap, changes: impl IntoIterator<Item = DocChange>) {
+    for change in changes {
+        match change {
+            DocChange::Put(doc) => {
+                cached.insert(doc.key.clone(), Some(doc));
+            }
+            DocChange::Delete(key) => {
+                cached.insert(key, None);
+            }
+            DocChange::DeleteOwner(owner) => {
+                cached.retain(|_, d| {
+                    d.as_ref()
+                        .is_none_or(|d| d.owner.as_deref() != Some(owner.as_str()))
+                });
+            }
+        }
+    }
+}
+
 /// Waits for a spawned task; a task that panicked or was cancelled is an error.
 async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ProjectionError> {
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))
@@ -435,7 +529,14 @@ impl Runner {
             view,
             batch_size,
             cache: std::sync::Mutex::new(None),
+            tail: None,
         }
+    }
+
+    /// Follows the log through `tail`, shared with the process's other runners.
+    pub fn with_tail(mut self, tail: Arc<LogTail>) -> Self {
+        self.tail = Some(tail);
+        self
     }
 
     /// Writes into another view name (a rebuild builds beside the live view).
@@ -465,7 +566,14 @@ impl Runner {
             Some(at) => at,
             None => self.views.checkpoint(&self.view).await?,
         };
-        let batch = read_decoded(&*self.events, &*self.projection, from, self.batch_size).await?;
+        let batch = read_decoded_from(
+            &*self.events,
+            self.tail.as_deref(),
+            &*self.projection,
+            from,
+            self.batch_size,
+        )
+        .await?;
         let more = batch.full;
         let Some(to) = batch.scanned_to else {
             return Ok((Step::CaughtUp { checkpoint: from }, false));
@@ -474,6 +582,8 @@ impl Runner {
         let changes = self.prepare(&batch, &mut cached).await?;
         match self.views.commit(&self.view, from, to, &changes).await {
             Ok(()) => {
+                // The documents committed become the cache as they are: moved, not copied.
+                absorb(&mut cached, changes);
                 self.keep_cache(to, cached);
                 Ok((
                     Step::Applied {
@@ -514,6 +624,8 @@ impl Runner {
                 };
                 reading = self.spawn_read(to);
                 let changes = self.prepare(&batch, &mut cached).await?;
+                // The next batch is handled while this one commits: it builds on a copy.
+                absorb(&mut cached, changes.iter().cloned());
                 if let Some((_, commit)) = committing.take() {
                     match join(commit).await? {
                         Ok(()) => {}
@@ -570,7 +682,8 @@ impl Runner {
     }
 
     /// Handles a batch against the documents known (`cached`, fetching what it lacks) and
-    /// returns the changes to commit; `cached` becomes the documents as after the batch.
+    /// returns the changes to commit; `cached` gets the documents the batch read and left
+    /// alone, and [`absorb`] brings it to after the batch.
     async fn prepare(
         &self,
         batch: &Batch,
@@ -638,22 +751,6 @@ impl Runner {
         }
         for doc in untouched {
             cached.insert(doc.key.clone(), Some(doc));
-        }
-        for change in &changes {
-            match change {
-                DocChange::Put(doc) => {
-                    cached.insert(doc.key.clone(), Some(doc.clone()));
-                }
-                DocChange::Delete(key) => {
-                    cached.insert(key.clone(), None);
-                }
-                DocChange::DeleteOwner(owner) => {
-                    cached.retain(|_, d| {
-                        d.as_ref()
-                            .is_none_or(|d| d.owner.as_deref() != Some(owner.as_str()))
-                    });
-                }
-            }
         }
         Ok(changes)
     }

@@ -8,9 +8,10 @@ use lightwidget_domain::widget::{Widget, WidgetCommand};
 use lightwidget_domain::{
     AccountId, Aggregate, Category, DomainEvent, Personal, Subject, WidgetId,
 };
+use lightwidget_projections::tail::LogTail;
 use lightwidget_projections::{
     evaluate_as_of, position_at_time, rebuild, wait_for_position, Overlay, Projection, Runner,
-    ViewReader,
+    Step, ViewReader,
 };
 use lightwidget_store::{
     AppendRequest, DocChange, ExpectedVersion, Metadata, NewEvent, RecordedEvent, SystemClock,
@@ -389,7 +390,88 @@ async fn typed_projections_reach_the_head(backend: Backend) {
     );
 }
 
+/// The same projection fed no personal data, of the same types: decoded sealed.
+struct SealedWidgetStatus;
+
+impl Projection for SealedWidgetStatus {
+    fn name(&self) -> &'static str {
+        "sealed_widget_status"
+    }
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        TypedWidgetStatus.event_types()
+    }
+    fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+        WidgetStatus.reads(e, d, loaded)
+    }
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        WidgetStatus.handle(e, d, view)
+    }
+    fn needs_personal_data(&self) -> bool {
+        false
+    }
+}
+
+/// Steps `runner` until it has reached the log's head.
+async fn step_to_head(runner: &Runner) {
+    while !matches!(runner.step().await.expect("step"), Step::CaughtUp { .. }) {}
+}
+
+/// Runners of three kinds (every type opened, some types opened, some types sealed) follow
+/// the log through one small tail, with appends between their steps: each view equals the
+/// log's replay, and the tail answered most reads without the store. A runner that falls
+/// behind the tail's oldest event reads the store itself.
+async fn runners_sharing_a_tail_agree_with_the_log(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let tail = Arc::new(LogTail::new(t.store.clone(), 16));
+    let projections: [Arc<dyn Projection>; 3] = [
+        Arc::new(WidgetStatus),
+        Arc::new(TypedWidgetStatus),
+        Arc::new(SealedWidgetStatus),
+    ];
+    let runners: Vec<Runner> = projections
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Runner::new(t.store.clone(), t.views.clone(), p.clone())
+                .with_batch_size(2 + i)
+                .with_tail(tail.clone())
+        })
+        .collect();
+    let mut head = 0;
+    for round in 0..4 {
+        head = history(&t, 3 + round).await;
+        // The last runner steps only every other round: it falls behind the tail, then
+        // catches up from the store.
+        for (i, r) in runners.iter().enumerate() {
+            if i < 2 || round % 2 == 1 {
+                step_to_head(r).await;
+            }
+        }
+    }
+    for (p, r) in projections.iter().zip(&runners) {
+        assert_eq!(
+            t.views.checkpoint(r.view()).await.expect("checkpoint"),
+            head
+        );
+        assert_eq!(
+            live_docs(&t, p.name()).await,
+            evaluate_as_of(&*t.store, &**p, head).await.expect("as of"),
+            "{}",
+            p.name()
+        );
+    }
+    let stats = tail.stats();
+    assert!(
+        stats.served > stats.store_reads,
+        "the tail answered most reads: {stats:?}"
+    );
+    // A sealed projection's documents carry no title: the sealed path was taken.
+    let sealed = live_docs(&t, "sealed_widget_status").await;
+    assert!(!sealed.is_empty());
+}
+
 lightwidget_testkit::both!(
+    runners_sharing_a_tail_agree_with_the_log,
     incremental_equals_as_of_and_rebuild,
     crashes_mid_run_lose_and_double_nothing,
     racing_runners_apply_each_batch_once,
