@@ -369,6 +369,8 @@ pub struct SqliteEventStore {
     reads: Arc<ReadPool>,
     /// The read models' connections (see [`Durability::Normal`]).
     views: Arc<ReadPool>,
+    /// The read models' commits waiting for the next write transaction of the views file.
+    view_commits: Arc<ViewCommits>,
     appends: Option<mpsc::Sender<Pending>>,
     head: watch::Receiver<u64>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -459,6 +461,7 @@ impl SqliteEventStore {
                 sync: Durability::Normal,
                 idle: Mutex::new(Vec::new()),
             }),
+            view_commits: Arc::new(ViewCommits::default()),
             appends: Some(tx),
             head: head_rx,
             writer: Some(writer),
@@ -1273,6 +1276,204 @@ fn write_tx<T>(c: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Res
     }
 }
 
+/// One read model's commit, its rows ready to bind: documents are encoded by the runner that
+/// commits, not copied to the thread that writes.
+struct ViewCommit {
+    view: String,
+    from: u64,
+    to: u64,
+    owners: Vec<String>,
+    rows: Vec<ViewRow>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+enum ViewRow {
+    Put {
+        key: String,
+        doc: String,
+        owner: Option<String>,
+        state: Option<String>,
+        due_at: Option<String>,
+    },
+    Delete(String),
+}
+
+impl ViewCommit {
+    fn new(
+        view: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+        done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    ) -> Self {
+        let (owners, changes) = crate::views::commit_order(changes);
+        let rows = changes
+            .into_iter()
+            .filter_map(|c| match c {
+                DocChange::Put(d) => Some(ViewRow::Put {
+                    key: d.key.clone(),
+                    doc: d.doc.to_string(),
+                    owner: d.owner.clone(),
+                    state: d.state.clone(),
+                    due_at: d.due_at.map(format_time),
+                }),
+                DocChange::Delete(k) => Some(ViewRow::Delete(k.clone())),
+                DocChange::DeleteOwner(_) => None,
+            })
+            .collect();
+        ViewCommit {
+            view: view.to_owned(),
+            from,
+            to,
+            owners: owners.into_iter().map(str::to_owned).collect(),
+            rows,
+            done,
+        }
+    }
+
+    /// Applies the commit inside the open transaction: its checkpoint compared and moved, its
+    /// rows written; on an error nothing of it stays (the caller rolls back to a savepoint).
+    fn apply(&self, c: &Connection) -> Result<(), StoreError> {
+        let current: Option<i64> = c
+            .prepare_cached("SELECT position FROM view_checkpoints WHERE view = ?1")?
+            .query_row([&self.view], |r| r.get(0))
+            .optional()?;
+        let current = current.unwrap_or(0) as u64;
+        if current != self.from {
+            return Err(StoreError::Conflict {
+                stream: format!("view:{}", self.view),
+                expected: crate::ExpectedVersion::Exact(self.from),
+                actual: current,
+            });
+        }
+        let mut put = c.prepare_cached(
+            "INSERT INTO views (view, key, doc, owner, state, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+             ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, \
+             state = excluded.state, due_at = excluded.due_at",
+        )?;
+        let mut del = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND key = ?2")?;
+        let mut del_owner = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND owner = ?2")?;
+        for owner in &self.owners {
+            del_owner.execute(params![self.view, owner])?;
+        }
+        for row in &self.rows {
+            match row {
+                ViewRow::Put {
+                    key,
+                    doc,
+                    owner,
+                    state,
+                    due_at,
+                } => {
+                    put.execute(params![self.view, key, doc, owner, state, due_at])?;
+                }
+                ViewRow::Delete(key) => {
+                    del.execute(params![self.view, key])?;
+                }
+            }
+        }
+        c.prepare_cached(
+            "INSERT INTO view_checkpoints (view, position) VALUES (?1, ?2) \
+             ON CONFLICT (view) DO UPDATE SET position = excluded.position",
+        )?
+        .execute(params![self.view, self.to as i64])?;
+        Ok(())
+    }
+}
+
+/// The read models' commits, gathered: whoever finds no flush running starts one on a
+/// blocking thread, and it writes every commit waiting in one transaction of the views file
+/// (each in a savepoint of its own, so a refused one leaves the others), until none waits.
+/// Nine runners committing one after another took the file's write lock nine times, and
+/// spun on it while another held it.
+#[derive(Default)]
+struct ViewCommits {
+    state: Mutex<ViewCommitQueue>,
+}
+
+impl std::fmt::Debug for ViewCommits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewCommits").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct ViewCommitQueue {
+    waiting: Vec<ViewCommit>,
+    flushing: bool,
+}
+
+impl ViewCommits {
+    /// Queues a commit; true when the caller must start the flush.
+    fn enqueue(&self, commit: ViewCommit) -> bool {
+        let mut q = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        q.waiting.push(commit);
+        !std::mem::replace(&mut q.flushing, true)
+    }
+
+    /// Writes what waits, batch after batch, until nothing does.
+    fn flush(&self, pool: &ReadPool) {
+        loop {
+            let batch = {
+                let mut q = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if q.waiting.is_empty() {
+                    q.flushing = false;
+                    return;
+                }
+                std::mem::take(&mut q.waiting)
+            };
+            let outcome = pool.with(|c| Ok(write_commits(c, &batch)));
+            let results = match outcome {
+                Ok(results) => results,
+                Err(e) => batch.iter().map(|_| Err(copy_error(&e))).collect(),
+            };
+            for (commit, result) in batch.into_iter().zip(results) {
+                let _ = commit.done.send(result);
+            }
+        }
+    }
+}
+
+/// The commits in one write transaction, each in its savepoint; the result of each. When the
+/// transaction itself fails, every commit fails with it.
+fn write_commits(c: &Connection, batch: &[ViewCommit]) -> Vec<Result<(), StoreError>> {
+    if let Err(e) = control(c, "BEGIN IMMEDIATE") {
+        let e = StoreError::from(e);
+        return batch.iter().map(|_| Err(copy_error(&e))).collect();
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for commit in batch {
+        let applied = control(c, "SAVEPOINT view_commit")
+            .map_err(StoreError::from)
+            .and_then(|()| commit.apply(c));
+        if let Err(e) = &applied {
+            if c.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, say): the commits
+                // before this one are gone with it.
+                return batch.iter().map(|_| Err(copy_error(e))).collect();
+            }
+            let _ = control(c, "ROLLBACK TO view_commit");
+        }
+        let _ = control(c, "RELEASE view_commit");
+        results.push(applied);
+    }
+    if let Err(e) = control(c, "COMMIT") {
+        let e = StoreError::from(e);
+        let _ = c.execute_batch("ROLLBACK");
+        return batch.iter().map(|_| Err(copy_error(&e))).collect();
+    }
+    results
+}
+
+/// The same error again, for each of the commits one failure failed.
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
 #[async_trait]
 impl ViewStore for SqliteEventStore {
     async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
@@ -1297,60 +1498,15 @@ impl ViewStore for SqliteEventStore {
         to: u64,
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
-        let view = view.to_owned();
-        let changes = changes.to_vec();
-        self.view_io(move |c| {
-            let (owners, changes) = crate::views::commit_order(&changes);
-            write_tx(c, || {
-                let current: Option<i64> = c
-                    .prepare_cached("SELECT position FROM view_checkpoints WHERE view = ?1")?
-                    .query_row([&view], |r| r.get(0))
-                    .optional()?;
-                let current = current.unwrap_or(0) as u64;
-                if current != from {
-                    return Err(StoreError::Conflict {
-                        stream: format!("view:{view}"),
-                        expected: crate::ExpectedVersion::Exact(from),
-                        actual: current,
-                    });
-                }
-                let mut put = c.prepare_cached(
-                    "INSERT INTO views (view, key, doc, owner, state, due_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                     ON CONFLICT (view, key) DO UPDATE SET doc = excluded.doc, owner = excluded.owner, \
-                     state = excluded.state, due_at = excluded.due_at",
-                )?;
-                let mut del = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND key = ?2")?;
-                let mut del_owner = c.prepare_cached("DELETE FROM views WHERE view = ?1 AND owner = ?2")?;
-                for owner in &owners {
-                    del_owner.execute(params![view, owner])?;
-                }
-                for change in &changes {
-                    match change {
-                        DocChange::Put(d) => {
-                            put.execute(params![
-                                view,
-                                d.key,
-                                d.doc.to_string(),
-                                d.owner,
-                                d.state,
-                                d.due_at.map(format_time),
-                            ])?;
-                        }
-                        DocChange::Delete(k) => {
-                            del.execute(params![view, k])?;
-                        }
-                        DocChange::DeleteOwner(_) => {}
-                    }
-                }
-                c.prepare_cached(
-                    "INSERT INTO view_checkpoints (view, position) VALUES (?1, ?2) \
-                     ON CONFLICT (view) DO UPDATE SET position = excluded.position",
-                )?
-                .execute(params![view, to as i64])?;
-                Ok(())
-            })
-        })
-        .await
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let commit = ViewCommit::new(view, from, to, changes, done);
+        if self.view_commits.enqueue(commit) {
+            let (pool, commits) = (self.views.clone(), self.view_commits.clone());
+            tokio::task::spawn_blocking(move || commits.flush(&pool));
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the read models' commit was dropped".into()))?
     }
 
     async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError> {
