@@ -9,9 +9,11 @@
 //! runners of one view harmless: the slower one's commit is refused and it reloads.
 
 pub mod cache;
+pub mod docs;
 pub mod models;
 pub mod tail;
 
+use docs::{DocMap, InFlight};
 use lightwidget_domain::DomainEvent;
 use lightwidget_store::{
     DocChange, EventStore, RecordedEvent, StoreError, StoredEvent, ViewDoc, ViewStore,
@@ -452,6 +454,8 @@ pub struct Runner {
     /// The process's tail of the log, shared with its other runners, read from while this
     /// runner follows the log near its head.
     tail: Option<Arc<LogTail>>,
+    /// The bytes of documents the cache holds at most.
+    cache_bytes: u64,
 }
 
 struct DocCache {
@@ -463,9 +467,6 @@ struct DocCache {
 /// projection's events.
 pub const PASSED_OVER_LINGER: Duration = Duration::from_millis(20);
 
-/// Past this many documents the runner's cache starts over.
-const DOC_CACHE_LIMIT: usize = 200_000;
-
 /// A batch of events read for a runner.
 struct Batch {
     /// The events the projection handles, in log order.
@@ -476,30 +477,6 @@ struct Batch {
     scanned_to: Option<u64>,
     /// Whether the read stopped at its limit (more may follow at once).
     full: bool,
-}
-
-/// Documents by key as a runner knows them (`None` = known absent).
-type DocMap = std::collections::HashMap<String, Option<ViewDoc>>;
-
-/// `cached` as after `changes`: a document put is known as put, one deleted as absent, and an
-/// owner's documents are forgotten (some of them may never have been loaded).
-fn absorb(cached: &mut DocMap, changes: impl IntoIterator<Item = DocChange>) {
-    for change in changes {
-        match change {
-            DocChange::Put(doc) => {
-                cached.insert(doc.key.clone(), Some(doc));
-            }
-            DocChange::Delete(key) => {
-                cached.insert(key, None);
-            }
-            DocChange::DeleteOwner(owner) => {
-                cached.retain(|_, d| {
-                    d.as_ref()
-                        .is_none_or(|d| d.owner.as_deref() != Some(owner.as_str()))
-                });
-            }
-        }
-    }
 }
 
 /// Waits for a spawned task; a task that panicked or was cancelled is an error.
@@ -530,7 +507,14 @@ impl Runner {
             batch_size,
             cache: std::sync::Mutex::new(None),
             tail: None,
+            cache_bytes: docs::RUNNER_CACHE_BYTES,
         }
+    }
+
+    /// Holds at most `bytes` of documents in memory (as [`docs::doc_bytes`] counts them).
+    pub fn with_cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
     }
 
     /// Follows the log through `tail`, shared with the process's other runners.
@@ -579,11 +563,11 @@ impl Runner {
             return Ok((Step::CaughtUp { checkpoint: from }, false));
         };
         let mut cached = self.take_cache(from);
-        let changes = self.prepare(&batch, &mut cached).await?;
+        let changes = self.prepare(&batch, &mut cached, None).await?;
         match self.views.commit(&self.view, from, to, &changes).await {
             Ok(()) => {
                 // The documents committed become the cache as they are: moved, not copied.
-                absorb(&mut cached, changes);
+                cached.absorb(changes);
                 self.keep_cache(to, cached);
                 Ok((
                     Step::Applied {
@@ -608,14 +592,22 @@ impl Runner {
             let mut from = self.views.checkpoint(&self.view).await?;
             let mut cached = self.take_cache(from);
             let mut reading = self.spawn_read(from);
+            // The commit in flight, and its changes: the next batch reads them from here,
+            // since the store has not got them yet.
             let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
                 None;
+            let mut in_flight: Option<InFlight> = None;
             loop {
                 let batch = join(reading).await??;
                 let Some(to) = batch.scanned_to else {
                     if let Some((done, commit)) = committing.take() {
                         match join(commit).await? {
-                            Ok(()) => self.keep_cache(done, cached),
+                            Ok(()) => {
+                                if let Some(landed) = in_flight.take() {
+                                    landed.land(&mut cached);
+                                }
+                                self.keep_cache(done, cached)
+                            }
                             Err(StoreError::Conflict { .. }) => continue 'restart,
                             Err(e) => return Err(e.into()),
                         }
@@ -623,12 +615,17 @@ impl Runner {
                     return Ok(from);
                 };
                 reading = self.spawn_read(to);
-                let changes = self.prepare(&batch, &mut cached).await?;
-                // The next batch is handled while this one commits: it builds on a copy.
-                absorb(&mut cached, changes.iter().cloned());
+                let changes = self
+                    .prepare(&batch, &mut cached, in_flight.as_mut())
+                    .await?;
+                let next = InFlight::of(&changes);
                 if let Some((_, commit)) = committing.take() {
                     match join(commit).await? {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            if let Some(landed) = in_flight.take() {
+                                landed.land(&mut cached);
+                            }
+                        }
                         Err(StoreError::Conflict { .. }) => {
                             reading.abort();
                             continue 'restart;
@@ -639,6 +636,7 @@ impl Runner {
                         }
                     }
                 }
+                in_flight = Some(next);
                 let (views, view) = (self.views.clone(), self.view.clone());
                 let commit_from = from;
                 committing = Some((
@@ -669,16 +667,14 @@ impl Runner {
             .take()
             .filter(|c| c.checkpoint == at)
             .map(|c| c.docs)
-            .unwrap_or_default()
+            .unwrap_or_else(|| DocMap::new(self.cache_bytes))
     }
 
     fn keep_cache(&self, at: u64, docs: DocMap) {
-        if docs.len() <= DOC_CACHE_LIMIT {
-            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(DocCache {
-                checkpoint: at,
-                docs,
-            });
-        }
+        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(DocCache {
+            checkpoint: at,
+            docs,
+        });
     }
 
     /// Handles a batch against the documents known (`cached`, fetching what it lacks) and
@@ -688,6 +684,7 @@ impl Runner {
         &self,
         batch: &Batch,
         cached: &mut DocMap,
+        mut in_flight: Option<&mut InFlight>,
     ) -> Result<Vec<DocChange>, ProjectionError> {
         let Batch {
             events: batch,
@@ -713,14 +710,26 @@ impl Runner {
             requested.extend(keys.iter().cloned());
             let mut fetch = Vec::new();
             for k in keys {
-                match cached.remove(&k) {
+                // What the commit in flight wrote, else what the cache holds; a cached
+                // document whose owner the commit in flight deletes is absent.
+                let known = match in_flight.as_deref_mut().and_then(|f| f.remove(&k)) {
+                    Some(written) => Some(written),
+                    None => match (cached.remove(&k), in_flight.as_deref()) {
+                        (Some(Some(doc)), Some(f)) if f.deletes(&doc) => Some(None),
+                        (held, _) => held,
+                    },
+                };
+                match known {
                     Some(Some(doc)) => view.load(vec![doc]),
                     Some(None) => absent.push(k),
                     None => fetch.push(k),
                 }
             }
             if !fetch.is_empty() {
-                let docs = self.views.get_many(&self.view, &fetch).await?;
+                let mut docs = self.views.get_many(&self.view, &fetch).await?;
+                if let Some(f) = in_flight.as_deref() {
+                    docs.retain(|d| !f.deletes(d));
+                }
                 let found: BTreeSet<&str> = docs.iter().map(|d| d.key.as_str()).collect();
                 absent.extend(
                     fetch
@@ -821,7 +830,8 @@ pub async fn rebuild(
     // Large batches: a rebuild touches each document once per batch, not once per event.
     let runner = Runner::new(events, views.clone(), projection)
         .into_view(building.clone())
-        .with_batch_size(50_000);
+        .with_batch_size(10_000)
+        .with_cache_bytes(docs::REBUILD_CACHE_BYTES);
     let checkpoint = runner.catch_up().await?;
     views.swap(&building, &live).await?;
     Ok(checkpoint)

@@ -470,7 +470,38 @@ async fn runners_sharing_a_tail_agree_with_the_log(backend: Backend) {
     assert!(!sealed.is_empty());
 }
 
+/// A cache too small to hold a document evicts everything it is given, so every batch reads
+/// its documents from the store — while the batch before is still committing. The counts
+/// stay exact: the documents of the commit in flight are read from memory, not the store.
+async fn a_cache_that_holds_nothing_changes_nothing(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let head = history(&t, 16).await;
+    for batch in [1, 2, 5] {
+        let view = format!("widget_status_{batch}");
+        let r = runner(&t)
+            .into_view(view.clone())
+            .with_batch_size(batch)
+            .with_cache_bytes(1);
+        assert_eq!(r.catch_up().await.expect("catch up"), head);
+        assert_eq!(
+            live_docs(&t, &view)
+                .await
+                .into_values()
+                .map(|d| d.doc)
+                .collect::<Vec<_>>(),
+            evaluate_as_of(&*t.store, &WidgetStatus, head)
+                .await
+                .expect("as of")
+                .into_values()
+                .map(|d| d.doc)
+                .collect::<Vec<_>>(),
+            "batches of {batch}"
+        );
+    }
+}
+
 lightwidget_testkit::both!(
+    a_cache_that_holds_nothing_changes_nothing,
     runners_sharing_a_tail_agree_with_the_log,
     incremental_equals_as_of_and_rebuild,
     crashes_mid_run_lose_and_double_nothing,
