@@ -24,6 +24,10 @@ use lightwidget_testkit::{Backend, TestStore};
 use std::sync::Arc;
 use std::time::Instant;
 
+// The server's allocator, as in the `lightwidget` binary; the baselines run in this process too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WIDGETS: usize = 1000;
 const PRODUCERS: usize = 64;
 const PER_PRODUCER: usize = 500;
