@@ -10,20 +10,63 @@
 //! older than what the follower has read: it trails the log by the follower's lag, as the
 //! view itself trails it by the runner's. A reader that asks for `min_position` is served
 //! from memory only once the follower has read that far.
+//!
+//! Memory is bounded two ways, neither by starting over. The documents are weighed in bytes
+//! and evicted one at a time (quick_cache's S3-FIFO); an evicted one is read from the store
+//! again. The changes seen are kept oldest first up to a count; forgetting the oldest raises
+//! the floor to its position, so only documents cached before it are read again (any change
+//! after the floor is still known).
 
 use crate::{Projection, ViewReader};
 use lightwidget_store::{EventStore, ViewDoc, ViewStore};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Past this many documents or keys the cache starts over.
-const LIMIT: usize = 100_000;
+/// How many changes the cache remembers; past it the oldest is forgotten (and the floor
+/// rises to it).
+const CHANGES: usize = 100_000;
+
+/// The bytes of documents a cache holds by default.
+pub const VIEW_CACHE_BYTES: u64 = 64 << 20;
+
+/// A cached document (or its known absence) with the checkpoint read before it, and its
+/// weight.
+#[derive(Clone)]
+struct Cached {
+    at: u64,
+    doc: Option<Arc<ViewDoc>>,
+    bytes: u64,
+}
+
+#[derive(Clone)]
+struct ByBytes;
+
+impl quick_cache::Weighter<String, Cached> for ByBytes {
+    fn weight(&self, _key: &String, c: &Cached) -> u64 {
+        c.bytes
+    }
+}
+
+/// What a cache did so far and holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// The documents' bytes held, as weighed.
+    pub bytes: u64,
+    pub documents: usize,
+}
 
 pub struct ViewCache {
     projection: Arc<dyn Projection>,
     views: Arc<dyn ViewStore>,
     state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// How many changes it remembers ([`CHANGES`] but in tests).
+    changes: usize,
 }
 
 struct State {
@@ -33,10 +76,13 @@ struct State {
     /// knows nothing of the events before it (it started, or started over, there). `MAX`
     /// while there is no follower.
     floor: u64,
-    /// The position of the last event seen that touches each key.
+    /// The position of the last event seen that touches each key, for the changes after
+    /// `floor`.
     changed: HashMap<String, u64>,
-    /// The document (or its absence) with the checkpoint read before it.
-    docs: HashMap<String, (u64, Option<Arc<ViewDoc>>)>,
+    /// The same changes oldest first (a key touched again is in it again): what to forget.
+    order: VecDeque<(u64, String)>,
+    /// The documents (or their absence) with the checkpoint read before each.
+    docs: quick_cache::unsync::Cache<String, Cached, ByBytes>,
 }
 
 struct NoDocs;
@@ -56,8 +102,19 @@ impl std::fmt::Debug for ViewCache {
 }
 
 impl ViewCache {
-    /// A cache of `projection`'s view; it serves from memory once [`ViewCache::follow`] runs.
+    /// A cache of `projection`'s view holding [`VIEW_CACHE_BYTES`] of documents; it serves
+    /// from memory once [`ViewCache::follow`] runs.
     pub fn new(projection: Arc<dyn Projection>, views: Arc<dyn ViewStore>) -> Self {
+        Self::with_budget(projection, views, VIEW_CACHE_BYTES)
+    }
+
+    /// A cache holding at most `bytes` of documents (as [`crate::docs::doc_bytes`] weighs them).
+    pub fn with_budget(
+        projection: Arc<dyn Projection>,
+        views: Arc<dyn ViewStore>,
+        bytes: u64,
+    ) -> Self {
+        let items = (bytes / 1024).clamp(16, 1 << 20) as usize;
         ViewCache {
             projection,
             views,
@@ -65,8 +122,28 @@ impl ViewCache {
                 seen: 0,
                 floor: u64::MAX,
                 changed: HashMap::new(),
-                docs: HashMap::new(),
+                order: VecDeque::new(),
+                docs: quick_cache::unsync::Cache::with_weighter(items, bytes.max(1), ByBytes),
             }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            changes: CHANGES,
+        }
+    }
+
+    /// Remembers at most `changes` changes (the oldest forgotten first).
+    pub fn remembering(mut self, changes: usize) -> Self {
+        self.changes = changes.max(1);
+        self
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let s = self.state();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: s.docs.weight(),
+            documents: s.docs.len(),
         }
     }
 
@@ -84,14 +161,16 @@ impl ViewCache {
         {
             let s = self.state();
             if s.seen >= min.unwrap_or(0) {
-                if let Some((at, doc)) = s.docs.get(key) {
-                    let untouched = s.changed.get(key).is_none_or(|p| p <= at);
-                    if *at >= s.floor && untouched {
-                        return Ok(doc.clone());
+                if let Some(c) = s.docs.get(key) {
+                    let untouched = s.changed.get(key).is_none_or(|p| *p <= c.at);
+                    if c.at >= s.floor && untouched {
+                        self.hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(c.doc.clone());
                     }
                 }
             }
         }
+        self.misses.fetch_add(1, Ordering::Relaxed);
         let view = self.projection.name();
         let at = self.views.checkpoint(view).await?;
         let doc = self
@@ -103,10 +182,13 @@ impl ViewCache {
             .map(Arc::new);
         let mut s = self.state();
         if at >= s.floor {
-            if s.docs.len() >= LIMIT {
-                s.docs.clear();
-            }
-            s.docs.insert(key.to_owned(), (at, doc.clone()));
+            let bytes = key.len() as u64 + 64 + doc.as_deref().map_or(0, crate::docs::doc_bytes);
+            let cached = Cached {
+                at,
+                doc: doc.clone(),
+                bytes,
+            };
+            s.docs.insert(key.to_owned(), cached);
         }
         Ok(doc)
     }
@@ -193,19 +275,28 @@ impl ViewCache {
         let mut s = self.state();
         s.docs.clear();
         s.changed.clear();
+        s.order.clear();
         s.seen = head;
         s.floor = head;
     }
 
     fn saw(&self, touched: Vec<(String, u64)>, seen: u64) {
         let mut s = self.state();
-        if s.changed.len() + touched.len() > LIMIT {
-            s.docs.clear();
-            s.changed.clear();
-            s.floor = seen;
-        }
         for (key, position) in touched {
+            s.order.push_back((position, key.clone()));
             s.changed.insert(key, position);
+        }
+        // Forget the oldest changes past the count: a document cached before one of them
+        // might have missed it, so the floor rises to it; every change after the floor is
+        // still known.
+        while s.order.len() > self.changes {
+            let Some((position, key)) = s.order.pop_front() else {
+                break;
+            };
+            if s.changed.get(&key) == Some(&position) {
+                s.changed.remove(&key);
+            }
+            s.floor = s.floor.max(position);
         }
         s.seen = seen;
     }

@@ -194,4 +194,87 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     follower.await.expect("follower stops");
 }
 
-lightwidget_testkit::both!(a_cached_document_follows_the_log);
+/// Starts `cache`'s follower; the sender stops it.
+fn follow(cache: &Arc<ViewCache>, t: &TestStore) -> tokio::sync::oneshot::Sender<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (cache, events) = (cache.clone(), t.store.clone());
+    tokio::spawn(async move {
+        cache
+            .follow(events, async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    stop_tx
+}
+
+/// A cache too small for one document answers every read from the store, rightly; a cache
+/// that remembers one change forgets the older ones without serving a document they made
+/// stale.
+async fn a_bounded_cache_never_serves_stale(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let views = Arc::new(Counted {
+        inner: t.views.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    let runner = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Widgets));
+    let status = |d: Option<Arc<ViewDoc>>| d.map(|d| d.doc["status"].clone());
+    let a = AccountId::new();
+
+    // No room: every get reads the store, and holds nothing.
+    let tiny = Arc::new(ViewCache::with_budget(Arc::new(Widgets), views.clone(), 1));
+    let stop_tiny = follow(&tiny, &t);
+    let w = WidgetId::new();
+    let made = append(&t, &w.stream(), created(w, a, "tiny")).await;
+    runner.catch_up().await.expect("catch up");
+    followed(&tiny, made).await;
+    let before = views.reads.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(
+            status(tiny.get(&w.to_string(), Some(made)).await.expect("get")),
+            Some("active".into())
+        );
+    }
+    assert_eq!(views.reads.load(Ordering::SeqCst), before + 3);
+    let stats = tiny.stats();
+    assert_eq!((stats.hits, stats.misses, stats.documents), (0, 3, 0));
+    let _ = stop_tiny.send(());
+
+    // Room for documents, memory for one change.
+    let short = Arc::new(ViewCache::new(Arc::new(Widgets), views.clone()).remembering(1));
+    let stop_short = follow(&short, &t);
+    let (w1, w2) = (WidgetId::new(), WidgetId::new());
+    append(&t, &w1.stream(), created(w1, a, "one")).await;
+    let made = append(&t, &w2.stream(), created(w2, a, "two")).await;
+    runner.catch_up().await.expect("catch up");
+    followed(&short, made).await;
+    for w in [w1, w2] {
+        assert_eq!(
+            status(short.get(&w.to_string(), Some(made)).await.expect("get")),
+            Some("active".into())
+        );
+    }
+    assert_eq!(short.stats().hits, 0);
+    assert_eq!(
+        status(short.get(&w1.to_string(), Some(made)).await.expect("get")),
+        Some("active".into())
+    );
+    assert_eq!(short.stats().hits, 1, "held while nothing changed");
+    // w1 is deleted, then a third widget made: the change to w1 is forgotten, so its cached
+    // document must not be served as current.
+    append(&t, &w1.stream(), deleted(w1, a)).await;
+    let w3 = WidgetId::new();
+    let last = append(&t, &w3.stream(), created(w3, a, "three")).await;
+    runner.catch_up().await.expect("catch up");
+    followed(&short, last).await;
+    assert_eq!(
+        status(short.get(&w1.to_string(), Some(last)).await.expect("get")),
+        Some("quarantined".into())
+    );
+    let _ = stop_short.send(());
+}
+
+lightwidget_testkit::both!(
+    a_cached_document_follows_the_log,
+    a_bounded_cache_never_serves_stale
+);

@@ -699,6 +699,22 @@ async fn metrics_count_requests_per_route(backend: Backend) {
         "{text}"
     );
     assert!(text.contains("lw_log_head_position"), "{text}");
+    // The page's document cache: the widget's page read once, so one miss at least.
+    assert_eq!(app.get(&format!("/w/{w}"), None).await.status, 200);
+    let scraped = app.get("/metrics", None).await;
+    let text = scraped.text();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{cache=\"widget_docs\"}} ")))
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    assert!(value("lw_cache_misses_total") >= 1.0, "{text}");
+    assert!(value("lw_cache_bytes") >= 0.0, "{text}");
+    assert!(value("lw_cache_documents") >= 0.0, "{text}");
+    assert!(value("lw_cache_hits_total") >= 0.0, "{text}");
     assert!(text.contains("lw_store_append_seconds_bucket"), "{text}");
     assert!(text.contains("lw_store_appended_events_total"), "{text}");
     assert!(!text.contains(&w), "no ids in metrics");

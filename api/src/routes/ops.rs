@@ -184,8 +184,8 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// Prometheus text: request counts and latencies per route, the log head, and each read
-/// model's position and lag behind it.
+/// Prometheus text: request counts and latencies per route, the log head, each read model's
+/// position and lag behind it, and the page's document cache (bytes, documents, hits, misses).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(app): State<AppState>) -> Response {
@@ -197,6 +197,13 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
                 .set(head.saturating_sub(at) as f64);
         }
     }
+    // The widget documents held for the public page: bytes, count, hits and misses.
+    let docs = app.widget_docs.stats();
+    let cache = "widget_docs";
+    metrics::gauge!("lw_cache_bytes", "cache" => cache).set(docs.bytes as f64);
+    metrics::gauge!("lw_cache_documents", "cache" => cache).set(docs.documents as f64);
+    metrics::counter!("lw_cache_hits_total", "cache" => cache).absolute(docs.hits);
+    metrics::counter!("lw_cache_misses_total", "cache" => cache).absolute(docs.misses);
     match overdue_breaches(&app).await {
         Ok(n) => metrics::gauge!("lw_breaches_overdue").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "counting overdue breaches"),
