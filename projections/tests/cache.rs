@@ -106,17 +106,7 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     });
     let cache = Arc::new(ViewCache::new(Arc::new(Widgets), views.clone()));
     let runner = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Widgets));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let follower = {
-        let (cache, events) = (cache.clone(), t.store.clone());
-        tokio::spawn(async move {
-            cache
-                .follow(events, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-        })
-    };
+    let (stop_tx, follower) = follow(&cache, &t);
 
     let (a, w) = (AccountId::new(), WidgetId::new());
     let made_first = append(&t, &w.stream(), created(w, a, "first")).await;
@@ -194,18 +184,24 @@ async fn a_cached_document_follows_the_log(backend: Backend) {
     follower.await.expect("follower stops");
 }
 
-/// Starts `cache`'s follower; the sender stops it.
-fn follow(cache: &Arc<ViewCache>, t: &TestStore) -> tokio::sync::oneshot::Sender<()> {
+/// Starts `cache`'s follower: the sender stops it, the handle ends when it has stopped.
+fn follow(
+    cache: &Arc<ViewCache>,
+    t: &TestStore,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (cache, events) = (cache.clone(), t.store.clone());
-    tokio::spawn(async move {
+    let follower = tokio::spawn(async move {
         cache
             .follow(events, async move {
                 let _ = stop_rx.await;
             })
             .await
     });
-    stop_tx
+    (stop_tx, follower)
 }
 
 /// A cache too small for one document answers every read from the store, rightly; a cache
@@ -223,7 +219,7 @@ async fn a_bounded_cache_never_serves_stale(backend: Backend) {
 
     // No room: every get reads the store, and holds nothing.
     let tiny = Arc::new(ViewCache::with_budget(Arc::new(Widgets), views.clone(), 1));
-    let stop_tiny = follow(&tiny, &t);
+    let (stop_tiny, tiny_follower) = follow(&tiny, &t);
     let w = WidgetId::new();
     let made = append(&t, &w.stream(), created(w, a, "tiny")).await;
     runner.catch_up().await.expect("catch up");
@@ -239,10 +235,11 @@ async fn a_bounded_cache_never_serves_stale(backend: Backend) {
     let stats = tiny.stats();
     assert_eq!((stats.hits, stats.misses, stats.documents), (0, 3, 0));
     let _ = stop_tiny.send(());
+    tiny_follower.await.expect("follower stops");
 
     // Room for documents, memory for one change.
     let short = Arc::new(ViewCache::new(Arc::new(Widgets), views.clone()).remembering(1));
-    let stop_short = follow(&short, &t);
+    let (stop_short, short_follower) = follow(&short, &t);
     let (w1, w2) = (WidgetId::new(), WidgetId::new());
     append(&t, &w1.stream(), created(w1, a, "one")).await;
     let made = append(&t, &w2.stream(), created(w2, a, "two")).await;
@@ -272,6 +269,7 @@ async fn a_bounded_cache_never_serves_stale(backend: Backend) {
         Some("quarantined".into())
     );
     let _ = stop_short.send(());
+    short_follower.await.expect("follower stops");
 }
 
 lightwidget_testkit::both!(
