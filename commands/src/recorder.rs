@@ -122,6 +122,7 @@ impl Unstored {
     /// [`ADMIT_WITHIN`]. Refused once it has waited [`ADMIT_WAIT`].
     async fn admission(&self) -> Result<(), StoreError> {
         let deadline = tokio::time::Instant::now() + ADMIT_WAIT;
+        let mut waited = false;
         loop {
             let stored = self.stored.notified();
             tokio::pin!(stored);
@@ -129,6 +130,11 @@ impl Unstored {
             let oldest = self.oldest();
             if oldest < ADMIT_WITHIN {
                 return Ok(());
+            }
+            if !waited {
+                // Counted once per page that has to wait.
+                waited = true;
+                metrics::counter!("lw_page_views_waited_total").increment(1);
             }
             // Woken when views are stored; or checked again when the oldest would have aged
             // out (it may have been stored by an append that notified before we listened).

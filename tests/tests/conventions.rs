@@ -717,6 +717,15 @@ async fn metrics_count_requests_per_route(backend: Backend) {
     assert!(value("lw_cache_hits_total") >= 0.0, "{text}");
     assert!(text.contains("lw_store_append_seconds_bucket"), "{text}");
     assert!(text.contains("lw_store_appended_events_total"), "{text}");
+    // The page views not yet stored: the oldest one's age, a number of seconds.
+    let oldest: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("lw_page_views_oldest_unstored_seconds "))
+        .unwrap_or_else(|| panic!("lw_page_views_oldest_unstored_seconds in {text}"))
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!((0.0..5.0).contains(&oldest), "{oldest}");
     assert!(!text.contains(&w), "no ids in metrics");
     assert!(!text.contains(&token), "no tokens in metrics");
 }

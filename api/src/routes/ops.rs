@@ -185,7 +185,8 @@ pub async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Prometheus text: request counts and latencies per route, the log head, each read model's
-/// position and lag behind it, and the page's document cache (bytes, documents, hits, misses).
+/// position and lag behind it, the page's document cache (bytes, documents, hits, misses), and
+/// the page views not yet stored (the oldest one's age; pages that waited for the recorder).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics_text(State(app): State<AppState>) -> Response {
@@ -204,6 +205,9 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
     metrics::gauge!("lw_cache_documents", "cache" => cache).set(docs.documents as f64);
     metrics::counter!("lw_cache_hits_total", "cache" => cache).absolute(docs.hits);
     metrics::counter!("lw_cache_misses_total", "cache" => cache).absolute(docs.misses);
+    // How long the oldest page view answered but not yet stored has waited (decision 23).
+    metrics::gauge!("lw_page_views_oldest_unstored_seconds")
+        .set(app.hits.oldest_unstored().as_secs_f64());
     match overdue_breaches(&app).await {
         Ok(n) => metrics::gauge!("lw_breaches_overdue").set(n as f64),
         Err(e) => tracing::warn!(error = %e, "counting overdue breaches"),
