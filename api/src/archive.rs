@@ -93,19 +93,9 @@ pub async fn verify_store(
 ) -> Result<VerifyReport, lightwidget_store::StoreError> {
     let head = store.head().await?;
     let mut progress = Progress::new("verify", head.position, quiet);
-    let mut verifier = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let batch = store.read_all_raw(after, PAGE).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.position;
-        progress.advance(batch.len() as u64);
-        if !batch.iter().all(|e| verifier.feed(e)) {
-            break;
-        }
-    }
+    let report = lightwidget_store::chain::verify_log(store, |n| progress.advance(n)).await?;
     progress.finish();
-    Ok(verifier.finish(head.position, head.hash))
+    Ok(report)
 }
 
 #[derive(Serialize, Deserialize)]
