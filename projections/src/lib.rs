@@ -456,6 +456,8 @@ pub struct Runner {
     tail: Option<Arc<LogTail>>,
     /// The bytes of documents the cache holds at most.
     cache_bytes: u64,
+    /// The batch size of [`Runner::run`]'s catch-up when it finds itself behind.
+    catch_up_batch: usize,
 }
 
 struct DocCache {
@@ -466,6 +468,11 @@ struct DocCache {
 /// How long a following runner lets events gather after a batch that held none of its
 /// projection's events.
 pub const PASSED_OVER_LINGER: Duration = Duration::from_millis(20);
+
+/// The batch size of a following runner's catch-up when it finds itself behind: a
+/// rebuild's, so that a fresh server (or one behind after a restart) catches up at the speed
+/// of a rebuild rather than a live batch's (issue 28).
+pub const CATCH_UP_BATCH: usize = 10_000;
 
 /// A batch of events read for a runner.
 struct Batch {
@@ -508,7 +515,15 @@ impl Runner {
             cache: std::sync::Mutex::new(None),
             tail: None,
             cache_bytes: docs::RUNNER_CACHE_BYTES,
+            catch_up_batch: CATCH_UP_BATCH,
         }
+    }
+
+    /// Catches up in batches of `n` when [`Runner::run`] finds itself behind
+    /// ([`CATCH_UP_BATCH`] by default).
+    pub fn with_catch_up_batch(mut self, n: usize) -> Self {
+        self.catch_up_batch = n.max(1);
+        self
     }
 
     /// Holds at most `bytes` of documents in memory (as [`docs::doc_bytes`] counts them).
@@ -588,10 +603,15 @@ impl Runner {
     /// N's documents as committed in memory; should N's commit be refused, the work built on
     /// it is dropped and the runner starts again from the stored checkpoint.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
+        self.catch_up_in(self.batch_size).await
+    }
+
+    /// [`Runner::catch_up`] in batches of `batch_size` events.
+    async fn catch_up_in(&self, batch_size: usize) -> Result<u64, ProjectionError> {
         'restart: loop {
             let mut from = self.views.checkpoint(&self.view).await?;
             let mut cached = self.take_cache(from);
-            let mut reading = self.spawn_read(from);
+            let mut reading = self.spawn_read(from, batch_size);
             // The commit in flight, and its changes: the next batch reads them from here,
             // since the store has not got them yet.
             let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
@@ -614,7 +634,7 @@ impl Runner {
                     }
                     return Ok(from);
                 };
-                reading = self.spawn_read(to);
+                reading = self.spawn_read(to, batch_size);
                 let changes = self
                     .prepare(&batch, &mut cached, in_flight.as_mut())
                     .await?;
@@ -650,12 +670,12 @@ impl Runner {
         }
     }
 
-    fn spawn_read(&self, after: u64) -> tokio::task::JoinHandle<Result<Batch, ProjectionError>> {
-        let (events, projection, n) = (
-            self.events.clone(),
-            self.projection.clone(),
-            self.batch_size,
-        );
+    fn spawn_read(
+        &self,
+        after: u64,
+        n: usize,
+    ) -> tokio::task::JoinHandle<Result<Batch, ProjectionError>> {
+        let (events, projection) = (self.events.clone(), self.projection.clone());
         tokio::spawn(async move { read_decoded(&*events, &*projection, after, n).await })
     }
 
@@ -766,6 +786,13 @@ impl Runner {
 
     /// Catches up, then follows the log until `stop` resolves; stops between batches, at a
     /// checkpoint.
+    ///
+    /// Behind the head — at its start, or whenever a batch came back full — the runner
+    /// catches up as a rebuild does ([`Runner::catch_up`]: reads, handling and commits
+    /// overlapped, batches of [`CATCH_UP_BATCH`]) before it follows the log batch
+    /// by batch again (issue 28). A stop during a catch-up drops it between commits: each
+    /// commit moves the checkpoint with its documents, so what landed stays and the rest is
+    /// read again on the next start.
     pub async fn run(
         &self,
         stop: impl std::future::Future<Output = ()>,
@@ -774,11 +801,20 @@ impl Runner {
         // The checkpoint this runner committed last: no need to ask the store for it again
         // (a commit from a stale one is refused, and then it is read afresh).
         let mut known = None;
+        let mut behind = true;
         loop {
+            if behind {
+                let caught_up = tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    c = self.catch_up_in(self.batch_size.max(self.catch_up_batch)) => c?,
+                };
+                known = Some(caught_up);
+            }
             let (step, more) = tokio::select! {
                 _ = &mut stop => return Ok(()),
                 s = self.step_from(known) => s?,
             };
+            behind = more;
             let idle_at = match step {
                 Step::CaughtUp { checkpoint } => Some(checkpoint),
                 // A batch short of the limit reached what was there: wait for more rather
@@ -830,7 +866,7 @@ pub async fn rebuild(
     // Large batches: a rebuild touches each document once per batch, not once per event.
     let runner = Runner::new(events, views.clone(), projection)
         .into_view(building.clone())
-        .with_batch_size(10_000)
+        .with_batch_size(CATCH_UP_BATCH)
         .with_cache_bytes(docs::REBUILD_CACHE_BYTES);
     let checkpoint = runner.catch_up().await?;
     views.swap(&building, &live).await?;

@@ -241,6 +241,77 @@ async fn crashes_mid_run_lose_and_double_nothing(backend: Backend) {
     );
 }
 
+/// A following runner far behind catches up in large pipelined batches (issue 28); stopped in
+/// the middle of that, it leaves the view at a checkpoint whose documents are exactly the
+/// log's as of it, and goes on from there to the head.
+async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let head = history(&t, 300).await;
+    let r = Arc::new(runner(&t).with_batch_size(3).with_catch_up_batch(40));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    // Stopped once the first commits have landed.
+    while t
+        .views
+        .checkpoint("widget_status")
+        .await
+        .expect("checkpoint")
+        == 0
+    {
+        tokio::task::yield_now().await;
+    }
+    let _ = stop.send(());
+    running.await.expect("task").expect("run");
+    let at = t
+        .views
+        .checkpoint("widget_status")
+        .await
+        .expect("checkpoint");
+    // Stopped mid-way: the stop is heard between the catch-up's commits.
+    assert!(at > 0 && at < head, "{at} of {head}");
+    assert_eq!(
+        live_docs(&t, "widget_status").await,
+        evaluate_as_of(&*t.store, &WidgetStatus, at)
+            .await
+            .expect("as of"),
+        "the view at {at}"
+    );
+    // Started again, it reaches the head.
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.run(async {
+                let _ = stopped.await;
+            })
+            .await
+        })
+    };
+    lightwidget_projections::wait_for_position(
+        &*t.views,
+        "widget_status",
+        head,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("reached the head");
+    running.abort();
+    assert_eq!(
+        live_docs(&t, "widget_status").await,
+        evaluate_as_of(&*t.store, &WidgetStatus, head)
+            .await
+            .expect("as of")
+    );
+}
+
 /// Two runners of one view at once: each batch is applied by exactly one of them.
 async fn racing_runners_apply_each_batch_once(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
@@ -501,6 +572,7 @@ async fn a_cache_that_holds_nothing_changes_nothing(backend: Backend) {
 }
 
 lightwidget_testkit::both!(
+    a_stop_during_catch_up_leaves_a_checkpointed_view,
     a_cache_that_holds_nothing_changes_nothing,
     runners_sharing_a_tail_agree_with_the_log,
     incremental_equals_as_of_and_rebuild,
