@@ -1,0 +1,308 @@
+//! Cost at scale (issue 28), on both backends: a store grown to `LW_SCALE_EVENTS` events
+//! (1,000,000 by default) — accounts, widgets (one per 50 events, at most 100,000) and the
+//! rest page views with their sealed access logs — then, each figure beside its baseline in
+//! the same run:
+//!
+//! * **append, batches of 100, large ÷ empty**: one writer appending batches of 100 views for
+//!   `LW_BENCH_SECONDS` (default 5) to an empty store and to the large one, in the order
+//!   empty, large, large, empty;
+//! * **catch-up ÷ rebuild**: every read model caught up from nothing the way a fresh server
+//!   does it (all runners together, as `Runner::run` follows the log), each projection's
+//!   time to reach the head against its own `rebuild` alone; the slowest projection's ratio;
+//! * **verify ÷ SHA-256**: `audit verify`'s chain walk (`chain::verify_log`) in bytes hashed
+//!   per second, against SHA-256 on one core over the same canonical bytes (each event's
+//!   hash input, as verification feeds it).
+//!
+//! It ends with a Markdown table per backend.
+//!
+//! `cargo bench -p lightwidget-tests --bench scale` (`LW_BENCH_BACKEND=postgres|sqlite` runs
+//! one backend).
+
+use lightwidget_domain::{AccountId, WidgetId};
+use lightwidget_projections::{rebuild, Projection, Runner};
+use lightwidget_retention::RetentionPolicy;
+use lightwidget_store::chain::{self, GENESIS};
+use lightwidget_store::{AppendRequest, EventStore, ExpectedVersion, Metadata, StreamWrite};
+use lightwidget_store::{StoredEvent, SystemClock};
+use lightwidget_testkit::bench::{backends, count};
+use lightwidget_testkit::{Backend, TestStore};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// The server's allocator, as in the `lightwidget` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Grows `t` to `total` events: accounts of 10 widgets each, one widget per 50 events (at
+/// most 100,000), then views of those widgets.
+async fn fill(t: &TestStore, total: usize) -> usize {
+    let at = chrono::Utc::now();
+    let n_widgets = (total / 50).clamp(10, 100_000);
+    let widgets: Vec<WidgetId> = (0..n_widgets).map(|_| WidgetId::new()).collect();
+    let mut written = 0;
+    for chunk in widgets.chunks(10) {
+        let a = AccountId::new();
+        let registered = lightwidget_testkit::bench::account_registered(a, "scale", at);
+        t.store
+            .append(AppendRequest {
+                writes: vec![StreamWrite::of(
+                    a.stream(),
+                    ExpectedVersion::NoStream,
+                    &[registered],
+                    &Metadata::system(),
+                )],
+                shred: vec![],
+            })
+            .await
+            .expect("account");
+        lightwidget_testkit::bench::create_widgets(&*t.store, a, chunk, at).await;
+        written += 1 + chunk.len();
+    }
+    lightwidget_testkit::bench::append_views(&*t.store, &widgets, 0, total - written).await;
+    n_widgets
+}
+
+/// One writer appending batches of 100 views for `secs`: events/s and p99 of an append.
+async fn append_rate(store: &dyn EventStore, secs: f64) -> (f64, Duration) {
+    let widgets: Vec<WidgetId> = (0..100).map(|_| WidgetId::new()).collect();
+    let meta = Metadata::system();
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < secs {
+        let w = widgets[latencies.len() % widgets.len()];
+        let events = (0..100)
+            .map(|i| {
+                lightwidget_store::NewEvent::from_domain(
+                    &lightwidget_testkit::bench::view_at(w, chrono::Utc::now(), n + i),
+                    &meta,
+                )
+            })
+            .collect();
+        let asked = Instant::now();
+        store
+            .append(AppendRequest {
+                writes: vec![StreamWrite {
+                    stream: format!("views-{w}"),
+                    expected: ExpectedVersion::Any,
+                    events,
+                }],
+                shred: vec![],
+            })
+            .await
+            .expect("append");
+        latencies.push(asked.elapsed());
+        n += 100;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    (rate, p99)
+}
+
+/// SHA-256 on one core over `inputs` (each hashed after a previous hash, as the chain
+/// does), repeated for about a second: bytes per second.
+fn sha256_rate(inputs: &[Vec<u8>]) -> f64 {
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    let mut prev = GENESIS;
+    while start.elapsed() < Duration::from_secs(1) {
+        for input in inputs {
+            let mut h = Sha256::new();
+            h.update(prev);
+            h.update(input);
+            prev = h.finalize().into();
+            bytes += 32 + input.len();
+        }
+    }
+    std::hint::black_box(prev);
+    bytes as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The bytes verification hashes over the whole log (each event's canonical bytes and the
+/// previous hash), and the canonical bytes of its first page.
+async fn hashed_bytes(store: &dyn EventStore) -> (u64, Vec<Vec<u8>>) {
+    let mut total = 0u64;
+    let mut sample = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: Vec<StoredEvent> = store
+            .read_all_raw(after, lightwidget_store::LOG_PAGE)
+            .await
+            .expect("read");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for e in &page {
+            let bytes = chain::canonical_bytes(e);
+            total += 32 + bytes.len() as u64;
+            if sample.len() < 1000 {
+                sample.push(bytes);
+            }
+        }
+    }
+    (total, sample)
+}
+
+/// Every read model caught up from nothing together, as a fresh server's runners do: the
+/// time each took to reach `head`.
+async fn catch_up_together(
+    t: &TestStore,
+    projections: &[Arc<dyn Projection>],
+    head: u64,
+) -> Vec<(String, f64)> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for p in projections {
+        let runner = Runner::new(t.store.clone(), t.views.clone(), p.clone());
+        let mut stop = stop_rx.clone();
+        let views = t.views.clone();
+        let name = p.name().to_owned();
+        tasks.push(tokio::spawn(async move {
+            let following = tokio::spawn(async move {
+                runner
+                    .run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            });
+            loop {
+                if views.checkpoint(&name).await.expect("checkpoint") >= head {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let took = start.elapsed().as_secs_f64();
+            (name, took, following)
+        }));
+    }
+    let mut out = Vec::new();
+    let mut following = Vec::new();
+    for task in tasks {
+        let (name, took, f) = task.await.expect("catch-up");
+        out.push((name, took));
+        following.push(f);
+    }
+    let _ = stop_tx.send(true);
+    for f in following {
+        f.await.expect("runner").expect("runner ran");
+    }
+    out
+}
+
+struct Figures {
+    append: [(f64, Duration); 4],
+    catch_up: Vec<(String, f64, f64)>,
+    verify_rate: f64,
+    sha_rate: f64,
+}
+
+async fn bench(backend: Backend, total: usize, secs: f64) -> Figures {
+    println!("\n## {backend:?}, {total} events");
+    let empty = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let large = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let started = Instant::now();
+    let widgets = fill(&large, total).await;
+    let head = large.store.head().await.expect("head").position;
+    println!(
+        "filled: {head} events, {widgets} widgets, in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Appends: empty, large, large, empty.
+    let append = [
+        append_rate(&*empty.store, secs).await,
+        append_rate(&*large.store, secs).await,
+        append_rate(&*large.store, secs).await,
+        append_rate(&*empty.store, secs).await,
+    ];
+    for (label, (rate, p99)) in ["empty", "large", "large", "empty"].iter().zip(&append) {
+        println!("append, batches of 100, {label}: {rate:.0} events/s, p99 {p99:.1?}");
+    }
+    drop(empty);
+    let head = large.store.head().await.expect("head").position;
+
+    // Verification against SHA-256 over the same bytes.
+    let (bytes, sample) = hashed_bytes(&*large.store).await;
+    let sha_rate = sha256_rate(&sample);
+    let started = Instant::now();
+    let report = chain::verify_log(&*large.store, |_| {})
+        .await
+        .expect("verify");
+    let secs_verify = started.elapsed().as_secs_f64();
+    assert!(report.ok, "{report:?}");
+    let verify_rate = bytes as f64 / secs_verify;
+    println!(
+        "verify: {} events in {secs_verify:.1} s, {:.0} events/s, {:.0} MB/s hashed; SHA-256 on one core {:.0} MB/s",
+        report.events_checked,
+        report.events_checked as f64 / secs_verify,
+        verify_rate / 1e6,
+        sha_rate / 1e6
+    );
+
+    // Catch-up of every read model together, then each one's rebuild alone.
+    let projections = lightwidget_api::read_models(&Arc::new(RetentionPolicy::defaults()));
+    let caught = catch_up_together(&large, &projections, head).await;
+    let mut catch_up = Vec::new();
+    for (p, (name, took)) in projections.iter().zip(caught) {
+        let started = Instant::now();
+        rebuild(large.store.clone(), large.views.clone(), p.clone())
+            .await
+            .expect("rebuild");
+        let rebuilt = started.elapsed().as_secs_f64();
+        println!(
+            "{name}: caught up in {took:.1} s ({:.0} events/s), rebuilt alone in {rebuilt:.1} s ({:.0} events/s)",
+            head as f64 / took,
+            head as f64 / rebuilt
+        );
+        catch_up.push((name, took, rebuilt));
+    }
+    Figures {
+        append,
+        catch_up,
+        verify_rate,
+        sha_rate,
+    }
+}
+
+fn main() {
+    let total = count("LW_SCALE_EVENTS", 1_000_000);
+    let secs = count("LW_BENCH_SECONDS", 5) as f64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut tables = Vec::new();
+    for backend in backends() {
+        let f = rt.block_on(bench(backend, total, secs));
+        let empty = (f.append[0].0 + f.append[3].0) / 2.0;
+        let large = (f.append[1].0 + f.append[2].0) / 2.0;
+        let slowest = f
+            .catch_up
+            .iter()
+            .map(|(name, took, rebuilt)| (rebuilt / took, name.clone()))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap_or((0.0, String::new()));
+        tables.push(format!(
+            "\n### {backend:?}, {total} events\n\n| figure | ratio | measured |\n|---|---|---|\n\
+             | catch-up ÷ rebuild (slowest projection) | {:.0}% | `{}` |\n\
+             | verify ÷ SHA-256 | {:.0}% | {:.0} of {:.0} MB/s |\n\
+             | append, batches of 100, large ÷ empty | {:.0}% | {:.0} of {:.0} events/s; p99 {:.1?} vs {:.1?} |",
+            slowest.0 * 100.0,
+            slowest.1,
+            f.verify_rate / f.sha_rate * 100.0,
+            f.verify_rate / 1e6,
+            f.sha_rate / 1e6,
+            large / empty * 100.0,
+            large,
+            empty,
+            f.append[1].1.max(f.append[2].1),
+            f.append[0].1.max(f.append[3].1),
+        ));
+    }
+    for t in tables {
+        println!("{t}");
+    }
+}
