@@ -10,7 +10,6 @@ use lightwidget_commands::tokens::{token_hash, Grant};
 use lightwidget_domain::event::{Principal, Role, StaffRemoved, StaffTokensRotated};
 use lightwidget_domain::{AccountId, DomainEvent, StaffId};
 use lightwidget_store::EventStore;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,10 +57,16 @@ impl Caller {
 /// revocation on another process reaches this one within the follower's lag (PostgreSQL's
 /// NOTIFY, a read, tens of milliseconds). A request that names `min_position` is checked
 /// against the log itself. While nothing follows, every request reads the log.
-#[derive(Debug, Default)]
-pub struct TokenCache(Mutex<Tokens>);
+///
+/// Bounded in bytes (each grant weighs its token hash and [`TOKEN_ENTRY_BYTES`]), evicted
+/// one grant at a time by quick_cache's S3-FIFO policy (issue 28): an evicted grant is read
+/// from the log again.
+pub struct TokenCache {
+    tokens: Mutex<Tokens>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
 
-#[derive(Debug, Default)]
 struct Tokens {
     following: bool,
     /// The follower has read every revocation up to here.
@@ -69,10 +74,36 @@ struct Tokens {
     /// Moves whenever the follower forgets something: a grant read from the log before a
     /// move may be stale and is not kept.
     generation: u64,
-    grants: HashMap<String, Grant>,
+    grants: quick_cache::unsync::Cache<String, Grant, GrantWeight>,
 }
 
-const TOKEN_CACHE_LIMIT: usize = 100_000;
+/// What a grant weighs beside its key: the grant, the key's allocation and the cache's
+/// table around them.
+pub const TOKEN_ENTRY_BYTES: u64 = 96;
+
+/// The bytes the token cache holds by default.
+pub const TOKEN_CACHE_BYTES: u64 = 8 << 20;
+
+#[derive(Clone)]
+struct GrantWeight;
+
+impl quick_cache::Weighter<String, Grant> for GrantWeight {
+    fn weight(&self, hash: &String, _: &Grant) -> u64 {
+        hash.len() as u64 + TOKEN_ENTRY_BYTES
+    }
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").finish_non_exhaustive()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::with_bytes(TOKEN_CACHE_BYTES)
+    }
+}
 
 /// What a revocation revokes: one token, or every token of a staff member.
 #[derive(Clone, Copy, Debug)]
@@ -85,27 +116,57 @@ pub enum Revocation<'a> {
 const REVOCATIONS: &[&str] = &["TokenRevoked", "StaffRemoved", "StaffTokensRotated"];
 
 impl TokenCache {
+    /// A token cache of at most `bytes` of grants.
+    pub fn with_bytes(bytes: u64) -> Self {
+        let items = (bytes / (64 + TOKEN_ENTRY_BYTES)).clamp(1, 1 << 24) as usize;
+        TokenCache {
+            tokens: Mutex::new(Tokens {
+                following: false,
+                seen: 0,
+                generation: 0,
+                grants: quick_cache::unsync::Cache::with_weighter(items, bytes.max(1), GrantWeight),
+            }),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
     fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hits, misses, bytes and grants held.
+    pub fn stats(&self) -> lightwidget_projections::cache::CacheStats {
+        let t = self.tokens();
+        lightwidget_projections::cache::CacheStats {
+            hits: self.hits.load(std::sync::atomic::Ordering::Relaxed),
+            misses: self.misses.load(std::sync::atomic::Ordering::Relaxed),
+            bytes: t.grants.weight(),
+            documents: t.grants.len(),
+        }
     }
 
     /// The grant from memory, or the generation to hand to [`TokenCache::put`] after
     /// reading it from the log.
     fn get(&self, hash: &str) -> Result<Grant, u64> {
         let t = self.tokens();
-        match t.grants.get(hash) {
+        let found = match t.grants.get(hash) {
             Some(g) if t.following => Ok(*g),
             _ => Err(t.generation),
-        }
+        };
+        let counter = if found.is_ok() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
     }
 
     fn put(&self, hash: String, grant: Grant, generation: u64) {
         let mut t = self.tokens();
         if !t.following || t.generation != generation {
             return;
-        }
-        if t.grants.len() >= TOKEN_CACHE_LIMIT {
-            t.grants.clear();
         }
         t.grants.insert(hash, grant);
     }
@@ -273,4 +334,56 @@ async fn lookup(app: &AppState, hash: &str, fresh: bool) -> Result<Option<Grant>
         app.tokens.put(hash.to_owned(), grant, generation);
     }
     Ok(Some(grant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(principal: Principal) -> Grant {
+        Grant {
+            principal,
+            role: Role::Owner,
+            issued_at: chrono::Utc::now(),
+            expires: true,
+            revoked: false,
+        }
+    }
+
+    /// Past its bytes the token cache evicts one grant at a time (never everything at once),
+    /// and a staff member's revocation still forgets every grant of theirs it holds.
+    #[test]
+    fn the_token_cache_stays_within_its_bytes_and_revocations_still_reach_it() {
+        let budget = 50 * (64 + TOKEN_ENTRY_BYTES);
+        let cache = TokenCache::with_bytes(budget);
+        cache.restart(true);
+        let staff = StaffId::new();
+        for i in 0..1000 {
+            let hash = format!("{i:064x}");
+            let principal = if i % 2 == 0 {
+                Principal::Staff { staff_id: staff }
+            } else {
+                Principal::Owner {
+                    account_id: AccountId::new(),
+                }
+            };
+            let generation = cache.get(&hash).expect_err("not held yet");
+            cache.put(hash.clone(), grant(principal), generation);
+            assert!(cache.get(&hash).is_ok(), "just put: {i}");
+            let s = cache.stats();
+            assert!(s.bytes <= budget, "{i}: {} bytes", s.bytes);
+            if i >= 50 {
+                assert!(s.documents >= 25, "{i}: only {} held", s.documents);
+            }
+        }
+        let staff_held = (0..1000)
+            .filter(|i| i % 2 == 0)
+            .filter(|i| cache.get(&format!("{i:064x}")).is_ok())
+            .count();
+        assert!(staff_held > 0, "some of the staff member's grants are held");
+        cache.revoked(Revocation::Staff(staff));
+        for i in (0..1000).filter(|i| i % 2 == 0) {
+            assert!(cache.get(&format!("{i:064x}")).is_err(), "{i} still held");
+        }
+    }
 }

@@ -499,6 +499,7 @@ pub struct Application {
     generated_log_key: Option<String>,
     sweep_interval: std::time::Duration,
     transport: server::Limits,
+    memory: settings::MemoryBudget,
 }
 
 impl Application {
@@ -548,14 +549,21 @@ impl Application {
             lightwidget_commands::processors::Registry::checked_in()
                 .context("the processor registry (commands/processors.toml)")?,
         );
-        let commands = Arc::new(lightwidget_commands::Context::new(
-            events.clone(),
-            storage.views.clone(),
-            storage.clock.clone(),
-            instagram,
-            storage.identity_key,
-            processors.clone(),
-        ));
+        let memory = settings
+            .memory_mb
+            .map(settings::MemoryBudget::mib)
+            .unwrap_or_default();
+        let commands = Arc::new(
+            lightwidget_commands::Context::new(
+                events.clone(),
+                storage.views.clone(),
+                storage.clock.clone(),
+                instagram,
+                storage.identity_key,
+                processors.clone(),
+            )
+            .with_owner_cache_bytes(memory.owners()),
+        );
         let defaults = lightwidget_commands::outbox::DispatchConfig::default();
         let chrono_of =
             |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -601,15 +609,16 @@ impl Application {
             commands,
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
-            widget_docs: Arc::new(lightwidget_projections::cache::ViewCache::new(
+            widget_docs: Arc::new(lightwidget_projections::cache::ViewCache::with_budget(
                 Arc::new(models::Widgets),
                 storage.views.clone(),
+                memory.page_documents(),
             )),
             store: events,
             views: storage.views,
             clock: storage.clock,
             manual_clock: storage.manual_clock,
-            tokens: Arc::new(auth::TokenCache::default()),
+            tokens: Arc::new(auth::TokenCache::with_bytes(memory.tokens())),
             runners: Arc::new(runners::RunnerHealth::default()),
             paypal_secret: settings.paypal_webhook_secret.as_deref().map(Arc::from),
             metrics: routes::ops::prometheus(),
@@ -630,6 +639,7 @@ impl Application {
             admin_token,
             generated_log_key,
             sweep_interval: settings.sweep_interval(),
+            memory,
             transport: server::Limits {
                 header_timeout: settings
                     .header_timeout
@@ -673,13 +683,16 @@ impl Application {
         let mut runners = Vec::new();
         // One read of the new events for every runner of this process.
         let tail = Arc::new(LogTail::new(self.state.store.clone(), TAIL_EVENTS));
-        for projection in read_models(&self.state.policy) {
+        let models = read_models(&self.state.policy);
+        let runner_bytes = self.memory.runner(models.len());
+        for projection in models {
             let runner = Runner::new(
                 self.state.store.clone(),
                 self.state.views.clone(),
                 projection,
             )
-            .with_tail(tail.clone());
+            .with_tail(tail.clone())
+            .with_cache_bytes(runner_bytes);
             runners.push(tokio::spawn(runners::supervise(
                 runner,
                 self.state.views.clone(),

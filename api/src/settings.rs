@@ -206,7 +206,52 @@ pub struct Settings {
     pub header_timeout: Option<std::time::Duration>,
     /// `LW_MAX_CONNECTIONS`: connections served at once (default 4096).
     pub max_connections: Option<usize>,
+    /// `LW_MEMORY_MB`: the budget of the in-memory caches together, in MiB (default 256;
+    /// see [`MemoryBudget`]).
+    pub memory_mb: Option<u64>,
     pub log: LogSettings,
+}
+
+/// `LW_MEMORY_MB` shared out among the caches, each weighed in bytes and evicting one entry
+/// at a time (issue 28): the public page's widget documents a quarter, the read-model runners
+/// half (an equal share each), owners and tokens a sixteenth each. The rest (an eighth) is
+/// left for what is bounded by count rather than bytes: the runners' shared tail of the log
+/// (8,192 events), the hit recorder's queue, the writer's stream versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub bytes: u64,
+}
+
+impl Default for MemoryBudget {
+    fn default() -> Self {
+        MemoryBudget::mib(256)
+    }
+}
+
+impl MemoryBudget {
+    pub fn mib(mb: u64) -> Self {
+        MemoryBudget { bytes: mb << 20 }
+    }
+
+    /// The public page's widget documents.
+    pub fn page_documents(&self) -> u64 {
+        self.bytes / 4
+    }
+
+    /// Each of `runners` read-model runners.
+    pub fn runner(&self, runners: usize) -> u64 {
+        self.bytes / 2 / runners.max(1) as u64
+    }
+
+    /// Owners' account status.
+    pub fn owners(&self) -> u64 {
+        self.bytes / 16
+    }
+
+    /// Tokens' grants.
+    pub fn tokens(&self) -> u64 {
+        self.bytes / 16
+    }
 }
 
 /// The transparency log's key and the server's own witness file.
@@ -370,6 +415,14 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
             rate_limits: RateLimits::from_env()?,
             header_timeout: seconds("LW_HEADER_TIMEOUT_SECONDS", 3600)?,
+            memory_mb: var("LW_MEMORY_MB")
+                .map(|v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|n| (16..=1_048_576).contains(n))
+                        .ok_or_else(|| anyhow::anyhow!("LW_MEMORY_MB must be 16 to 1048576"))
+                })
+                .transpose()?,
             max_connections: var("LW_MAX_CONNECTIONS")
                 .map(|v| {
                     v.parse::<usize>()

@@ -638,3 +638,21 @@ fn log_key_generate_writes_a_private_key_and_prints_its_verifier_key() {
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&file).expect("key file"), private);
 }
+
+/// `LW_MEMORY_MB` out of its range is refused at start, the setting named, nothing created
+/// (issue 28).
+#[test]
+fn a_memory_budget_out_of_range_is_refused() {
+    for bad in ["8", "0", "lots", "2000000"] {
+        let cwd = tempfile::tempdir().expect("tempdir");
+        let err = refused_start(cwd.path(), &[("LW_MEMORY_MB", bad.to_owned())]);
+        assert!(
+            err.contains("LW_MEMORY_MB must be 16 to 1048576"),
+            "{bad}: {err}"
+        );
+        assert!(
+            !cwd.path().join("data").exists(),
+            "{bad}: a refused start created its data directory"
+        );
+    }
+}

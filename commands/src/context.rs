@@ -5,7 +5,7 @@ use lightwidget_domain::account::OwnerStatus;
 use lightwidget_domain::{AccountId, WidgetId};
 use lightwidget_store::{Clock, EventStore, Metadata, ViewStore};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 /// The application layer's handle: the ports every use case reaches, and what this process
@@ -51,6 +51,12 @@ impl Context {
             media_fetches: Mutex::new(HashSet::new()),
             processors,
         }
+    }
+
+    /// Holds at most `bytes` of owners in memory (the server's share of `LW_MEMORY_MB`).
+    pub fn with_owner_cache_bytes(mut self, bytes: u64) -> Self {
+        self.owners = OwnerCache::with_bytes(bytes);
+        self
     }
 
     /// The keyed HMAC of an Instagram user id: what the log knows of an identity.
@@ -134,26 +140,115 @@ pub struct CachedOwner {
 /// Owners' account status as this process last read it. A command that decides on an
 /// entry fences the account stream at that version, so an entry gone stale (the account
 /// changed here or in another process) costs a conflict and a fresh read, never a decision
-/// on an old status. Bounded by clearing it when full.
-#[derive(Debug, Default)]
-pub struct OwnerCache(Mutex<HashMap<AccountId, CachedOwner>>);
+/// on an old status. Bounded in bytes ([`OWNER_ENTRY_BYTES`] an entry), evicted one entry at
+/// a time by quick_cache's S3-FIFO policy (issue 28).
+pub struct OwnerCache {
+    owners: Mutex<quick_cache::unsync::Cache<AccountId, CachedOwner, OwnerWeight>>,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
 
-const OWNER_CACHE_LIMIT: usize = 100_000;
+/// What an owner's entry weighs: its key and value, and the cache's table around them.
+pub const OWNER_ENTRY_BYTES: u64 = 64;
+
+/// The bytes the owner cache holds by default.
+pub const OWNER_CACHE_BYTES: u64 = 8 << 20;
+
+#[derive(Clone)]
+struct OwnerWeight;
+
+impl quick_cache::Weighter<AccountId, CachedOwner> for OwnerWeight {
+    fn weight(&self, _: &AccountId, _: &CachedOwner) -> u64 {
+        OWNER_ENTRY_BYTES
+    }
+}
+
+impl std::fmt::Debug for OwnerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnerCache").finish_non_exhaustive()
+    }
+}
+
+impl Default for OwnerCache {
+    fn default() -> Self {
+        OwnerCache::with_bytes(OWNER_CACHE_BYTES)
+    }
+}
 
 impl OwnerCache {
+    /// An owner cache of at most `bytes`.
+    pub fn with_bytes(bytes: u64) -> Self {
+        let items = (bytes / OWNER_ENTRY_BYTES).clamp(1, 1 << 24) as usize;
+        OwnerCache {
+            owners: Mutex::new(quick_cache::unsync::Cache::with_weighter(
+                items,
+                bytes.max(OWNER_ENTRY_BYTES),
+                OwnerWeight,
+            )),
+            hits: Default::default(),
+            misses: Default::default(),
+        }
+    }
+
+    fn owners(
+        &self,
+    ) -> std::sync::MutexGuard<'_, quick_cache::unsync::Cache<AccountId, CachedOwner, OwnerWeight>>
+    {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn get(&self, account: AccountId) -> Option<CachedOwner> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&account)
-            .copied()
+        let found = self.owners().get(&account).copied();
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        found
     }
 
     pub fn put(&self, account: AccountId, owner: CachedOwner) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= OWNER_CACHE_LIMIT {
-            map.clear();
+        self.owners().insert(account, owner);
+    }
+
+    /// Hits, misses, bytes and entries held.
+    pub fn stats(&self) -> lightwidget_projections::cache::CacheStats {
+        let owners = self.owners();
+        lightwidget_projections::cache::CacheStats {
+            hits: self.hits.load(std::sync::atomic::Ordering::Relaxed),
+            misses: self.misses.load(std::sync::atomic::Ordering::Relaxed),
+            bytes: owners.weight(),
+            documents: owners.len(),
         }
-        map.insert(account, owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past its bytes the owner cache evicts one entry at a time, never everything at once:
+    /// it stays full, within its budget, and keeps what was just put.
+    #[test]
+    fn the_owner_cache_stays_within_its_bytes_and_never_starts_over() {
+        let cache = OwnerCache::with_bytes(100 * OWNER_ENTRY_BYTES);
+        let accounts: Vec<AccountId> = (0..1000).map(|_| AccountId::new()).collect();
+        for (i, a) in accounts.iter().enumerate() {
+            let owner = CachedOwner {
+                status: OwnerStatus::Active,
+                version: i as u64,
+            };
+            cache.put(*a, owner);
+            assert_eq!(cache.get(*a), Some(owner), "just put: {i}");
+            let s = cache.stats();
+            assert!(s.bytes <= 100 * OWNER_ENTRY_BYTES, "{i}: {} bytes", s.bytes);
+            if i >= 100 {
+                assert!(s.documents >= 50, "{i}: only {} held", s.documents);
+            }
+        }
+        let s = cache.stats();
+        assert_eq!(s.hits, 1000);
+        assert!(cache.get(accounts[0]).is_none(), "the oldest was evicted");
     }
 }

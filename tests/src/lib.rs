@@ -42,6 +42,8 @@ pub struct TestConfig {
     pub header_timeout: Option<std::time::Duration>,
     /// `LW_MAX_CONNECTIONS` (default 4096).
     pub max_connections: Option<usize>,
+    /// `LW_MEMORY_MB` (default 256).
+    pub memory_mb: Option<u64>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -120,6 +122,7 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         rate_limits: config.rate_limits.unwrap_or_default(),
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
+        memory_mb: config.memory_mb,
         token_ttl: Some(
             config
                 .token_ttl

@@ -703,18 +703,33 @@ async fn metrics_count_requests_per_route(backend: Backend) {
     assert_eq!(app.get(&format!("/w/{w}"), None).await.status, 200);
     let scraped = app.get("/metrics", None).await;
     let text = scraped.text();
-    let value = |name: &str| -> f64 {
+    let value_of = |name: &str, cache: &str| -> f64 {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}{{cache=\"widget_docs\"}} ")))
-            .unwrap_or_else(|| panic!("{name} in {text}"))
+            .find_map(|l| l.strip_prefix(&format!("{name}{{cache=\"{cache}\"}} ")))
+            .unwrap_or_else(|| panic!("{name} of {cache} in {text}"))
             .trim()
             .parse()
             .expect("a number")
     };
+    let value = |name: &str| value_of(name, "widget_docs");
     assert!(value("lw_cache_misses_total") >= 1.0, "{text}");
     assert!(value("lw_cache_bytes") >= 0.0, "{text}");
     assert!(value("lw_cache_documents") >= 0.0, "{text}");
     assert!(value("lw_cache_hits_total") >= 0.0, "{text}");
+    // The owner's token was looked up and its grant kept; the owner's status too, by the
+    // widget's creation.
+    for cache in ["tokens", "owners"] {
+        assert!(value_of("lw_cache_bytes", cache) > 0.0, "{cache}: {text}");
+        assert!(
+            value_of("lw_cache_documents", cache) >= 1.0,
+            "{cache}: {text}"
+        );
+        assert!(
+            value_of("lw_cache_hits_total", cache) + value_of("lw_cache_misses_total", cache)
+                >= 1.0,
+            "{cache}: {text}"
+        );
+    }
     assert!(text.contains("lw_store_append_seconds_bucket"), "{text}");
     assert!(text.contains("lw_store_appended_events_total"), "{text}");
     // The page views not yet stored: the oldest one's age, a number of seconds.
@@ -791,7 +806,48 @@ async fn a_request_over_the_timeout_is_a_408_problem(backend: Backend) {
     app.stop().await;
 }
 
+/// With a small memory budget (`LW_MEMORY_MB=32`) the public page, owners' commands and
+/// tokens still answer, and each cache holds no more than its share (issue 28).
+async fn a_small_memory_budget_still_serves(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        lightwidget_tests::TestConfig {
+            memory_mb: Some(32),
+            ..Default::default()
+        },
+    )
+    .await;
+    let (token, _, _) = app.sign_in("frugal").await;
+    let mut widgets = Vec::new();
+    for i in 0..20 {
+        widgets.push(app.create_widget(&token, &format!("w{i}")).await);
+    }
+    for (w, at) in &widgets {
+        let r = app.get(&format!("/w/{w}?min_position={at}"), None).await;
+        assert_eq!(r.status, 200, "{w}");
+    }
+    let scraped = app.get("/metrics", None).await;
+    let text = scraped.text();
+    let bytes = |cache: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("lw_cache_bytes{{cache=\"{cache}\"}} ")))
+            .unwrap_or_else(|| panic!("{cache} in {text}"))
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let budget = lightwidget_api::settings::MemoryBudget::mib(32);
+    assert!(bytes("widget_docs") > 0.0, "{text}");
+    assert!(
+        bytes("widget_docs") <= budget.page_documents() as f64,
+        "{text}"
+    );
+    assert!(bytes("owners") <= budget.owners() as f64, "{text}");
+    assert!(bytes("tokens") <= budget.tokens() as f64, "{text}");
+}
+
 both! {
+    memory_budget => a_small_memory_budget_still_serves;
     request_timeout => a_request_over_the_timeout_is_a_408_problem;
     bodies => bodies_are_checked;
     idempotency => idempotency_keys_replay_the_first_answer;

@@ -185,7 +185,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 }
 
 /// Prometheus text: request counts and latencies per route, the log head, each read model's
-/// position and lag behind it, the page's document cache (bytes, documents, hits, misses), and
+/// position and lag behind it, the caches of `LW_MEMORY_MB` (bytes, entries, hits, misses), and
 /// the page views not yet stored (the oldest one's age; pages that waited for the recorder).
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, content_type = "text/plain", body = String)))]
@@ -198,13 +198,18 @@ pub async fn metrics_text(State(app): State<AppState>) -> Response {
                 .set(head.saturating_sub(at) as f64);
         }
     }
-    // The widget documents held for the public page: bytes, count, hits and misses.
-    let docs = app.widget_docs.stats();
-    let cache = "widget_docs";
-    metrics::gauge!("lw_cache_bytes", "cache" => cache).set(docs.bytes as f64);
-    metrics::gauge!("lw_cache_documents", "cache" => cache).set(docs.documents as f64);
-    metrics::counter!("lw_cache_hits_total", "cache" => cache).absolute(docs.hits);
-    metrics::counter!("lw_cache_misses_total", "cache" => cache).absolute(docs.misses);
+    // The caches of LW_MEMORY_MB: the widget documents held for the public page, owners'
+    // status and tokens' grants: bytes, entries, hits and misses.
+    for (cache, stats) in [
+        ("widget_docs", app.widget_docs.stats()),
+        ("owners", app.commands.owners.stats()),
+        ("tokens", app.tokens.stats()),
+    ] {
+        metrics::gauge!("lw_cache_bytes", "cache" => cache).set(stats.bytes as f64);
+        metrics::gauge!("lw_cache_documents", "cache" => cache).set(stats.documents as f64);
+        metrics::counter!("lw_cache_hits_total", "cache" => cache).absolute(stats.hits);
+        metrics::counter!("lw_cache_misses_total", "cache" => cache).absolute(stats.misses);
+    }
     // How long the oldest page view answered but not yet stored has waited (decision 23).
     metrics::gauge!("lw_page_views_oldest_unstored_seconds")
         .set(app.hits.oldest_unstored().as_secs_f64());
