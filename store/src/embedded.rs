@@ -1169,6 +1169,62 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
+    /// The chain's input straight from the rows: the envelope is kept as text in the form
+    /// the chain hashes, so it is written out without being parsed (issue 28).
+    async fn read_canonical(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<crate::chain::CanonicalPage, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+            ))?;
+            let mut rows = stmt.query(params![after as i64, limit as i64])?;
+            let mut page = crate::chain::CanonicalPage::default();
+            while let Some(r) = rows.next()? {
+                let position = r.get::<_, i64>(0)? as u64;
+                let text = |i: usize| -> Result<&str, StoreError> {
+                    r.get_ref(i)?.as_str().map_err(|_| {
+                        StoreError::Corrupt(format!("a field at position {position} is not text"))
+                    })
+                };
+                let hash = |i: usize| -> Result<crate::chain::Hash, StoreError> {
+                    let bytes = r
+                        .get_ref(i)?
+                        .as_blob()
+                        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))?;
+                    bytes
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("a stored hash is not 32 bytes".into()))
+                };
+                let causation = match r.get_ref(9)? {
+                    rusqlite::types::ValueRef::Null => None,
+                    _ => Some(text(9)?),
+                };
+                crate::chain::write_canonical_fields(
+                    &crate::chain::StoredFields {
+                        position,
+                        stream: text(1)?,
+                        version: r.get::<_, i64>(2)? as u64,
+                        event_id: text(3)?,
+                        event_type: text(4)?,
+                        schema_version: r.get(5)?,
+                        recorded_at: text(6)?,
+                        actor: text(7)?,
+                        correlation_id: text(8)?,
+                        causation_id: causation,
+                        data: text(10)?,
+                    },
+                    &mut page.bytes,
+                );
+                page.push(position, hash(11)?, hash(12)?);
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     async fn read_all_light(
         &self,
         after: u64,

@@ -486,6 +486,19 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
         open_events(self, raw).await
     }
 
+    /// What the hash chain hashes for the events after `after`, at most `limit`: their
+    /// canonical bytes, positions and stored hashes ([`chain::verify_log`]'s input). By
+    /// default built from [`EventStore::read_all_raw`]; a store that keeps the envelope as
+    /// text writes it from its rows without parsing it.
+    async fn read_canonical(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<chain::CanonicalPage, StoreError> {
+        let raw = self.read_all_raw(after, limit).await?;
+        Ok(chain::CanonicalPage::of(&raw))
+    }
+
     /// Recomputes the hash chain from position 1 and compares it with the head
     /// ([`chain::verify_log`]).
     async fn verify(&self) -> Result<VerifyReport, StoreError> {

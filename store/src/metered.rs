@@ -76,6 +76,13 @@ impl EventStore for MeteredStore {
     async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         self.0.read_all_raw(after, limit).await
     }
+    async fn read_canonical(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<crate::chain::CanonicalPage, StoreError> {
+        self.0.read_canonical(after, limit).await
+    }
     async fn read_all_light(
         &self,
         after: u64,
