@@ -13,11 +13,17 @@
 //!   per second, against SHA-256 on one core over the same canonical bytes (each event's
 //!   hash input, as verification feeds it).
 //!
+//! * **memory**: the release `lightwidget` server with default settings, as a new user runs
+//!   it: owners create widgets through `POST /v1/widgets` (16 at a time) and each widget's
+//!   page is viewed once; the server's anonymous resident memory (`RssAnon`) at 10,000 and
+//!   100,000 widgets (`LW_SCALE_WIDGETS` sets the larger figure). The server binary must be
+//!   built first: `cargo build --release -p lightwidget-api`.
+//!
 //! It ends with a Markdown table per backend.
 //!
 //! `cargo bench -p lightwidget-tests --bench scale` (`LW_BENCH_BACKEND=postgres|sqlite` runs
-//! one backend; `LW_SCALE_ROWS`, a comma-separated subset of `append,catch-up,verify`, runs
-//! only those rows).
+//! one backend; `LW_SCALE_ROWS`, a comma-separated subset of `append,catch-up,verify,memory`,
+//! runs only those rows).
 //!
 //! A projection whose rebuild takes under [`NOTICEABLE`] (here every one but `statistics`,
 //! `retention` and `widgets`: few of the log's events are theirs) is left out of the slowest
@@ -223,7 +229,162 @@ fn row(row: &str) -> bool {
         .unwrap_or(true)
 }
 
+/// The release server binary beside this bench's directory, if it was built.
+fn server_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("lightwidget");
+    bin.exists().then_some(bin)
+}
+
+/// The anonymous resident memory of process `pid`, in MiB.
+fn rss_anon_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Starts the server with its defaults (the store `backend` names, rate limits out of the
+/// way): the process and its address.
+fn start_server(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    db: Option<&lightwidget_testkit::TestDatabase>,
+) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env_clear()
+        .env("LW_LISTEN", "127.0.0.1:0")
+        .env("LW_ADMIN_TOKEN", "scale-admin-token-0123456789")
+        .env("LW_RATE_LIMIT_ANONYMOUS_PER_MINUTE", "1000000")
+        .env("LW_RATE_LIMIT_TOKEN_PER_MINUTE", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(db) = db {
+        cmd.env("LW_DATABASE_URL", &db.url).env(
+            "LW_MASTER_KEY",
+            lightwidget_store::MasterKey::generate().to_base64(),
+        );
+    }
+    let mut child = cmd.spawn().expect("the server starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("addr=").nth(1) {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server announces its address");
+    (child, addr)
+}
+
+/// Creates widgets `from..to` through the API, 16 requests at a time (owners of 1,000
+/// widgets each), then views each one's page once.
+async fn widgets_and_views(client: &reqwest::Client, base: &str, from: usize, to: usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(from));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, base, next) = (client.clone(), base.to_owned(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut token: Option<(usize, String)> = None;
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= to {
+                    return;
+                }
+                let owner = n / 1000;
+                if token.as_ref().map(|t| t.0) != Some(owner) {
+                    let r: serde_json::Value = client
+                        .post(format!("{base}/v1/auth/instagram"))
+                        .json(&serde_json::json!({"code": format!("demo:owner{owner}")}))
+                        .send()
+                        .await
+                        .expect("sign-in")
+                        .json()
+                        .await
+                        .expect("json");
+                    token = Some((owner, r["token"].as_str().expect("token").to_owned()));
+                }
+                let t = &token.as_ref().expect("token").1;
+                let r = client
+                    .post(format!("{base}/v1/widgets"))
+                    .bearer_auth(t)
+                    .json(&serde_json::json!({"title": format!("w{n}"), "layout": "grid", "columns": 3}))
+                    .send()
+                    .await
+                    .expect("create");
+                assert_eq!(r.status(), 201);
+                let w: serde_json::Value = r.json().await.expect("json");
+                let id = w["widget_id"].as_str().expect("id").to_owned();
+                let at = w["position"].as_u64().expect("position");
+                let page = client
+                    .get(format!("{base}/w/{id}?min_position={at}"))
+                    .send()
+                    .await
+                    .expect("page");
+                assert_eq!(page.status(), 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("load");
+    }
+}
+
+/// The server's anonymous resident memory after 10,000 widgets and after `widgets`.
+async fn memory(backend: Backend, widgets: usize) -> Option<[(usize, f64); 2]> {
+    let Some(bin) = server_binary() else {
+        println!(
+            "memory: skipped, build the server first: cargo build --release -p lightwidget-api"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = match backend {
+        Backend::Postgres => Some(lightwidget_testkit::TestDatabase::create().await),
+        Backend::Sqlite => None,
+    };
+    let (mut child, addr) = start_server(&bin, dir.path(), db.as_ref());
+    let base = format!("http://{addr}");
+    let client = reqwest::Client::new();
+    let mut out = [(0, 0.0); 2];
+    let mut done = 0;
+    for (i, upto) in [10_000.min(widgets), widgets].into_iter().enumerate() {
+        let started = Instant::now();
+        widgets_and_views(&client, &base, done, upto).await;
+        done = upto;
+        let rss = rss_anon_mib(child.id());
+        println!(
+            "memory: {upto} widgets (each page viewed once) in {:.0} s: RssAnon {rss:.0} MiB",
+            started.elapsed().as_secs_f64()
+        );
+        out[i] = (upto, rss);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(db);
+    Some(out)
+}
+
 struct Figures {
+    memory: Option<[(usize, f64); 2]>,
     append: [(f64, Duration); 4],
     catch_up: Vec<(String, f64, f64)>,
     verify_rate: f64,
@@ -253,7 +414,9 @@ async fn bench(backend: Backend, total: usize, secs: f64) -> Figures {
         ];
     }
     for (label, (rate, p99)) in ["empty", "large", "large", "empty"].iter().zip(&append) {
-        println!("append, batches of 100, {label}: {rate:.0} events/s, p99 {p99:.1?}");
+        if *rate > 0.0 {
+            println!("append, batches of 100, {label}: {rate:.0} events/s, p99 {p99:.1?}");
+        }
     }
     drop(empty);
     let head = large.store.head().await.expect("head").position;
@@ -303,7 +466,13 @@ async fn bench(backend: Backend, total: usize, secs: f64) -> Figures {
         );
         catch_up.push((name, took, rebuilt));
     }
+    let memory = if row("memory") {
+        memory(backend, count("LW_SCALE_WIDGETS", 100_000)).await
+    } else {
+        None
+    };
     Figures {
+        memory,
         append,
         catch_up,
         verify_rate,
@@ -347,6 +516,11 @@ fn main() {
             f.append[1].1.max(f.append[2].1),
             f.append[0].1.max(f.append[3].1),
         ));
+        if let Some([(small, at_small), (large, at_large)]) = f.memory {
+            tables.push(format!(
+                "| server RssAnon, defaults, {small} → {large} widgets | {at_small:.0} → {at_large:.0} MiB | each page viewed once |"
+            ));
+        }
     }
     for t in tables {
         println!("{t}");
