@@ -248,16 +248,7 @@ async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let head = history(&t, 300).await;
     let r = Arc::new(runner(&t).with_batch_size(3).with_catch_up_batch(40));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let r = r.clone();
-        tokio::spawn(async move {
-            r.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let (stop, running) = run_until_stopped(&r);
     // Stopped once the first commits have landed.
     while t
         .views
@@ -285,16 +276,7 @@ async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
         "the view at {at}"
     );
     // Started again, it reaches the head.
-    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let r = r.clone();
-        tokio::spawn(async move {
-            r.run(async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    };
+    let (_stop, running) = run_until_stopped(&r);
     lightwidget_projections::wait_for_position(
         &*t.views,
         "widget_status",
@@ -310,6 +292,24 @@ async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
             .await
             .expect("as of")
     );
+}
+
+/// `r` following the log on a task until the sender is used or dropped.
+fn run_until_stopped(
+    r: &Arc<Runner>,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), lightwidget_projections::ProjectionError>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let r = r.clone();
+    let running = tokio::spawn(async move {
+        r.run(async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (stop, running)
 }
 
 /// Two runners of one view at once: each batch is applied by exactly one of them.
