@@ -295,11 +295,20 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthorized("the Authorization header is not a Bearer token")
             })?;
-        let hash = token_hash(token);
         let fresh = parts
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("min_position=")));
+        Caller::of_token(app, token, fresh).await
+    }
+}
+
+impl Caller {
+    /// The caller holding `token`, checked as every request's is: 401 when it is unknown,
+    /// revoked or expired. `fresh` reads the grant from the log, not from this process's
+    /// cache. The console's session cookie holds the token, and comes here too.
+    pub async fn of_token(app: &AppState, token: &str, fresh: bool) -> Result<Self, Problem> {
+        let hash = token_hash(token);
         let grant = lookup(app, &hash, fresh)
             .await?
             .ok_or_else(|| Problem::unauthorized("unknown token"))?;

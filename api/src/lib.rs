@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod auth;
 pub mod client_ip;
+pub mod console;
 pub mod extract;
 pub mod instagram;
 pub mod limits;
@@ -365,6 +366,7 @@ pub fn router(state: AppState) -> Router {
         queries,
         openapi::known_query,
     ))
+    .merge(console::routes())
     .route(
         "/openapi.json",
         axum::routing::get(move || {

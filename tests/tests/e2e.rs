@@ -5,6 +5,8 @@
 mod accounts;
 #[path = "audit.rs"]
 mod audit;
+#[path = "console.rs"]
+mod console;
 #[path = "conventions.rs"]
 mod conventions;
 #[path = "health.rs"]

@@ -254,26 +254,29 @@ async fn account_subject(app: &AppState, id: AccountId) -> ApiResult<Subject> {
     if categories.is_empty() {
         return Err(Problem::not_found("account"));
     }
-    let key = lightwidget_retention::projection::account_key(id);
-    let access_records = docs
-        .iter()
-        .chain(
-            app.views
-                .get_many(VIEW, std::slice::from_ref(&key))
-                .await?
-                .iter(),
-        )
-        .find(|d| d.key == key)
-        .map(|d| d.read::<AccountFacts>())
-        .transpose()?
-        .map(|a| serde_json::to_value(a.reads).unwrap_or_default())
-        .unwrap_or_else(|| serde_json::json!([]));
+    let access_records = account_reads(app, id).await?;
     Ok(Subject {
         subject_id: id.to_string(),
         account_id: Some(id.to_string()),
         categories,
         access_records,
     })
+}
+
+/// The reads of an account's data by security staff (R22), as the retention view records
+/// them: staff id, time, log position (an empty list for an account it does not know).
+pub async fn account_reads(app: &AppState, id: AccountId) -> ApiResult<serde_json::Value> {
+    let key = lightwidget_retention::projection::account_key(id);
+    Ok(app
+        .views
+        .get_many(VIEW, std::slice::from_ref(&key))
+        .await?
+        .iter()
+        .find(|d| d.key == key)
+        .map(|d| d.read::<AccountFacts>())
+        .transpose()?
+        .map(|a| serde_json::to_value(a.reads).unwrap_or_default())
+        .unwrap_or_else(|| serde_json::json!([])))
 }
 
 /// A purge event as compliance and auditors read it.
