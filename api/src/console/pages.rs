@@ -301,7 +301,7 @@ fn draw(done: &[u64], due: &[u64]) -> Markup {
                     title { "week +" (i) ": " (n) " coming due" }
                 }
             }
-            line x1=(WEEKS as f64 * bar + 4.0) y1="0" x2=(WEEKS as f64 * bar + 4.0) y2=(h - 20.0) stroke="#1a1a1a";
+            line x1=(WEEKS as f64 * bar + 4.0) y1="0" x2=(WEEKS as f64 * bar + 4.0) y2=(h - 20.0) stroke="#1a1a1a" {}
             text x="0" y=(h - 4.0) font-size="12" fill="#1a1a1a" { "12 months ago" }
             text x=(WEEKS as f64 * bar - 10.0) y=(h - 4.0) font-size="12" fill="#1a1a1a" { "now" }
             text x=(w - 110.0) y=(h - 4.0) font-size="12" fill="#1a1a1a" { "in 12 months" }
@@ -929,6 +929,8 @@ mod tests {
     fn values_in_a_page_are_escaped() {
         let page = draw(&[1, 0], &[0, 2]).into_string();
         assert!(page.contains("<svg"));
+        // SVG elements close: an unclosed <line> would swallow the labels after it.
+        assert!(page.contains("</line><text"), "{page}");
         let cell = html! { td { ("<script>alert(1)</script>") } }.into_string();
         assert_eq!(cell, "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>");
     }
