@@ -28,6 +28,19 @@ if [ -z "${LW_TEST_DATABASE_URL:-}" ] && ! pg_up; then
     pg_up || { echo "PostgreSQL is not reachable on 127.0.0.1:5432; set LW_TEST_DATABASE_URL" >&2; exit 1; }
 fi
 
+# The console's browser tests need headless Chromium and its WebDriver (Debian's packages)
+# and axe-core (the npm registry), installed here when missing (as root, on Debian).
+if ! { [ -x "${LW_CHROMIUM:-/usr/bin/chromium}" ] && [ -x "${LW_CHROMEDRIVER:-/usr/bin/chromedriver}" ]; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "Chromium or chromedriver is missing; installing Debian's chromium and chromium-driver" >&2
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    fi
+fi
+if [ -z "${LW_AXE_JS:-}" ] && [ ! -f target/axe/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null 2>&1; then
+    echo "axe-core is missing; installing it from the npm registry into target/axe" >&2
+    mkdir -p target/axe && (cd target/axe && npm install --no-audit --no-fund --silent axe-core@4.14.1 >/dev/null)
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0

@@ -5,6 +5,8 @@
 mod accounts;
 #[path = "audit.rs"]
 mod audit;
+#[path = "browser.rs"]
+mod browser;
 #[path = "console.rs"]
 mod console;
 #[path = "conventions.rs"]
