@@ -610,6 +610,15 @@ impl Application {
             sweeper,
             commands,
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
+            instagram_authorize: settings.instagram.as_ref().map(|i| {
+                use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+                format!(
+                    "{}/oauth/authorize?client_id={}&redirect_uri={}&scope=user_profile,user_media&response_type=code",
+                    i.url.trim_end_matches('/'),
+                    utf8_percent_encode(&i.app_id, NON_ALPHANUMERIC),
+                    utf8_percent_encode(&i.redirect_uri, NON_ALPHANUMERIC),
+                )
+            }),
             hits: lightwidget_commands::HitRecorder::spawn(events.clone(), 1000),
             widget_docs: Arc::new(lightwidget_projections::cache::ViewCache::with_budget(
                 Arc::new(models::Widgets),

@@ -63,6 +63,9 @@ pub struct Shared {
     pub dispatcher: Arc<lightwidget_commands::outbox::Dispatcher>,
     /// How long a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// Instagram's authorization page for `/account`'s sign-in (client id, redirect URI,
+    /// scopes; the `state` is added per form), when Instagram is configured.
+    pub instagram_authorize: Option<String>,
 }
 
 impl AppState {

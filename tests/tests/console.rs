@@ -471,9 +471,137 @@ async fn the_breach_register_counts_down_and_records_the_notification(backend: B
     assert_eq!(api["breaches"][0]["authority"], "UODO");
 }
 
+/// The session token an answer's `Set-Cookie` gives `name`.
+fn cookie_of(r: &Answer, name: &str) -> String {
+    r.set_cookies
+        .iter()
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .and_then(|c| c.split(';').next())
+        .expect("the cookie")
+        .to_owned()
+}
+
+async fn an_owner_exports_deletes_and_restores_from_the_account_pages(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let mut b = Browser::new(&app);
+    let r = b.get("/account").await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (303, Some("/account/login"))
+    );
+    let form = b.get("/account/login").await;
+    let csrf = hidden(&form.body, "csrf");
+    assert_eq!(
+        b.post("/account/login", &[("code", "demo:carol")])
+            .await
+            .status,
+        403
+    );
+    let r = b
+        .post("/account/login", &[("csrf", &csrf), ("code", "")])
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = b
+        .post("/account/login", &[("csrf", &csrf), ("code", "demo:carol")])
+        .await;
+    assert_eq!((r.status, r.location.as_deref()), (303, Some("/account")));
+    let token = cookie_of(&r, "lw_account");
+    assert!(r.set_cookies.iter().any(|c| c.starts_with("lw_account=")
+        && c.contains("Path=/account")
+        && c.contains("HttpOnly")));
+    let (widget, at) = app.create_widget(&token, "Shop <feed>").await;
+
+    let page = b.get(&format!("/account?min_position={at}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Shop &lt;feed&gt;"), "{}", page.body);
+    assert!(page.body.contains("carol"));
+    let csrf = hidden(&page.body, "csrf");
+
+    // A widget deleted without the CSRF token stays; with it, it is quarantined with its date.
+    let delete = format!("/account/widgets/{widget}/delete");
+    assert_eq!(b.post(&delete, &[]).await.status, 403);
+    let api = app
+        .get(&format!("/v1/widgets/{widget}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(api["status"], "active");
+    let r = b.post(&delete, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&r.location.expect("location")).await;
+    let api = app
+        .get(&format!("/v1/widgets/{widget}"), Some(&token))
+        .await
+        .expect(200);
+    assert_eq!(api["status"], "quarantined");
+    let until = api["quarantine_until"].as_str().expect("date");
+    assert!(page.body.contains(until), "{}", page.body);
+    let r = b
+        .post(
+            &format!("/account/widgets/{widget}/restore"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&r.location.expect("location")).await;
+    assert!(
+        page.body.contains("widget-status\">active"),
+        "{}",
+        page.body
+    );
+
+    // The export downloads the API's own export.
+    let export = b.get("/account/export").await;
+    assert_eq!(export.status, 200);
+    assert!(export.content_type.starts_with("application/json"));
+    let data: serde_json::Value = serde_json::from_str(&export.body).expect("JSON");
+    let api = app.get("/v1/me/export", Some(&token)).await.expect(200);
+    assert_eq!(data, api);
+
+    // Deleted: the page gives the date and the receipt's address; then restored.
+    assert_eq!(b.post("/account/delete", &[]).await.status, 403);
+    let r = b.post("/account/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("/v1/log/receipts/"), "{}", r.body);
+    let me = app.get("/v1/me", Some(&token)).await.expect(200);
+    let head = app.store.head().await.expect("head").position;
+    let me = if me["status"] == "quarantined" {
+        me
+    } else {
+        app.get(&format!("/v1/me?min_position={head}"), Some(&token))
+            .await
+            .expect(200)
+    };
+    assert_eq!(me["status"], "quarantined");
+    let until = me["quarantine_until"].as_str().expect("date");
+    assert!(r.body.contains(until), "{until}: {}", r.body);
+    let r = b.post("/account/restore", &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&r.location.expect("location")).await;
+    assert!(
+        page.body.contains("account-status\">active"),
+        "{}",
+        page.body
+    );
+
+    // A staff token is no owner's session.
+    let staff = app.staff("compliance").await;
+    let mut s = Browser::new(&app);
+    s.cookies.push(("lw_account".into(), staff));
+    assert_eq!(s.get("/account").await.status, 403);
+
+    // Signing out revokes the token.
+    let r = b.post("/account/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (r.status, r.location.as_deref()),
+        (303, Some("/account/login"))
+    );
+    assert_eq!(app.get("/v1/me", Some(&token)).await.status, 401);
+}
+
 both!(
     signing_in_keeps_the_token_in_a_strict_http_only_cookie,
     a_hold_placed_from_the_console_turns_the_items_held_and_back,
     roles_decide_the_pages,
     the_breach_register_counts_down_and_records_the_notification,
+    an_owner_exports_deletes_and_restores_from_the_account_pages,
 );

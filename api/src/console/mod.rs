@@ -13,6 +13,7 @@
 //!   sign-in form, before any session, carries a random token that must match a cookie of
 //!   its own.
 
+mod account;
 mod pages;
 
 use crate::auth::Caller;
@@ -29,10 +30,28 @@ use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-/// The session cookie: the staff member's token.
-pub const SESSION_COOKIE: &str = "lw_console";
-/// The sign-in form's CSRF cookie, before there is a session.
-pub const LOGIN_COOKIE: &str = "lw_console_login";
+/// Where a session lives: its pages' path, its cookie (the token) and its sign-in form's
+/// CSRF cookie (before there is a session).
+#[derive(Clone, Copy, Debug)]
+pub struct Area {
+    pub path: &'static str,
+    pub session: &'static str,
+    pub login: &'static str,
+}
+
+/// The staff console.
+pub const CONSOLE: Area = Area {
+    path: "/console",
+    session: "lw_console",
+    login: "lw_console_login",
+};
+
+/// An owner's account pages.
+pub const ACCOUNT: Area = Area {
+    path: "/account",
+    session: "lw_account",
+    login: "lw_account_login",
+};
 /// The form field every POST of the console carries.
 pub const CSRF_FIELD: &str = "csrf";
 
@@ -54,6 +73,21 @@ pub fn routes() -> Router<AppState> {
         .route("/console/security", get(pages::security))
         .route("/console/security/{id}/block", post(pages::block))
         .route("/console/security/{id}/unblock", post(pages::unblock))
+        .route("/account", get(account::home))
+        .route(
+            "/account/login",
+            get(account::login_form).post(account::login),
+        )
+        .route("/account/callback", get(account::callback))
+        .route("/account/logout", post(account::logout))
+        .route("/account/export", get(account::export))
+        .route("/account/delete", post(account::delete))
+        .route("/account/restore", post(account::restore))
+        .route("/account/widgets/{id}/delete", post(account::delete_widget))
+        .route(
+            "/account/widgets/{id}/restore",
+            post(account::restore_widget),
+        )
 }
 
 /// A signed-in staff member: the caller of the session's token, and the CSRF token its
@@ -110,54 +144,145 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A `Set-Cookie` value for the console: `HttpOnly`, `SameSite=Strict`, for `/console` only,
-/// `Secure` when the request came over TLS; an empty value with `Max-Age=0` removes it.
-pub fn set_cookie(headers: &HeaderMap, name: &str, value: &str) -> HeaderValue {
-    let tls = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let secure = if tls { "; Secure" } else { "" };
-    let age = if value.is_empty() { "; Max-Age=0" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict{secure}{age}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
-}
+impl Area {
+    /// A `Set-Cookie` value for this area: `HttpOnly`, `SameSite=Strict`, for its path only,
+    /// `Secure` when the request came over TLS; an empty value with `Max-Age=0` removes it.
+    pub fn set_cookie(self, headers: &HeaderMap, name: &str, value: &str) -> HeaderValue {
+        let tls = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+        let secure = if tls { "; Secure" } else { "" };
+        let age = if value.is_empty() { "; Max-Age=0" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path={}; HttpOnly; SameSite=Strict{secure}{age}",
+            self.path
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+    }
 
-impl FromRequestParts<AppState> for Session {
-    type Rejection = Response;
+    /// To the sign-in page, the session's cookie removed.
+    fn to_login(self, headers: &HeaderMap) -> Response {
+        let login = format!("{}/login", self.path);
+        (
+            StatusCode::SEE_OTHER,
+            [
+                (
+                    header::LOCATION,
+                    HeaderValue::from_str(&login).unwrap_or(HeaderValue::from_static("/")),
+                ),
+                (
+                    header::SET_COOKIE,
+                    self.set_cookie(headers, self.session, ""),
+                ),
+            ],
+        )
+            .into_response()
+    }
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Err(to_login(&parts.headers));
+    /// The sign-in form's CSRF token: the one its cookie holds, or a new one (with the
+    /// cookie to set).
+    pub fn login_csrf(self, headers: &HeaderMap) -> (String, HeaderValue) {
+        let csrf = cookie(headers, self.login).unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            )
+        });
+        let set = self.set_cookie(headers, self.login, &csrf);
+        (csrf, set)
+    }
+
+    /// Whether `sent` is the sign-in form's CSRF token (its cookie's): 403 when not.
+    pub fn check_login(self, headers: &HeaderMap, sent: Option<&str>) -> Result<String, Page> {
+        let expected = cookie(headers, self.login).unwrap_or_default();
+        match sent {
+            Some(t) if !expected.is_empty() && same(t.as_bytes(), expected.as_bytes()) => {
+                Ok(expected)
+            }
+            _ => Err(Page::problem(
+                None,
+                Problem::forbidden("the form's CSRF token is missing or wrong; nothing was done"),
+            )),
+        }
+    }
+
+    /// Signed in with `token`: to the area's first page, the session's cookie set and the
+    /// sign-in form's removed.
+    pub fn signed_in(self, headers: &HeaderMap, token: &str) -> Response {
+        (
+            StatusCode::SEE_OTHER,
+            [(header::LOCATION, self.path)],
+            axum::response::AppendHeaders([
+                (
+                    header::SET_COOKIE,
+                    self.set_cookie(headers, self.session, token),
+                ),
+                (header::SET_COOKIE, self.set_cookie(headers, self.login, "")),
+            ]),
+        )
+            .into_response()
+    }
+
+    /// Signed out: to the sign-in page, the session's cookie removed.
+    pub fn signed_out(self, headers: &HeaderMap) -> Response {
+        self.to_login(headers)
+    }
+
+    /// The caller of the session's cookie, and its CSRF token; to the sign-in page when
+    /// there is none or its token no longer works.
+    async fn session(self, parts: &Parts, app: &AppState) -> Result<Session, Response> {
+        let Some(token) = cookie(&parts.headers, self.session) else {
+            return Err(self.to_login(&parts.headers));
         };
         match Caller::of_token(app, &token, false).await {
-            Ok(caller) if matches!(caller.principal, Principal::Staff { .. }) => Ok(Session {
+            Ok(caller) => Ok(Session {
                 csrf: csrf_of(&token),
                 caller,
             }),
-            Ok(_) => Err(Page::problem(
-                None,
-                Problem::forbidden("the console is for staff; owners have /account"),
-            )
-            .into_response()),
-            Err(p) if p.status == 401 => Err(to_login(&parts.headers)),
+            Err(p) if p.status == 401 => Err(self.to_login(&parts.headers)),
             Err(p) => Err(Page::problem(None, p).into_response()),
         }
     }
 }
 
-/// To the sign-in page, the session's cookie removed.
-fn to_login(headers: &HeaderMap) -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, HeaderValue::from_static("/console/login")),
-            (header::SET_COOKIE, set_cookie(headers, SESSION_COOKIE, "")),
-        ],
-    )
-        .into_response()
+/// A staff member's console session.
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let session = CONSOLE.session(parts, app).await?;
+        if matches!(session.caller.principal, Principal::Staff { .. }) {
+            Ok(session)
+        } else {
+            Err(Page::problem(
+                None,
+                Problem::forbidden("the console is for staff; owners have /account"),
+            )
+            .into_response())
+        }
+    }
+}
+
+/// An account owner's session on `/account`.
+pub struct OwnerSession(pub Session);
+
+impl FromRequestParts<AppState> for OwnerSession {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
+        let session = ACCOUNT.session(parts, app).await?;
+        if session.caller.role == Role::Owner {
+            Ok(OwnerSession(session))
+        } else {
+            Err(Page::problem(
+                None,
+                Problem::forbidden("these pages are for account owners; staff have /console"),
+            )
+            .into_response())
+        }
+    }
 }
 
 /// A page of the console: its status and its HTML.
@@ -213,8 +338,18 @@ input,select,button{font:inherit;padding:.2rem .4rem}button{cursor:pointer}";
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
+        let owner = matches!(self.nav, Some((Role::Owner, _)));
         let nav = self.nav.as_ref().map(|(role, csrf)| {
             let may = |r: Role| role.grants(r);
+            if *role == Role::Owner {
+                return html! {
+                    nav aria-label="Account" { ul { li { a href="/account" { "My account" } } } }
+                    form class="inline" method="post" action="/account/logout" {
+                        input type="hidden" name=(CSRF_FIELD) value=(csrf);
+                        button type="submit" { "Sign out" }
+                    }
+                };
+            }
             html! {
                 nav aria-label="Console" { ul {
                     li { a href="/console" { "Home" } }
@@ -240,11 +375,14 @@ impl IntoResponse for Page {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
-                    title { (self.title) " · LightWidget console" }
+                    title { (self.title) " · LightWidget " @if owner { "account" } @else { "console" } }
                     style { (maud::PreEscaped(STYLE)) }
                 }
                 body {
-                    header { strong { "LightWidget console" } @if let Some(nav) = nav { (nav) } }
+                    header {
+                        strong { "LightWidget " @if owner { "account" } @else { "console" } }
+                        @if let Some(nav) = nav { (nav) }
+                    }
                     main { h1 { (self.title) } (self.body) }
                 }
             }

@@ -1,8 +1,7 @@
 //! The console's pages. Each one calls the API's own handler for what it shows or does, so
 //! the role checks, the validation and the use cases are the API's.
 
-use super::SESSION_COOKIE;
-use super::{cookie, same, set_cookie, Page, Session, CSRF_FIELD, LOGIN_COOKIE};
+use super::{Page, Session, CONSOLE, CSRF_FIELD};
 use crate::auth::Caller;
 use crate::extract::{url_pairs, IdempotencyKey, JsonBody, MinPosition};
 use crate::problem::{ApiResult, Problem};
@@ -22,18 +21,18 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-type Fields = HashMap<String, String>;
+pub(super) type Fields = HashMap<String, String>;
 
 /// Items shown on a page of the retention queue.
 pub const QUEUE_PAGE: usize = 50;
 
 /// The query's pairs, the last of each name kept.
-fn pairs(q: &Option<String>) -> Fields {
+pub(super) fn pairs(q: &Option<String>) -> Fields {
     url_pairs(q.as_deref().unwrap_or_default()).collect()
 }
 
 /// A non-empty field.
-fn field<'a>(f: &'a Fields, name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(f: &'a Fields, name: &str) -> Option<&'a str> {
     f.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
@@ -46,24 +45,24 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b':');
 
-fn enc(v: &str) -> String {
+pub(super) fn enc(v: &str) -> String {
     utf8_percent_encode(v, KEEP).to_string()
 }
 
-fn uri(s: &str) -> Result<Uri, Problem> {
+pub(super) fn uri(s: &str) -> Result<Uri, Problem> {
     s.parse()
         .map_err(|_| Problem::malformed("the page's query could not be formed"))
 }
 
 /// An answer of an API handler, or the console's page of its problem.
-fn answer<T>(session: &Session, r: ApiResult<Json<T>>) -> Result<T, Page> {
+pub(super) fn answer<T>(session: &Session, r: ApiResult<Json<T>>) -> Result<T, Page> {
     r.map(|Json(v)| v)
         .map_err(|p| Page::problem(Some(session), p))
 }
 
 /// A form's fields as the JSON body an API handler takes (the same validation, field names
 /// and idempotency fingerprint as a JSON request).
-fn body<T: DeserializeOwned>(tree: Value) -> Result<JsonBody<T>, Problem> {
+pub(super) fn body<T: DeserializeOwned>(tree: Value) -> Result<JsonBody<T>, Problem> {
     let text = tree.to_string();
     let value = serde_path_to_error::deserialize::<_, T>(&tree).map_err(|e| {
         let path = e.path().to_string();
@@ -77,11 +76,11 @@ fn body<T: DeserializeOwned>(tree: Value) -> Result<JsonBody<T>, Problem> {
 }
 
 /// 303 to `to` (a console path the server formed).
-fn see_other(to: &str) -> Response {
+pub(super) fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_owned())]).into_response()
 }
 
-fn csrf_input(session: &Session) -> Markup {
+pub(super) fn csrf_input(session: &Session) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(session.csrf); }
 }
 
@@ -107,18 +106,9 @@ fn login_page(csrf: &str, status: StatusCode, error: Option<&str>) -> Page {
 
 /// The sign-in form, with a fresh CSRF token in a cookie of its own.
 pub async fn login_form(headers: HeaderMap) -> Response {
-    let csrf = cookie(&headers, LOGIN_COOKIE).unwrap_or_else(|| {
-        format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        )
-    });
+    let (csrf, set) = CONSOLE.login_csrf(&headers);
     let mut r = login_page(&csrf, StatusCode::OK, None).into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&headers, LOGIN_COOKIE, &csrf),
-    );
+    r.headers_mut().insert(header::SET_COOKIE, set);
     r
 }
 
@@ -127,50 +117,31 @@ pub async fn login(
     State(app): State<AppState>,
     headers: HeaderMap,
     Form(f): Form<Fields>,
-) -> Response {
-    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    let sent = f.get(CSRF_FIELD).map(String::as_str).unwrap_or_default();
-    if expected.is_empty() || !same(sent.as_bytes(), expected.as_bytes()) {
-        return Page::problem(
-            None,
-            Problem::forbidden("the form's CSRF token is missing or wrong; nothing was done"),
-        )
-        .into_response();
-    }
+) -> Result<Response, Page> {
+    let expected = CONSOLE.check_login(&headers, f.get(CSRF_FIELD).map(String::as_str))?;
     let token = field(&f, "token").unwrap_or_default();
-    let refused =
-        |why: &str| login_page(&expected, StatusCode::UNAUTHORIZED, Some(why)).into_response();
+    let refused = |why: &str| login_page(&expected, StatusCode::UNAUTHORIZED, Some(why));
     if token.is_empty() {
-        return refused("Enter your staff token.");
+        return Err(refused("Enter your staff token."));
     }
     match Caller::of_token(&app, token, true).await {
-        Ok(c) if matches!(c.principal, Principal::Staff { .. }) => (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, "/console")],
-            axum::response::AppendHeaders([
-                (
-                    header::SET_COOKIE,
-                    set_cookie(&headers, SESSION_COOKIE, token),
-                ),
-                (header::SET_COOKIE, set_cookie(&headers, LOGIN_COOKIE, "")),
-            ]),
-        )
-            .into_response(),
-        Ok(_) => refused("That token is an owner's: the console is for staff."),
-        Err(p) if p.status == 401 => refused("That token is unknown, revoked or expired."),
-        Err(p) => Page::problem(None, p).into_response(),
+        Ok(c) if matches!(c.principal, Principal::Staff { .. }) => {
+            Ok(CONSOLE.signed_in(&headers, token))
+        }
+        Ok(_) => Err(refused(
+            "That token is an owner's: the console is for staff.",
+        )),
+        Err(p) if p.status == 401 => Err(refused("That token is unknown, revoked or expired.")),
+        Err(p) => Err(Page::problem(None, p)),
     }
 }
 
 /// Signs out: the session's cookie goes (the token itself stays valid for the API).
 pub async fn logout(session: Session, headers: HeaderMap, Form(f): Form<Fields>) -> Response {
-    if let Err(p) = session.check(&f) {
-        return p.into_response();
+    match session.check(&f) {
+        Ok(()) => CONSOLE.signed_out(&headers),
+        Err(p) => p.into_response(),
     }
-    let mut r = see_other("/console/login");
-    r.headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(&headers, SESSION_COOKIE, ""));
-    r
 }
 
 // ---------------------------------------------------------------------------------------
@@ -268,7 +239,7 @@ async fn chart(app: &AppState, session: &Session) -> Result<Markup, Page> {
     Ok(draw(&done, &due))
 }
 
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc))
@@ -404,7 +375,7 @@ fn api_query_of(f: &Fields) -> String {
 
 /// `min_position` of a page's query (set by the redirect after a change): 400 when it is not a
 /// number.
-fn min_position(session: &Session, f: &Fields) -> Result<Option<u64>, Page> {
+pub(super) fn min_position(session: &Session, f: &Fields) -> Result<Option<u64>, Page> {
     field(f, "min_position")
         .map(|v| {
             v.parse().map_err(|_| {
@@ -913,7 +884,7 @@ pub async fn unblock(
 // The CSRF token of a token is what the session gives its forms.
 #[cfg(test)]
 mod tests {
-    use super::super::csrf_of;
+    use super::super::{csrf_of, same};
     use super::*;
 
     #[test]
