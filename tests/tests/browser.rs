@@ -191,7 +191,36 @@ async fn the_console_in_a_browser(backend: Backend) {
     let (_driver, c) = browser().await;
 
     // The admin holds every staff role, and its token does not expire as the clock moves.
-    sign_in(&c, &app, ADMIN_TOKEN).await;
+    // Signed in with the keyboard alone: Tab reaches the token field, Enter sends the form,
+    // and the focused field is outlined.
+    c.goto(&app.url("/console/login")).await.expect("login");
+    let body = c.find(Locator::Css("body")).await.expect("body");
+    body.send_keys(&fantoccini::key::Key::Tab)
+        .await
+        .expect("tab");
+    let focused = c.active_element().await.expect("focus");
+    assert_eq!(
+        focused.attr("id").await.expect("id").as_deref(),
+        Some("token")
+    );
+    let outline = c
+        .execute(
+            "const s = getComputedStyle(document.activeElement);
+             return [s.outlineStyle, parseFloat(s.outlineWidth)];",
+            vec![],
+        )
+        .await
+        .expect("style");
+    assert!(
+        outline[0] == "solid" && outline[1].as_f64().unwrap_or(0.0) >= 2.0,
+        "a visible focus: {outline}"
+    );
+    let before = c.find(Locator::Css("html")).await.expect("page");
+    focused
+        .send_keys(&format!("{ADMIN_TOKEN}{}", fantoccini::key::Key::Enter))
+        .await
+        .expect("typed");
+    left(&before).await;
     assert!(c.current_url().await.expect("url").path() == "/console");
     look(&c, backend, "home").await;
     let subject = format!(
@@ -342,4 +371,97 @@ async fn the_console_in_a_browser(backend: Backend) {
     c.close().await.expect("closed");
 }
 
-both!(the_console_in_a_browser);
+/// An owner in a browser: signs in with a (demo) Instagram code, sees their widget and the
+/// breach that concerns them, finds the export, deletes the account and reads the date its
+/// data goes, restores it, and signs out.
+async fn an_owner_in_a_browser(backend: Backend) {
+    let app = lightwidget_tests::spawn_app(backend).await;
+    let (token, account, _) = app.sign_in("dana").await;
+    let (_, at) = app.create_widget(&token, "Dana's <feed>").await;
+    let compliance = app.staff("compliance").await;
+    let detected = {
+        use lightwidget_store::Clock;
+        app.clock.now() - chrono::Duration::hours(1)
+    };
+    let breach = app
+        .post(
+            "/v1/compliance/breaches",
+            Some(&compliance),
+            json!({"description": "a backup tape lost", "detected_at": detected.to_rfc3339(),
+                   "categories": ["profile"], "affected_accounts": [account]}),
+        )
+        .await
+        .expect(201);
+    let (_driver, c) = browser().await;
+    c.goto(&app.url("/account/login")).await.expect("login");
+    look(&c, backend, "account-login").await;
+    c.find(Locator::Id("code"))
+        .await
+        .expect("code field")
+        .send_keys("demo:dana")
+        .await
+        .expect("typed");
+    submit(&c, "form[action='/account/login'] button").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/account");
+    let at = at.max(breach["position"].as_u64().expect("position"));
+    c.goto(&app.url(&format!("/account?min_position={at}")))
+        .await
+        .expect("account");
+    let rows = texts(&c, "tbody tr").await;
+    assert!(rows.iter().any(|r| r.contains("Dana's <feed>")), "{rows:?}");
+    assert!(texts(&c, "li")
+        .await
+        .iter()
+        .any(|t| t.contains("a backup tape lost")));
+    let export = c
+        .find(Locator::Css("a[href='/account/export']"))
+        .await
+        .expect("export link");
+    assert!(export.attr("download").await.expect("attr").is_some());
+    look(&c, backend, "account").await;
+
+    submit(&c, "form[action='/account/delete'] button").await;
+    let deleted = c
+        .find(Locator::Id("deleted"))
+        .await
+        .expect("deleted")
+        .text()
+        .await
+        .expect("text");
+    let receipt = c
+        .find(Locator::Id("receipt"))
+        .await
+        .expect("receipt")
+        .text()
+        .await
+        .expect("text");
+    assert!(receipt.starts_with("/v1/log/receipts/"), "{receipt}");
+    look(&c, backend, "account-deleted").await;
+    let before = c.find(Locator::Css("html")).await.expect("page");
+    c.find(Locator::LinkText("Back to my account"))
+        .await
+        .expect("link")
+        .click()
+        .await
+        .expect("clicked");
+    left(&before).await;
+    let status = texts(&c, "#account-status").await;
+    assert_eq!(status, vec!["quarantined".to_owned()]);
+    let until = texts(&c, "#account-quarantine strong").await;
+    assert!(
+        until.len() == 1 && deleted.contains(&until[0]),
+        "{until:?} in {deleted}"
+    );
+    look(&c, backend, "account-quarantined").await;
+    submit(&c, "form[action='/account/restore'] button").await;
+    assert_eq!(
+        texts(&c, "#account-status").await,
+        vec!["active".to_owned()]
+    );
+    submit(&c, "form[action='/account/logout'] button").await;
+    assert_eq!(c.current_url().await.expect("url").path(), "/account/login");
+    assert_eq!(app.get("/v1/me", Some(&token)).await.status, 200);
+    c.close().await.expect("closed");
+}
+
+both!(the_console_in_a_browser, an_owner_in_a_browser);
