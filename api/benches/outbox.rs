@@ -56,7 +56,7 @@ fn context(t: &TestStore) -> Arc<Context> {
         t.store.clone(),
         t.views.clone(),
         Arc::new(SystemClock),
-        Arc::new(lightwidget_api::instagram::DemoInstagram),
+        Arc::new(lightwidget_api::instagram::DemoInstagram::default()),
         [7; 32],
         Arc::new(Registry::checked_in().expect("registry")),
     ))

@@ -4,16 +4,30 @@
 
 use async_trait::async_trait;
 pub use lightwidget_commands::instagram::{Instagram, InstagramError, SignedIn};
-use lightwidget_domain::event::{InstagramProfile, MediaItem};
+use lightwidget_domain::event::{InstagramProfile, MediaItem, MediaKind};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// At most this many media items are shown in a widget.
 pub const MEDIA_LIMIT: usize = 24;
 
-/// `demo:<username>` signs in as a stable demo user of that name.
-#[derive(Debug, Default)]
-pub struct DemoInstagram;
+/// `demo:<username>` signs in as a stable demo user of that name, whose media are twelve
+/// posts (images of several sizes, a video, a carousel) under `media_base`.
+#[derive(Debug)]
+pub struct DemoInstagram {
+    pub media_base: String,
+}
+
+/// Where the demo's photos are, unless `LW_DEMO_MEDIA_URL` says otherwise.
+pub const DEMO_MEDIA_BASE: &str = "https://demo.lightwidget.invalid/media";
+
+impl Default for DemoInstagram {
+    fn default() -> Self {
+        DemoInstagram {
+            media_base: DEMO_MEDIA_BASE.to_owned(),
+        }
+    }
+}
 
 #[async_trait]
 impl Instagram for DemoInstagram {
@@ -40,20 +54,45 @@ impl Instagram for DemoInstagram {
         })
     }
 
-    /// Three stable photos per demo user.
+    /// Twelve stable posts per demo user: images of three shapes, every fifth a video (its
+    /// still shown), every fifth from the fourth a carousel.
     async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError> {
         let user = access_token
             .strip_prefix("demo-token-")
             .ok_or(InstagramError::Refused)?;
-        Ok((1..=3)
-            .map(|n| MediaItem {
-                id: format!("{user}-{n}"),
-                media_url: format!("https://demo.lightwidget.invalid/media/{user}/{n}.jpg"),
-                caption: None,
+        let base = &self.media_base;
+        Ok((1..=DEMO_POSTS)
+            .map(|n| {
+                let (width, height) = [(640, 640), (640, 800), (640, 480)][n % 3];
+                let kind = match n % 5 {
+                    2 => MediaKind::Video,
+                    4 => MediaKind::Carousel,
+                    _ => MediaKind::Image,
+                };
+                let (media_url, thumbnail_url) = match kind {
+                    MediaKind::Video => (
+                        format!("{base}/{user}/{n}.mp4"),
+                        Some(format!("{base}/{user}/{n}.jpg")),
+                    ),
+                    _ => (format!("{base}/{user}/{n}.jpg"), None),
+                };
+                MediaItem {
+                    id: format!("{user}-{n}"),
+                    media_url,
+                    caption: Some(format!("Demo post {n}")),
+                    permalink: Some(format!("https://www.instagram.com/p/demo{user}{n}/")),
+                    kind,
+                    thumbnail_url,
+                    width: Some(width),
+                    height: Some(height),
+                }
             })
             .collect())
     }
 }
+
+/// How many posts a demo user has.
+pub const DEMO_POSTS: usize = 12;
 
 /// The Instagram API over HTTP: `POST {base}/oauth/access_token` (form: `client_id`,
 /// `client_secret`, `grant_type=authorization_code`, `redirect_uri`, `code`) answering
@@ -99,6 +138,13 @@ struct MediaEntry {
     media_url: Option<String>,
     #[serde(default)]
     caption: Option<String>,
+    #[serde(default)]
+    permalink: Option<String>,
+    /// `IMAGE`, `VIDEO` or `CAROUSEL_ALBUM`.
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    thumbnail_url: Option<String>,
 }
 
 /// Only these fields are read; whatever else Instagram sends is dropped unread.
@@ -188,13 +234,17 @@ impl Instagram for HttpInstagram {
         })
     }
 
-    /// `GET {base}/me/media?fields=id,media_url,caption` answering `{"data": [...]}`.
+    /// `GET {base}/me/media?fields=id,media_type,media_url,thumbnail_url,permalink,caption`
+    /// answering `{"data": [...]}`; only `https` addresses are kept.
     async fn media(&self, access_token: &str) -> Result<Vec<MediaItem>, InstagramError> {
         let response = self
             .client
             .get(format!("{}/me/media", self.base))
             .query(&[
-                ("fields", "id,media_url,caption"),
+                (
+                    "fields",
+                    "id,media_type,media_url,thumbnail_url,permalink,caption",
+                ),
                 ("access_token", access_token),
             ])
             .send()
@@ -208,10 +258,26 @@ impl Instagram for HttpInstagram {
             .data
             .into_iter()
             .filter_map(|m| {
+                let https = |u: Option<String>| u.filter(|u| u.starts_with("https://"));
+                let kind = match m.media_type.as_deref() {
+                    Some("VIDEO") => MediaKind::Video,
+                    Some("CAROUSEL_ALBUM") => MediaKind::Carousel,
+                    _ => MediaKind::Image,
+                };
+                let thumbnail_url = https(m.thumbnail_url);
+                // A video is shown by its still: without one, it is left out.
+                if kind == MediaKind::Video && thumbnail_url.is_none() {
+                    return None;
+                }
                 Some(MediaItem {
                     id: m.id,
-                    media_url: m.media_url.filter(|u| u.starts_with("https://"))?,
+                    media_url: https(m.media_url)?,
                     caption: m.caption.map(|c| c.chars().take(500).collect()),
+                    permalink: https(m.permalink),
+                    kind,
+                    thumbnail_url,
+                    width: None,
+                    height: None,
                 })
             })
             .take(MEDIA_LIMIT)
@@ -225,9 +291,18 @@ mod tests {
 
     #[tokio::test]
     async fn demo_users_are_stable_and_distinct() {
-        let a = DemoInstagram.exchange("demo:alice").await.expect("alice");
-        let again = DemoInstagram.exchange("demo:alice").await.expect("alice");
-        let b = DemoInstagram.exchange("demo:bob").await.expect("bob");
+        let a = DemoInstagram::default()
+            .exchange("demo:alice")
+            .await
+            .expect("alice");
+        let again = DemoInstagram::default()
+            .exchange("demo:alice")
+            .await
+            .expect("alice");
+        let b = DemoInstagram::default()
+            .exchange("demo:bob")
+            .await
+            .expect("bob");
         assert_eq!(a.profile.instagram_user_id, again.profile.instagram_user_id);
         assert_ne!(a.profile.instagram_user_id, b.profile.instagram_user_id);
         assert_eq!(a.profile.username, "alice");
@@ -237,7 +312,7 @@ mod tests {
     async fn demo_refuses_other_codes() {
         for code in ["alice", "demo:", "demo:a b", "demo:<script>"] {
             assert!(matches!(
-                DemoInstagram.exchange(code).await,
+                DemoInstagram::default().exchange(code).await,
                 Err(InstagramError::Refused)
             ));
         }

@@ -300,6 +300,8 @@ pub fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(widgets::stats))
         .routes(routes!(widgets::public_page))
         .routes(routes!(widgets::click))
+        .routes(routes!(widgets::embed))
+        .routes(routes!(widgets::embed_js))
         .routes(routes!(orders::upgrade))
         .routes(routes!(orders::paypal))
         .routes(routes!(orders::list_invoices))
@@ -534,7 +536,12 @@ impl Application {
                 &i.app_secret,
                 &i.redirect_uri,
             )),
-            None => Arc::new(instagram::DemoInstagram),
+            None => Arc::new(instagram::DemoInstagram {
+                media_base: settings
+                    .demo_media_url
+                    .clone()
+                    .unwrap_or_else(|| instagram::DEMO_MEDIA_BASE.to_owned()),
+            }),
         };
         let events: Arc<dyn EventStore> =
             Arc::new(lightwidget_store::metered::MeteredStore(storage.events));
@@ -610,6 +617,17 @@ impl Application {
             sweeper,
             commands,
             request_timeout: settings.request_timeout.unwrap_or(REQUEST_TIMEOUT),
+            public_url: settings.public_url.clone(),
+            page_policy: routes::widgets::page_policy(&match &settings.instagram {
+                // Instagram's media are served from its CDNs.
+                Some(_) => "https://*.cdninstagram.com https://*.fbcdn.net".to_owned(),
+                None => routes::widgets::origin_of(
+                    settings
+                        .demo_media_url
+                        .as_deref()
+                        .unwrap_or(instagram::DEMO_MEDIA_BASE),
+                ),
+            }),
             instagram_authorize: settings.instagram.as_ref().map(|i| {
                 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
                 format!(

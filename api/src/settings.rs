@@ -209,6 +209,12 @@ pub struct Settings {
     /// `LW_MEMORY_MB`: the budget of the in-memory caches together, in MiB (default 256;
     /// see [`MemoryBudget`]).
     pub memory_mb: Option<u64>,
+    /// `LW_DEMO_MEDIA_URL`: where the demo sign-in's photos are served (default
+    /// `https://demo.lightwidget.invalid/media`; tests serve their own).
+    pub demo_media_url: Option<String>,
+    /// `LW_PUBLIC_URL`: where the public pages are served (the embed code names it); unset,
+    /// the embed code names the host the owner's request came to.
+    pub public_url: Option<String>,
     pub log: LogSettings,
 }
 
@@ -415,6 +421,24 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
             rate_limits: RateLimits::from_env()?,
             header_timeout: seconds("LW_HEADER_TIMEOUT_SECONDS", 3600)?,
+            public_url: var("LW_PUBLIC_URL")
+                .map(|v| {
+                    if v.starts_with("https://") || v.starts_with("http://") {
+                        Ok(v.trim_end_matches('/').to_owned())
+                    } else {
+                        Err(anyhow::anyhow!("LW_PUBLIC_URL must be an http(s) URL"))
+                    }
+                })
+                .transpose()?,
+            demo_media_url: var("LW_DEMO_MEDIA_URL")
+                .map(|v| {
+                    if v.starts_with("https://") || v.starts_with("http://") {
+                        Ok(v.trim_end_matches('/').to_owned())
+                    } else {
+                        Err(anyhow::anyhow!("LW_DEMO_MEDIA_URL must be an http(s) URL"))
+                    }
+                })
+                .transpose()?,
             memory_mb: var("LW_MEMORY_MB")
                 .map(|v| {
                     v.parse::<u64>()

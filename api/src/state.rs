@@ -66,6 +66,11 @@ pub struct Shared {
     /// Instagram's authorization page for `/account`'s sign-in (client id, redirect URI,
     /// scopes; the `state` is added per form), when Instagram is configured.
     pub instagram_authorize: Option<String>,
+    /// `LW_PUBLIC_URL`, for the embed code.
+    pub public_url: Option<String>,
+    /// The widget page's Content-Security-Policy: its style and script by hash, images from
+    /// the media host only (`routes::widgets::page_policy`).
+    pub page_policy: axum::http::HeaderValue,
 }
 
 impl AppState {

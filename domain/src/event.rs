@@ -224,15 +224,57 @@ pub struct SupportRequest {
     pub message: Option<String>,
 }
 
-/// One photo of the owner's Instagram media, as a widget shows it.
+/// One post of the owner's Instagram media, as a widget shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct MediaItem {
     pub id: String,
+    /// The image (for a video, the video itself: its still is `thumbnail_url`).
     pub media_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caption: Option<String>,
+    /// The post on Instagram (v4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permalink: Option<String>,
+    /// An image, a video or a carousel (v4; absent: an image).
+    #[serde(default, skip_serializing_if = "MediaKind::is_image")]
+    pub kind: MediaKind,
+    /// A video's still image (v4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    /// The image's size in pixels, when the source tells it (v4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+}
+
+impl MediaItem {
+    /// What a page shows of the post: the image, or a video's still.
+    pub fn image_url(&self) -> &str {
+        match (self.kind, &self.thumbnail_url) {
+            (MediaKind::Video, Some(t)) => t,
+            _ => &self.media_url,
+        }
+    }
+}
+
+/// What an Instagram post is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    #[default]
+    Image,
+    Video,
+    Carousel,
+}
+
+impl MediaKind {
+    pub fn is_image(&self) -> bool {
+        *self == MediaKind::Image
+    }
 }
 
 /// The role an API token carries (API.md, Conventions). An admin holds every staff role.
@@ -773,7 +815,7 @@ events! {
     InstagramIdentityLinked => 1,
     TokenIssued => 1,
     StaffAdded => 3,
-    MediaCached => 3,
+    MediaCached => 4,
     AccountDataRead => 3,
     CommentPosted => 3,
     TicketOpened => 3,

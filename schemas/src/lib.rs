@@ -170,6 +170,9 @@ const UPCASTERS: &[(&str, u32, Upcaster)] = &[
     ("ConsentStated", 1, Upcaster::Widened),
     ("PersonalDataArchived", 1, Upcaster::Widened),
     ("MessageQueued", 2, Upcaster::Widened),
+    // v4: a media item may carry its permalink, kind, a video's still and its size; a v3
+    // item is an image without them.
+    ("MediaCached", 3, Upcaster::Widened),
 ];
 
 /// The personal fields of a stored payload that hold credentials under another label:

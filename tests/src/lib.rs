@@ -44,6 +44,11 @@ pub struct TestConfig {
     pub max_connections: Option<usize>,
     /// `LW_MEMORY_MB` (default 256).
     pub memory_mb: Option<u64>,
+    /// `LW_DEMO_MEDIA_URL`: where the demo's photos are served (default: a host that does
+    /// not resolve).
+    pub demo_media_url: Option<String>,
+    /// `LW_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 /// A running server on port 0 with its own storage, stopped when dropped.
@@ -123,6 +128,8 @@ pub async fn spawn_app_with(backend: Backend, config: TestConfig) -> TestApp {
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
         memory_mb: config.memory_mb,
+        demo_media_url: config.demo_media_url.clone(),
+        public_url: config.public_url.clone(),
         token_ttl: Some(
             config
                 .token_ttl

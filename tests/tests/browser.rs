@@ -32,7 +32,7 @@ fn tool(var: &str, default: &str) -> String {
 }
 
 /// A chromedriver on a free port, killed when dropped.
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
     _profile: tempfile::TempDir,
@@ -46,7 +46,7 @@ impl Drop for Driver {
 }
 
 /// Starts chromedriver and a headless Chromium session in it.
-async fn browser() -> (Driver, Client) {
+pub async fn browser() -> (Driver, Client) {
     let driver = tool("LW_CHROMEDRIVER", "/usr/bin/chromedriver");
     let chromium = tool("LW_CHROMIUM", "/usr/bin/chromium");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -106,7 +106,7 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
 }
 
 /// axe-core on the current page: its serious and critical violations (rule ids).
-async fn accessibility(c: &Client) -> Vec<String> {
+pub async fn accessibility(c: &Client) -> Vec<String> {
     let axe = std::fs::read_to_string(tool(
         "LW_AXE_JS",
         &workspace()
@@ -129,9 +129,9 @@ async fn accessibility(c: &Client) -> Vec<String> {
     serde_json::from_value(found).expect("violations")
 }
 
-/// Saves a screenshot of the current page and checks it with axe-core.
-async fn look(c: &Client, backend: Backend, name: &str) {
-    let dir = workspace().join("target/console-screenshots");
+/// Saves a screenshot of the current page under `target/<dir>/`.
+pub async fn screenshot(c: &Client, dir: &str, backend: Backend, name: &str) {
+    let dir = workspace().join("target").join(dir);
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(
@@ -139,6 +139,11 @@ async fn look(c: &Client, backend: Backend, name: &str) {
         png,
     )
     .expect("screenshot written");
+}
+
+/// Saves a screenshot of the current console page and checks it with axe-core.
+async fn look(c: &Client, backend: Backend, name: &str) {
+    screenshot(c, "console-screenshots", backend, name).await;
     let found = accessibility(c).await;
     assert!(found.is_empty(), "{name}: {found:?}");
 }

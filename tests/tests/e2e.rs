@@ -33,5 +33,9 @@ mod staff;
 mod transparency;
 #[path = "transport.rs"]
 mod transport;
+#[path = "widget_browser.rs"]
+mod widget_browser;
+#[path = "widget_page.rs"]
+mod widget_page;
 #[path = "widgets.rs"]
 mod widgets;

@@ -114,7 +114,11 @@ pub async fn get_preview(
         .settings
         .value()
         .ok_or_else(|| Problem::gone("the preview has expired"))?;
-    Ok(Html(widgets::render_html(WidgetId(id.0), settings)).into_response())
+    Ok(page_response(
+        &app,
+        "no-store",
+        widgets::render_html(WidgetId(id.0), settings),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -503,7 +507,135 @@ pub async fn public_page(
         lightwidget_domain::event::Plan::Pro => "public, max-age=300",
         lightwidget_domain::event::Plan::Free => "no-store",
     };
-    Ok(([(axum::http::header::CACHE_CONTROL, cache)], Html(html)).into_response())
+    Ok(page_response(&app, cache, html))
+}
+
+/// A widget page with its headers: its Content-Security-Policy, `nosniff`, and the cache
+/// rule given. Framing is allowed: the page is made to be embedded.
+fn page_response(app: &AppState, cache: &'static str, html: String) -> Response {
+    let mut r = ([(header::CACHE_CONTROL, cache)], Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, app.page_policy.clone());
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// `'sha256-…'` of a constant the page inlines.
+fn hash_source(text: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The widget page's Content-Security-Policy: nothing but its own inline style and resize
+/// script (by hash) and images from `media` (the media host's origins); any page may frame
+/// it.
+pub fn page_policy(media: &str) -> header::HeaderValue {
+    use lightwidget_projections::models::widget_page::{SCRIPT, STYLE};
+    let policy = format!(
+        "default-src 'none'; style-src {}; script-src {}; img-src {media}; \
+         frame-ancestors *; base-uri 'none'; form-action 'none'",
+        hash_source(STYLE),
+        hash_source(SCRIPT),
+    );
+    header::HeaderValue::from_str(&policy)
+        .unwrap_or_else(|_| header::HeaderValue::from_static("default-src 'none'"))
+}
+
+/// The origin (`scheme://host[:port]`) of a URL.
+pub fn origin_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or_default();
+    let scheme = url.split_once("://").map_or("https", |(s, _)| s);
+    format!("{scheme}://{host}")
+}
+
+/// The script an embedding page loads (`/embed.js`): it puts the widget's page in an iframe
+/// after itself and sizes the iframe to the height the page posts, believing only messages
+/// from that iframe and the widget's origin.
+pub const EMBED_JS: &str = "(function(){var s=document.currentScript;if(!s)return;\
+var o=new URL(s.src).origin,id=s.getAttribute('data-widget')||'';\
+if(!/^[0-9a-f-]{36}$/.test(id))return;\
+var f=document.createElement('iframe');f.src=o+'/w/'+id;\
+f.title=s.getAttribute('data-title')||'Instagram posts';f.loading='lazy';\
+f.style.cssText='width:100%;height:400px;border:0;display:block';\
+s.parentNode.insertBefore(f,s.nextSibling);\
+addEventListener('message',function(e){if(e.origin!==o||e.source!==f.contentWindow)return;\
+var d=e.data;if(d&&d.lightwidget==='height'&&typeof d.height==='number'&&d.height>0&&d.height<100000)\
+f.style.height=Math.ceil(d.height)+'px';});})();";
+
+/// The embed script (anyone).
+#[utoipa::path(get, path = "/embed.js", tag = "public",
+    responses((status = 200, content_type = "text/javascript", body = String)))]
+pub async fn embed_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        EMBED_JS,
+    )
+        .into_response()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Embed {
+    /// An `<iframe>` of the widget's page, of a fixed height.
+    pub iframe: String,
+    /// A `<script>` that puts the page in an iframe and sizes it to its content.
+    pub script: String,
+}
+
+/// The HTML that embeds one of the caller's widgets in another site.
+#[utoipa::path(get, path = "/v1/widgets/{id}/embed", tag = "widgets",
+    params(("id" = String, Path, description = "a UUID"), ("min_position" = Option<u64>, Query)),
+    responses((status = 200, body = Embed), (status = 401, body = Problem),
+        (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn embed(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    MinPosition(min): MinPosition,
+    headers: HeaderMap,
+) -> ApiResult<Json<Embed>> {
+    caller.owner()?;
+    app.wait_for(widgets::VIEW, min).await?;
+    let doc = own_widget_doc(&app, &caller, &id, min).await?;
+    let view = widget_summary(&doc)?;
+    let origin = match &app.public_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| {
+                    h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+                })
+                .ok_or_else(|| Problem::bad_parameter("Host", "the Host header is not a host"))?;
+            format!("http://{host}")
+        }
+    };
+    let title = maud::html! { (view.title.as_deref().unwrap_or("Instagram posts")) }.into_string();
+    let id = &view.widget_id;
+    Ok(Json(Embed {
+        iframe: format!(
+            "<iframe src=\"{origin}/w/{id}\" title=\"{title}\" loading=\"lazy\" \
+             style=\"width:100%;height:600px;border:0\"></iframe>"
+        ),
+        script: format!(
+            "<script src=\"{origin}/embed.js\" data-widget=\"{id}\" data-title=\"{title}\" async></script>"
+        ),
+    }))
 }
 
 /// Records a click in a widget (R1, R2).

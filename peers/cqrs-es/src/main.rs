@@ -252,7 +252,7 @@ async fn project(writers: usize, seconds: f64) -> Measured {
         events.clone(),
         views.clone(),
         Arc::new(SystemClock),
-        Arc::new(lightwidget_api::instagram::DemoInstagram),
+        Arc::new(lightwidget_api::instagram::DemoInstagram::default()),
         [7u8; 32],
         Arc::new(lightwidget_commands::processors::Registry::checked_in().expect("registry")),
     ));

@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod receipts;
 pub mod staff;
 pub mod statistics;
+pub mod widget_page;
 pub mod widgets;
 
 pub use accounts::Accounts;

@@ -92,50 +92,15 @@ pub struct PageMedia<'a> {
     pub fetched_at: &'a str,
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The static HTML of a widget (R9): everything that came from a user is escaped.
 pub fn render_html(widget_id: WidgetId, s: &WidgetSettings) -> String {
     render_with_media(widget_id, s, &[])
 }
 
-/// The static HTML of a widget with its cached Instagram media (R7, R9).
+/// The static HTML of a widget with its cached Instagram media (R7, R9):
+/// [`super::widget_page::render`].
 pub fn render_with_media(widget_id: WidgetId, s: &WidgetSettings, media: &[MediaItem]) -> String {
-    let layout = serde_json::to_value(s.layout)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><div class=\"lw-widget lw-{layout}\" data-widget=\"{id}\" data-columns=\"{cols}\">\
-         <h2>{title}</h2>{photos}</div></body></html>",
-        photos = media
-            .iter()
-            .map(|m| format!(
-                "<img src=\"{}\" alt=\"{}\">",
-                escape_html(&m.media_url),
-                escape_html(m.caption.as_deref().unwrap_or_default())
-            ))
-            .collect::<String>(),
-        title = escape_html(&s.title),
-        layout = escape_html(&layout),
-        id = widget_id,
-        cols = s.columns
-    )
+    super::widget_page::render(widget_id, s, media)
 }
 
 fn widget_id(d: &DomainEvent) -> Option<WidgetId> {
