@@ -76,6 +76,7 @@ async fn twelve_posts_fit_in_20_kb_with_their_sizes_alt_texts_and_links(backend:
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(html.len() <= 20 * 1024, "{} bytes", html.len());
+    println!("a page of 12 posts: {} bytes", html.len());
     assert_eq!(html.matches("<img ").count(), 12, "{html}");
     assert_eq!(html.matches("<li>").count(), 12);
     for img in html.split("<img ").skip(1) {
