@@ -69,6 +69,18 @@ pub struct ZendeskSettings {
     pub token: String,
 }
 
+/// An http(s) URL from the environment, without a trailing slash; anything else refuses the
+/// start, naming the setting.
+fn url_setting(name: &str) -> anyhow::Result<Option<String>> {
+    match var(name) {
+        None => Ok(None),
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            Ok(Some(u.trim_end_matches('/').to_owned()))
+        }
+        Some(_) => anyhow::bail!("{name} must be an http(s) URL"),
+    }
+}
+
 /// `LW_CLOUDFLARE_URL`, `LW_CLOUDFLARE_ZONE`, `LW_CLOUDFLARE_TOKEN`, `LW_PUBLIC_URL`.
 #[derive(Clone)]
 pub struct CloudflareSettings {
@@ -89,15 +101,7 @@ pub struct AnalyticsSettings {
 
 impl ProcessorSettings {
     fn from_env() -> anyhow::Result<Self> {
-        fn url_of(name: &str) -> anyhow::Result<Option<String>> {
-            match var(name) {
-                None => Ok(None),
-                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
-                    Ok(Some(u.trim_end_matches('/').to_owned()))
-                }
-                Some(_) => anyhow::bail!("{name} must be an http(s) URL"),
-            }
-        }
+        let url_of = url_setting;
         fn needed(name: &str, with: &str) -> anyhow::Result<String> {
             var(name).ok_or_else(|| anyhow::anyhow!("{name} is required with {with}"))
         }
@@ -421,24 +425,8 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("LW_TRUSTED_PROXIES: {e}"))?,
             rate_limits: RateLimits::from_env()?,
             header_timeout: seconds("LW_HEADER_TIMEOUT_SECONDS", 3600)?,
-            public_url: var("LW_PUBLIC_URL")
-                .map(|v| {
-                    if v.starts_with("https://") || v.starts_with("http://") {
-                        Ok(v.trim_end_matches('/').to_owned())
-                    } else {
-                        Err(anyhow::anyhow!("LW_PUBLIC_URL must be an http(s) URL"))
-                    }
-                })
-                .transpose()?,
-            demo_media_url: var("LW_DEMO_MEDIA_URL")
-                .map(|v| {
-                    if v.starts_with("https://") || v.starts_with("http://") {
-                        Ok(v.trim_end_matches('/').to_owned())
-                    } else {
-                        Err(anyhow::anyhow!("LW_DEMO_MEDIA_URL must be an http(s) URL"))
-                    }
-                })
-                .transpose()?,
+            public_url: url_setting("LW_PUBLIC_URL")?,
+            demo_media_url: url_setting("LW_DEMO_MEDIA_URL")?,
             memory_mb: var("LW_MEMORY_MB")
                 .map(|v| {
                     v.parse::<u64>()

@@ -99,7 +99,7 @@ pub async fn logout(
     session.check(&f)?;
     accounts::sign_out(State(app), session.caller.clone())
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     Ok(ACCOUNT.signed_out(&headers))
 }
 
@@ -215,7 +215,7 @@ pub async fn delete(
     session.check(&f)?;
     let (_, Json(done)) = accounts::delete_me(State(app), session.caller.clone())
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     Ok(Page::new(
         &session,
         "Account deleted",
@@ -237,7 +237,7 @@ pub async fn restore(
     session.check(&f)?;
     let Json(r) = accounts::restore_me(State(app), session.caller.clone())
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     Ok(see_other(&format!("/account?min_position={}", r.position)))
 }
 
@@ -251,7 +251,7 @@ pub async fn delete_widget(
     let (_, Json(r)) =
         widgets::delete_widget(State(app), session.caller.clone(), Path(id), IfMatch(None))
             .await
-            .map_err(|p| Page::problem(Some(&session), p))?;
+            .map_err(session.fail())?;
     Ok(see_other(&format!("/account?min_position={}", r.position)))
 }
 
@@ -269,6 +269,6 @@ pub async fn restore_widget(
         IdempotencyKey(None),
     )
     .await
-    .map_err(|p| Page::problem(Some(&session), p))?;
+    .map_err(session.fail())?;
     Ok(see_other(&format!("/account?min_position={}", r.position)))
 }

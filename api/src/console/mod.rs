@@ -106,6 +106,11 @@ impl Session {
         self.caller.role.grants(role)
     }
 
+    /// The page of a problem met on this session's behalf.
+    pub fn fail(&self) -> impl Fn(Problem) -> Page + '_ {
+        move |p| Page::problem(Some(self), p)
+    }
+
     /// Checks a posted form's CSRF token: 403 and nothing done when it is missing or wrong.
     pub fn check(&self, form: &HashMap<String, String>) -> Result<(), Page> {
         match form.get(CSRF_FIELD) {

@@ -319,8 +319,7 @@ pub async fn retention(
             State(app),
             session.caller.clone(),
             MinPosition(min),
-            uri(&format!("/v1/compliance/retention?{}", api.join("&")))
-                .map_err(|p| Page::problem(Some(&session), p))?,
+            uri(&format!("/v1/compliance/retention?{}", api.join("&"))).map_err(session.fail())?,
         )
         .await,
     )?
@@ -505,7 +504,7 @@ pub async fn place_hold(
         "reason": f.get("reason").cloned().unwrap_or_default(),
         "case_ref": f.get("case_ref").cloned().unwrap_or_default(),
     });
-    let body = body(tree).map_err(|p| Page::problem(Some(&session), p))?;
+    let body = body(tree).map_err(session.fail())?;
     let (_, Json(placed)) = staff::place_hold(
         State(app),
         session.caller.clone(),
@@ -513,7 +512,7 @@ pub async fn place_hold(
         body,
     )
     .await
-    .map_err(|p| Page::problem(Some(&session), p))?;
+    .map_err(session.fail())?;
     Ok(see_other(&format!(
         "/console/subjects/{}?min_position={}",
         enc(&account),
@@ -531,7 +530,7 @@ pub async fn release_hold(
     session.check(&f)?;
     let Json(r) = staff::release_hold(State(app), session.caller.clone(), Path(id))
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     let to = match field(&f, "account_id").and_then(|a| a.parse::<uuid::Uuid>().ok()) {
         Some(a) => format!("/console/subjects/{a}?min_position={}", r.position),
         None => format!("/console/retention?min_position={}", r.position),
@@ -556,7 +555,7 @@ pub async fn purges(
             State(app),
             session.caller.clone(),
             uri(&format!("/v1/compliance/purges?after={after}&limit=100"))
-                .map_err(|p| Page::problem(Some(&session), p))?,
+                .map_err(session.fail())?,
         )
         .await,
     )?;
@@ -651,10 +650,10 @@ pub async fn notified(
         "authority": f.get("authority").cloned().unwrap_or_default(),
         "notified_at": f.get("notified_at").cloned().unwrap_or_default(),
     });
-    let body = body(tree).map_err(|p| Page::problem(Some(&session), p))?;
+    let body = body(tree).map_err(session.fail())?;
     let Json(r) = breaches::notified(State(app), session.caller.clone(), Path(id), body)
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     Ok(see_other(&format!(
         "/console/breaches?min_position={}",
         r.position
@@ -802,11 +801,11 @@ pub async fn security(
             })?;
             app.wait_for(lightwidget_retention::projection::VIEW, min)
                 .await
-                .map_err(|p| Page::problem(Some(&session), p))?;
+                .map_err(session.fail())?;
             Some(
                 retention::account_reads(&app, id)
                     .await
-                    .map_err(|p| Page::problem(Some(&session), p))?,
+                    .map_err(session.fail())?,
             )
         }
         None => None,
@@ -847,7 +846,7 @@ pub async fn block(
 ) -> Result<Response, Page> {
     session.check(&f)?;
     let tree = json!({ "reason": f.get("reason").cloned().unwrap_or_default() });
-    let body = body(tree).map_err(|p| Page::problem(Some(&session), p))?;
+    let body = body(tree).map_err(session.fail())?;
     let Json(r) = staff::block(
         State(app),
         session.caller.clone(),
@@ -856,7 +855,7 @@ pub async fn block(
         body,
     )
     .await
-    .map_err(|p| Page::problem(Some(&session), p))?;
+    .map_err(session.fail())?;
     Ok(see_other(&format!(
         "/console/security?account_id={}&min_position={}",
         enc(&id),
@@ -873,7 +872,7 @@ pub async fn unblock(
     session.check(&f)?;
     let Json(r) = staff::unblock(State(app), session.caller.clone(), Path(id.clone()))
         .await
-        .map_err(|p| Page::problem(Some(&session), p))?;
+        .map_err(session.fail())?;
     Ok(see_other(&format!(
         "/console/security?account_id={}&min_position={}",
         enc(&id),
