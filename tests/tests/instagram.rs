@@ -43,7 +43,9 @@ async fn me(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
     )
 }
 
-/// Three photos; one with an http URL (not shown) and one with markup in its caption.
+/// Six posts: a photo with markup in its caption, one with an http URL (not shown), a video
+/// with its still, a video without one (not shown), a carousel, and a photo whose caption is
+/// a script.
 async fn media(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
     if q.get("access_token").map(String::as_str) != Some("IG-ACCESS-1") {
         return (
@@ -54,15 +56,24 @@ async fn media(Query(q): Query<HashMap<String, String>>) -> impl IntoResponse {
     (
         StatusCode::OK,
         Json(json!({"data": [
-            {"id": "m1", "media_url": "https://cdn.example/m1.jpg", "caption": "<b>sea</b>",
-             "like_count": 7},
+            {"id": "m1", "media_type": "IMAGE", "media_url": "https://cdn.example/m1.jpg",
+             "caption": "<b>sea</b>", "like_count": 7,
+             "permalink": "https://www.instagram.com/p/m1/"},
             {"id": "m2", "media_url": "http://cdn.example/m2.jpg"},
-            {"id": "m3", "media_url": "https://cdn.example/m3.jpg"}
+            {"id": "m3", "media_type": "VIDEO", "media_url": "https://cdn.example/m3.mp4",
+             "thumbnail_url": "https://cdn.example/m3.jpg",
+             "permalink": "https://www.instagram.com/p/m3/"},
+            {"id": "m4", "media_type": "VIDEO", "media_url": "https://cdn.example/m4.mp4"},
+            {"id": "m5", "media_type": "CAROUSEL_ALBUM", "media_url": "https://cdn.example/m5.jpg",
+             "permalink": "https://www.instagram.com/p/m5/"},
+            {"id": "m6", "media_url": "https://cdn.example/m6.jpg",
+             "caption": "<script>window.pwned = 1</script>",
+             "permalink": "https://www.instagram.com/p/m6/"}
         ]})),
     )
 }
 
-async fn start_instagram() -> String {
+pub async fn start_instagram() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -159,7 +170,7 @@ async fn sign_in_through_instagram_over_http(backend: Backend) {
     }
     let fetched = fetched.expect("a media fetch");
     let items = &fetched.data["media"]["$personal"]["value"];
-    assert_eq!(items.as_array().map(Vec::len), Some(2), "{items}");
+    assert_eq!(items.as_array().map(Vec::len), Some(4), "{items}");
     assert!(!fetched.data.to_string().contains("like_count"));
     let page = app
         .get(&format!("/w/{w}?min_position={}", fetched.position), None)
@@ -168,6 +179,31 @@ async fn sign_in_through_instagram_over_http(backend: Backend) {
     assert!(html.contains("https://cdn.example/m1.jpg"), "{html}");
     assert!(html.contains("&lt;b&gt;sea&lt;/b&gt;"), "{html}");
     assert!(!html.contains("http://cdn.example/m2.jpg"), "{html}");
+    // A video is shown by its still and marked; one without a still is left out.
+    assert!(
+        html.contains("src=\"https://cdn.example/m3.jpg\""),
+        "{html}"
+    );
+    assert!(
+        !html.contains("m3.mp4") && !html.contains("m4.mp4"),
+        "{html}"
+    );
+    assert!(
+        html.contains("Video") && html.contains("Several photos"),
+        "{html}"
+    );
+    for post in ["m1", "m3", "m5", "m6"] {
+        assert!(
+            html.contains(&format!("href=\"https://www.instagram.com/p/{post}/\"")),
+            "{post}: {html}"
+        );
+    }
+    // The caption's script is text; the page's one script is its own.
+    assert!(
+        html.contains("alt=\"&lt;script&gt;window.pwned = 1&lt;/script&gt;\""),
+        "{html}"
+    );
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
 }
 
 async fn an_unreachable_instagram_is_a_bad_gateway(backend: Backend) {

@@ -263,7 +263,56 @@ async fn the_embed_script_sizes_its_iframe_on_another_origin(backend: Backend) {
     c.close().await.expect("closed");
 }
 
+/// Posts from Instagram (its stand-in) whose caption is a script: in the browser it is the
+/// image's alt text, and it never runs.
+async fn a_caption_script_never_runs(backend: Backend) {
+    let app = lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            instagram: Some(lightwidget_api::settings::InstagramSettings {
+                url: crate::instagram::start_instagram().await,
+                app_id: "app-1".into(),
+                app_secret: "secret-1".into(),
+                redirect_uri: "http://localhost/cb".into(),
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let signed = app
+        .post("/v1/auth/instagram", None, json!({"code": "good-code"}))
+        .await
+        .expect(200);
+    let token = signed["token"].as_str().expect("token");
+    let (w, at) = widget_with_posts(&app, token, "Sea", "list", 1).await;
+    let (_driver, c) = browser().await;
+    c.goto(&app.url(&format!("/w/{w}?min_position={at}")))
+        .await
+        .expect("page");
+    let seen = c
+        .execute(
+            "return [window.pwned === undefined,
+                     [...document.images].map(i => i.alt),
+                     document.querySelectorAll('script').length];",
+            vec![],
+        )
+        .await
+        .expect("page");
+    assert_eq!(seen[0], json!(true), "the caption's script ran: {seen}");
+    assert!(
+        seen[1]
+            .as_array()
+            .expect("alts")
+            .contains(&json!("<script>window.pwned = 1</script>")),
+        "{seen}"
+    );
+    assert_eq!(seen[2], json!(1), "only the page's own script");
+    screenshot(&c, "widget-screenshots", backend, "caption-script").await;
+    c.close().await.expect("closed");
+}
+
 both!(
     layouts_at_two_widths,
     the_embed_script_sizes_its_iframe_on_another_origin,
+    a_caption_script_never_runs,
 );
