@@ -137,7 +137,13 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
                 &settings.data_dir,
                 master.clone(),
                 clock.clone(),
-                SqliteOptions::default(),
+                SqliteOptions {
+                    heap_limit: Some(
+                        settings::MemoryBudget::mib(settings.memory_mb.unwrap_or(256))
+                            .sqlite_pages(),
+                    ),
+                    ..SqliteOptions::default()
+                },
             )
             .with_context(|| {
                 format!(

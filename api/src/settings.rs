@@ -262,6 +262,11 @@ impl MemoryBudget {
     pub fn tokens(&self) -> u64 {
         self.bytes / 16
     }
+
+    /// The embedded store's page caches, every connection together (`soft_heap_limit`).
+    pub fn sqlite_pages(&self) -> u64 {
+        self.bytes / 16
+    }
 }
 
 /// The transparency log's key and the server's own witness file.

@@ -47,6 +47,11 @@ pub struct SqliteOptions {
     /// Benchmark hook: appends keep no Merkle tree (the append benchmark's baseline). Such a
     /// store has no proofs; never in production.
     pub bench_without_tree: bool,
+    /// The bytes SQLite's page caches of every connection of the process may hold together
+    /// (`PRAGMA soft_heap_limit`, process-wide): past it, each connection's cache gives pages
+    /// back before it takes more. `None` leaves SQLite's default (no limit: up to 2 MiB a
+    /// connection, and the store keeps up to 128 of them).
+    pub heap_limit: Option<u64>,
 }
 
 /// Opens a connection with the pragmas every connection of the store uses: every commit
@@ -407,6 +412,9 @@ impl SqliteEventStore {
         })?;
         let path = dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
+        if let Some(limit) = options.heap_limit {
+            conn.query_row(&format!("PRAGMA soft_heap_limit = {limit}"), [], |_| Ok(()))?;
+        }
         migrate(&mut conn)?;
         {
             // A log older than its tree gets it now, before the writer starts.
@@ -551,6 +559,7 @@ fn writer_thread(
         pre_commit_delay: delay,
         page_limit,
         bench_without_tree,
+        heap_limit: _,
     } = options;
     let mut cache = WriterCache::new(bench_without_tree);
     while let Some(first) = rx.blocking_recv() {

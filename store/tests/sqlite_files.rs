@@ -198,3 +198,27 @@ async fn the_wal_is_checkpointed_and_restarted_off_the_writer() {
         .unwrap_or(0);
     assert_eq!(wal, 0, "the WAL is truncated when the store closes");
 }
+
+/// The page caches of every connection live within the limit the store was opened with
+/// (`SqliteOptions::heap_limit`, the server's share of `LW_MEMORY_MB`): SQLite's soft heap
+/// limit is the process's, so a connection opened afterwards reports it.
+#[test]
+fn the_page_caches_share_the_limit_the_store_was_opened_with() {
+    let dir = tempfile::tempdir().expect("dir");
+    let limit = 8u64 << 20;
+    let _store = SqliteEventStore::open(
+        dir.path(),
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        SqliteOptions {
+            heap_limit: Some(limit),
+            ..Default::default()
+        },
+    )
+    .expect("open");
+    let c = open_connection(&dir.path().join(DB_FILE)).expect("open");
+    let set: i64 = c
+        .query_row("PRAGMA soft_heap_limit", [], |r| r.get(0))
+        .expect("soft_heap_limit");
+    assert_eq!(set as u64, limit);
+}
