@@ -137,6 +137,21 @@ async fn layouts_at_two_widths(backend: Backend) {
             widget_with_posts(&app, &token, &format!("Ines {layout}"), layout, columns).await;
         for (width, expected) in [(1280u32, wide), (375, narrow)] {
             c.set_window_size(width, 900).await.expect("size");
+            // The renderer takes the new size a moment after the call returns: a page loaded
+            // before then would be laid out twice, and that shift is not the page's.
+            let started = Instant::now();
+            while c
+                .execute("return innerWidth;", vec![])
+                .await
+                .expect("width")
+                != json!(width)
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "never {width} wide"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             c.goto(&app.url(&format!("/w/{w}?min_position={at}")))
                 .await
                 .expect("page");

@@ -12,7 +12,7 @@ use maud::{html, PreEscaped, DOCTYPE};
 /// The style sheet of every widget page. `--c` is the widget's columns (the `c<N>` class);
 /// narrow screens show at most three, then two.
 pub const STYLE: &str = "\
-*{box-sizing:border-box}\
+*{box-sizing:border-box}html{scrollbar-gutter:stable}\
 body{margin:0;font:15px/1.4 system-ui,-apple-system,sans-serif;color:#1a1a1a;background:#fff}\
 .lw{padding:8px}.lw h1{font-size:1.05rem;margin:0 0 8px}\
 .lw ul{list-style:none;margin:0;padding:0;gap:6px}\
