@@ -444,6 +444,9 @@ async fn previews_go_after_15_minutes_and_access_logs_after_12_months(backend: B
     // Another view later in the month moves the bucket's date; 12 months after it, it goes.
     app.advance(Duration::days(1)).await;
     app.get(&format!("/w/{w}"), None).await.expect(200);
+    // A page answers once its view is queued (decision 23): stored before the clock moves on,
+    // or the sweep a year later would see the bucket's date without it.
+    app.views_stored(2).await;
     let its = items(&app, &account).await;
     let log = item(&its, &format!("accesslog:{w}"), "access_log");
     explains(log, "access_log:12 months", "(R1)");
