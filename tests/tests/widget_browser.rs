@@ -41,6 +41,19 @@ async fn media_host() -> String {
     serve(axum::Router::new().route("/media/{user}/{file}", axum::routing::get(image))).await
 }
 
+/// A server whose demo photos come from a [`media_host`] of its own.
+async fn app_with_media(backend: Backend) -> lightwidget_tests::TestApp {
+    let media = media_host().await;
+    lightwidget_tests::spawn_app_with(
+        backend,
+        TestConfig {
+            demo_media_url: Some(format!("{media}/media")),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 /// Serves `router` on a free loopback port: its origin.
 async fn serve(router: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -115,15 +128,7 @@ async fn measure(c: &Client) -> Value {
 }
 
 async fn layouts_at_two_widths(backend: Backend) {
-    let media = media_host().await;
-    let app = lightwidget_tests::spawn_app_with(
-        backend,
-        TestConfig {
-            demo_media_url: Some(format!("{media}/media")),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = app_with_media(backend).await;
     let (token, _, _) = app.sign_in("ines").await;
     let (_driver, c) = browser().await;
     // (layout, columns, the first row's posts at 1280 and at 375 pixels)
@@ -176,15 +181,7 @@ async fn layouts_at_two_widths(backend: Backend) {
 /// it to the widget's height; a message from any other origin changes nothing. A title with
 /// markup shows as text, and no script in it runs.
 async fn the_embed_script_sizes_its_iframe_on_another_origin(backend: Backend) {
-    let media = media_host().await;
-    let app = lightwidget_tests::spawn_app_with(
-        backend,
-        TestConfig {
-            demo_media_url: Some(format!("{media}/media")),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = app_with_media(backend).await;
     let (token, _, _) = app.sign_in("jana").await;
     let title = "<img src=x onerror=\"window.pwned=1\"><script>window.pwned=1</script>";
     let (w, at) = widget_with_posts(&app, &token, title, "grid", 3).await;
