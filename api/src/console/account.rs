@@ -187,9 +187,20 @@ pub async fn export(
     State(app): State<AppState>,
     OwnerSession(session): OwnerSession,
 ) -> Result<Response, Page> {
+    // Everything the log holds now: the read model is waited for up to the head.
+    let head = app
+        .store
+        .head()
+        .await
+        .map_err(|e| session.fail()(e.into()))?;
     let data = answer(
         &session,
-        audit::export(State(app), session.caller.clone(), MinPosition(None)).await,
+        audit::export(
+            State(app),
+            session.caller.clone(),
+            MinPosition(Some(head.position)),
+        )
+        .await,
     )?;
     Ok((
         [
