@@ -20,7 +20,8 @@ pub fn canonical_bytes(e: &StoredEvent) -> Vec<u8> {
 
 /// A time as the chain hashes it (`format_time`: RFC 3339, microseconds, `Z`), written
 /// without an allocation.
-struct CanonicalTime(chrono::DateTime<chrono::Utc>);
+#[derive(Clone, Copy, Debug)]
+pub struct CanonicalTime(pub chrono::DateTime<chrono::Utc>);
 
 impl Serialize for CanonicalTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -61,70 +62,67 @@ impl Serialize for CanonicalTime {
 /// as a compact JSON array, `data` as the exact stored text (a JSON string). Written straight
 /// into the buffer — ids and the time from the stack, no copy of a field.
 pub fn write_canonical(e: &StoredEvent, out: &mut Vec<u8>) {
-    #[derive(Serialize)]
-    struct Canonical<'a>(
-        u64,
-        &'a str,
-        u64,
-        uuid::Uuid,
-        &'a str,
-        u32,
-        CanonicalTime,
-        &'a str,
-        uuid::Uuid,
-        Option<uuid::Uuid>,
-        &'a str,
-    );
-    let c = Canonical(
-        e.position,
-        &e.stream,
-        e.version,
-        e.event_id,
-        &e.event_type,
-        e.schema_version,
-        CanonicalTime(e.recorded_at),
-        &e.actor,
-        e.correlation_id,
-        e.causation_id,
-        &e.data,
-    );
-    // Writing to a Vec cannot fail, nor can these fields' serialization.
-    let _ = serde_json::to_writer(out, &c);
+    write_canonical_fields(
+        &TypedFields {
+            position: e.position,
+            stream: &e.stream,
+            version: e.version,
+            event_id: e.event_id,
+            event_type: &e.event_type,
+            schema_version: e.schema_version,
+            recorded_at: CanonicalTime(e.recorded_at),
+            actor: &e.actor,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            data: &e.data,
+        },
+        out,
+    )
 }
 
-/// The envelope's fields as a store keeps them in text (ids hyphenated, the time as
-/// `format_time` writes it): what [`write_canonical_fields`] writes.
+/// The envelope's fields borrowed from where a store read them: ids of type `Id` and the time
+/// of type `Time`, each written as the chain hashes it.
 #[derive(Clone, Copy, Debug)]
-pub struct StoredFields<'a> {
+pub struct Fields<'a, Id, Time> {
     pub position: u64,
     pub stream: &'a str,
     pub version: u64,
-    pub event_id: &'a str,
+    pub event_id: Id,
     pub event_type: &'a str,
     pub schema_version: u32,
-    pub recorded_at: &'a str,
+    pub recorded_at: Time,
     pub actor: &'a str,
-    pub correlation_id: &'a str,
-    pub causation_id: Option<&'a str>,
+    pub correlation_id: Id,
+    pub causation_id: Option<Id>,
     pub data: &'a str,
 }
 
-/// Appends the canonical bytes of an event whose fields are held as text to `out`, without
-/// parsing them: the same bytes as [`write_canonical`] for fields stored as it formats them,
-/// and other bytes (so another hash) for fields that are not.
-pub fn write_canonical_fields(f: &StoredFields<'_>, out: &mut Vec<u8>) {
+/// Fields as a store keeps them in text (ids hyphenated, the time as `format_time` writes
+/// it): written as they are, without parsing them.
+pub type StoredFields<'a> = Fields<'a, &'a str, &'a str>;
+
+/// Fields with ids and the time decoded (PostgreSQL's binary columns, or a [`StoredEvent`]).
+pub type TypedFields<'a> = Fields<'a, uuid::Uuid, CanonicalTime>;
+
+/// Appends the canonical bytes of one event's fields to `out`, no field copied. For
+/// [`StoredFields`]: the same bytes as [`write_canonical`] for fields stored as it formats
+/// them, and other bytes (so another hash) for fields that are not.
+pub fn write_canonical_fields<Id: Serialize + Copy, Time: Serialize + Copy>(
+    f: &Fields<'_, Id, Time>,
+    out: &mut Vec<u8>,
+) {
     #[derive(Serialize)]
-    struct Canonical<'a>(
+    struct Canonical<'a, Id, Time>(
         u64,
         &'a str,
         u64,
-        &'a str,
+        Id,
         &'a str,
         u32,
+        Time,
         &'a str,
-        &'a str,
-        &'a str,
-        Option<&'a str>,
+        Id,
+        Option<Id>,
         &'a str,
     );
     let c = Canonical(
@@ -140,6 +138,7 @@ pub fn write_canonical_fields(f: &StoredFields<'_>, out: &mut Vec<u8>) {
         f.causation_id,
         f.data,
     );
+    // Writing to a Vec cannot fail, nor can these fields' serialization.
     let _ = serde_json::to_writer(out, &c);
 }
 
