@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 /// mimalloc rather than glibc's malloc: the server allocates and frees many small JSON
 /// values across its threads; measured in the HTTP bench (BENCHMARKS.md), ~12% less CPU per
-/// request on PostgreSQL.
+/// request on PostgreSQL. The `system-allocator` feature keeps glibc's, for measuring the
+/// two against each other and for heap profilers that watch `malloc` (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: lightwidget_alloc::MiMalloc = lightwidget_alloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -125,6 +127,8 @@ fn verdict(report: &lightwidget_store::VerifyReport) -> anyhow::Result<ExitCode>
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(feature = "system-allocator"))]
+    lightwidget_alloc::return_freed_memory_at_once();
     tracing_subscriber::fmt()
         .with_env_filter(lightwidget_api::log_filter(
             std::env::var("RUST_LOG").ok().as_deref(),

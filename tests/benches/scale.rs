@@ -17,7 +17,10 @@
 //!   it: owners create widgets through `POST /v1/widgets` (16 at a time) and each widget's
 //!   page is viewed once; the server's anonymous resident memory (`RssAnon`) at 10,000 and
 //!   100,000 widgets (`LW_SCALE_WIDGETS` sets the larger figure). The server binary must be
-//!   built first: `cargo build --release -p lightwidget-api`.
+//!   built first: `cargo build --release -p lightwidget-api`. `LW_SCALE_SERVER_ENV`
+//!   (`KEY=value,…`) gives it settings, e.g. `LW_MEMORY_MB=32`. Beside each figure it prints
+//!   where the memory lies: the largest anonymous mappings. `LW_SCALE_SERVER_WRAPPER`
+//!   runs it under a profiler (e.g. `heaptrack -o /tmp/lw`; the figures are then the wrapper's).
 //!
 //! It ends with a Markdown table per backend.
 //!
@@ -247,6 +250,49 @@ fn rss_anon_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// Where process `pid`'s anonymous resident memory lies: the largest anonymous mappings,
+/// in MiB, each with its size (glibc's thread arenas reserve 64 MiB each, mimalloc's
+/// segments are smaller), and `[heap]` (glibc's main arena).
+fn anon_mappings(pid: u32) -> String {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(String, f64, f64)> = Vec::new();
+    let mut current: Option<(String, f64)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let name = fields.nth(4).unwrap_or("").to_owned();
+            let (lo, hi) = first.split_once('-').unwrap_or(("0", "0"));
+            let size = (u64::from_str_radix(hi, 16).unwrap_or(0)
+                - u64::from_str_radix(lo, 16).unwrap_or(0)) as f64
+                / 1048576.0;
+            current = (name.is_empty() || name == "[heap]").then_some((name, size));
+        } else if first == "Anonymous:" {
+            if let Some((name, size)) = current.take() {
+                let kb: f64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                maps.push((name, size, kb / 1024.0));
+            }
+        }
+    }
+    maps.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = maps.iter().map(|m| m.2).sum();
+    let top: Vec<String> = maps
+        .iter()
+        .take(8)
+        .map(|(name, size, rss)| {
+            format!(
+                "{rss:.0} of {size:.0}{}",
+                if name.is_empty() { "" } else { " [heap]" }
+            )
+        })
+        .collect();
+    format!(
+        "{total:.0} MiB in {} mappings; largest (MiB resident of reserved): {}",
+        maps.len(),
+        top.join(", ")
+    )
+}
+
 /// Starts the server with its defaults (the store `backend` names, rate limits out of the
 /// way): the process and its address.
 fn start_server(
@@ -255,7 +301,17 @@ fn start_server(
     db: Option<&lightwidget_testkit::TestDatabase>,
 ) -> (std::process::Child, String) {
     use std::io::BufRead;
-    let mut cmd = std::process::Command::new(bin);
+    // A profiler to run the server under, e.g. `heaptrack` (with a `system-allocator`
+    // build: heaptrack sees `malloc` only).
+    let mut cmd = match std::env::var("LW_SCALE_SERVER_WRAPPER") {
+        Ok(wrapper) if !wrapper.trim().is_empty() => {
+            let mut words = wrapper.split_whitespace();
+            let mut c = std::process::Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(bin);
+            c
+        }
+        _ => std::process::Command::new(bin),
+    };
     cmd.arg("serve")
         .current_dir(dir)
         .env_clear()
@@ -265,6 +321,15 @@ fn start_server(
         .env("LW_RATE_LIMIT_TOKEN_PER_MINUTE", "1000000")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
+    // Settings for the server under measurement, e.g. `LW_MEMORY_MB=32,MALLOC_ARENA_MAX=2`.
+    for pair in std::env::var("LW_SCALE_SERVER_ENV")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((key, value)) = pair.split_once('=') {
+            cmd.env(key.trim(), value.trim());
+        }
+    }
     if let Some(db) = db {
         cmd.env("LW_DATABASE_URL", &db.url).env(
             "LW_MASTER_KEY",
@@ -375,6 +440,7 @@ async fn memory(backend: Backend, widgets: usize) -> Option<[(usize, f64); 2]> {
             "memory: {upto} widgets (each page viewed once) in {:.0} s: RssAnon {rss:.0} MiB",
             started.elapsed().as_secs_f64()
         );
+        println!("memory: {}", anon_mappings(child.id()));
         out[i] = (upto, rss);
     }
     let _ = child.kill();
