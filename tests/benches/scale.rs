@@ -239,13 +239,21 @@ fn server_binary() -> Option<std::path::PathBuf> {
     bin.exists().then_some(bin)
 }
 
-/// The anonymous resident memory of process `pid`, in MiB.
-fn rss_anon_mib(pid: u32) -> f64 {
+/// A line of `/proc/<pid>/status`, e.g. `Threads:`.
+fn proc_status(pid: u32, key: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+/// The anonymous resident memory of process `pid`, in MiB.
+fn rss_anon_mib(pid: u32) -> f64 {
+    proc_status(pid, "RssAnon:")
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<f64>()
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -440,7 +448,11 @@ async fn memory(backend: Backend, widgets: usize) -> Option<[(usize, f64); 2]> {
             "memory: {upto} widgets (each page viewed once) in {:.0} s: RssAnon {rss:.0} MiB",
             started.elapsed().as_secs_f64()
         );
-        println!("memory: {}", anon_mappings(child.id()));
+        println!(
+            "memory: {}; threads {}",
+            anon_mappings(child.id()),
+            proc_status(child.id(), "Threads:")
+        );
         out[i] = (upto, rss);
     }
     let _ = child.kill();
