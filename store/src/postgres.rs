@@ -835,6 +835,11 @@ fn light_event_from(r: &Row, at: usize) -> StoredEvent {
     }
 }
 
+/// A page of the log in position order: `$1` the position it follows, `$2` its size.
+fn sql_log_page() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2")
+}
+
 /// A row of `EVENT_COLUMNS`' envelope, borrowed from it.
 fn row_fields(r: &Row) -> crate::chain::TypedFields<'_> {
     crate::chain::TypedFields {
@@ -1261,11 +1266,7 @@ impl EventStore for PgEventStore {
 
     async fn read_all_raw(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-            ))
-            .await?;
+        let stmt = client.prepare_cached(&sql_log_page()).await?;
         let rows = client
             .query(&stmt, &[&(after as i64), &(limit as i64)])
             .await?;
@@ -1281,11 +1282,7 @@ impl EventStore for PgEventStore {
     ) -> Result<crate::chain::CanonicalPage, StoreError> {
         use futures::TryStreamExt;
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-            ))
-            .await?;
+        let stmt = client.prepare_cached(&sql_log_page()).await?;
         let rows = client
             .query_raw(
                 &stmt,
