@@ -487,6 +487,14 @@ struct Batch {
 }
 
 /// Waits for a spawned task; a task that panicked or was cancelled is an error.
+/// How a catch-up ended.
+enum CaughtUp {
+    /// At the log's head as it was read: the view's checkpoint.
+    To(u64),
+    /// Stopped between commits; what landed stays.
+    Stopped,
+}
+
 async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ProjectionError> {
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))
 }
@@ -603,11 +611,22 @@ impl Runner {
     /// N's documents as committed in memory; should N's commit be refused, the work built on
     /// it is dropped and the runner starts again from the stored checkpoint.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
-        self.catch_up_in(self.batch_size).await
+        let never = std::pin::pin!(std::future::pending::<()>());
+        match self.catch_up_in(self.batch_size, never).await? {
+            CaughtUp::To(at) => Ok(at),
+            // `never` does not resolve; were it to, the stored checkpoint is where it stopped.
+            CaughtUp::Stopped => Ok(self.views.checkpoint(&self.view).await?),
+        }
     }
 
-    /// [`Runner::catch_up`] in batches of `batch_size` events.
-    async fn catch_up_in(&self, batch_size: usize) -> Result<u64, ProjectionError> {
+    /// [`Runner::catch_up`] in batches of `batch_size` events, until `stop` resolves. A stop
+    /// is heard while the next batch is read; the commit in flight then lands (or is refused)
+    /// before this returns, so nothing this runner started still writes after it.
+    async fn catch_up_in<S: std::future::Future<Output = ()>>(
+        &self,
+        batch_size: usize,
+        mut stop: std::pin::Pin<&mut S>,
+    ) -> Result<CaughtUp, ProjectionError> {
         'restart: loop {
             let mut from = self.views.checkpoint(&self.view).await?;
             let mut cached = self.take_cache(from);
@@ -618,26 +637,45 @@ impl Runner {
                 None;
             let mut in_flight: Option<InFlight> = None;
             loop {
-                let batch = join(reading).await??;
-                let Some(to) = batch.scanned_to else {
+                let batch = tokio::select! {
+                    biased;
+                    _ = stop.as_mut() => {
+                        reading.abort();
+                        None
+                    }
+                    batch = &mut reading => {
+                        Some(batch.map_err(|e| ProjectionError::Task(e.to_string()))??)
+                    }
+                };
+                // At the head (a batch that scanned nothing), or stopped (none read).
+                let next_batch = batch.as_ref().and_then(|b| b.scanned_to.map(|to| (b, to)));
+                let Some((batch, to)) = next_batch else {
+                    // The commit in flight lands before this returns.
                     if let Some((done, commit)) = committing.take() {
                         match join(commit).await? {
                             Ok(()) => {
                                 if let Some(landed) = in_flight.take() {
                                     landed.land(&mut cached);
                                 }
-                                self.keep_cache(done, cached)
+                                self.keep_cache(done, cached);
+                                from = done;
                             }
-                            Err(StoreError::Conflict { .. }) => continue 'restart,
+                            Err(StoreError::Conflict { .. }) if batch.is_some() => {
+                                continue 'restart
+                            }
+                            // Stopped, and the commit refused: another runner moved the
+                            // checkpoint; the next start reads it.
+                            Err(StoreError::Conflict { .. }) => return Ok(CaughtUp::Stopped),
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    return Ok(from);
+                    return Ok(match batch {
+                        Some(_) => CaughtUp::To(from),
+                        None => CaughtUp::Stopped,
+                    });
                 };
                 reading = self.spawn_read(to, batch_size);
-                let changes = self
-                    .prepare(&batch, &mut cached, in_flight.as_mut())
-                    .await?;
+                let changes = self.prepare(batch, &mut cached, in_flight.as_mut()).await?;
                 let next = InFlight::of(&changes);
                 if let Some((_, commit)) = committing.take() {
                     match join(commit).await? {
@@ -804,11 +842,11 @@ impl Runner {
         let mut behind = true;
         loop {
             if behind {
-                let caught_up = tokio::select! {
-                    _ = &mut stop => return Ok(()),
-                    c = self.catch_up_in(self.batch_size.max(self.catch_up_batch)) => c?,
-                };
-                known = Some(caught_up);
+                let batch_size = self.batch_size.max(self.catch_up_batch);
+                match self.catch_up_in(batch_size, stop.as_mut()).await? {
+                    CaughtUp::To(at) => known = Some(at),
+                    CaughtUp::Stopped => return Ok(()),
+                }
             }
             let (step, more) = tokio::select! {
                 _ = &mut stop => return Ok(()),
