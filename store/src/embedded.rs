@@ -1209,7 +1209,7 @@ impl EventStore for SqliteEventStore {
                 "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
             ))?;
             let mut rows = stmt.query(params![after as i64, limit as i64])?;
-            let mut page = crate::chain::CanonicalPage::default();
+            let mut page = crate::chain::CanonicalPage::with_capacity(limit);
             while let Some(r) = rows.next()? {
                 let position = r.get::<_, i64>(0)? as u64;
                 let text = |i: usize| -> Result<&str, StoreError> {

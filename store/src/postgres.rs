@@ -887,6 +887,33 @@ fn stored_event(r: &Row) -> Result<StoredEvent, StoreError> {
     })
 }
 
+/// Up to `limit` events after `after` as the chain hashes them, written from the rows as
+/// they stream in, each field borrowed from its row.
+async fn canonical_page(
+    pool: &Pool,
+    after: u64,
+    limit: usize,
+) -> Result<crate::chain::CanonicalPage, StoreError> {
+    use futures::TryStreamExt;
+    let client = pool.get().await?;
+    let stmt = client.prepare_cached(&sql_log_page()).await?;
+    let rows = client
+        .query_raw(
+            &stmt,
+            [&(after as i64) as &(dyn ToSql + Sync), &(limit as i64)],
+        )
+        .await?;
+    futures::pin_mut!(rows);
+    let mut page = crate::chain::CanonicalPage::with_capacity(limit);
+    while let Some(r) = rows.try_next().await? {
+        let fields = row_fields(&r);
+        crate::chain::write_canonical_fields(&fields, &mut page.bytes);
+        let (prev_hash, hash) = row_hashes(&r)?;
+        page.push(fields.position, prev_hash, hash);
+    }
+    Ok(page)
+}
+
 const SQL_INSERT_TREE: &str =
     "INSERT INTO tree_runs (first_rank, hashes) SELECT * FROM unnest($1::bigint[], $2::bytea[])";
 /// Each interior node's hash, cut from the run that starts at or before its rank.
@@ -1280,27 +1307,13 @@ impl EventStore for PgEventStore {
         after: u64,
         limit: usize,
     ) -> Result<crate::chain::CanonicalPage, StoreError> {
-        use futures::TryStreamExt;
-        let client = self.pool.get().await?;
-        let stmt = client.prepare_cached(&sql_log_page()).await?;
-        let rows = client
-            .query_raw(
-                &stmt,
-                [&(after as i64) as &(dyn ToSql + Sync), &(limit as i64)],
-            )
-            .await?;
-        futures::pin_mut!(rows);
-        let mut page = crate::chain::CanonicalPage {
-            events: Vec::with_capacity(limit.min(crate::LOG_PAGE)),
-            bytes: Vec::with_capacity(limit.min(crate::LOG_PAGE) * 768),
-        };
-        while let Some(r) = rows.try_next().await? {
-            let fields = row_fields(&r);
-            crate::chain::write_canonical_fields(&fields, &mut page.bytes);
-            let (prev_hash, hash) = row_hashes(&r)?;
-            page.push(fields.position, prev_hash, hash);
-        }
-        Ok(page)
+        // On a task of its own: verification reads pages ahead while it hashes, and each
+        // page's rows are then decoded and written out on a worker thread of their own, not
+        // in turn in the reader's task (issue 28: 186-195 -> 302-322 MB/s hashed, one run).
+        let pool = self.pool.clone();
+        tokio::spawn(async move { canonical_page(&pool, after, limit).await })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("reading the log stopped: {e}")))?
     }
 
     async fn read_all_light(

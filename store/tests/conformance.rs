@@ -701,6 +701,34 @@ async fn a_write_without_events_fences_on_a_version(backend: Backend) {
     assert!(matches!(s.append(any).await, Err(StoreError::EmptyBatch)));
 }
 
+/// Pages are read ahead while one is hashed: a change many pages in, and one on the first
+/// event of a page, are still named exactly, the events up to them counted checked and
+/// reported as progress.
+async fn verify_names_a_tampered_row_pages_in(backend: Backend) {
+    let ctx = Ctx::new(backend).await;
+    let s = ctx.open().await;
+    for batch in 0..9u64 {
+        let events = (0..1000).map(|i| event(batch * 1000 + i)).collect();
+        s.append(single("t-pages", ExpectedVersion::Any, events))
+            .await
+            .expect("append");
+    }
+    for position in [6543, 2001] {
+        ctx.tamper(&format!(
+            r#"UPDATE events SET data = '{{"n":-1}}' WHERE position = {position}"#
+        ))
+        .await;
+        let mut progressed = 0;
+        let report = lightwidget_store::chain::verify_log(&*s, |n| progressed += n)
+            .await
+            .expect("verify");
+        assert_eq!(report.first_bad_position, Some(position), "{report:?}");
+        assert_eq!(report.events_checked, position, "{report:?}");
+        // Progress is told a page at a time, the page with the bad event included.
+        assert_eq!(progressed, position.div_ceil(1000) * 1000, "{report:?}");
+    }
+}
+
 async fn a_large_untouched_log_verifies_clean(backend: Backend) {
     let ctx = Ctx::new(backend).await;
     let s = ctx.open().await;
@@ -1511,6 +1539,7 @@ lightwidget_testkit::both!(
     verify_names_a_deleted_row,
     verify_names_a_log_truncated_at_its_tail,
     verify_names_one_changed_byte_and_two_swapped_rows,
+    verify_names_a_tampered_row_pages_in,
     a_large_untouched_log_verifies_clean,
     canonical_pages_are_the_bytes_the_chain_hashes,
     a_write_without_events_fences_on_a_version,
