@@ -23,20 +23,20 @@ pub fn canonical_bytes(e: &StoredEvent) -> Vec<u8> {
 #[derive(Clone, Copy, Debug)]
 pub struct CanonicalTime(pub chrono::DateTime<chrono::Utc>);
 
-impl Serialize for CanonicalTime {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl CanonicalValue for CanonicalTime {
+    fn write_value(&self, out: &mut Vec<u8>) {
         use chrono::{Datelike, Timelike};
         let t = self.0;
         let year = t.year();
         if !(0..=9999).contains(&year) {
             // Beyond four digits chrono writes a sign: its own formatting, rarely.
-            return s.serialize_str(&crate::format_time(t));
+            return write_json_str(out, &crate::format_time(t));
         }
-        // YYYY-MM-DDTHH:MM:SS.ffffffZ
-        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        // "YYYY-MM-DDTHH:MM:SS.ffffffZ"
+        let mut b = *b"\"0000-00-00T00:00:00.000000Z\"";
         let mut put = |at: usize, width: usize, mut v: u32| {
             for i in (0..width).rev() {
-                b[at + i] = b'0' + (v % 10) as u8;
+                b[1 + at + i] = b'0' + (v % 10) as u8;
                 v /= 10;
             }
         };
@@ -54,7 +54,7 @@ impl Serialize for CanonicalTime {
         };
         put(17, 2, second);
         put(20, 6, micros);
-        s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+        out.extend_from_slice(&b);
     }
 }
 
@@ -107,13 +107,12 @@ pub type TypedFields<'a> = Fields<'a, uuid::Uuid, CanonicalTime>;
 /// Appends the canonical bytes of one event's fields to `out`, no field copied. For
 /// [`StoredFields`]: the same bytes as [`write_canonical`] for fields stored as it formats
 /// them, and other bytes (so another hash) for fields that are not.
-pub fn write_canonical_fields<Id: Serialize + Copy, Time: Serialize + Copy>(
+pub fn write_canonical_fields<Id: CanonicalValue + Copy, Time: CanonicalValue + Copy>(
     f: &Fields<'_, Id, Time>,
     out: &mut Vec<u8>,
 ) {
     // A JSON array, written as serde_json writes it (the test below holds the two equal
-    // byte for byte); the strings by `write_json_str`, the rest by serde_json. Writing to a
-    // Vec cannot fail, nor can these fields' serialization.
+    // byte for byte).
     out.push(b'[');
     value(out, &f.position);
     out.push(b',');
@@ -121,19 +120,19 @@ pub fn write_canonical_fields<Id: Serialize + Copy, Time: Serialize + Copy>(
     out.push(b',');
     value(out, &f.version);
     out.push(b',');
-    value(out, &f.event_id);
+    f.event_id.write_value(out);
     out.push(b',');
     write_json_str(out, f.event_type);
     out.push(b',');
     value(out, &f.schema_version);
     out.push(b',');
-    value(out, &f.recorded_at);
+    f.recorded_at.write_value(out);
     out.push(b',');
     write_json_str(out, f.actor);
     out.push(b',');
-    value(out, &f.correlation_id);
+    f.correlation_id.write_value(out);
     out.push(b',');
-    value(out, &f.causation_id);
+    f.causation_id.write_value(out);
     out.push(b',');
     write_json_str(out, f.data);
     out.push(b']');
@@ -164,9 +163,42 @@ fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// A canonical field other than a string, written by serde_json.
+/// A number, written by serde_json.
 fn value<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+    // Writing to a Vec cannot fail, nor can a number's serialization.
     let _ = serde_json::to_writer(out, v);
+}
+
+/// An id or a time of the canonical form, written as a JSON value (a string, or `null`)
+/// the way serde_json writes it, without going through its escaping.
+pub trait CanonicalValue {
+    fn write_value(&self, out: &mut Vec<u8>);
+}
+
+/// As stored in text: written as it is, escaped.
+impl CanonicalValue for &str {
+    fn write_value(&self, out: &mut Vec<u8>) {
+        write_json_str(out, self)
+    }
+}
+
+/// Hyphenated, lower case: `Uuid`'s own serialization.
+impl CanonicalValue for uuid::Uuid {
+    fn write_value(&self, out: &mut Vec<u8>) {
+        let mut buf = uuid::Uuid::encode_buffer();
+        out.push(b'"');
+        out.extend_from_slice(self.hyphenated().encode_lower(&mut buf).as_bytes());
+        out.push(b'"');
+    }
+}
+
+impl<T: CanonicalValue> CanonicalValue for Option<T> {
+    fn write_value(&self, out: &mut Vec<u8>) {
+        match self {
+            Some(v) => v.write_value(out),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
 }
 
 /// One event of a [`CanonicalPage`]: its position, its stored hashes, and where its
