@@ -2,6 +2,7 @@
 //! while current, never older than what its follower has read of the log (a change appended
 //! by anyone reaches it), and read from the store again once changed.
 
+use crate::counted::Counted;
 use chrono::Utc;
 use lightwidget_domain::event::{
     DeletionCause, Layout, WidgetCreated, WidgetDeletionRequested, WidgetSettings,
@@ -10,49 +11,10 @@ use lightwidget_domain::{AccountId, Category, DomainEvent, Personal, Subject, Wi
 use lightwidget_projections::cache::ViewCache;
 use lightwidget_projections::models::Widgets;
 use lightwidget_projections::Runner;
-use lightwidget_store::{DocChange, StoreError, SystemClock, ViewDoc, ViewQuery, ViewStore};
+use lightwidget_store::{SystemClock, ViewDoc};
 use lightwidget_testkit::{Backend, TestStore};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-/// The real view store, with its document reads counted.
-#[derive(Debug)]
-struct Counted {
-    inner: Arc<dyn ViewStore>,
-    reads: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl ViewStore for Counted {
-    async fn get_many(&self, view: &str, keys: &[String]) -> Result<Vec<ViewDoc>, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get_many(view, keys).await
-    }
-    async fn checkpoint(&self, view: &str) -> Result<u64, StoreError> {
-        self.inner.checkpoint(view).await
-    }
-    async fn commit(
-        &self,
-        view: &str,
-        from: u64,
-        to: u64,
-        changes: &[DocChange],
-    ) -> Result<(), StoreError> {
-        self.inner.commit(view, from, to, changes).await
-    }
-    async fn query(&self, view: &str, query: &ViewQuery) -> Result<Vec<ViewDoc>, StoreError> {
-        self.inner.query(view, query).await
-    }
-    async fn drop_view(&self, view: &str) -> Result<(), StoreError> {
-        self.inner.drop_view(view).await
-    }
-    async fn swap(&self, building: &str, live: &str) -> Result<(), StoreError> {
-        self.inner.swap(building, live).await
-    }
-    fn live_batch_size(&self) -> usize {
-        self.inner.live_batch_size()
-    }
-}
 
 /// Waits until the cache's follower has read up to `position`.
 async fn followed(cache: &ViewCache, position: u64) {
@@ -100,10 +62,7 @@ async fn append(t: &TestStore, stream: &str, e: DomainEvent) -> u64 {
 
 async fn a_cached_document_follows_the_log(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
-    let views = Arc::new(Counted {
-        inner: t.views.clone(),
-        reads: AtomicUsize::new(0),
-    });
+    let views = Arc::new(Counted::new(t.views.clone()));
     let cache = Arc::new(ViewCache::new(Arc::new(Widgets), views.clone()));
     let runner = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Widgets));
     let (stop_tx, follower) = follow(&cache, &t);
@@ -209,10 +168,7 @@ fn follow(
 /// stale.
 async fn a_bounded_cache_never_serves_stale(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
-    let views = Arc::new(Counted {
-        inner: t.views.clone(),
-        reads: AtomicUsize::new(0),
-    });
+    let views = Arc::new(Counted::new(t.views.clone()));
     let runner = Runner::new(t.store.clone(), t.views.clone(), Arc::new(Widgets));
     let status = |d: Option<Arc<ViewDoc>>| d.map(|d| d.doc["status"].clone());
     let a = AccountId::new();

@@ -2,6 +2,8 @@
 
 #[path = "cache.rs"]
 mod cache;
+#[path = "counted.rs"]
+mod counted;
 #[path = "models.rs"]
 mod models;
 #[path = "runner.rs"]

@@ -247,10 +247,7 @@ async fn crashes_mid_run_lose_and_double_nothing(backend: Backend) {
 async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let head = history(&t, 300).await;
-    let views = Arc::new(CommitsInFlight {
-        inner: t.views.clone(),
-        now: Default::default(),
-    });
+    let views = Arc::new(crate::counted::Counted::new(t.views.clone()));
     let r = Runner::new(t.store.clone(), views.clone(), Arc::new(WidgetStatus))
         .with_batch_size(3)
         .with_catch_up_batch(40);
@@ -270,7 +267,7 @@ async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
     running.await.expect("task").expect("run");
     // Returned: no commit it started is still writing (the pipeline's last one landed first).
     assert_eq!(
-        views.now.load(std::sync::atomic::Ordering::SeqCst),
+        views.commits_now.load(std::sync::atomic::Ordering::SeqCst),
         0,
         "commits in flight after the runner returned"
     );
@@ -305,53 +302,6 @@ async fn a_stop_during_catch_up_leaves_a_checkpointed_view(backend: Backend) {
             .await
             .expect("as of")
     );
-}
-
-/// The view store, counting the commits under way.
-#[derive(Debug)]
-struct CommitsInFlight {
-    inner: Arc<dyn lightwidget_store::ViewStore>,
-    now: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl lightwidget_store::ViewStore for CommitsInFlight {
-    async fn checkpoint(&self, view: &str) -> Result<u64, lightwidget_store::StoreError> {
-        self.inner.checkpoint(view).await
-    }
-    async fn commit(
-        &self,
-        view: &str,
-        from: u64,
-        to: u64,
-        changes: &[DocChange],
-    ) -> Result<(), lightwidget_store::StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.now.fetch_add(1, SeqCst);
-        let done = self.inner.commit(view, from, to, changes).await;
-        self.now.fetch_sub(1, SeqCst);
-        done
-    }
-    async fn get_many(
-        &self,
-        view: &str,
-        keys: &[String],
-    ) -> Result<Vec<ViewDoc>, lightwidget_store::StoreError> {
-        self.inner.get_many(view, keys).await
-    }
-    async fn query(
-        &self,
-        view: &str,
-        query: &lightwidget_store::ViewQuery,
-    ) -> Result<Vec<ViewDoc>, lightwidget_store::StoreError> {
-        self.inner.query(view, query).await
-    }
-    async fn drop_view(&self, view: &str) -> Result<(), lightwidget_store::StoreError> {
-        self.inner.drop_view(view).await
-    }
-    async fn swap(&self, building: &str, live: &str) -> Result<(), lightwidget_store::StoreError> {
-        self.inner.swap(building, live).await
-    }
 }
 
 /// `r` following the log on a task until the sender is used or dropped.
