@@ -210,12 +210,7 @@ async fn the_embed_script_sizes_its_iframe_on_another_origin(backend: Backend) {
     let (_driver, c) = browser().await;
     c.set_window_size(1000, 900).await.expect("size");
 
-    // The widget page alone, as wide as the iframe will be: the height it will post.
     c.goto(&shop).await.expect("shop");
-    let frame_width = c
-        .execute("return document.body.clientWidth;", vec![])
-        .await
-        .expect("width");
     let iframe = c
         .wait()
         .for_element(Locator::Css("iframe"))
@@ -243,6 +238,12 @@ async fn the_embed_script_sizes_its_iframe_on_another_origin(backend: Backend) {
         .await
         .expect("inner");
     c.enter_parent_frame().await.expect("parent");
+    // The shop's width now, with the iframe at the widget's height: a page taller than the
+    // window has a scrollbar, and is narrower than when the iframe was 400px high.
+    let frame_width = c
+        .execute("return document.body.clientWidth;", vec![])
+        .await
+        .expect("width");
     assert_eq!(inner[1], frame_width, "the iframe spans the page");
     let iframe = c.find(Locator::Css("iframe")).await.expect("iframe");
     let now: f64 = iframe
