@@ -486,7 +486,6 @@ struct Batch {
     full: bool,
 }
 
-/// Waits for a spawned task; a task that panicked or was cancelled is an error.
 /// How a catch-up ended.
 enum CaughtUp {
     /// At the log's head as it was read: the view's checkpoint.
@@ -495,6 +494,7 @@ enum CaughtUp {
     Stopped,
 }
 
+/// Waits for a spawned task; a task that panicked or was cancelled is an error.
 async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ProjectionError> {
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))
 }

@@ -211,12 +211,12 @@ pub struct CanonicalEvent {
     pub end: usize,
 }
 
-/// A page of the chain's input as a store reads it: what verification hashes, written once
-/// into one buffer.
 /// About the canonical size of an event of this system, sealed payload included (the scale
 /// benchmark's log averages about 810 bytes).
 const TYPICAL_CANONICAL_BYTES: usize = 1024;
 
+/// A page of the chain's input as a store reads it: what verification hashes, written once
+/// into one buffer.
 #[derive(Debug, Default)]
 pub struct CanonicalPage {
     pub events: Vec<CanonicalEvent>,
@@ -237,7 +237,6 @@ impl CanonicalPage {
         page
     }
 
-    /// Records an event whose canonical bytes were just written to `bytes`.
     /// An empty page with room for `events` events (at most a [`crate::LOG_PAGE`]) of a
     /// typical size, so that filling it rarely copies what it holds.
     pub fn with_capacity(events: usize) -> Self {
@@ -248,6 +247,7 @@ impl CanonicalPage {
         }
     }
 
+    /// Records an event whose canonical bytes were just written to `bytes`.
     pub fn push(&mut self, position: u64, prev_hash: Hash, hash: Hash) {
         self.events.push(CanonicalEvent {
             position,
