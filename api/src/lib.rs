@@ -105,6 +105,30 @@ pub fn read_models(policy: &Arc<RetentionPolicy>) -> Vec<Arc<dyn Projection>> {
     ]
 }
 
+/// The read models' runners as a server runs them: one tail of the log and one catch-up gate
+/// shared among them (one read of new events for all; the least work first while far
+/// behind), each with its share of the memory budget.
+pub fn read_model_runners(
+    store: Arc<dyn EventStore>,
+    views: Arc<dyn ViewStore>,
+    policy: &Arc<RetentionPolicy>,
+    memory: &settings::MemoryBudget,
+) -> Vec<Runner> {
+    let tail = Arc::new(LogTail::new(store.clone(), TAIL_EVENTS));
+    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::new());
+    let models = read_models(policy);
+    let runner_bytes = memory.runner(models.len());
+    models
+        .into_iter()
+        .map(|projection| {
+            Runner::new(store.clone(), views.clone(), projection)
+                .with_tail(tail.clone())
+                .with_catch_up_gate(gate.clone())
+                .with_cache_bytes(runner_bytes)
+        })
+        .collect()
+}
+
 /// Opens the store the settings name, with the clock they name.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Storage> {
     let (clock, manual) = clock_of(settings);
@@ -716,18 +740,12 @@ impl Application {
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut runners = Vec::new();
-        // One read of the new events for every runner of this process.
-        let tail = Arc::new(LogTail::new(self.state.store.clone(), TAIL_EVENTS));
-        let models = read_models(&self.state.policy);
-        let runner_bytes = self.memory.runner(models.len());
-        for projection in models {
-            let runner = Runner::new(
-                self.state.store.clone(),
-                self.state.views.clone(),
-                projection,
-            )
-            .with_tail(tail.clone())
-            .with_cache_bytes(runner_bytes);
+        for runner in read_model_runners(
+            self.state.store.clone(),
+            self.state.views.clone(),
+            &self.state.policy,
+            &self.memory,
+        ) {
             runners.push(tokio::spawn(runners::supervise(
                 runner,
                 self.state.views.clone(),

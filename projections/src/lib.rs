@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod docs;
+pub mod gate;
 pub mod models;
 pub mod tail;
 
@@ -458,6 +459,8 @@ pub struct Runner {
     cache_bytes: u64,
     /// The batch size of [`Runner::run`]'s catch-up when it finds itself behind.
     catch_up_batch: usize,
+    /// Turns among the process's runners far behind the head, shared with them.
+    gate: Option<Arc<gate::CatchUpGate>>,
 }
 
 struct DocCache {
@@ -524,7 +527,15 @@ impl Runner {
             tail: None,
             cache_bytes: docs::RUNNER_CACHE_BYTES,
             catch_up_batch: CATCH_UP_BATCH,
+            gate: None,
         }
+    }
+
+    /// Takes turns through `gate` with the process's other runners while far behind the
+    /// head: the least remaining work first (see [`gate`]).
+    pub fn with_catch_up_gate(mut self, gate: Arc<gate::CatchUpGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Catches up in batches of `n` when [`Runner::run`] finds itself behind
@@ -627,8 +638,16 @@ impl Runner {
         batch_size: usize,
         mut stop: std::pin::Pin<&mut S>,
     ) -> Result<CaughtUp, ProjectionError> {
+        // Far behind the head, batches are handled on this runner's turn (see [`gate`]).
+        let mut pace = gate::Pace::default();
+        let mut turn = None;
         'restart: loop {
             let mut from = self.views.checkpoint(&self.view).await?;
+            // Where the log ends, for the turns' estimates (read again once passed).
+            let mut head = match self.gate {
+                Some(_) => self.events.head().await?.position,
+                None => 0,
+            };
             let mut cached = self.take_cache(from);
             let mut reading = self.spawn_read(from, batch_size);
             // The commit in flight, and its changes: the next batch reads them from here,
@@ -643,9 +662,16 @@ impl Runner {
                         reading.abort();
                         None
                     }
-                    batch = &mut reading => {
-                        Some(batch.map_err(|e| ProjectionError::Task(e.to_string()))??)
-                    }
+                    read = async {
+                        let batch = (&mut reading)
+                            .await
+                            .map_err(|e| ProjectionError::Task(e.to_string()))??;
+                        if let Some(to) = batch.scanned_to {
+                            self.take_turn(&mut turn, &mut pace, from, head.saturating_sub(to))
+                                .await;
+                        }
+                        Ok::<_, ProjectionError>(batch)
+                    } => Some(read?),
                 };
                 // At the head (a batch that scanned nothing), or stopped (none read).
                 let next_batch = batch.as_ref().and_then(|b| b.scanned_to.map(|to| (b, to)));
@@ -674,6 +700,9 @@ impl Runner {
                         None => CaughtUp::Stopped,
                     });
                 };
+                if to >= head && self.gate.is_some() {
+                    head = self.events.head().await?.position;
+                }
                 reading = self.spawn_read(to, batch_size);
                 let changes = self.prepare(batch, &mut cached, in_flight.as_mut()).await?;
                 let next = InFlight::of(&changes);
@@ -705,6 +734,34 @@ impl Runner {
                 ));
                 from = to;
             }
+        }
+    }
+
+    /// At the start of a batch over `from..`, `behind` positions short of the head after it:
+    /// keeps this runner's turn, gives it up to a runner with less work waiting, or waits
+    /// for it — or, near the head, goes without. `pace` learns from the turns held.
+    async fn take_turn<'a>(
+        &'a self,
+        turn: &mut Option<gate::Turn<'a>>,
+        pace: &mut gate::Pace,
+        from: u64,
+        behind: u64,
+    ) {
+        let Some(gate) = self.gate.as_deref().filter(|g| behind >= g.behind()) else {
+            *turn = None;
+            return;
+        };
+        if let Some(held) = turn.as_mut() {
+            pace.record_since(held, from);
+        }
+        let remaining = pace.remaining(behind);
+        if gate.less_waiting(remaining) {
+            *turn = None;
+        }
+        if turn.is_none() {
+            let mut got = gate.turn(remaining).await;
+            got.mark(from);
+            *turn = Some(got);
         }
     }
 

@@ -581,7 +581,115 @@ async fn a_cache_that_holds_nothing_changes_nothing(backend: Backend) {
     }
 }
 
+/// [`WidgetStatus`] under another name, and slow: each event costs it `per_event` of CPU.
+/// Each batch it handles goes into `handled`, with its last position.
+struct Slow {
+    name: &'static str,
+    per_event: Duration,
+    handled: Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>,
+}
+
+impl Projection for Slow {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
+        WidgetStatus.reads(e, d, loaded)
+    }
+    fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
+        let until = std::time::Instant::now() + self.per_event;
+        while std::time::Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        WidgetStatus.handle(e, d, view);
+    }
+    fn handle_batch(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
+        if let Some(last) = events.last() {
+            let mut handled = self.handled.lock().unwrap_or_else(|p| p.into_inner());
+            handled.push((self.name, last.position));
+        }
+        for (e, d) in events.iter().zip(domain) {
+            self.handle(e, d, view);
+        }
+    }
+}
+
+/// Two runners far behind, sharing a catch-up gate (issue 28): once each has been measured,
+/// the one with the least work left has every turn until it is near the head; the heavy one
+/// waits, and then reaches the head too, its view exact.
+async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let head = history(&t, 400).await;
+    let batch = 10;
+    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
+        batch as u64,
+    ));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runner_of = |name, per_event| {
+        let slow = Slow {
+            name,
+            per_event,
+            handled: handled.clone(),
+        };
+        Arc::new(
+            Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
+                .with_catch_up_gate(gate.clone())
+                .with_batch_size(batch)
+                .with_catch_up_batch(batch),
+        )
+    };
+    let heavy = runner_of("heavy", Duration::from_millis(2));
+    let light = runner_of("light", Duration::from_micros(20));
+    let (stop_heavy, heavy_running) = run_until_stopped(&heavy);
+    let (stop_light, light_running) = run_until_stopped(&light);
+    lightwidget_projections::wait_for_position(&*t.views, "heavy", head, Duration::from_secs(60))
+        .await
+        .expect("the heavy runner reached the head");
+    lightwidget_projections::wait_for_position(&*t.views, "light", head, Duration::from_secs(60))
+        .await
+        .expect("the light runner reached the head");
+    for (stop, running) in [(stop_heavy, heavy_running), (stop_light, light_running)] {
+        let _ = stop.send(());
+        running.await.expect("task").expect("run");
+    }
+    // The batches the heavy runner handled before the light one's last batch far behind: its
+    // first batches, measured on turns, and at most one more under way when the light one
+    // took the gate. Without the gate it handles a batch in 20 ms beside the light one, a
+    // dozen or more of them (it was 130-140 positions of 850 on when the light one reached
+    // the head, in a run without the gate).
+    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let last_light_far = handled
+        .iter()
+        .rposition(|&(name, at)| name == "light" && head - at >= gate.behind())
+        .expect("the light runner handled batches far behind");
+    let heavy_before = handled[..last_light_far]
+        .iter()
+        .filter(|(name, _)| *name == "heavy")
+        .count();
+    assert!(
+        heavy_before <= lightwidget_projections::gate::FIRST_BATCHES as usize + 1,
+        "the heavy runner handled {heavy_before} batches before the light one neared the head: \
+         {handled:?}"
+    );
+    let expected: Vec<_> = evaluate_as_of(&*t.store, &WidgetStatus, head)
+        .await
+        .expect("as of")
+        .into_values()
+        .map(|d| d.doc)
+        .collect();
+    for view in ["heavy", "light"] {
+        let docs: Vec<_> = live_docs(&t, view)
+            .await
+            .into_values()
+            .map(|d| d.doc)
+            .collect();
+        assert_eq!(docs, expected, "{view}");
+    }
+    assert!(gate.turns() > 0);
+}
+
 lightwidget_testkit::both!(
+    the_lightest_runner_far_behind_catches_up_first,
     a_stop_during_catch_up_leaves_a_checkpointed_view,
     a_cache_that_holds_nothing_changes_nothing,
     runners_sharing_a_tail_agree_with_the_log,

@@ -34,7 +34,7 @@
 //! printed all the same.
 
 use lightwidget_domain::{AccountId, WidgetId};
-use lightwidget_projections::{rebuild, Projection, Runner};
+use lightwidget_projections::rebuild;
 use lightwidget_retention::RetentionPolicy;
 use lightwidget_store::chain::{self, GENESIS};
 use lightwidget_store::{AppendRequest, EventStore, ExpectedVersion, Metadata, StreamWrite};
@@ -162,21 +162,23 @@ async fn hashed_bytes(store: &dyn EventStore) -> (u64, Vec<Vec<u8>>) {
     (total, sample)
 }
 
-/// Every read model caught up from nothing together, as a fresh server's runners do: the
-/// time each took to reach `head`.
-async fn catch_up_together(
-    t: &TestStore,
-    projections: &[Arc<dyn Projection>],
-    head: u64,
-) -> Vec<(String, f64)> {
+/// Every read model caught up from nothing together, as a fresh server's runners do (built
+/// as the server builds them, defaults for its memory budget): the time each took to reach
+/// `head`.
+async fn catch_up_together(t: &TestStore, head: u64) -> Vec<(String, f64)> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let runners = lightwidget_api::read_model_runners(
+        t.store.clone(),
+        t.views.clone(),
+        &Arc::new(RetentionPolicy::defaults()),
+        &lightwidget_api::settings::MemoryBudget::default(),
+    );
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for p in projections {
-        let runner = Runner::new(t.store.clone(), t.views.clone(), p.clone());
+    for runner in runners.into_iter().filter(|r| chosen(r.view())) {
         let mut stop = stop_rx.clone();
         let views = t.views.clone();
-        let name = p.name().to_owned();
+        let name = runner.view().to_owned();
         tasks.push(tokio::spawn(async move {
             let following = tokio::spawn(async move {
                 runner
@@ -232,6 +234,15 @@ fn cpu_seconds() -> f64 {
 fn row(row: &str) -> bool {
     std::env::var("LW_SCALE_ROWS")
         .map(|rows| rows.split(',').any(|r| r.trim() == row))
+        .unwrap_or(true)
+}
+
+/// Whether `LW_SCALE_PROJECTIONS` (a comma-separated list of read models; all when unset)
+/// names this read model: to see which of them slow the others down when they catch up
+/// together.
+fn chosen(projection: &str) -> bool {
+    std::env::var("LW_SCALE_PROJECTIONS")
+        .map(|names| names.split(',').any(|n| n.trim() == projection))
         .unwrap_or(true)
 }
 
@@ -533,14 +544,20 @@ async fn bench(backend: Backend, total: usize, secs: f64) -> Figures {
     }
 
     // Catch-up of every read model together, then each one's rebuild alone.
-    let projections = lightwidget_api::read_models(&Arc::new(RetentionPolicy::defaults()));
+    let projections: Vec<_> = lightwidget_api::read_models(&Arc::new(RetentionPolicy::defaults()))
+        .into_iter()
+        .filter(|p| chosen(p.name()))
+        .collect();
     let caught = if row("catch-up") {
-        catch_up_together(&large, &projections, head).await
+        catch_up_together(&large, head).await
     } else {
         Vec::new()
     };
     let mut catch_up = Vec::new();
-    for (p, (name, took)) in projections.iter().zip(caught) {
+    for (name, took) in caught {
+        let Some(p) = projections.iter().find(|p| p.name() == name) else {
+            continue;
+        };
         let started = Instant::now();
         rebuild(large.store.clone(), large.views.clone(), p.clone())
             .await
