@@ -26,7 +26,8 @@
 //!
 //! `cargo bench -p lightwidget-tests --bench scale` (`LW_BENCH_BACKEND=postgres|sqlite` runs
 //! one backend; `LW_SCALE_ROWS`, a comma-separated subset of `append,catch-up,verify,memory`,
-//! runs only those rows).
+//! runs only those rows; `LW_SCALE_PROJECTIONS`, a comma-separated list of read models,
+//! catches up and rebuilds only those).
 //!
 //! A projection whose rebuild takes under [`NOTICEABLE`] (here every one but `statistics`,
 //! `retention` and `widgets`: few of the log's events are theirs) is left out of the slowest
