@@ -54,13 +54,6 @@ pub struct Turn<'a> {
     mark: (u64, Instant),
 }
 
-impl Turn<'_> {
-    /// Notes that the runner stands at `position` now.
-    pub fn mark(&mut self, position: u64) {
-        self.mark = (position, Instant::now());
-    }
-}
-
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         self.gate.lock().held = false;
@@ -119,8 +112,9 @@ impl CatchUpGate {
     }
 
     /// Waits for the gate to be free with nobody waiting whose `remaining` work (in seconds)
-    /// is less than this caller's; ties go to whoever asked first.
-    pub async fn turn(&self, remaining: f64) -> Turn<'_> {
+    /// is less than this caller's; ties go to whoever asked first. The turn is marked as
+    /// taken at log position `at`.
+    pub async fn turn(&self, remaining: f64, at: u64) -> Turn<'_> {
         let remaining = if remaining.is_finite() {
             remaining.max(0.0)
         } else {
@@ -156,7 +150,7 @@ impl CatchUpGate {
                     ticket.served = true;
                     return Turn {
                         gate: self,
-                        mark: (0, Instant::now()),
+                        mark: (at, Instant::now()),
                     };
                 }
             }
@@ -192,7 +186,7 @@ impl Pace {
     pub fn record_since(&mut self, turn: &mut Turn<'_>, position: u64) {
         let (at, since) = turn.mark;
         self.record(position.saturating_sub(at), since.elapsed());
-        turn.mark(position);
+        turn.mark = (position, Instant::now());
     }
 
     /// Whether [`FIRST_BATCHES`] were measured: the pace ranks the runner from then on.
@@ -219,13 +213,13 @@ mod tests {
     #[tokio::test]
     async fn the_least_remaining_work_goes_first_once_the_gate_is_free() {
         let gate = Arc::new(CatchUpGate::new());
-        let held = gate.turn(5.0).await;
+        let held = gate.turn(5.0, 0).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
         for (name, remaining) in [("heavy", 60.0), ("light", 2.0), ("middle", 10.0)] {
             let (waiting, tx) = (gate.clone(), tx.clone());
             waiters.push(tokio::spawn(async move {
-                let _turn = waiting.turn(remaining).await;
+                let _turn = waiting.turn(remaining, 0).await;
                 tx.send(name).expect("send");
             }));
             // Each is queued before the next asks.
@@ -247,11 +241,11 @@ mod tests {
     #[tokio::test]
     async fn a_wait_given_up_leaves_the_queue() {
         let gate = Arc::new(CatchUpGate::new());
-        let held = gate.turn(0.0).await;
+        let held = gate.turn(0.0, 0).await;
         let waiting = {
             let gate = gate.clone();
             tokio::spawn(async move {
-                let _turn = gate.turn(1.0).await;
+                let _turn = gate.turn(1.0, 0).await;
             })
         };
         while gate.lock().waiting.is_empty() {
@@ -262,7 +256,7 @@ mod tests {
         assert!(gate.lock().waiting.is_empty());
         drop(held);
         // The gate is free for the next caller at once.
-        let _next = gate.turn(100.0).await;
+        let _next = gate.turn(100.0, 0).await;
         assert_eq!(gate.turns(), 2);
     }
 

@@ -759,9 +759,7 @@ impl Runner {
             *turn = None;
         }
         if turn.is_none() {
-            let mut got = gate.turn(remaining).await;
-            got.mark(from);
-            *turn = Some(got);
+            *turn = Some(gate.turn(remaining, from).await);
         }
     }
 
