@@ -10,16 +10,57 @@
 //! read models catch up first, at nearly their own speed, and the heaviest last, having
 //! waited only for them. The total time to catch every one up stays that of the work itself.
 //!
-//! A runner that has not yet handled a few batches on its turns is ranked by the time it has
-//! had so far, so that each is measured before it is ranked, the lightest first;
-//! one only a batch or so behind does not ask for a turn at all (see [`GATED_BEHIND`]), so a
-//! runner following the head never waits behind a long catch-up.
+//! Work is counted in the runner's own events (those of the types it reads, counted from the
+//! log's index on type and position), not in log positions: a read model of a few types far
+//! behind has little to do. A runner that has not yet handled a few batches on its turns
+//! ranks by its events left alone, before every measured one ([`Remaining`]), so that each is
+//! measured before it is ranked by time, the fewest events first. Its first batch is a small
+//! one ([`FIRST_BATCH`]): whichever runner's read comes back first takes the first turn,
+//! and holds it only briefly before the counts rank the rest. A runner only a batch or so
+//! behind does not ask for a turn at all (see [`GATED_BEHIND`]), so a runner following the
+//! head never waits behind a long catch-up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How far behind the head (in log positions) a runner must be to take turns.
 pub const GATED_BEHIND: u64 = 20_000;
+
+/// The events of a gated catch-up's first batch: a short first turn, whoever takes it.
+pub const FIRST_BATCH: usize = 1_000;
+
+/// A runner's remaining work, as the queue ranks it: every runner not yet measured (by its
+/// events left) before every measured one (by the seconds those should take).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Remaining {
+    /// Not measured yet: the events of its types left to handle.
+    Events(u64),
+    /// Measured: the seconds its events left should take at its pace.
+    Seconds(f64),
+}
+
+impl Remaining {
+    fn rank(&self, other: &Remaining) -> std::cmp::Ordering {
+        use std::cmp::Ordering::{Greater, Less};
+        match (self, other) {
+            (Remaining::Events(a), Remaining::Events(b)) => a.cmp(b),
+            (Remaining::Seconds(a), Remaining::Seconds(b)) => a.total_cmp(b),
+            (Remaining::Events(_), Remaining::Seconds(_)) => Less,
+            (Remaining::Seconds(_), Remaining::Events(_)) => Greater,
+        }
+    }
+
+    /// Seconds that are not a number or negative rank as the most and the least work.
+    fn sane(self) -> Self {
+        match self {
+            Remaining::Seconds(s) if s.is_nan() || s == f64::INFINITY => {
+                Remaining::Seconds(f64::MAX)
+            }
+            Remaining::Seconds(s) => Remaining::Seconds(s.max(0.0)),
+            events => events,
+        }
+    }
+}
 
 /// The turn of one runner of a process at a time among those far behind.
 #[derive(Debug)]
@@ -39,9 +80,9 @@ impl Default for CatchUpGate {
 #[derive(Debug, Default)]
 struct GateState {
     held: bool,
-    /// Who waits: (remaining work in seconds, ticket); the least work goes first, then the
-    /// earliest ticket.
-    waiting: Vec<(f64, u64)>,
+    /// Who waits: (remaining work, ticket); the least work goes first, then the earliest
+    /// ticket.
+    waiting: Vec<(Remaining, u64)>,
     next_ticket: u64,
     turns: u64,
 }
@@ -50,7 +91,7 @@ struct GateState {
 #[derive(Debug)]
 pub struct Turn<'a> {
     gate: &'a CatchUpGate,
-    /// The log position its runner stood at when it last looked at the time, and that time.
+    /// How many events its runner had handled when it last looked at the time, and that time.
     mark: (u64, Instant),
 }
 
@@ -107,19 +148,19 @@ impl CatchUpGate {
     }
 
     /// Whether somebody waits whose remaining work is less than `remaining`.
-    pub fn less_waiting(&self, remaining: f64) -> bool {
-        self.lock().waiting.iter().any(|(w, _)| *w < remaining)
+    pub fn less_waiting(&self, remaining: Remaining) -> bool {
+        let remaining = remaining.sane();
+        self.lock()
+            .waiting
+            .iter()
+            .any(|(w, _)| w.rank(&remaining).is_lt())
     }
 
-    /// Waits for the gate to be free with nobody waiting whose `remaining` work (in seconds)
-    /// is less than this caller's; ties go to whoever asked first. The turn is marked as
-    /// taken at log position `at`.
-    pub async fn turn(&self, remaining: f64, at: u64) -> Turn<'_> {
-        let remaining = if remaining.is_finite() {
-            remaining.max(0.0)
-        } else {
-            f64::MAX
-        };
+    /// Waits for the gate to be free with nobody waiting whose `remaining` work is less than
+    /// this caller's; ties go to whoever asked first. The turn is marked as taken when its
+    /// runner had handled `handled` events.
+    pub async fn turn(&self, remaining: Remaining, handled: u64) -> Turn<'_> {
+        let remaining = remaining.sane();
         let mut ticket = {
             let mut s = self.lock();
             let ticket = s.next_ticket;
@@ -141,7 +182,7 @@ impl CatchUpGate {
                 let first = s
                     .waiting
                     .iter()
-                    .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+                    .min_by(|a, b| a.0.rank(&b.0).then(a.1.cmp(&b.1)))
                     .map(|w| w.1);
                 if !s.held && first == Some(ticket.ticket) {
                     s.held = true;
@@ -150,7 +191,7 @@ impl CatchUpGate {
                     ticket.served = true;
                     return Turn {
                         gate: self,
-                        mark: (at, Instant::now()),
+                        mark: (handled, Instant::now()),
                     };
                 }
             }
@@ -159,49 +200,49 @@ impl CatchUpGate {
     }
 }
 
-/// How many batches a runner handles on its turns before its pace ranks it: a first batch
-/// alone misleads where the log's mix changes (the widget events of a fresh store all come
-/// first, so the widgets' first batch covers a few thousand positions, the next the rest).
-pub const FIRST_BATCHES: u32 = 3;
+/// How many batches a runner handles on its turns before its pace ranks it: its first, a
+/// small one ([`FIRST_BATCH`]). Paced by events, not positions, one batch tells enough (by
+/// positions, the widgets' first batch covered a few thousand of them — the widget events of
+/// a fresh store all come first — and the next the rest of the log).
+pub const FIRST_BATCHES: u32 = 1;
 
-/// What a runner's positions cost it on its turns, on average: the estimate of its remaining
+/// What a runner's events cost it on its turns, on average: the estimate of its remaining
 /// work.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pace {
-    positions: u64,
+    events: u64,
     secs: f64,
     batches: u32,
 }
 
 impl Pace {
-    /// A batch over `positions` log positions took `held` on this runner's turn.
-    pub fn record(&mut self, positions: u64, held: Duration) {
-        self.positions += positions;
+    /// A batch of `events` events took `held` on this runner's turn.
+    pub fn record(&mut self, events: u64, held: Duration) {
+        self.events += events;
         self.secs += held.as_secs_f64();
         self.batches += 1;
     }
 
-    /// The runner holding `turn` reached `position`: the positions since the turn's last mark
-    /// took the time since it, and the mark moves here.
-    pub fn record_since(&mut self, turn: &mut Turn<'_>, position: u64) {
+    /// The runner holding `turn` has handled `handled` events: those since the turn's last
+    /// mark took the time since it, and the mark moves here.
+    pub fn record_since(&mut self, turn: &mut Turn<'_>, handled: u64) {
         let (at, since) = turn.mark;
-        self.record(position.saturating_sub(at), since.elapsed());
-        turn.mark = (position, Instant::now());
+        self.record(handled.saturating_sub(at), since.elapsed());
+        turn.mark = (handled, Instant::now());
     }
 
     /// Whether [`FIRST_BATCHES`] were measured: the pace ranks the runner from then on.
     pub fn measured(&self) -> bool {
-        self.batches >= FIRST_BATCHES && self.positions > 0
+        self.batches >= FIRST_BATCHES && self.events > 0
     }
 
-    /// The seconds `behind` positions should take. Until [`FIRST_BATCHES`] were measured,
-    /// the time taken so far instead: runners are measured before they are ranked, the one
-    /// that has had the least time first.
-    pub fn remaining(&self, behind: u64) -> f64 {
+    /// The work `left` events are: until [`FIRST_BATCHES`] were measured, the count itself;
+    /// then the seconds they should take at this pace.
+    pub fn remaining(&self, left: u64) -> Remaining {
         if !self.measured() {
-            return self.secs;
+            return Remaining::Events(left);
         }
-        self.secs / self.positions as f64 * behind as f64
+        Remaining::Seconds(self.secs / self.events as f64 * left as f64)
     }
 }
 
@@ -213,10 +254,16 @@ mod tests {
     #[tokio::test]
     async fn the_least_remaining_work_goes_first_once_the_gate_is_free() {
         let gate = Arc::new(CatchUpGate::new());
-        let held = gate.turn(5.0, 0).await;
+        let held = gate.turn(Remaining::Seconds(5.0), 0).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut waiters = Vec::new();
-        for (name, remaining) in [("heavy", 60.0), ("light", 2.0), ("middle", 10.0)] {
+        for (name, remaining) in [
+            ("heavy", Remaining::Seconds(60.0)),
+            ("light", Remaining::Seconds(2.0)),
+            ("unmeasured, many events", Remaining::Events(900_000)),
+            ("middle", Remaining::Seconds(10.0)),
+            ("unmeasured, few events", Remaining::Events(20_000)),
+        ] {
             let (waiting, tx) = (gate.clone(), tx.clone());
             waiters.push(tokio::spawn(async move {
                 let _turn = waiting.turn(remaining, 0).await;
@@ -228,24 +275,34 @@ mod tests {
             }
         }
         assert!(rx.try_recv().is_err(), "nobody has a turn while it is held");
+        assert!(gate.less_waiting(Remaining::Seconds(3.0)));
+        assert!(!gate.less_waiting(Remaining::Events(10_000)));
         drop(held);
-        let order = [
-            rx.recv().await.expect("first"),
-            rx.recv().await.expect("second"),
-            rx.recv().await.expect("third"),
-        ];
-        assert_eq!(order, ["light", "middle", "heavy"]);
-        assert_eq!(gate.turns(), 4);
+        let mut order = Vec::new();
+        for _ in 0..waiters.len() {
+            order.push(rx.recv().await.expect("a turn"));
+        }
+        assert_eq!(
+            order,
+            [
+                "unmeasured, few events",
+                "unmeasured, many events",
+                "light",
+                "middle",
+                "heavy"
+            ]
+        );
+        assert_eq!(gate.turns(), 6);
     }
 
     #[tokio::test]
     async fn a_wait_given_up_leaves_the_queue() {
         let gate = Arc::new(CatchUpGate::new());
-        let held = gate.turn(0.0, 0).await;
+        let held = gate.turn(Remaining::Seconds(0.0), 0).await;
         let waiting = {
             let gate = gate.clone();
             tokio::spawn(async move {
-                let _turn = gate.turn(1.0, 0).await;
+                let _turn = gate.turn(Remaining::Seconds(1.0), 0).await;
             })
         };
         while gate.lock().waiting.is_empty() {
@@ -256,27 +313,49 @@ mod tests {
         assert!(gate.lock().waiting.is_empty());
         drop(held);
         // The gate is free for the next caller at once.
-        let _next = gate.turn(100.0, 0).await;
+        let _next = gate.turn(Remaining::Seconds(100.0), 0).await;
         assert_eq!(gate.turns(), 2);
     }
 
     #[test]
-    fn a_pace_ranks_by_its_time_so_far_until_measured_and_then_by_its_average_cost() {
+    fn a_pace_ranks_by_its_events_left_until_measured_and_then_by_its_average_cost() {
         let mut pace = Pace::default();
-        assert_eq!(pace.remaining(1_000_000), 0.0);
-        // A first batch over few positions (all the widget events at the log's start)...
-        pace.record(10_000, Duration::from_millis(240));
-        for n in 1..FIRST_BATCHES {
-            let so_far = 0.240 + 0.200 * f64::from(n - 1);
-            assert!(
-                (pace.remaining(1_000_000) - so_far).abs() < 1e-9,
-                "not ranked by its pace before it is measured"
-            );
-            pace.record(1_000_000, Duration::from_millis(200));
-        }
-        // ...weighs by its positions, not as one batch of three.
-        let per_position = (0.240 + 0.200 * f64::from(FIRST_BATCHES - 1))
-            / (10_000 + 1_000_000 * u64::from(FIRST_BATCHES - 1)) as f64;
-        assert!((pace.remaining(1_000_000) - per_position * 1e6).abs() < 1e-9);
+        assert_eq!(pace.remaining(50_000), Remaining::Events(50_000));
+        // A turn taken and looked at before its first batch was handled: time, no events.
+        pace.record(0, Duration::from_millis(20));
+        assert_eq!(
+            pace.remaining(50_000),
+            Remaining::Events(50_000),
+            "not ranked by its pace before it handled an event"
+        );
+        // Then its first batch: measured from then on, by the events it handled.
+        pace.record(1_000, Duration::from_millis(240));
+        assert!(pace.measured());
+        let Remaining::Seconds(secs) = pace.remaining(1_000_000) else {
+            panic!("measured after its first batch");
+        };
+        assert!((secs - 0.260 / 1_000.0 * 1e6).abs() < 1e-9, "{secs}");
+        // Later batches weigh by their events, not as one batch each.
+        pace.record(10_000, Duration::from_millis(100));
+        let Remaining::Seconds(secs) = pace.remaining(1_000_000) else {
+            panic!("measured");
+        };
+        assert!((secs - 0.360 / 11_000.0 * 1e6).abs() < 1e-9, "{secs}");
+    }
+
+    #[test]
+    fn seconds_not_a_number_rank_as_the_most_work_and_below_zero_as_none() {
+        let gate = CatchUpGate::new();
+        gate.lock()
+            .waiting
+            .push((Remaining::Seconds(f64::NAN).sane(), 0));
+        // Nothing ranks above the most work: it is not less than anybody's.
+        assert!(!gate.less_waiting(Remaining::Seconds(1e300)));
+        assert!(!gate.less_waiting(Remaining::Seconds(f64::NAN)));
+        gate.lock()
+            .waiting
+            .push((Remaining::Seconds(-3.0).sane(), 1));
+        assert!(gate.less_waiting(Remaining::Seconds(0.5)));
+        assert!(!gate.less_waiting(Remaining::Seconds(0.0)));
     }
 }

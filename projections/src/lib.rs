@@ -638,7 +638,8 @@ impl Runner {
         batch_size: usize,
         mut stop: std::pin::Pin<&mut S>,
     ) -> Result<CaughtUp, ProjectionError> {
-        // Far behind the head, batches are handled on this runner's turn (see [`gate`]).
+        // Far behind the head, batches are read, handled and committed on this runner's turn
+        // (see [`gate`]).
         let mut pace = gate::Pace::default();
         let mut turn = None;
         'restart: loop {
@@ -648,8 +649,28 @@ impl Runner {
                 Some(_) => self.events.head().await?.position,
                 None => 0,
             };
+            // The events of this runner's types up to there, and those handled since.
+            let mut left = self.events_left(from, head).await?;
+            let mut handled = 0u64;
             let mut cached = self.take_cache(from);
-            let mut reading = self.spawn_read(from, batch_size);
+            // A small first batch when it takes turns: a short first turn (see [`gate`]).
+            let first = match left {
+                0 => batch_size,
+                _ => batch_size.min(gate::FIRST_BATCH),
+            };
+            // Far behind, even the first read waits for this runner's turn.
+            if let Some(gate) = self.far_behind(head.saturating_sub(from), left) {
+                if turn.is_none() {
+                    let remaining = pace.remaining(left);
+                    tokio::select! {
+                        biased;
+                        _ = stop.as_mut() => return Ok(CaughtUp::Stopped),
+                        t = gate.turn(remaining, 0) => turn = Some(t),
+                    }
+                    tracing::debug!(view = %self.view, ?remaining, "catch-up: first turn");
+                }
+            }
+            let mut reading = self.spawn_read(from, first);
             // The commit in flight, and its changes: the next batch reads them from here,
             // since the store has not got them yet.
             let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
@@ -662,16 +683,9 @@ impl Runner {
                         reading.abort();
                         None
                     }
-                    read = async {
-                        let batch = (&mut reading)
-                            .await
-                            .map_err(|e| ProjectionError::Task(e.to_string()))??;
-                        if let Some(to) = batch.scanned_to {
-                            self.take_turn(&mut turn, &mut pace, from, head.saturating_sub(to))
-                                .await;
-                        }
-                        Ok::<_, ProjectionError>(batch)
-                    } => Some(read?),
+                    read = &mut reading => {
+                        Some(read.map_err(|e| ProjectionError::Task(e.to_string()))??)
+                    }
                 };
                 // At the head (a batch that scanned nothing), or stopped (none read).
                 let next_batch = batch.as_ref().and_then(|b| b.scanned_to.map(|to| (b, to)));
@@ -701,10 +715,56 @@ impl Runner {
                     });
                 };
                 if to >= head && self.gate.is_some() {
-                    head = self.events.head().await?.position;
+                    let now = self.events.head().await?.position;
+                    left += self.events_left(head, now).await?;
+                    head = now;
                 }
-                reading = self.spawn_read(to, batch_size);
+                // Far behind, this runner reads, handles and commits only on its turn: it
+                // keeps the turn, or lands its commit in flight and gives the turn up to a
+                // runner with less work waiting, then waits for it again.
+                match self.far_behind(head.saturating_sub(to), left.saturating_sub(handled)) {
+                    None => turn = None,
+                    Some(gate) => {
+                        if let Some(held) = turn.as_mut() {
+                            pace.record_since(held, handled);
+                        }
+                        let remaining = pace.remaining(left.saturating_sub(handled));
+                        if turn.is_none() || gate.less_waiting(remaining) {
+                            if let Some((_, commit)) = committing.take() {
+                                match join(commit).await? {
+                                    Ok(()) => {
+                                        if let Some(landed) = in_flight.take() {
+                                            landed.land(&mut cached);
+                                        }
+                                    }
+                                    Err(StoreError::Conflict { .. }) => continue 'restart,
+                                    Err(e) => return Err(e.into()),
+                                }
+                            }
+                            // Given up before the wait: the gate is free for the others.
+                            drop(turn.take());
+                            tokio::select! {
+                                biased;
+                                _ = stop.as_mut() => {
+                                    // Nothing in flight: the commit before `batch` landed.
+                                    self.keep_cache(from, cached);
+                                    return Ok(CaughtUp::Stopped);
+                                }
+                                t = gate.turn(remaining, handled) => turn = Some(t),
+                            }
+                            tracing::debug!(view = %self.view, handled, ?remaining, "catch-up: turn");
+                        }
+                    }
+                }
+                // Until its pace is measured, a runner on its turn reads small batches: the
+                // first measure is of a small batch read and handled (see [`gate`]).
+                let next = match &turn {
+                    Some(_) if !pace.measured() => batch_size.min(gate::FIRST_BATCH),
+                    _ => batch_size,
+                };
+                reading = self.spawn_read(to, next);
                 let changes = self.prepare(batch, &mut cached, in_flight.as_mut()).await?;
+                handled += batch.events.len() as u64;
                 let next = InFlight::of(&changes);
                 if let Some((_, commit)) = committing.take() {
                     match join(commit).await? {
@@ -737,30 +797,27 @@ impl Runner {
         }
     }
 
-    /// At the start of a batch over `from..`, `behind` positions short of the head after it:
-    /// keeps this runner's turn, gives it up to a runner with less work waiting, or waits
-    /// for it — or, near the head, goes without. `pace` learns from the turns held.
-    async fn take_turn<'a>(
-        &'a self,
-        turn: &mut Option<gate::Turn<'a>>,
-        pace: &mut gate::Pace,
-        from: u64,
-        behind: u64,
-    ) {
-        let Some(gate) = self.gate.as_deref().filter(|g| behind >= g.behind()) else {
-            *turn = None;
-            return;
+    /// The gate, when this runner takes turns through one, is `behind` positions or more
+    /// behind the head, and has events of its types `left` there.
+    fn far_behind(&self, behind: u64, left: u64) -> Option<&gate::CatchUpGate> {
+        self.gate
+            .as_deref()
+            .filter(|g| behind >= g.behind() && left > 0)
+    }
+
+    /// With a gate, the events of this runner's types after `from` up to `head` when those
+    /// are far enough apart for turns (else 0: no turns are taken).
+    async fn events_left(&self, from: u64, head: u64) -> Result<u64, ProjectionError> {
+        let Some(gate) = self.gate.as_deref() else {
+            return Ok(0);
         };
-        if let Some(held) = turn.as_mut() {
-            pace.record_since(held, from);
+        if head.saturating_sub(from) < gate.behind() {
+            return Ok(0);
         }
-        let remaining = pace.remaining(behind);
-        if gate.less_waiting(remaining) {
-            *turn = None;
-        }
-        if turn.is_none() {
-            *turn = Some(gate.turn(remaining, from).await);
-        }
+        Ok(match self.projection.event_types() {
+            Some(types) => self.events.count_of(from, head, types).await?,
+            None => head - from,
+        })
     }
 
     fn spawn_read(

@@ -587,6 +587,8 @@ struct Slow {
     name: &'static str,
     per_event: Duration,
     handled: Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>,
+    /// The types it reads (all when `None`).
+    types: Option<&'static [&'static str]>,
 }
 
 impl Projection for Slow {
@@ -595,6 +597,9 @@ impl Projection for Slow {
     }
     fn reads(&self, e: &RecordedEvent, d: &DomainEvent, loaded: &dyn ViewReader) -> Vec<String> {
         WidgetStatus.reads(e, d, loaded)
+    }
+    fn event_types(&self) -> Option<&'static [&'static str]> {
+        self.types
     }
     fn handle(&self, e: &RecordedEvent, d: &DomainEvent, view: &mut Overlay) {
         let until = std::time::Instant::now() + self.per_event;
@@ -630,6 +635,7 @@ async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
             name,
             per_event,
             handled: handled.clone(),
+            types: None,
         };
         Arc::new(
             Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
@@ -688,7 +694,71 @@ async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
     assert!(gate.turns() > 0);
 }
 
+/// A runner of few events far behind (one type of the log's) goes before one of many, at the
+/// same cost per event, before either is measured (issue 28): its events, counted, rank it
+/// first. The other handles at most its first batch, if its read came back first, and one
+/// more under way.
+async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let head = history(&t, 100).await;
+    let restored = t
+        .store
+        .count_of(0, head, &["WidgetRestored"])
+        .await
+        .expect("count");
+    assert!(restored > 10 && restored < head / 4, "{restored} of {head}");
+    let batch = 10;
+    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
+        batch as u64,
+    ));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let runner_of = |name, types| {
+        let slow = Slow {
+            name,
+            per_event: Duration::from_millis(2),
+            handled: handled.clone(),
+            types,
+        };
+        Arc::new(
+            Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
+                .with_catch_up_gate(gate.clone())
+                .with_batch_size(batch)
+                .with_catch_up_batch(batch),
+        )
+    };
+    let many = runner_of("many", None);
+    let few = runner_of("few", Some(&["WidgetRestored"]));
+    let (stop_many, many_running) = run_until_stopped(&many);
+    let (stop_few, few_running) = run_until_stopped(&few);
+    for view in ["few", "many"] {
+        lightwidget_projections::wait_for_position(&*t.views, view, head, Duration::from_secs(60))
+            .await
+            .expect("the runner reached the head");
+    }
+    for (stop, running) in [(stop_many, many_running), (stop_few, few_running)] {
+        let _ = stop.send(());
+        running.await.expect("task").expect("run");
+    }
+    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let last_few = handled
+        .iter()
+        .rposition(|&(name, _)| name == "few")
+        .expect("the runner of few events handled batches");
+    let many_before = handled[..last_few]
+        .iter()
+        .filter(|(name, _)| *name == "many")
+        .count();
+    // Ranked by the time each had (as before the counts), they took turns batch for batch:
+    // three or more of the many's batches before the few's last.
+    assert!(
+        many_before <= 2,
+        "the runner of many events handled {many_before} batches before the other's last: \
+         {handled:?}"
+    );
+}
+
 lightwidget_testkit::both!(
+    a_runner_of_few_events_far_behind_goes_first,
     the_lightest_runner_far_behind_catches_up_first,
     a_stop_during_catch_up_leaves_a_checkpointed_view,
     a_cache_that_holds_nothing_changes_nothing,

@@ -1269,6 +1269,22 @@ impl EventStore for SqliteEventStore {
         .await
     }
 
+    async fn count_of(&self, after: u64, head: u64, types: &[&str]) -> Result<u64, StoreError> {
+        let types = serde_json::to_string(types)
+            .map_err(|e| StoreError::Internal(format!("types: {e}")))?;
+        self.read(move |c| {
+            // From the index on (type, position) alone.
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM events WHERE position > ?1 AND position <= ?2 \
+                     AND event_type IN (SELECT value FROM json_each(?3))",
+                )?
+                .query_row(params![after as i64, head as i64, types], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn read_all_light_of(
         &self,
         after: u64,

@@ -365,6 +365,13 @@ pub trait EventStore: KeyStore + Send + Sync + fmt::Debug {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_all_raw(after, limit).await
     }
+    /// How many events of `types` lie after position `after`, up to `head`: what a reader of
+    /// those types has left to read. By default every position up to `head` (an upper bound);
+    /// the stores count from their index on (type, position).
+    async fn count_of(&self, after: u64, head: u64, types: &[&str]) -> Result<u64, StoreError> {
+        let _ = types;
+        Ok(head.saturating_sub(after))
+    }
     /// Like [`EventStore::read_all_light`], keeping only events whose type is in `types`;
     /// also returns the position up to which the log was scanned: the last event returned
     /// when `limit` were, else the head as it stood before the read. A reader of some types

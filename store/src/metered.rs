@@ -90,6 +90,9 @@ impl EventStore for MeteredStore {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         self.0.read_all_light(after, limit).await
     }
+    async fn count_of(&self, after: u64, head: u64, types: &[&str]) -> Result<u64, StoreError> {
+        self.0.count_of(after, head, types).await
+    }
     async fn read_all_light_of(
         &self,
         after: u64,

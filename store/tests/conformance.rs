@@ -1144,7 +1144,7 @@ async fn a_writer_learns_what_it_has_not_seen(backend: Backend) {
 
 /// A read of some types returns only those, in order, and says how far it scanned: to the
 /// last event returned when the limit was reached, else to the head — past every event of
-/// another type.
+/// another type. Counting them between two positions gives as many.
 async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
     let ctx = Ctx::new(backend).await;
     let store = ctx.open().await;
@@ -1195,6 +1195,17 @@ async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
         .await
         .expect("read");
     assert!(none.is_empty());
+    // Counted, between two positions (after the first, up to the second).
+    let count = |after, to, types: &'static [&'static str]| {
+        let store = &store;
+        async move { store.count_of(after, to, types).await.expect("count") }
+    };
+    assert_eq!(count(0, head, &["Rare"]).await, 3);
+    assert_eq!(count(head - 4, head, &["Rare"]).await, 1);
+    assert_eq!(count(0, head - 4, &["Rare"]).await, 2);
+    assert_eq!(count(0, head, &["Rare", "TestHappened"]).await, 10);
+    assert_eq!(count(0, head, &["Never"]).await, 0);
+    assert_eq!(count(head, head, &["Rare"]).await, 0);
 }
 
 /// A key archived under a legal hold (R21): every ordinary read sees its fields erased, the

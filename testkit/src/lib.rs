@@ -627,6 +627,9 @@ mod forward {
         ) -> Result<Vec<StoredEvent>, StoreError> {
             self.inner.read_all_light(after, limit).await
         }
+        async fn count_of(&self, after: u64, head: u64, types: &[&str]) -> Result<u64, StoreError> {
+            self.inner.count_of(after, head, types).await
+        }
         async fn read_all_light_of(
             &self,
             after: u64,
