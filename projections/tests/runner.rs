@@ -619,59 +619,95 @@ impl Projection for Slow {
     }
 }
 
+/// A slow runner's name, its cost per event, and the types it reads (all when `None`).
+type SlowRunner = (&'static str, Duration, Option<&'static [&'static str]>);
+
+/// Runs these runners together from nothing, in batches of `batch`, through one catch-up gate
+/// that gates them `batch` positions behind, until each has reached `head`; returns the gate
+/// and which runner handled each batch, in order, with the batch's last position.
+async fn race_through_a_gate(
+    t: &TestStore,
+    head: u64,
+    batch: usize,
+    runners: [SlowRunner; 2],
+) -> (
+    Arc<lightwidget_projections::gate::CatchUpGate>,
+    Vec<(&'static str, u64)>,
+) {
+    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
+        batch as u64,
+    ));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut running = Vec::new();
+    for (name, per_event, types) in runners {
+        let slow = Slow {
+            name,
+            per_event,
+            handled: handled.clone(),
+            types,
+        };
+        let runner = Arc::new(
+            Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
+                .with_catch_up_gate(gate.clone())
+                .with_batch_size(batch)
+                .with_catch_up_batch(batch),
+        );
+        running.push(run_until_stopped(&runner));
+    }
+    for (name, _, _) in runners {
+        lightwidget_projections::wait_for_position(&*t.views, name, head, Duration::from_secs(60))
+            .await
+            .expect("the runner reached the head");
+    }
+    for (stop, running) in running {
+        let _ = stop.send(());
+        running.await.expect("task").expect("run");
+    }
+    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    (gate, handled)
+}
+
+/// How many batches `other` handled before `runner`'s last batch that ended `far` or more
+/// positions short of `head`.
+fn handled_before_last_of(
+    handled: &[(&'static str, u64)],
+    runner: &str,
+    other: &str,
+    head: u64,
+    far: u64,
+) -> usize {
+    let last = handled
+        .iter()
+        .rposition(|&(name, at)| name == runner && head - at >= far)
+        .expect("the runner handled batches far behind");
+    handled[..last]
+        .iter()
+        .filter(|(name, _)| *name == other)
+        .count()
+}
+
 /// Two runners far behind, sharing a catch-up gate (issue 28): once each has been measured,
 /// the one with the least work left has every turn until it is near the head; the heavy one
 /// waits, and then reaches the head too, its view exact.
 async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let head = history(&t, 400).await;
-    let batch = 10;
-    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
-        batch as u64,
-    ));
-    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let runner_of = |name, per_event| {
-        let slow = Slow {
-            name,
-            per_event,
-            handled: handled.clone(),
-            types: None,
-        };
-        Arc::new(
-            Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
-                .with_catch_up_gate(gate.clone())
-                .with_batch_size(batch)
-                .with_catch_up_batch(batch),
-        )
-    };
-    let heavy = runner_of("heavy", Duration::from_millis(2));
-    let light = runner_of("light", Duration::from_micros(20));
-    let (stop_heavy, heavy_running) = run_until_stopped(&heavy);
-    let (stop_light, light_running) = run_until_stopped(&light);
-    lightwidget_projections::wait_for_position(&*t.views, "heavy", head, Duration::from_secs(60))
-        .await
-        .expect("the heavy runner reached the head");
-    lightwidget_projections::wait_for_position(&*t.views, "light", head, Duration::from_secs(60))
-        .await
-        .expect("the light runner reached the head");
-    for (stop, running) in [(stop_heavy, heavy_running), (stop_light, light_running)] {
-        let _ = stop.send(());
-        running.await.expect("task").expect("run");
-    }
+    let (gate, handled) = race_through_a_gate(
+        &t,
+        head,
+        10,
+        [
+            ("heavy", Duration::from_millis(2), None),
+            ("light", Duration::from_micros(20), None),
+        ],
+    )
+    .await;
     // The batches the heavy runner handled before the light one's last batch far behind: its
     // first batches, measured on turns, and at most one more under way when the light one
     // took the gate. Without the gate it handles a batch in 20 ms beside the light one, a
     // dozen or more of them (it was 130-140 positions of 850 on when the light one reached
     // the head, in a run without the gate).
-    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let last_light_far = handled
-        .iter()
-        .rposition(|&(name, at)| name == "light" && head - at >= gate.behind())
-        .expect("the light runner handled batches far behind");
-    let heavy_before = handled[..last_light_far]
-        .iter()
-        .filter(|(name, _)| *name == "heavy")
-        .count();
+    let heavy_before = handled_before_last_of(&handled, "light", "heavy", head, gate.behind());
     assert!(
         heavy_before <= lightwidget_projections::gate::FIRST_BATCHES as usize + 1,
         "the heavy runner handled {heavy_before} batches before the light one neared the head: \
@@ -695,8 +731,8 @@ async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
 }
 
 /// A runner of few events far behind (one type of the log's) goes before one of many, at the
-/// same cost per event, before either is measured (issue 28): its events, counted, rank it
-/// first. The other handles at most its first batch, if its read came back first, and one
+/// same cost per event (issue 28): its events, counted, rank it first until measured, and its
+/// pace then. The other handles at most its first batch, if its read came back first, and one
 /// more under way.
 async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
@@ -707,49 +743,19 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
         .await
         .expect("count");
     assert!(restored > 10 && restored < head / 4, "{restored} of {head}");
-    let batch = 10;
-    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
-        batch as u64,
-    ));
-    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let runner_of = |name, types| {
-        let slow = Slow {
-            name,
-            per_event: Duration::from_millis(2),
-            handled: handled.clone(),
-            types,
-        };
-        Arc::new(
-            Runner::new(t.store.clone(), t.views.clone(), Arc::new(slow))
-                .with_catch_up_gate(gate.clone())
-                .with_batch_size(batch)
-                .with_catch_up_batch(batch),
-        )
-    };
-    let many = runner_of("many", None);
-    let few = runner_of("few", Some(&["WidgetRestored"]));
-    let (stop_many, many_running) = run_until_stopped(&many);
-    let (stop_few, few_running) = run_until_stopped(&few);
-    for view in ["few", "many"] {
-        lightwidget_projections::wait_for_position(&*t.views, view, head, Duration::from_secs(60))
-            .await
-            .expect("the runner reached the head");
-    }
-    for (stop, running) in [(stop_many, many_running), (stop_few, few_running)] {
-        let _ = stop.send(());
-        running.await.expect("task").expect("run");
-    }
-    let handled = handled.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let last_few = handled
-        .iter()
-        .rposition(|&(name, _)| name == "few")
-        .expect("the runner of few events handled batches");
-    let many_before = handled[..last_few]
-        .iter()
-        .filter(|(name, _)| *name == "many")
-        .count();
-    // Ranked by the time each had (as before the counts), they took turns batch for batch:
-    // three or more of the many's batches before the few's last.
+    let cost = Duration::from_millis(2);
+    let (_, handled) = race_through_a_gate(
+        &t,
+        head,
+        10,
+        [
+            ("many", cost, None),
+            ("few", cost, Some(&["WidgetRestored"])),
+        ],
+    )
+    .await;
+    // Its last batch, wherever it ended.
+    let many_before = handled_before_last_of(&handled, "few", "many", head, 0);
     assert!(
         many_before <= 2,
         "the runner of many events handled {many_before} batches before the other's last: \
