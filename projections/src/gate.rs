@@ -4,21 +4,20 @@
 //! A fresh server starts every read model from nothing at once. On a small machine they then
 //! share its cores and the views file's one writer, and the heaviest (retention, which
 //! rewrites a document for every widget's access-log bucket) slowed the others to a third of
-//! their own rebuild speed (issue 28). Through a [`CatchUpGate`] a runner far behind handles
-//! its next batch only on its turn, and the turn goes to the runner whose remaining work is
-//! the least (its distance to the head times what a position cost it last time): the light
-//! read models catch up first, at nearly their own speed, and the heaviest last, having
-//! waited only for them. The total time to catch every one up stays that of the work itself.
+//! their own rebuild speed (issue 28). Through a [`CatchUpGate`] a runner far behind reads,
+//! handles and commits its batches only on its turn, and the turn goes to the runner whose
+//! remaining work is the least: the light read models catch up first, at nearly their own
+//! speed, and the heaviest last, having waited only for them. The total time to catch every
+//! one up stays that of the work itself (decisions 31, 32).
 //!
 //! Work is counted in the runner's own events (those of the types it reads, counted from the
 //! log's index on type and position), not in log positions: a read model of a few types far
-//! behind has little to do. A runner that has not yet handled a few batches on its turns
-//! ranks by its events left alone, before every measured one ([`Remaining`]), so that each is
-//! measured before it is ranked by time, the fewest events first. Its first batch is a small
-//! one ([`FIRST_BATCH`]): whichever runner's read comes back first takes the first turn,
-//! and holds it only briefly before the counts rank the rest. A runner only a batch or so
-//! behind does not ask for a turn at all (see [`GATED_BEHIND`]), so a runner following the
-//! head never waits behind a long catch-up.
+//! behind has little to do. Until its first batch has measured its pace, a runner ranks by
+//! its events left, before every measured one, which ranks by the seconds its events left
+//! should take ([`Remaining`]). That first batch is a small one ([`FIRST_BATCH`]), so that
+//! whoever asked first holds the first turn only briefly. A runner only a batch or so behind
+//! does not ask for a turn at all (see [`GATED_BEHIND`]), so a runner following the head
+//! never waits behind a long catch-up.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -653,11 +653,6 @@ impl Runner {
             let mut left = self.events_left(from, head).await?;
             let mut handled = 0u64;
             let mut cached = self.take_cache(from);
-            // A small first batch when it takes turns: a short first turn (see [`gate`]).
-            let first = match left {
-                0 => batch_size,
-                _ => batch_size.min(gate::FIRST_BATCH),
-            };
             // Far behind, even the first read waits for this runner's turn.
             if let Some(gate) = self.far_behind(head.saturating_sub(from), left) {
                 if turn.is_none() {
@@ -670,7 +665,7 @@ impl Runner {
                     tracing::debug!(view = %self.view, ?remaining, "catch-up: first turn");
                 }
             }
-            let mut reading = self.spawn_read(from, first);
+            let mut reading = self.spawn_read(from, read_size(batch_size, &turn, &pace));
             // The commit in flight, and its changes: the next batch reads them from here,
             // since the store has not got them yet.
             let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
@@ -756,13 +751,7 @@ impl Runner {
                         }
                     }
                 }
-                // Until its pace is measured, a runner on its turn reads small batches: the
-                // first measure is of a small batch read and handled (see [`gate`]).
-                let next = match &turn {
-                    Some(_) if !pace.measured() => batch_size.min(gate::FIRST_BATCH),
-                    _ => batch_size,
-                };
-                reading = self.spawn_read(to, next);
+                reading = self.spawn_read(to, read_size(batch_size, &turn, &pace));
                 let changes = self.prepare(batch, &mut cached, in_flight.as_mut()).await?;
                 handled += batch.events.len() as u64;
                 let next = InFlight::of(&changes);
@@ -1000,6 +989,16 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// The events to read next: until its pace is measured, a runner on its turn reads small
+/// batches, so that its first turn is short and its first measure is of a small batch read
+/// and handled (see [`gate`]).
+fn read_size(batch_size: usize, turn: &Option<gate::Turn<'_>>, pace: &gate::Pace) -> usize {
+    match turn {
+        Some(_) if !pace.measured() => batch_size.min(gate::FIRST_BATCH),
+        _ => batch_size,
     }
 }
 
