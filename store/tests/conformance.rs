@@ -1195,6 +1195,25 @@ async fn reads_of_some_types_scan_to_the_head(backend: Backend) {
         .await
         .expect("read");
     assert!(none.is_empty());
+    // Several types (one named twice): the first events of any of them in log order, each
+    // once, whichever type holds them; the scan ends at the last one returned.
+    for (after, limit) in [(0, 4), (2, 5), (head - 5, 3), (0, 10), (head - 3, 10)] {
+        let (read, end) = store
+            .read_all_light_of(after, limit, &["TestHappened", "Rare", "Rare", "Never"])
+            .await
+            .expect("read");
+        let positions: Vec<u64> = read.iter().map(|e| e.position).collect();
+        let expected: Vec<u64> = (after + 1..=head).take(limit).collect();
+        assert_eq!(positions, expected, "after {after}, limit {limit}");
+        for e in &read {
+            let n = e.position - (head - 10);
+            assert_eq!(e.data, json!({ "n": n }).to_string());
+            let rare = n % 3 == 0;
+            assert_eq!(e.event_type, if rare { "Rare" } else { "TestHappened" });
+        }
+        let full = expected.len() == limit;
+        assert_eq!(end, if full { expected[limit - 1] } else { head });
+    }
     // Counted, between two positions (after the first, up to the second).
     let count = |after, to, types: &'static [&'static str]| {
         let store = &store;

@@ -5,6 +5,8 @@
 mod conformance;
 #[path = "postgres_atomicity.rs"]
 mod postgres_atomicity;
+#[path = "postgres_statistics.rs"]
+mod postgres_statistics;
 #[path = "sqlite_files.rs"]
 mod sqlite_files;
 #[path = "views.rs"]
