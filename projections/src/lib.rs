@@ -502,6 +502,39 @@ async fn join<T>(task: tokio::task::JoinHandle<T>) -> Result<T, ProjectionError>
     task.await.map_err(|e| ProjectionError::Task(e.to_string()))
 }
 
+/// A catch-up's commit in flight: it takes the view's checkpoint to `to`, and the next batch
+/// reads the documents it writes from `docs`, since the store has not got them yet.
+struct Pending {
+    to: u64,
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    docs: InFlight,
+}
+
+/// What became of a commit in flight once awaited.
+enum Landed {
+    /// None was in flight.
+    Nothing,
+    /// It landed: the checkpoint is its `to`.
+    At(u64),
+    /// Refused: another runner moved the checkpoint first.
+    Refused,
+}
+
+/// Awaits the commit in flight, if any; when it landed, its documents go into `cached`.
+async fn land(pending: Option<Pending>, cached: &mut DocMap) -> Result<Landed, ProjectionError> {
+    let Some(p) = pending else {
+        return Ok(Landed::Nothing);
+    };
+    match join(p.task).await? {
+        Ok(()) => {
+            p.docs.land(cached);
+            Ok(Landed::At(p.to))
+        }
+        Err(StoreError::Conflict { .. }) => Ok(Landed::Refused),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runner").field("view", &self.view).finish()
@@ -651,10 +684,18 @@ impl Runner {
             };
             // The events of this runner's types up to there, and those handled since.
             let mut left = self.events_left(from, head).await?;
+            tracing::debug!(view = %self.view, from, head, left, "catch-up: counted");
+            // Far behind with few events of its types: no turns, and none for the others
+            // until this catch-up ends.
+            let _light = self
+                .gate
+                .as_deref()
+                .filter(|g| left > 0 && left < g.behind())
+                .map(|g| g.light());
             let mut handled = 0u64;
             let mut cached = self.take_cache(from);
             // Far behind, even the first read waits for this runner's turn.
-            if let Some(gate) = self.far_behind(head.saturating_sub(from), left) {
+            if let Some(gate) = self.far_behind(left) {
                 if turn.is_none() {
                     let remaining = pace.remaining(left);
                     tokio::select! {
@@ -666,11 +707,7 @@ impl Runner {
                 }
             }
             let mut reading = self.spawn_read(from, read_size(batch_size, &turn, &pace));
-            // The commit in flight, and its changes: the next batch reads them from here,
-            // since the store has not got them yet.
-            let mut committing: Option<(u64, tokio::task::JoinHandle<Result<(), StoreError>>)> =
-                None;
-            let mut in_flight: Option<InFlight> = None;
+            let mut pending: Option<Pending> = None;
             loop {
                 let batch = tokio::select! {
                     biased;
@@ -686,24 +723,18 @@ impl Runner {
                 let next_batch = batch.as_ref().and_then(|b| b.scanned_to.map(|to| (b, to)));
                 let Some((batch, to)) = next_batch else {
                     // The commit in flight lands before this returns.
-                    if let Some((done, commit)) = committing.take() {
-                        match join(commit).await? {
-                            Ok(()) => {
-                                if let Some(landed) = in_flight.take() {
-                                    landed.land(&mut cached);
-                                }
-                                self.keep_cache(done, cached);
-                                from = done;
-                            }
-                            Err(StoreError::Conflict { .. }) if batch.is_some() => {
-                                continue 'restart
-                            }
-                            // Stopped, and the commit refused: another runner moved the
-                            // checkpoint; the next start reads it.
-                            Err(StoreError::Conflict { .. }) => return Ok(CaughtUp::Stopped),
-                            Err(e) => return Err(e.into()),
+                    match land(pending.take(), &mut cached).await? {
+                        Landed::At(done) => {
+                            self.keep_cache(done, cached);
+                            from = done;
                         }
+                        Landed::Refused if batch.is_some() => continue 'restart,
+                        // Stopped, and the commit refused: another runner moved the
+                        // checkpoint; the next start reads it.
+                        Landed::Refused => return Ok(CaughtUp::Stopped),
+                        Landed::Nothing => {}
                     }
+                    tracing::debug!(view = %self.view, at = from, handled, "catch-up: ended");
                     return Ok(match batch {
                         Some(_) => CaughtUp::To(from),
                         None => CaughtUp::Stopped,
@@ -717,24 +748,16 @@ impl Runner {
                 // Far behind, this runner reads, handles and commits only on its turn: it
                 // keeps the turn, or lands its commit in flight and gives the turn up to a
                 // runner with less work waiting, then waits for it again.
-                match self.far_behind(head.saturating_sub(to), left.saturating_sub(handled)) {
+                match self.far_behind(left.saturating_sub(handled)) {
                     None => turn = None,
                     Some(gate) => {
                         if let Some(held) = turn.as_mut() {
                             pace.record_since(held, handled);
                         }
                         let remaining = pace.remaining(left.saturating_sub(handled));
-                        if turn.is_none() || gate.less_waiting(remaining) {
-                            if let Some((_, commit)) = committing.take() {
-                                match join(commit).await? {
-                                    Ok(()) => {
-                                        if let Some(landed) = in_flight.take() {
-                                            landed.land(&mut cached);
-                                        }
-                                    }
-                                    Err(StoreError::Conflict { .. }) => continue 'restart,
-                                    Err(e) => return Err(e.into()),
-                                }
+                        if turn.is_none() || gate.others_first(remaining) {
+                            if let Landed::Refused = land(pending.take(), &mut cached).await? {
+                                continue 'restart;
                             }
                             // Given up before the wait: the gate is free for the others.
                             drop(turn.take());
@@ -752,50 +775,40 @@ impl Runner {
                     }
                 }
                 reading = self.spawn_read(to, read_size(batch_size, &turn, &pace));
-                let changes = self.prepare(batch, &mut cached, in_flight.as_mut()).await?;
+                let in_flight = pending.as_mut().map(|p| &mut p.docs);
+                let changes = self.prepare(batch, &mut cached, in_flight).await?;
                 handled += batch.events.len() as u64;
-                let next = InFlight::of(&changes);
-                if let Some((_, commit)) = committing.take() {
-                    match join(commit).await? {
-                        Ok(()) => {
-                            if let Some(landed) = in_flight.take() {
-                                landed.land(&mut cached);
-                            }
-                        }
-                        Err(StoreError::Conflict { .. }) => {
-                            reading.abort();
-                            continue 'restart;
-                        }
-                        Err(e) => {
-                            reading.abort();
-                            return Err(e.into());
-                        }
-                    }
+                let docs = InFlight::of(&changes);
+                let landed = land(pending.take(), &mut cached).await;
+                if !matches!(landed, Ok(Landed::Nothing | Landed::At(_))) {
+                    reading.abort();
                 }
-                in_flight = Some(next);
+                if let Landed::Refused = landed? {
+                    continue 'restart;
+                }
                 let (views, view) = (self.views.clone(), self.view.clone());
                 let commit_from = from;
-                committing = Some((
+                pending = Some(Pending {
                     to,
-                    tokio::spawn(
-                        async move { views.commit(&view, commit_from, to, &changes).await },
-                    ),
-                ));
+                    task: tokio::spawn(async move {
+                        views.commit(&view, commit_from, to, &changes).await
+                    }),
+                    docs,
+                });
                 from = to;
             }
         }
     }
 
-    /// The gate, when this runner takes turns through one, is `behind` positions or more
-    /// behind the head, and has events of its types `left` there.
-    fn far_behind(&self, behind: u64, left: u64) -> Option<&gate::CatchUpGate> {
-        self.gate
-            .as_deref()
-            .filter(|g| behind >= g.behind() && left > 0)
+    /// The gate, when this runner takes turns through one and has `left` events of its
+    /// types to handle before the head: as many as the gate's threshold or more.
+    fn far_behind(&self, left: u64) -> Option<&gate::CatchUpGate> {
+        self.gate.as_deref().filter(|g| left >= g.behind())
     }
 
     /// With a gate, the events of this runner's types after `from` up to `head` when those
-    /// are far enough apart for turns (else 0: no turns are taken).
+    /// are far enough apart for turns (else 0: no turns are taken). Fewer positions than the
+    /// gate's threshold hold fewer events of any types, and are not counted.
     async fn events_left(&self, from: u64, head: u64) -> Result<u64, ProjectionError> {
         let Some(gate) = self.gate.as_deref() else {
             return Ok(0);

@@ -582,11 +582,11 @@ async fn a_cache_that_holds_nothing_changes_nothing(backend: Backend) {
 }
 
 /// [`WidgetStatus`] under another name, and slow: each event costs it `per_event` of CPU.
-/// Each batch it handles goes into `handled`, with its last position.
+/// Each batch it handles goes into `handled`, with its last position and its events.
 struct Slow {
     name: &'static str,
     per_event: Duration,
-    handled: Arc<std::sync::Mutex<Vec<(&'static str, u64)>>>,
+    handled: Arc<std::sync::Mutex<Vec<Handled>>>,
     /// The types it reads (all when `None`).
     types: Option<&'static [&'static str]>,
 }
@@ -611,7 +611,7 @@ impl Projection for Slow {
     fn handle_batch(&self, events: &[RecordedEvent], domain: &[DomainEvent], view: &mut Overlay) {
         if let Some(last) = events.last() {
             let mut handled = self.handled.lock().unwrap_or_else(|p| p.into_inner());
-            handled.push((self.name, last.position));
+            handled.push((self.name, last.position, events.len() as u64));
         }
         for (e, d) in events.iter().zip(domain) {
             self.handle(e, d, view);
@@ -619,12 +619,15 @@ impl Projection for Slow {
     }
 }
 
+/// A batch a slow runner handled: the runner's name, the batch's last position, its events.
+type Handled = (&'static str, u64, u64);
+
 /// A slow runner's name, its cost per event, and the types it reads (all when `None`).
 type SlowRunner = (&'static str, Duration, Option<&'static [&'static str]>);
 
 /// Runs these runners together from nothing, in batches of `batch`, through one catch-up gate
 /// that gates them `batch` positions behind, until each has reached `head`; returns the gate
-/// and which runner handled each batch, in order, with the batch's last position.
+/// and which runner handled each batch, in order, with the batch's last position and events.
 async fn race_through_a_gate(
     t: &TestStore,
     head: u64,
@@ -632,7 +635,7 @@ async fn race_through_a_gate(
     runners: [SlowRunner; 2],
 ) -> (
     Arc<lightwidget_projections::gate::CatchUpGate>,
-    Vec<(&'static str, u64)>,
+    Vec<Handled>,
 ) {
     let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
         batch as u64,
@@ -667,22 +670,28 @@ async fn race_through_a_gate(
     (gate, handled)
 }
 
-/// How many batches `other` handled before `runner`'s last batch that ended `far` or more
-/// positions short of `head`.
-fn handled_before_last_of(
-    handled: &[(&'static str, u64)],
-    runner: &str,
-    other: &str,
-    head: u64,
-    far: u64,
-) -> usize {
-    let last = handled
+/// How many batches `other` handled before `runner`'s last batch handled on a turn: the last
+/// that began with `gated` or more of its events left (it reaches the head, so its batches
+/// hold every event it had to handle).
+fn handled_before_last_of(handled: &[Handled], runner: &str, other: &str, gated: u64) -> usize {
+    let mut left: u64 = handled
         .iter()
-        .rposition(|&(name, at)| name == runner && head - at >= far)
-        .expect("the runner handled batches far behind");
+        .filter(|(name, ..)| *name == runner)
+        .map(|(.., events)| events)
+        .sum();
+    let mut last = None;
+    for (i, (name, _, events)) in handled.iter().enumerate() {
+        if *name == runner {
+            if left >= gated {
+                last = Some(i);
+            }
+            left -= events;
+        }
+    }
+    let last = last.expect("the runner handled batches on turns");
     handled[..last]
         .iter()
-        .filter(|(name, _)| *name == other)
+        .filter(|(name, ..)| *name == other)
         .count()
 }
 
@@ -707,7 +716,7 @@ async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
     // took the gate. Without the gate it handles a batch in 20 ms beside the light one, a
     // dozen or more of them (it was 130-140 positions of 850 on when the light one reached
     // the head, in a run without the gate).
-    let heavy_before = handled_before_last_of(&handled, "light", "heavy", head, gate.behind());
+    let heavy_before = handled_before_last_of(&handled, "light", "heavy", gate.behind());
     assert!(
         heavy_before <= lightwidget_projections::gate::FIRST_BATCHES as usize + 1,
         "the heavy runner handled {heavy_before} batches before the light one neared the head: \
@@ -756,7 +765,7 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
     .await;
     // Its last batch far behind: nearer the head it takes no turns, and the other may take
     // the gate while it ends.
-    let many_before = handled_before_last_of(&handled, "few", "many", head, gate.behind());
+    let many_before = handled_before_last_of(&handled, "few", "many", gate.behind());
     assert!(
         many_before <= 2,
         "the runner of many events handled {many_before} batches before the other's last: \
@@ -764,7 +773,57 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
     );
 }
 
+/// A runner with fewer events of its types left than the gate's threshold takes no turn
+/// (issue 28, decision 33), however many log positions it is behind: it reaches the head
+/// while another holds the gate's turn throughout.
+async fn a_runner_of_fewer_events_than_the_gate_takes_no_turn(backend: Backend) {
+    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
+    let head = history(&t, 100).await;
+    let restored = t
+        .store
+        .count_of(0, head, &["WidgetRestored"])
+        .await
+        .expect("count");
+    assert!(restored > 0 && restored < head / 4, "{restored} of {head}");
+    // A threshold above its events, far below the positions it is behind.
+    let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
+        restored + 1,
+    ));
+    let held = gate
+        .turn(lightwidget_projections::gate::Remaining::Events(0), 0)
+        .await;
+    let handled = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let few = Slow {
+        name: "few",
+        per_event: Duration::ZERO,
+        handled: handled.clone(),
+        types: Some(&["WidgetRestored"]),
+    };
+    let runner = Arc::new(
+        Runner::new(t.store.clone(), t.views.clone(), Arc::new(few))
+            .with_catch_up_gate(gate.clone())
+            .with_batch_size(10)
+            .with_catch_up_batch(10),
+    );
+    let (stop, running) = run_until_stopped(&runner);
+    lightwidget_projections::wait_for_position(&*t.views, "few", head, Duration::from_secs(60))
+        .await
+        .expect("the runner reached the head while the turn was held");
+    let _ = stop.send(());
+    running.await.expect("task").expect("run");
+    drop(held);
+    assert_eq!(gate.turns(), 1, "only the held turn was given");
+    let events: u64 = handled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(.., n)| n)
+        .sum();
+    assert_eq!(events, restored);
+}
+
 lightwidget_testkit::both!(
+    a_runner_of_fewer_events_than_the_gate_takes_no_turn,
     a_runner_of_few_events_far_behind_goes_first,
     the_lightest_runner_far_behind_catches_up_first,
     a_stop_during_catch_up_leaves_a_checkpointed_view,

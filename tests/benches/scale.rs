@@ -24,6 +24,8 @@
 //!
 //! It ends with a Markdown table per backend.
 //!
+//! `RUST_LOG` (e.g. `lightwidget_projections=debug`) prints the catch-up's turns and batches.
+//!
 //! `cargo bench -p lightwidget-tests --bench scale` (`LW_BENCH_BACKEND=postgres|sqlite` runs
 //! one backend; `LW_SCALE_ROWS`, a comma-separated subset of `append,catch-up,verify,memory`,
 //! runs only those rows; `LW_SCALE_PROJECTIONS`, a comma-separated list of read models,
@@ -586,6 +588,14 @@ async fn bench(backend: Backend, total: usize, secs: f64) -> Figures {
 }
 
 fn main() {
+    // `RUST_LOG` (e.g. `lightwidget_projections=debug`) prints the runners' turns and each
+    // batch's span as it closes, with its time: where a catch-up's time went.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .init();
+    }
     let total = count("LW_SCALE_EVENTS", 1_000_000);
     let secs = count("LW_BENCH_SECONDS", 5) as f64;
     let rt = tokio::runtime::Builder::new_multi_thread()
