@@ -739,11 +739,9 @@ async fn the_lightest_runner_far_behind_catches_up_first(backend: Backend) {
     assert!(gate.turns() > 0);
 }
 
-/// A runner of few events far behind (one type of the log's) goes before one of many, at the
-/// same cost per event (issue 28): its events, counted, rank it first until measured, and its
-/// pace then. The other handles at most its first batch, if its read came back first, and one
-/// more under way.
-async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
+/// A store with a history of 100 widgets, its head, and how many of its events restore a
+/// widget: more than ten, under a quarter of the log.
+async fn history_of_few_restorations(backend: Backend) -> (TestStore, u64, u64) {
     let t = TestStore::new(backend, Arc::new(SystemClock)).await;
     let head = history(&t, 100).await;
     let restored = t
@@ -752,6 +750,15 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
         .await
         .expect("count");
     assert!(restored > 10 && restored < head / 4, "{restored} of {head}");
+    (t, head, restored)
+}
+
+/// A runner of few events far behind (one type of the log's) goes before one of many, at the
+/// same cost per event (issue 28): its events, counted, rank it first until measured, and its
+/// pace then. The other handles at most its first batch, if its read came back first, and one
+/// more under way.
+async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
+    let (t, head, _) = history_of_few_restorations(backend).await;
     let cost = Duration::from_millis(2);
     let (gate, handled) = race_through_a_gate(
         &t,
@@ -763,8 +770,8 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
         ],
     )
     .await;
-    // Its last batch far behind: nearer the head it takes no turns, and the other may take
-    // the gate while it ends.
+    // Up to its last batch on a turn: with fewer events left it takes no turns, and the other
+    // may take the gate while it ends.
     let many_before = handled_before_last_of(&handled, "few", "many", gate.behind());
     assert!(
         many_before <= 2,
@@ -777,14 +784,7 @@ async fn a_runner_of_few_events_far_behind_goes_first(backend: Backend) {
 /// (issue 28, decision 33), however many log positions it is behind: it reaches the head
 /// while another holds the gate's turn throughout.
 async fn a_runner_of_fewer_events_than_the_gate_takes_no_turn(backend: Backend) {
-    let t = TestStore::new(backend, Arc::new(SystemClock)).await;
-    let head = history(&t, 100).await;
-    let restored = t
-        .store
-        .count_of(0, head, &["WidgetRestored"])
-        .await
-        .expect("count");
-    assert!(restored > 0 && restored < head / 4, "{restored} of {head}");
+    let (t, head, restored) = history_of_few_restorations(backend).await;
     // A threshold above its events, far below the positions it is behind.
     let gate = Arc::new(lightwidget_projections::gate::CatchUpGate::with_behind(
         restored + 1,
