@@ -178,11 +178,8 @@ impl PgEventStore {
         let start = read_head(&pool).await?.position;
         // A log filled by another process, or never analyzed, gets its statistics now (on a
         // task: the store opens without waiting for them).
-        spawn_analyze(
-            &pool,
-            start,
-            &Arc::new(std::sync::atomic::AtomicBool::new(false)),
-        );
+        let analyzing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_analyze(&pool, start, &analyzing);
         let (head_tx, head_rx) = watch::channel(start);
         let head_tx = Arc::new(head_tx);
         let (tx, rx) = mpsc::channel(4096);
@@ -192,8 +189,8 @@ impl PgEventStore {
             clock,
             rx,
             head_tx.clone(),
-            options.pre_commit_delay,
-            options.bench_without_tree,
+            options.clone(),
+            analyzing,
         ));
         let listener = match options.listen {
             true => {
@@ -307,12 +304,12 @@ async fn writer_loop(
     clock: Arc<dyn Clock>,
     mut rx: mpsc::Receiver<Pending>,
     head: Arc<watch::Sender<u64>>,
-    delay: Option<Duration>,
-    without_tree: bool,
+    options: PgOptions,
+    analyzing: Arc<std::sync::atomic::AtomicBool>,
 ) {
-    let mut cache = WriterCache::new(without_tree);
-    let analyzing = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The statistics are looked at when the store opens, and as the log grows.
+    let mut cache = WriterCache::new(options.bench_without_tree);
+    // The statistics were looked at when the store opened (`analyzing` is set while that
+    // runs), and are again as the log grows.
     let mut next_check = 0;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -334,7 +331,7 @@ async fn writer_loop(
         };
         let mut tx = PgTx {
             client: &client,
-            delay,
+            delay: options.pre_commit_delay,
         };
         if let Some(pos) =
             writer::run_batch(&mut tx, &mut cache, &master, || clock.now(), batch).await
